@@ -1,0 +1,303 @@
+//! `ev.toml`: every setting and limit of a game, with its default.
+//!
+//! Every limit a player or the network can push against is named here, so an
+//! operator can find and change it. Unknown keys are refused, so a typo is an
+//! error naming the file, line and key rather than a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub game: GameConfig,
+    pub portal: PortalConfig,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub supervisor: SupervisorConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GameConfig {
+    /// Shown on the welcome screen.
+    pub name: String,
+}
+
+impl Default for GameConfig {
+    fn default() -> Self {
+        Self {
+            name: "ev demo".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalConfig {
+    /// Telnet listener. Port 0 picks a free port (written to run/telnet.addr).
+    pub telnet: SocketAddr,
+    /// Webclient listener (the webclient itself is not built yet).
+    pub web: SocketAddr,
+    /// Longest input line in bytes; a longer line is refused with a message.
+    pub max_line_bytes: usize,
+    /// Inputs per session held while not yet applied by a server (e.g. during a
+    /// reload). When full the portal stops reading that socket; input is never dropped.
+    pub input_queue: usize,
+    /// Output lines queued per session. A client that falls this far behind is
+    /// disconnected, so it cannot stall the Link or other players.
+    pub output_queue: usize,
+    /// Open connections allowed from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Open connections in all.
+    pub max_connections: usize,
+    /// Largest number of sessions in one Sync chunk sent to a new server.
+    pub sync_chunk: usize,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            telnet: ([127, 0, 0, 1], 4000).into(),
+            web: ([127, 0, 0, 1], 4001).into(),
+            max_line_bytes: 4096,
+            input_queue: 256,
+            output_queue: 4096,
+            max_connections_per_ip: 64,
+            max_connections: 20_000,
+            sync_chunk: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The server binary. Empty: `ev-server` beside the supervisor's own binary.
+    /// A reload copies it to run/bin/<build-id> and starts the copy.
+    pub binary: PathBuf,
+    /// How long a new server may take to start and attach to the portal.
+    pub start_timeout_ms: u64,
+    /// How long the old server may take to finish its work on a reload or stop.
+    pub drain_timeout_ms: u64,
+    /// Most commands applied in one transaction (group commit).
+    pub max_batch: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            binary: PathBuf::new(),
+            start_timeout_ms: 10_000,
+            drain_timeout_ms: 10_000,
+            max_batch: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Survives a crash of any ev process (WAL + synchronous=NORMAL).
+    Normal,
+    /// Also survives power loss.
+    Full,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// SQLite file, relative to the game directory.
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            path: "data/game.db".into(),
+            synchronous: Synchronous::Normal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// argon2id memory cost in KiB (OWASP's minimum is 19456).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Failed logins on one connection before each further attempt is delayed.
+    pub failures_before_delay: u32,
+    /// The delay, in milliseconds.
+    pub failure_delay_ms: u64,
+    pub min_password_len: usize,
+    pub max_name_len: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            failures_before_delay: 3,
+            failure_delay_ms: 2_000,
+            min_password_len: 4,
+            max_name_len: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// A crashed server is restarted at once; from the second crash in a row
+    /// the wait doubles from this, up to `restart_backoff_max_ms`.
+    pub restart_backoff_ms: u64,
+    pub restart_backoff_max_ms: u64,
+    /// Crashes in a row before the supervisor stops restarting the server.
+    pub crash_loop_limit: u32,
+    /// How long `evctl stop` waits for every process to exit before killing.
+    pub stop_timeout_ms: u64,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            restart_backoff_ms: 250,
+            restart_backoff_max_ms: 10_000,
+            crash_loop_limit: 5,
+            stop_timeout_ms: 15_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`. A missing or malformed file is an error naming it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: describe(&e, text),
+        })?;
+        config.validate().map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("portal.max_line_bytes", self.portal.max_line_bytes),
+            ("portal.input_queue", self.portal.input_queue),
+            ("portal.output_queue", self.portal.output_queue),
+            ("portal.max_connections_per_ip", self.portal.max_connections_per_ip),
+            ("portal.max_connections", self.portal.max_connections),
+            ("portal.sync_chunk", self.portal.sync_chunk),
+            ("server.max_batch", self.server.max_batch),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("key `{key}` must be greater than 0"));
+            }
+        }
+        if self.auth.argon2_memory_kib < 8 * self.auth.argon2_parallelism.max(1) {
+            return Err("key `auth.argon2_memory_kib` must be at least 8 × parallelism".into());
+        }
+        if self.auth.argon2_iterations == 0 || self.auth.argon2_parallelism == 0 {
+            return Err("keys `auth.argon2_iterations` and `auth.argon2_parallelism` must be greater than 0".into());
+        }
+        Ok(())
+    }
+
+    /// The file `evctl init` writes: every default, with the given addresses.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// toml's message, reworded to lead with the line number.
+fn describe(e: &toml::de::Error, text: &str) -> String {
+    let line = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let message = e.message().trim_end_matches('.');
+    let snippet = line
+        .and_then(|l| text.lines().nth(l - 1))
+        .map(|s| format!(" (`{}`)", s.trim()))
+        .unwrap_or_default();
+    match line {
+        Some(line) => format!("line {line}: {message}{snippet}"),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/g/ev.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn written_defaults_read_back() {
+        let c = Config::default();
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = parse("[portal]\nmax_line_bytes = 10\ntelnett = \"x\"\n").unwrap_err();
+        assert!(err.starts_with("/g/ev.toml: line 3"), "{err}");
+        assert!(err.contains("telnett"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let err = parse("[auth]\nargon2_iterations = \"two\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("argon2_iterations"), "{err}");
+    }
+
+    #[test]
+    fn zero_limit_refused() {
+        let err = parse("[portal]\ninput_queue = 0\n").unwrap_err();
+        assert!(err.contains("portal.input_queue"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_names_it() {
+        let err = Config::load(Path::new("/nonexistent/ev.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/ev.toml"));
+    }
+}

@@ -1,0 +1,32 @@
+//! ev: shared pieces of the portal, the server, the supervisor and evctl.
+//!
+//! # Layout
+//! - [`pb`]: the generated Link and Control protobuf types (protos/). Only the
+//!   `link` modules of the portal and server, the supervisor's `control` and
+//!   evctl use them; game logic never sees a prost struct.
+//! - [`config`]: `ev.toml`, its defaults and its error messages.
+//! - [`gamedir`]: the layout of a game directory (run/, data/, logs/) and the
+//!   socket paths in it.
+//! - [`uds`]: tonic over Unix sockets, both ends.
+//! - [`logging`]: tracing to a file under logs/.
+//! - [`version`]: the Link protocol version and this build's id.
+//! - [`sys`]: the only module with `unsafe`: detaching a process from its terminal.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod gamedir;
+pub mod logging;
+pub mod sys;
+pub mod uds;
+pub mod version;
+
+/// Generated protobuf types. Package names carry a version so a breaking
+/// schema can live beside the old one.
+pub mod pb {
+    pub mod link {
+        tonic::include_proto!("ev.link.v1");
+    }
+    pub mod control {
+        tonic::include_proto!("ev.control.v1");
+    }
+}

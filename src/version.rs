@@ -1,0 +1,15 @@
+//! The Link protocol version and this build's identity.
+
+/// A peer with a different major is refused. Bump it for any change an older
+/// peer would misread; additions only bump [`LINK_MINOR`].
+pub const LINK_MAJOR: u32 = 1;
+pub const LINK_MINOR: u32 = 0;
+
+/// The crate version; build ids of server binaries are content hashes taken by
+/// the supervisor (see `run/bin/`), this is what a process says of itself.
+pub const PKG_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `major.minor`, as printed in messages.
+pub fn link_version() -> String {
+    format!("{LINK_MAJOR}.{LINK_MINOR}")
+}
