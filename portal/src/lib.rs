@@ -1,1 +1,144 @@
-//! ev-portal
+//! ev-portal: the long-lived process that holds every player connection.
+//!
+//! # Layout
+//! - `listener`: accepts telnet connections, enforces the connection limits.
+//! - `session`: one task per connection: socket ⇄ `telnet` ⇄ hub, with
+//!   bounded input credit and a bounded output queue.
+//! - `telnet`: the sans-IO telnet parser and line assembler.
+//! - `hub`: the one owner of the session table; routes input to the active
+//!   server, output to players, and runs the reload hand-over.
+//! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock; the only
+//!   module that sees protobuf types.
+//!
+//! Data flows one way: connection → session → hub → Link → server, and
+//! server → Link → hub → session → connection.
+#![forbid(unsafe_code)]
+
+mod hub;
+mod link;
+mod listener;
+mod session;
+pub mod telnet;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use ev::config::Config;
+use ev::gamedir::GameDir;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long connection tasks get to flush their last output at exit.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Runs the portal until `shutdown` resolves or PortalAdmin.Shutdown completes.
+pub async fn run(
+    game: GameDir,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    game.check_socket_paths()?;
+    game.create_dirs()?;
+    let listener = tokio::net::TcpListener::bind(config.portal.telnet)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the telnet listener on {} (portal.telnet in ev.toml)",
+                config.portal.telnet
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let addr_file = game.telnet_addr_path();
+    std::fs::write(addr_file.with_extension("tmp"), format!("{addr}\n"))
+        .and_then(|()| std::fs::rename(addr_file.with_extension("tmp"), &addr_file))
+        .with_context(|| format!("writing {}", addr_file.display()))?;
+    tracing::info!(%addr, "telnet listening");
+
+    let stop_accepting = CancellationToken::new();
+    let stop_link = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (hub_tx, hub_rx) = hub::channel();
+    let hub = hub::Hub::new(
+        hub_rx,
+        hub_tx.clone(),
+        config.portal.sync_chunk,
+        addr.to_string(),
+        stop_accepting.clone(),
+    );
+
+    let link_stop = stop_link.clone();
+    let link = tokio::spawn({
+        let socket = game.link_socket();
+        let hub_tx = hub_tx.clone();
+        async move { link::serve(&socket, hub_tx, link_stop.cancelled_owned()).await }
+    });
+    let limits = listener::Limits {
+        max_line: config.portal.max_line_bytes,
+        input_queue: config.portal.input_queue,
+        output_queue: config.portal.output_queue,
+        per_ip: config.portal.max_connections_per_ip,
+        total: config.portal.max_connections,
+    };
+    let accept = tokio::spawn(listener::run(
+        listener,
+        hub_tx.clone(),
+        limits,
+        stop_accepting.clone(),
+        tracker.clone(),
+    ));
+
+    let hub_task = tokio::spawn(hub.run());
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => {
+            tracing::info!("signal: shutting down");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            hub_tx.send(hub::HubEvent::Admin(hub::AdminRequest::Shutdown {
+                message: "The game is shutting down. Goodbye!".into(),
+                timeout: Duration::from_millis(config.server.drain_timeout_ms),
+                reply: tx,
+            }));
+            let _ = rx.await;
+        }
+        r = link => {
+            stop_accepting.cancel();
+            r.context("Link service task")??;
+            anyhow::bail!("the Link service stopped");
+        }
+        _ = hub_task => {}
+    }
+    stop_accepting.cancel();
+    let _ = accept.await;
+    tracker.close();
+    if tokio::time::timeout(FLUSH_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not flush within {FLUSH_DEADLINE:?}");
+    }
+    stop_link.cancel();
+    let _ = std::fs::remove_file(game.link_socket());
+    tracing::info!("portal stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT. SIGHUP is ignored: the portal outlives
+/// terminals and reloads, and must never stop because of one.
+pub async fn signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => tracing::info!("SIGHUP ignored by the portal"),
+        }
+    }
+}

@@ -1,1 +1,33 @@
-fn main() {}
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The ev portal: holds player connections while servers come and go.
+/// Normally started by the supervisor (`evctl start`).
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Game directory (default: $EV_GAME_DIR, else the current directory).
+    #[arg(short = 'g', long)]
+    game_dir: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    ev::logging::init("portal", 0);
+    let game = ev::gamedir::GameDir::resolve(args.game_dir);
+    let result = async {
+        let config = ev::config::Config::load(&game.config_path())?;
+        ev_portal::run(game, config, ev_portal::signals()).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("ev-portal: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

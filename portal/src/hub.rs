@@ -1,0 +1,874 @@
+//! The hub: sole owner of the session table and of which server serves.
+//!
+//! One task, fed by one channel: connections (opened, input, closed), servers
+//! (attached, their events, detached) and the supervisor's admin requests. It
+//! never awaits anything but its own channel, so a slow server or a slow
+//! player can never stall it; everything it sends goes through unbounded
+//! channels whose size is bounded elsewhere (input credit per session, output
+//! queue per session).
+//!
+//! # Exactly-once input
+//! Each input gets the next per-session seq and stays in the session's
+//! `pending` queue until the server acks it. A server that goes away before
+//! acking (crash, drain) leaves the inputs there; the next server gets them
+//! again after its Sync and skips those its database says it applied.
+//!
+//! # Hand-over
+//! `Promote(B)`: stop sending input (it queues), `Drain` the active server A.
+//! On A's `Drained` (or A vanishing) B becomes active: a Sync of every session
+//! in chunks, then every pending input in order. B's `Ready` ends the switch;
+//! the time from Drain to Ready is the dark time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::link::{
+    FromServer, Hello, MAX_EVENTS_PER_MESSAGE, PortalPart, Role, ServerPart, SessionId, Snapshot,
+    ToServer,
+};
+
+pub type ConnId = u64;
+
+/// Text or a close request for one player's connection task.
+#[derive(Debug)]
+pub enum Outbound {
+    Text(String),
+    Close(String),
+}
+
+pub enum HubEvent {
+    Opened {
+        portal: PortalPart,
+        out: mpsc::Sender<Outbound>,
+        credits: Arc<Semaphore>,
+        kill: CancellationToken,
+    },
+    Input {
+        session: SessionId,
+        text: String,
+    },
+    Closed {
+        session: SessionId,
+        reason: String,
+    },
+    Attach {
+        conn: ConnId,
+        hello: Hello,
+        tx: mpsc::UnboundedSender<Vec<ToServer>>,
+    },
+    FromServer {
+        conn: ConnId,
+        events: Vec<FromServer>,
+    },
+    Detached {
+        conn: ConnId,
+        reason: String,
+    },
+    Admin(AdminRequest),
+    SwitchTimeout {
+        switch: u64,
+    },
+}
+
+pub struct StatusInfo {
+    pub sessions: u64,
+    pub logged_in: u64,
+    pub servers: Vec<(Hello, Role)>,
+    pub buffered_inputs: u64,
+    pub telnet_addr: String,
+    pub started_at_ms: u64,
+}
+
+pub struct Promoted {
+    pub dark: Duration,
+    pub sessions: u64,
+}
+
+pub enum AdminRequest {
+    Status(oneshot::Sender<StatusInfo>),
+    WaitAttached {
+        generation: u64,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Promote {
+        generation: u64,
+        timeout: Duration,
+        reply: oneshot::Sender<Result<Promoted, String>>,
+    },
+    Notice {
+        text: String,
+    },
+    Shutdown {
+        message: String,
+        timeout: Duration,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A cloneable handle for sending to the hub; sending never blocks.
+#[derive(Clone)]
+pub struct HubSender(mpsc::UnboundedSender<HubEvent>);
+
+impl HubSender {
+    pub fn send(&self, event: HubEvent) {
+        // Fails only once the hub has ended, when nobody is left to tell.
+        let _ = self.0.send(event);
+    }
+}
+
+pub fn channel() -> (HubSender, mpsc::UnboundedReceiver<HubEvent>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (HubSender(tx), rx)
+}
+
+struct Session {
+    portal: PortalPart,
+    server: ServerPart,
+    last_seq: u64,
+    acked: u64,
+    /// Inputs not yet acked, oldest first: (seq, text).
+    pending: VecDeque<(u64, String)>,
+    /// Highest seq handed to the active server.
+    sent: u64,
+    out: Option<mpsc::Sender<Outbound>>,
+    credits: Arc<Semaphore>,
+    kill: CancellationToken,
+    /// The connection has gone; kept while inputs are still owed to a server.
+    closed: Option<String>,
+    closed_sent: bool,
+}
+
+struct Server {
+    hello: Hello,
+    tx: mpsc::UnboundedSender<Vec<ToServer>>,
+    batch: Vec<ToServer>,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Phase {
+    /// Waiting for the old server's Drained.
+    Draining,
+    /// The new server has its Sync; waiting for its Ready.
+    Syncing,
+}
+
+struct Switch {
+    id: u64,
+    to: ConnId,
+    phase: Phase,
+    started: Instant,
+    reply: Option<oneshot::Sender<Result<Promoted, String>>>,
+}
+
+enum Stopping {
+    No,
+    /// Waiting for the server to apply what it was sent.
+    Draining(oneshot::Sender<()>),
+    Done,
+}
+
+pub struct Hub {
+    rx: mpsc::UnboundedReceiver<HubEvent>,
+    me: HubSender,
+    sessions: HashMap<SessionId, Session>,
+    servers: HashMap<ConnId, Server>,
+    /// The server that gets input. None while none is attached or during a drain.
+    active: Option<ConnId>,
+    /// The server finishing its last inputs before it exits.
+    draining: Option<ConnId>,
+    switch: Option<Switch>,
+    next_switch: u64,
+    refused: HashMap<u64, String>,
+    attach_waiters: Vec<(u64, oneshot::Sender<Result<(), String>>)>,
+    stopping: Stopping,
+    sync_chunk: usize,
+    telnet_addr: String,
+    started_at_ms: u64,
+    /// Cancelled when the portal should stop accepting connections.
+    stop_accepting: CancellationToken,
+}
+
+impl Hub {
+    pub fn new(
+        rx: mpsc::UnboundedReceiver<HubEvent>,
+        me: HubSender,
+        sync_chunk: usize,
+        telnet_addr: String,
+        stop_accepting: CancellationToken,
+    ) -> Hub {
+        Hub {
+            rx,
+            me,
+            sessions: HashMap::new(),
+            servers: HashMap::new(),
+            active: None,
+            draining: None,
+            switch: None,
+            next_switch: 1,
+            refused: HashMap::new(),
+            attach_waiters: Vec::new(),
+            stopping: Stopping::No,
+            sync_chunk: sync_chunk.max(1),
+            telnet_addr,
+            started_at_ms: now_ms(),
+            stop_accepting,
+        }
+    }
+
+    /// Runs until a shutdown completes or every sender is gone.
+    pub async fn run(mut self) {
+        while let Some(event) = self.rx.recv().await {
+            self.handle(event);
+            // Take whatever else is ready, so one Link message carries many events.
+            let mut n = 0;
+            while n < 4096 {
+                match self.rx.try_recv() {
+                    Ok(event) => self.handle(event),
+                    Err(_) => break,
+                }
+                n += 1;
+            }
+            self.flush();
+            if matches!(self.stopping, Stopping::Done) {
+                break;
+            }
+        }
+    }
+
+    fn handle(&mut self, event: HubEvent) {
+        match event {
+            HubEvent::Opened {
+                portal,
+                out,
+                credits,
+                kill,
+            } => self.opened(portal, out, credits, kill),
+            HubEvent::Input { session, text } => self.input(session, text),
+            HubEvent::Closed { session, reason } => self.closed(session, reason),
+            HubEvent::Attach { conn, hello, tx } => self.attach(conn, hello, tx),
+            HubEvent::FromServer { conn, events } => {
+                for event in events {
+                    self.from_server(conn, event);
+                }
+            }
+            HubEvent::Detached { conn, reason } => self.detached(conn, reason),
+            HubEvent::Admin(request) => self.admin(request),
+            HubEvent::SwitchTimeout { switch } => self.switch_timeout(switch),
+        }
+    }
+
+    // === connections ===
+
+    fn opened(
+        &mut self,
+        portal: PortalPart,
+        out: mpsc::Sender<Outbound>,
+        credits: Arc<Semaphore>,
+        kill: CancellationToken,
+    ) {
+        let id = portal.id;
+        if !matches!(self.stopping, Stopping::No) {
+            let _ = out.try_send(Outbound::Close("the game is shutting down".into()));
+            return;
+        }
+        self.sessions.insert(
+            id,
+            Session {
+                portal: portal.clone(),
+                server: ServerPart::default(),
+                last_seq: 0,
+                acked: 0,
+                pending: VecDeque::new(),
+                sent: 0,
+                out: Some(out),
+                credits,
+                kill,
+                closed: None,
+                closed_sent: false,
+            },
+        );
+        if let Some(active) = self.active {
+            self.push(active, ToServer::Opened(portal));
+        }
+    }
+
+    fn input(&mut self, session: SessionId, text: String) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        s.last_seq += 1;
+        let seq = s.last_seq;
+        s.pending.push_back((seq, text.clone()));
+        if let Some(active) = self.active {
+            s.sent = seq;
+            self.push(active, ToServer::Input { session, seq, text });
+        }
+    }
+
+    fn closed(&mut self, session: SessionId, reason: String) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        s.out = None;
+        s.closed = Some(reason);
+        self.settle_closed(session);
+    }
+
+    /// Tells the server a closed session is gone once every input of it has
+    /// been handed over, and forgets the session once they are all acked.
+    fn settle_closed(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let Some(reason) = s.closed.clone() else {
+            return;
+        };
+        match self.active {
+            Some(active) if !s.closed_sent && s.sent == s.last_seq => {
+                s.closed_sent = true;
+                self.push(active, ToServer::Closed { session, reason });
+            }
+            None if s.pending.is_empty() => {
+                // No server to tell; the next one is never told of it.
+                s.closed_sent = true;
+            }
+            _ => {}
+        }
+        let s = &self.sessions[&session];
+        if s.closed_sent && s.pending.is_empty() {
+            self.sessions.remove(&session);
+        }
+    }
+
+    fn send_to_player(&mut self, session: SessionId, message: Outbound) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let Some(out) = &s.out else { return };
+        if let Err(e) = out.try_send(message) {
+            if let mpsc::error::TrySendError::Full(_) = e {
+                tracing::warn!(
+                    session,
+                    "output queue full: disconnecting a client that stopped reading"
+                );
+            }
+            s.kill.cancel();
+            s.out = None;
+        }
+    }
+
+    fn notice_all(&mut self, text: &str) {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.send_to_player(id, Outbound::Text(text.to_string()));
+        }
+    }
+
+    // === servers ===
+
+    fn attach(&mut self, conn: ConnId, hello: Hello, tx: mpsc::UnboundedSender<Vec<ToServer>>) {
+        if hello.major != ev::version::LINK_MAJOR {
+            let refused = format!(
+                "link version mismatch: server speaks {}.{}, portal speaks {}",
+                hello.major,
+                hello.minor,
+                ev::version::link_version()
+            );
+            tracing::error!(generation = hello.generation, pid = hello.pid, "{refused}");
+            let _ = tx.send(vec![ToServer::Hello {
+                role: Role::Standby,
+                refused: refused.clone(),
+            }]);
+            self.resolve_waiters(hello.generation, Err(refused.clone()));
+            self.refused.insert(hello.generation, refused);
+            return;
+        }
+        let role = if self.active.is_none()
+            && self.draining.is_none()
+            && self.switch.is_none()
+            && matches!(self.stopping, Stopping::No)
+        {
+            Role::Active
+        } else {
+            Role::Standby
+        };
+        tracing::info!(
+            conn,
+            generation = hello.generation,
+            pid = hello.pid,
+            build = %hello.build_id,
+            ?role,
+            "server attached"
+        );
+        let generation = hello.generation;
+        self.servers.insert(
+            conn,
+            Server {
+                hello,
+                tx,
+                batch: Vec::new(),
+            },
+        );
+        self.push(
+            conn,
+            ToServer::Hello {
+                role,
+                refused: String::new(),
+            },
+        );
+        if role == Role::Active {
+            self.activate(conn);
+        }
+        self.resolve_waiters(generation, Ok(()));
+    }
+
+    fn resolve_waiters(&mut self, generation: u64, result: Result<(), String>) {
+        let waiters = std::mem::take(&mut self.attach_waiters);
+        for (g, reply) in waiters {
+            if g == generation {
+                let _ = reply.send(result.clone());
+            } else if !reply.is_closed() {
+                self.attach_waiters.push((g, reply));
+            }
+        }
+    }
+
+    /// Makes `conn` the server that gets input: every session, then every
+    /// input not yet acked, in order.
+    fn activate(&mut self, conn: ConnId) {
+        self.active = Some(conn);
+        let mut snapshots: Vec<Snapshot> = Vec::with_capacity(self.sync_chunk);
+        let mut chunks = Vec::new();
+        for s in self.sessions.values() {
+            if s.closed_sent {
+                continue;
+            }
+            snapshots.push(Snapshot {
+                portal: s.portal.clone(),
+                server: s.server.clone(),
+                acked_seq: s.acked,
+            });
+            if snapshots.len() == self.sync_chunk {
+                chunks.push(std::mem::take(&mut snapshots));
+            }
+        }
+        chunks.push(snapshots);
+        let n = chunks.len();
+        for (i, sessions) in chunks.into_iter().enumerate() {
+            self.push(
+                conn,
+                ToServer::Sync {
+                    sessions,
+                    last: i + 1 == n,
+                },
+            );
+        }
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if s.closed_sent {
+                continue;
+            }
+            let inputs: Vec<ToServer> = s
+                .pending
+                .iter()
+                .map(|(seq, text)| ToServer::Input {
+                    session: id,
+                    seq: *seq,
+                    text: text.clone(),
+                })
+                .collect();
+            s.sent = s.last_seq;
+            for input in inputs {
+                self.push(conn, input);
+            }
+            self.settle_closed(id);
+        }
+    }
+
+    fn from_server(&mut self, conn: ConnId, event: FromServer) {
+        match event {
+            FromServer::Output { session, text } => {
+                self.send_to_player(session, Outbound::Text(text))
+            }
+            FromServer::Ack { session, seq } => self.ack(session, seq),
+            FromServer::Update { session, server } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.server = server;
+                }
+            }
+            FromServer::Disconnect { session, reason } => {
+                self.send_to_player(session, Outbound::Close(reason))
+            }
+            FromServer::Drained => self.drained(conn),
+            FromServer::Ready { sessions } => self.ready(conn, sessions),
+            FromServer::Heartbeat { nonce, reply } => {
+                if !reply {
+                    self.push(conn, ToServer::Heartbeat { nonce, reply: true });
+                }
+            }
+        }
+    }
+
+    fn ack(&mut self, session: SessionId, seq: u64) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let mut freed = 0;
+        while s.pending.front().is_some_and(|(n, _)| *n <= seq) {
+            s.pending.pop_front();
+            freed += 1;
+        }
+        s.acked = s.acked.max(seq);
+        s.credits.add_permits(freed);
+        if s.closed.is_some() {
+            self.settle_closed(session);
+        }
+    }
+
+    fn drained(&mut self, conn: ConnId) {
+        if self.draining != Some(conn) {
+            tracing::warn!(conn, "Drained from a server that was not draining");
+            return;
+        }
+        tracing::info!(conn, "old server drained");
+        self.draining = None;
+        self.after_drain();
+    }
+
+    /// The old server is done (drained or gone): hand over or finish stopping.
+    fn after_drain(&mut self) {
+        if let Stopping::Draining(_) = self.stopping {
+            self.finish_stop();
+            return;
+        }
+        let Some(switch) = &mut self.switch else {
+            return;
+        };
+        if switch.phase != Phase::Draining {
+            return;
+        }
+        switch.phase = Phase::Syncing;
+        let to = switch.to;
+        if self.servers.contains_key(&to) {
+            self.activate(to);
+        } else {
+            self.fail_switch("the new server went away before the hand-over".into());
+        }
+    }
+
+    fn ready(&mut self, conn: ConnId, sessions: u64) {
+        let Some(switch) = &mut self.switch else {
+            tracing::info!(conn, sessions, "server ready");
+            return;
+        };
+        if switch.to != conn || switch.phase != Phase::Syncing {
+            return;
+        }
+        let dark = switch.started.elapsed();
+        tracing::info!(
+            conn,
+            sessions,
+            dark_us = dark.as_micros() as u64,
+            "hand-over complete"
+        );
+        if let Some(reply) = switch.reply.take() {
+            let _ = reply.send(Ok(Promoted { dark, sessions }));
+        }
+        self.switch = None;
+        self.notice_all("[ev] Reload complete.");
+    }
+
+    fn fail_switch(&mut self, error: String) {
+        tracing::error!("hand-over failed: {error}");
+        if let Some(mut switch) = self.switch.take()
+            && let Some(reply) = switch.reply.take()
+        {
+            let _ = reply.send(Err(error));
+        }
+    }
+
+    fn detached(&mut self, conn: ConnId, reason: String) {
+        let Some(server) = self.servers.remove(&conn) else {
+            return;
+        };
+        tracing::info!(
+            conn,
+            generation = server.hello.generation,
+            pid = server.hello.pid,
+            "server detached: {reason}"
+        );
+        if self.active == Some(conn) {
+            self.active = None;
+            // Whatever it did not ack goes to the next server.
+            for s in self.sessions.values_mut() {
+                s.sent = s.acked;
+                s.closed_sent = s.closed_sent && s.pending.is_empty();
+            }
+            if let Some(switch) = &self.switch
+                && switch.to == conn
+            {
+                self.fail_switch(format!(
+                    "the new server went away during the hand-over: {reason}"
+                ));
+            }
+        }
+        if self.draining == Some(conn) {
+            self.draining = None;
+            for s in self.sessions.values_mut() {
+                s.sent = s.acked;
+            }
+            self.after_drain();
+        }
+        if let Some(switch) = &self.switch
+            && switch.to == conn
+        {
+            self.fail_switch(format!("the new server went away: {reason}"));
+        }
+        // A standby waiting for a server that just went: serve with it.
+        if self.active.is_none()
+            && self.draining.is_none()
+            && self.switch.is_none()
+            && matches!(self.stopping, Stopping::No)
+            && let Some((&next, _)) = self.servers.iter().max_by_key(|(_, s)| s.hello.generation)
+        {
+            tracing::info!(
+                conn = next,
+                "promoting the standby server: no server is active"
+            );
+            self.activate(next);
+        }
+    }
+
+    fn switch_timeout(&mut self, id: u64) {
+        let Some(switch) = &self.switch else { return };
+        if switch.id != id {
+            return;
+        }
+        match switch.phase {
+            Phase::Draining => {
+                // The old server hangs: drop it (the supervisor kills it) and
+                // hand over anyway; it acked nothing it did not commit.
+                if let Some(old) = self.draining.take() {
+                    tracing::error!(conn = old, "old server did not drain in time; dropping it");
+                    self.servers.remove(&old);
+                    for s in self.sessions.values_mut() {
+                        s.sent = s.acked;
+                    }
+                }
+                self.after_drain();
+            }
+            Phase::Syncing => {
+                self.fail_switch("the new server did not report ready in time".into())
+            }
+        }
+    }
+
+    // === admin ===
+
+    fn admin(&mut self, request: AdminRequest) {
+        match request {
+            AdminRequest::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            AdminRequest::WaitAttached { generation, reply } => {
+                if self
+                    .servers
+                    .values()
+                    .any(|s| s.hello.generation == generation)
+                {
+                    let _ = reply.send(Ok(()));
+                } else if let Some(refused) = self.refused.get(&generation) {
+                    let _ = reply.send(Err(refused.clone()));
+                } else {
+                    self.attach_waiters.push((generation, reply));
+                }
+            }
+            AdminRequest::Promote {
+                generation,
+                timeout,
+                reply,
+            } => self.promote(generation, timeout, reply),
+            AdminRequest::Notice { text } => self.notice_all(&text),
+            AdminRequest::Shutdown {
+                message,
+                timeout,
+                reply,
+            } => self.shutdown(message, timeout, reply),
+        }
+    }
+
+    fn status(&self) -> StatusInfo {
+        let live = self.sessions.values().filter(|s| s.out.is_some());
+        StatusInfo {
+            sessions: live.clone().count() as u64,
+            logged_in: live.filter(|s| s.server.logged_in()).count() as u64,
+            servers: self
+                .servers
+                .iter()
+                .map(|(conn, s)| {
+                    let role = if self.active == Some(*conn) || self.draining == Some(*conn) {
+                        Role::Active
+                    } else {
+                        Role::Standby
+                    };
+                    (s.hello.clone(), role)
+                })
+                .collect(),
+            buffered_inputs: self.sessions.values().map(|s| s.pending.len() as u64).sum(),
+            telnet_addr: self.telnet_addr.clone(),
+            started_at_ms: self.started_at_ms,
+        }
+    }
+
+    fn promote(
+        &mut self,
+        generation: u64,
+        timeout: Duration,
+        reply: oneshot::Sender<Result<Promoted, String>>,
+    ) {
+        if self.switch.is_some() {
+            let _ = reply.send(Err("a hand-over is already in progress".into()));
+            return;
+        }
+        if !matches!(self.stopping, Stopping::No) {
+            let _ = reply.send(Err("the portal is shutting down".into()));
+            return;
+        }
+        let Some((&to, _)) = self
+            .servers
+            .iter()
+            .find(|(_, s)| s.hello.generation == generation)
+        else {
+            let _ = reply.send(Err(format!(
+                "no server of generation {generation} is attached"
+            )));
+            return;
+        };
+        if self.active == Some(to) {
+            let _ = reply.send(Ok(Promoted {
+                dark: Duration::ZERO,
+                sessions: self.sessions.len() as u64,
+            }));
+            return;
+        }
+        let id = self.next_switch;
+        self.next_switch += 1;
+        let timer = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            timer.send(HubEvent::SwitchTimeout { switch: id });
+        });
+        self.switch = Some(Switch {
+            id,
+            to,
+            phase: Phase::Draining,
+            started: Instant::now(),
+            reply: Some(reply),
+        });
+        self.notice_all("[ev] The game is reloading; your commands will run in a moment.");
+        match self.active.take() {
+            Some(old) => {
+                tracing::info!(from = old, to, "hand-over: draining the old server");
+                self.draining = Some(old);
+                self.push(
+                    old,
+                    ToServer::Drain {
+                        reason: "reload".into(),
+                    },
+                );
+            }
+            None => self.after_drain(),
+        }
+    }
+
+    fn shutdown(&mut self, message: String, timeout: Duration, reply: oneshot::Sender<()>) {
+        if !matches!(self.stopping, Stopping::No) {
+            let _ = reply.send(());
+            return;
+        }
+        tracing::info!("shutting down: {message}");
+        self.stop_accepting.cancel();
+        self.notice_all(&format!("[ev] {message}"));
+        self.fail_switch("the portal is shutting down".into());
+        let server = self.active.take().or(self.draining.take());
+        match server {
+            Some(conn) => {
+                self.stopping = Stopping::Draining(reply);
+                self.draining = Some(conn);
+                self.push(
+                    conn,
+                    ToServer::Drain {
+                        reason: "shutdown".into(),
+                    },
+                );
+                let id = self.next_switch;
+                self.next_switch += 1;
+                // Reuse the switch timer path: a stop must not wait forever.
+                self.switch = Some(Switch {
+                    id,
+                    to: conn,
+                    phase: Phase::Draining,
+                    started: Instant::now(),
+                    reply: None,
+                });
+                let timer = self.me.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(timeout).await;
+                    timer.send(HubEvent::SwitchTimeout { switch: id });
+                });
+            }
+            None => {
+                self.stopping = Stopping::Draining(reply);
+                self.finish_stop();
+            }
+        }
+    }
+
+    fn finish_stop(&mut self) {
+        let Stopping::Draining(reply) = std::mem::replace(&mut self.stopping, Stopping::Done)
+        else {
+            return;
+        };
+        self.switch = None;
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.send_to_player(id, Outbound::Close("shutdown".into()));
+        }
+        let _ = reply.send(());
+    }
+
+    // === batching ===
+
+    fn push(&mut self, conn: ConnId, event: ToServer) {
+        if let Some(server) = self.servers.get_mut(&conn) {
+            server.batch.push(event);
+            if server.batch.len() >= MAX_EVENTS_PER_MESSAGE {
+                let batch = std::mem::take(&mut server.batch);
+                let _ = server.tx.send(batch);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for server in self.servers.values_mut() {
+            if !server.batch.is_empty() {
+                let batch = std::mem::take(&mut server.batch);
+                let _ = server.tx.send(batch);
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}

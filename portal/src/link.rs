@@ -1,0 +1,498 @@
+//! The portal's end of the Link, and the PortalAdmin service.
+//!
+//! The only module of the portal that knows the protobuf types: it turns them
+//! into the domain events below and hands them to the hub. A server's stream
+//! gets a reader task that forwards each batch; the outbound side is an
+//! unbounded channel the hub writes to (its size is bounded by the per-session
+//! input credit, see `session`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ev::pb::link as pb;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::hub::{AdminRequest, ConnId, HubEvent, HubSender};
+
+pub type SessionId = u64;
+
+/// What the portal knows of a connection.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PortalPart {
+    pub id: SessionId,
+    pub protocol: String,
+    pub peer: String,
+    pub connected_at_ms: u64,
+    pub client: String,
+    pub width: u32,
+    pub height: u32,
+    pub encoding: String,
+}
+
+/// What the server told the portal to keep for it. The portal reads only
+/// `stage`, to count players.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerPart {
+    pub stage: i32,
+    pub account_id: i64,
+    pub character_id: i64,
+    pub extra: Vec<u8>,
+}
+
+impl ServerPart {
+    pub fn logged_in(&self) -> bool {
+        self.stage == pb::Stage::Playing as i32
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub portal: PortalPart,
+    pub server: ServerPart,
+    pub acked_seq: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Active,
+    Standby,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hello {
+    pub major: u32,
+    pub minor: u32,
+    pub build_id: String,
+    pub generation: u64,
+    pub pid: u32,
+}
+
+/// Portal → server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToServer {
+    Hello {
+        role: Role,
+        refused: String,
+    },
+    Opened(PortalPart),
+    Input {
+        session: SessionId,
+        seq: u64,
+        text: String,
+    },
+    Closed {
+        session: SessionId,
+        reason: String,
+    },
+    Sync {
+        sessions: Vec<Snapshot>,
+        last: bool,
+    },
+    Drain {
+        reason: String,
+    },
+    Heartbeat {
+        nonce: u64,
+        reply: bool,
+    },
+}
+
+/// Server → portal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FromServer {
+    Output {
+        session: SessionId,
+        text: String,
+    },
+    Ack {
+        session: SessionId,
+        seq: u64,
+    },
+    Update {
+        session: SessionId,
+        server: ServerPart,
+    },
+    Disconnect {
+        session: SessionId,
+        reason: String,
+    },
+    Drained,
+    Ready {
+        sessions: u64,
+    },
+    Heartbeat {
+        nonce: u64,
+        reply: bool,
+    },
+}
+
+/// Largest number of events in one Link message, so a burst never nears
+/// tonic's 4 MiB message limit.
+pub const MAX_EVENTS_PER_MESSAGE: usize = 512;
+
+// === impl conversions ===
+
+fn version() -> pb::Version {
+    pb::Version {
+        major: ev::version::LINK_MAJOR,
+        minor: ev::version::LINK_MINOR,
+    }
+}
+
+impl From<PortalPart> for pb::PortalSession {
+    fn from(p: PortalPart) -> Self {
+        pb::PortalSession {
+            id: p.id,
+            protocol: p.protocol,
+            peer: p.peer,
+            connected_at_ms: p.connected_at_ms,
+            client: p.client,
+            width: p.width,
+            height: p.height,
+            encoding: p.encoding,
+        }
+    }
+}
+
+impl From<ServerPart> for pb::ServerSession {
+    fn from(s: ServerPart) -> Self {
+        pb::ServerSession {
+            stage: s.stage,
+            account_id: s.account_id,
+            character_id: s.character_id,
+            extra: s.extra,
+        }
+    }
+}
+
+impl From<pb::ServerSession> for ServerPart {
+    fn from(s: pb::ServerSession) -> Self {
+        ServerPart {
+            stage: s.stage,
+            account_id: s.account_id,
+            character_id: s.character_id,
+            extra: s.extra,
+        }
+    }
+}
+
+impl From<ToServer> for pb::ServerEvent {
+    fn from(e: ToServer) -> Self {
+        use pb::server_event::Kind;
+        let kind = match e {
+            ToServer::Hello { role, refused } => Kind::Hello(pb::PortalHello {
+                version: Some(version()),
+                build_id: ev::version::PKG_VERSION.to_string(),
+                role: match role {
+                    Role::Active => pb::Role::Active,
+                    Role::Standby => pb::Role::Standby,
+                } as i32,
+                refused,
+            }),
+            ToServer::Opened(p) => Kind::Opened(pb::SessionOpened {
+                session: Some(p.into()),
+            }),
+            ToServer::Input { session, seq, text } => Kind::Input(pb::Input { session, seq, text }),
+            ToServer::Closed { session, reason } => {
+                Kind::Closed(pb::SessionClosed { session, reason })
+            }
+            ToServer::Sync { sessions, last } => Kind::Sync(pb::SyncChunk {
+                sessions: sessions
+                    .into_iter()
+                    .map(|s| pb::SessionSnapshot {
+                        portal: Some(s.portal.into()),
+                        server: Some(s.server.into()),
+                        acked_seq: s.acked_seq,
+                    })
+                    .collect(),
+                last,
+            }),
+            ToServer::Drain { reason } => Kind::Drain(pb::Drain { reason }),
+            ToServer::Heartbeat { nonce, reply } => Kind::Heartbeat(pb::Heartbeat { nonce, reply }),
+        };
+        pb::ServerEvent { kind: Some(kind) }
+    }
+}
+
+impl TryFrom<pb::PortalEvent> for FromServer {
+    type Error = &'static str;
+    fn try_from(e: pb::PortalEvent) -> Result<Self, Self::Error> {
+        use pb::portal_event::Kind;
+        Ok(match e.kind.ok_or("event without a kind")? {
+            Kind::Hello(_) => return Err("a second hello"),
+            Kind::Output(o) => FromServer::Output {
+                session: o.session,
+                text: o.text,
+            },
+            Kind::Ack(a) => FromServer::Ack {
+                session: a.session,
+                seq: a.seq,
+            },
+            Kind::Update(u) => FromServer::Update {
+                session: u.session,
+                server: u.server.unwrap_or_default().into(),
+            },
+            Kind::Disconnect(d) => FromServer::Disconnect {
+                session: d.session,
+                reason: d.reason,
+            },
+            Kind::Drained(_) => FromServer::Drained,
+            Kind::Ready(r) => FromServer::Ready {
+                sessions: r.sessions,
+            },
+            Kind::Heartbeat(h) => FromServer::Heartbeat {
+                nonce: h.nonce,
+                reply: h.reply,
+            },
+        })
+    }
+}
+
+fn hello_of(msg: pb::ToPortal) -> Option<Hello> {
+    match msg.events.into_iter().next()?.kind? {
+        pb::portal_event::Kind::Hello(h) => {
+            let v = h.version.unwrap_or_default();
+            Some(Hello {
+                major: v.major,
+                minor: v.minor,
+                build_id: h.build_id,
+                generation: h.generation,
+                pid: h.pid,
+            })
+        }
+        _ => None,
+    }
+}
+
+// === impl LinkService ===
+
+/// Serves `Link.Attach`: one stream per server.
+pub struct LinkService {
+    hub: HubSender,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl LinkService {
+    pub fn new(hub: HubSender) -> Self {
+        Self {
+            hub,
+            next_conn: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::link_server::Link for LinkService {
+    type AttachStream = BoxStream<pb::ToServer>;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::ToPortal>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("stream ended before hello"))?;
+        let hello = hello_of(first)
+            .ok_or_else(|| Status::invalid_argument("the first message must be a hello"))?;
+        let conn: ConnId = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel::<Vec<ToServer>>();
+        self.hub.send(HubEvent::Attach { conn, hello, tx });
+
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            let reason = loop {
+                match inbound.message().await {
+                    Ok(Some(msg)) => {
+                        let mut events = Vec::with_capacity(msg.events.len());
+                        for e in msg.events {
+                            match FromServer::try_from(e) {
+                                Ok(e) => events.push(e),
+                                Err(why) => tracing::warn!(conn, "ignoring a Link event: {why}"),
+                            }
+                        }
+                        hub.send(HubEvent::FromServer { conn, events });
+                    }
+                    Ok(None) => break "stream ended".to_string(),
+                    Err(status) => break format!("stream failed: {}", status.message()),
+                }
+            };
+            hub.send(HubEvent::Detached { conn, reason });
+        });
+
+        let outbound = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|batch| {
+            Ok(pb::ToServer {
+                events: batch.into_iter().map(Into::into).collect(),
+            })
+        });
+        Ok(Response::new(Box::pin(outbound)))
+    }
+}
+
+// === impl AdminService ===
+
+/// Serves `PortalAdmin` for the supervisor.
+pub struct AdminService {
+    hub: HubSender,
+}
+
+impl AdminService {
+    pub fn new(hub: HubSender) -> Self {
+        Self { hub }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> AdminRequest,
+    ) -> Result<T, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.hub.send(HubEvent::Admin(make(tx)));
+        rx.await
+            .map_err(|_| Status::unavailable("the portal is shutting down"))
+    }
+}
+
+fn timeout_of(ms: u64) -> Duration {
+    Duration::from_millis(if ms == 0 { 10_000 } else { ms })
+}
+
+#[tonic::async_trait]
+impl pb::portal_admin_server::PortalAdmin for AdminService {
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::PortalStatus>, Status> {
+        let s = self.ask(AdminRequest::Status).await?;
+        Ok(Response::new(pb::PortalStatus {
+            pid: std::process::id(),
+            sessions: s.sessions,
+            logged_in: s.logged_in,
+            servers: s
+                .servers
+                .into_iter()
+                .map(|(hello, role)| pb::ServerInfo {
+                    generation: hello.generation,
+                    pid: hello.pid,
+                    build_id: hello.build_id,
+                    role: match role {
+                        Role::Active => pb::Role::Active,
+                        Role::Standby => pb::Role::Standby,
+                    } as i32,
+                    version: Some(pb::Version {
+                        major: hello.major,
+                        minor: hello.minor,
+                    }),
+                })
+                .collect(),
+            buffered_inputs: s.buffered_inputs,
+            telnet_addr: s.telnet_addr,
+            started_at_ms: s.started_at_ms,
+        }))
+    }
+
+    async fn wait_attached(
+        &self,
+        request: Request<pb::WaitAttachedRequest>,
+    ) -> Result<Response<pb::WaitAttachedReply>, Status> {
+        let r = request.into_inner();
+        let wait = self.ask(|tx| AdminRequest::WaitAttached {
+            generation: r.generation,
+            reply: tx,
+        });
+        let reply = match tokio::time::timeout(timeout_of(r.timeout_ms), wait).await {
+            Ok(Ok(Ok(()))) => pb::WaitAttachedReply {
+                attached: true,
+                error: String::new(),
+            },
+            Ok(Ok(Err(error))) => pb::WaitAttachedReply {
+                attached: false,
+                error,
+            },
+            Ok(Err(status)) => return Err(status),
+            Err(_) => pb::WaitAttachedReply {
+                attached: false,
+                error: format!("not attached within {} ms", r.timeout_ms),
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn promote(
+        &self,
+        request: Request<pb::PromoteRequest>,
+    ) -> Result<Response<pb::PromoteReply>, Status> {
+        let r = request.into_inner();
+        let result = self
+            .ask(|tx| AdminRequest::Promote {
+                generation: r.generation,
+                timeout: timeout_of(r.timeout_ms),
+                reply: tx,
+            })
+            .await?;
+        Ok(Response::new(match result {
+            Ok(done) => pb::PromoteReply {
+                ok: true,
+                error: String::new(),
+                dark_micros: done.dark.as_micros() as u64,
+                sessions: done.sessions,
+            },
+            Err(error) => pb::PromoteReply {
+                ok: false,
+                error,
+                dark_micros: 0,
+                sessions: 0,
+            },
+        }))
+    }
+
+    async fn notice(
+        &self,
+        request: Request<pb::NoticeRequest>,
+    ) -> Result<Response<pb::NoticeReply>, Status> {
+        let text = request.into_inner().text;
+        self.hub
+            .send(HubEvent::Admin(AdminRequest::Notice { text }));
+        Ok(Response::new(pb::NoticeReply {}))
+    }
+
+    async fn shutdown(
+        &self,
+        request: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<pb::ShutdownReply>, Status> {
+        let r = request.into_inner();
+        self.ask(|tx| AdminRequest::Shutdown {
+            message: r.message,
+            timeout: timeout_of(r.timeout_ms),
+            reply: tx,
+        })
+        .await?;
+        Ok(Response::new(pb::ShutdownReply {}))
+    }
+}
+
+/// Both services on the portal's Unix socket, until `shutdown` fires.
+pub async fn serve(
+    socket: &std::path::Path,
+    hub: HubSender,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let incoming = ev::uds::bind(socket)
+        .map_err(|e| anyhow::anyhow!("binding the Link socket {}: {e}", socket.display()))?;
+    tonic::transport::Server::builder()
+        .add_service(pb::link_server::LinkServer::new(LinkService::new(
+            hub.clone(),
+        )))
+        .add_service(pb::portal_admin_server::PortalAdminServer::new(
+            AdminService::new(hub),
+        ))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! Telnet, sans IO: bytes in, events out.
+//!
+//! [`Parser`] separates IAC sequences from text and keeps an incomplete
+//! sequence across calls, so any split of the input gives the same events.
+//! [`LineAssembler`] turns the text into lines with a hard length limit: a
+//! line over the limit is dropped as it arrives and reported once, so a client
+//! can never make the portal buffer without bound.
+//!
+//! Option negotiation is minimal for now: every option the client offers or
+//! asks for is refused (RFC 854 allows that, and refusing never loops).
+
+pub const IAC: u8 = 255;
+pub const DONT: u8 = 254;
+pub const DO: u8 = 253;
+pub const WONT: u8 = 252;
+pub const WILL: u8 = 251;
+pub const SB: u8 = 250;
+pub const SE: u8 = 240;
+
+/// Longest subnegotiation payload kept; the rest is dropped.
+const MAX_SUBNEG: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Plain text bytes (IAC IAC already unescaped).
+    Data(Vec<u8>),
+    /// WILL/WONT/DO/DONT and the option.
+    Negotiate(u8, u8),
+    /// IAC SB option ... IAC SE
+    Subnegotiation(u8, Vec<u8>),
+    /// Any other IAC command (NOP, GA, AYT, ...).
+    Command(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum State {
+    #[default]
+    Data,
+    Iac,
+    Negotiate(u8),
+    SubOption,
+    Sub(u8),
+    SubIac(u8),
+}
+
+#[derive(Debug, Default)]
+pub struct Parser {
+    state: State,
+    sub: Vec<u8>,
+}
+
+impl Parser {
+    /// Parses `bytes`, appending events to `out`. Text runs are merged.
+    pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<Event>) {
+        let mut text = Vec::new();
+        for &b in bytes {
+            self.state = match (self.state, b) {
+                (State::Data, IAC) => State::Iac,
+                (State::Data, b) => {
+                    text.push(b);
+                    State::Data
+                }
+                (State::Iac, IAC) => {
+                    text.push(IAC);
+                    State::Data
+                }
+                (State::Iac, WILL | WONT | DO | DONT) => State::Negotiate(b),
+                (State::Iac, SB) => State::SubOption,
+                (State::Iac, cmd) => {
+                    flush(&mut text, out);
+                    out.push(Event::Command(cmd));
+                    State::Data
+                }
+                (State::Negotiate(verb), option) => {
+                    flush(&mut text, out);
+                    out.push(Event::Negotiate(verb, option));
+                    State::Data
+                }
+                (State::SubOption, option) => {
+                    self.sub.clear();
+                    State::Sub(option)
+                }
+                (State::Sub(option), IAC) => State::SubIac(option),
+                (State::Sub(option), b) => {
+                    if self.sub.len() < MAX_SUBNEG {
+                        self.sub.push(b);
+                    }
+                    State::Sub(option)
+                }
+                (State::SubIac(option), SE) => {
+                    flush(&mut text, out);
+                    out.push(Event::Subnegotiation(option, std::mem::take(&mut self.sub)));
+                    State::Data
+                }
+                (State::SubIac(option), b) => {
+                    // IAC IAC inside SB is a literal 255; anything else is a
+                    // client error we tolerate by keeping the byte.
+                    if self.sub.len() < MAX_SUBNEG {
+                        self.sub.push(b);
+                    }
+                    State::Sub(option)
+                }
+            };
+        }
+        flush(&mut text, out);
+    }
+}
+
+fn flush(text: &mut Vec<u8>, out: &mut Vec<Event>) {
+    if text.is_empty() {
+        return;
+    }
+    if let Some(Event::Data(prev)) = out.last_mut() {
+        prev.append(text);
+    } else {
+        out.push(Event::Data(std::mem::take(text)));
+    }
+}
+
+/// The answer to a negotiation: refuse whatever is asked or offered.
+pub fn refuse(verb: u8, option: u8) -> Option<[u8; 3]> {
+    match verb {
+        DO => Some([IAC, WONT, option]),
+        WILL => Some([IAC, DONT, option]),
+        _ => None,
+    }
+}
+
+/// Escapes IAC in outgoing text and turns `\n` into telnet's `\r\n`.
+pub fn encode_text(text: &str, out: &mut Vec<u8>) {
+    for &b in text.as_bytes() {
+        match b {
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            b'\r' => {}
+            IAC => out.extend_from_slice(&[IAC, IAC]),
+            b => out.push(b),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Text(String),
+    /// A line went over the limit and was dropped.
+    TooLong,
+}
+
+/// Splits text into lines at `\n` (a `\r` before it, or alone, is dropped)
+/// and refuses lines over `max` bytes.
+#[derive(Debug)]
+pub struct LineAssembler {
+    max: usize,
+    buf: Vec<u8>,
+    overflowed: bool,
+}
+
+impl LineAssembler {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            buf: Vec::new(),
+            overflowed: false,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8], out: &mut impl Extend<Line>) {
+        for &b in bytes {
+            match b {
+                b'\n' => {
+                    if self.overflowed {
+                        out.extend([Line::TooLong]);
+                    } else {
+                        let text = String::from_utf8_lossy(&self.buf);
+                        let text = text.trim_end_matches('\r');
+                        let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+                        out.extend([Line::Text(clean)]);
+                    }
+                    self.buf.clear();
+                    self.overflowed = false;
+                }
+                // NUL after CR is telnet's bare carriage return.
+                0 => {}
+                _ if self.overflowed => {}
+                b => {
+                    if self.buf.len() >= self.max {
+                        self.overflowed = true;
+                        self.buf = Vec::new();
+                    } else {
+                        self.buf.push(b);
+                    }
+                }
+            }
+        }
+        if self.buf.capacity() > 4 * 1024 && self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(chunks: &[&[u8]]) -> Vec<Event> {
+        let mut p = Parser::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            p.receive(c, &mut out);
+        }
+        out
+    }
+
+    fn merged(events: Vec<Event>) -> Vec<Event> {
+        let mut out: Vec<Event> = Vec::new();
+        for e in events {
+            match (out.last_mut(), e) {
+                (Some(Event::Data(prev)), Event::Data(d)) => prev.extend(d),
+                (_, e) => out.push(e),
+            }
+        }
+        out
+    }
+
+    const SAMPLE: &[u8] =
+        b"hel\xff\xfb\x18lo\xff\xff!\xff\xfa\x1f\x00\x50\xff\xff\x00\x18\xff\xf0\xff\xf1end\r\n";
+
+    #[test]
+    fn iac_sequences_never_reach_text() {
+        let events = parse_all(&[SAMPLE]);
+        assert_eq!(
+            events,
+            vec![
+                Event::Data(b"hel".to_vec()),
+                Event::Negotiate(WILL, 0x18),
+                Event::Data(b"lo\xff!".to_vec()),
+                Event::Subnegotiation(0x1f, vec![0, 0x50, 0xff, 0, 0x18]),
+                Event::Command(0xf1),
+                Event::Data(b"end\r\n".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_split_gives_the_same_events() {
+        let whole = merged(parse_all(&[SAMPLE]));
+        for i in 0..SAMPLE.len() {
+            for j in i..SAMPLE.len() {
+                let got = merged(parse_all(&[&SAMPLE[..i], &SAMPLE[i..j], &SAMPLE[j..]]));
+                assert_eq!(got, whole, "split at {i},{j}");
+            }
+        }
+    }
+
+    #[test]
+    fn subnegotiation_is_bounded() {
+        let mut input = vec![IAC, SB, 24];
+        input.extend(std::iter::repeat_n(b'x', 10 * MAX_SUBNEG));
+        input.extend([IAC, SE]);
+        match &parse_all(&[&input])[..] {
+            [Event::Subnegotiation(24, data)] => assert_eq!(data.len(), MAX_SUBNEG),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(refuse(DO, 1), Some([IAC, WONT, 1]));
+        assert_eq!(refuse(WILL, 31), Some([IAC, DONT, 31]));
+        assert_eq!(refuse(WONT, 31), None);
+    }
+
+    #[test]
+    fn encode_escapes_iac_and_uses_crlf() {
+        let mut out = Vec::new();
+        encode_text("a\nb\u{ff}", &mut out);
+        assert_eq!(out, b"a\r\nb\xc3\xbf");
+        let mut out = Vec::new();
+        encode_text("x\r\ny", &mut out);
+        assert_eq!(out, b"x\r\ny");
+    }
+
+    fn lines(max: usize, chunks: &[&[u8]]) -> Vec<Line> {
+        let mut a = LineAssembler::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            a.push(c, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn lines_split_on_lf_and_drop_cr() {
+        assert_eq!(
+            lines(100, &[b"look\r\nsay h", b"i\n\r\n"]),
+            vec![
+                Line::Text("look".into()),
+                Line::Text("say hi".into()),
+                Line::Text("".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn long_line_is_refused_and_the_next_one_works() {
+        let long = vec![b'a'; 50];
+        assert_eq!(
+            lines(10, &[&long, &long, b"\nok\n"]),
+            vec![Line::TooLong, Line::Text("ok".into())]
+        );
+    }
+
+    #[test]
+    fn line_of_exactly_max_is_accepted() {
+        assert_eq!(lines(3, &[b"abc\n"]), vec![Line::Text("abc".into())]);
+    }
+
+    #[test]
+    fn invalid_utf8_and_controls_are_cleaned() {
+        assert_eq!(
+            lines(100, &[b"a\xffb\x07c\n"]),
+            vec![Line::Text("a\u{fffd}bc".into())]
+        );
+    }
+}
