@@ -252,7 +252,7 @@ impl Hub {
             HubEvent::Attach { conn, hello, tx } => self.attach(conn, hello, tx),
             HubEvent::FromServer { conn, events } => {
                 for event in events {
-                    self.from_server(conn, event);
+                    self.server_event(conn, event);
                 }
             }
             HubEvent::Detached { conn, reason } => self.detached(conn, reason),
@@ -492,7 +492,7 @@ impl Hub {
         }
     }
 
-    fn from_server(&mut self, conn: ConnId, event: FromServer) {
+    fn server_event(&mut self, conn: ConnId, event: FromServer) {
         match event {
             FromServer::Output { session, text } => {
                 self.send_to_player(session, Outbound::Text(text))
@@ -871,4 +871,316 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Harness {
+        tx: HubSender,
+        stop: CancellationToken,
+    }
+
+    struct FakeServer {
+        rx: mpsc::UnboundedReceiver<Vec<ToServer>>,
+    }
+
+    struct FakeSession {
+        out: mpsc::Receiver<Outbound>,
+        credits: Arc<Semaphore>,
+        kill: CancellationToken,
+    }
+
+    fn start() -> Harness {
+        let (tx, rx) = channel();
+        let stop = CancellationToken::new();
+        let hub = Hub::new(rx, tx.clone(), 2, "127.0.0.1:1".into(), stop.clone());
+        tokio::spawn(hub.run());
+        Harness { tx, stop }
+    }
+
+    fn hello(generation: u64, major: u32) -> Hello {
+        Hello {
+            major,
+            minor: 0,
+            build_id: "test".into(),
+            generation,
+            pid: 1,
+        }
+    }
+
+    impl Harness {
+        fn open(&self, id: SessionId, output_queue: usize) -> FakeSession {
+            let (out, out_rx) = mpsc::channel(output_queue);
+            let credits = Arc::new(Semaphore::new(8));
+            let kill = CancellationToken::new();
+            self.tx.send(HubEvent::Opened {
+                portal: PortalPart {
+                    id,
+                    ..Default::default()
+                },
+                out,
+                credits: credits.clone(),
+                kill: kill.clone(),
+            });
+            FakeSession {
+                out: out_rx,
+                credits,
+                kill,
+            }
+        }
+
+        fn input(&self, session: SessionId, text: &str) {
+            self.tx.send(HubEvent::Input {
+                session,
+                text: text.into(),
+            });
+        }
+
+        fn attach(&self, conn: ConnId, generation: u64, major: u32) -> FakeServer {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.tx.send(HubEvent::Attach {
+                conn,
+                hello: hello(generation, major),
+                tx,
+            });
+            FakeServer { rx }
+        }
+
+        fn from(&self, conn: ConnId, events: Vec<FromServer>) {
+            self.tx.send(HubEvent::FromServer { conn, events });
+        }
+
+        async fn promote(&self, generation: u64) -> oneshot::Receiver<Result<Promoted, String>> {
+            let (reply, rx) = oneshot::channel();
+            self.tx.send(HubEvent::Admin(AdminRequest::Promote {
+                generation,
+                timeout: Duration::from_secs(30),
+                reply,
+            }));
+            rx
+        }
+
+        async fn status(&self) -> StatusInfo {
+            let (tx, rx) = oneshot::channel();
+            self.tx.send(HubEvent::Admin(AdminRequest::Status(tx)));
+            rx.await.unwrap()
+        }
+    }
+
+    impl FakeServer {
+        /// Everything sent so far, waiting until at least `n` events came.
+        async fn take(&mut self, n: usize) -> Vec<ToServer> {
+            let mut got = Vec::new();
+            while got.len() < n {
+                let batch = tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
+                    .await
+                    .expect("timed out waiting for Link events")
+                    .expect("link closed");
+                got.extend(batch);
+            }
+            got
+        }
+    }
+
+    fn inputs(events: &[ToServer]) -> Vec<(u64, u64, String)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ToServer::Input { session, seq, text } => Some((*session, *seq, text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn synced(events: &[ToServer]) -> Vec<SessionId> {
+        let mut ids: Vec<SessionId> = events
+            .iter()
+            .filter_map(|e| match e {
+                ToServer::Sync { sessions, .. } => Some(sessions.iter().map(|s| s.portal.id)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn input_waits_for_a_server_then_arrives_after_the_sync_in_order() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        h.input(7, "look");
+        h.input(7, "say hi");
+        assert_eq!(h.status().await.buffered_inputs, 2);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        let events = a.take(4).await;
+        assert!(matches!(
+            events[0],
+            ToServer::Hello {
+                role: Role::Active,
+                ..
+            }
+        ));
+        assert!(matches!(events[1], ToServer::Sync { last: true, .. }));
+        assert_eq!(
+            inputs(&events),
+            vec![(7, 1, "look".into()), (7, 2, "say hi".into())]
+        );
+        // The ack frees the credit and the output reaches the player.
+        let before = s.credits.available_permits();
+        h.from(
+            1,
+            vec![
+                FromServer::Output {
+                    session: 7,
+                    text: "pong".into(),
+                },
+                FromServer::Ack { session: 7, seq: 2 },
+            ],
+        );
+        assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == "pong"));
+        assert_eq!(h.status().await.buffered_inputs, 0);
+        assert_eq!(s.credits.available_permits(), before + 2);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn hand_over_buffers_during_drain_and_replays_unacked_input() {
+        let h = start();
+        let _s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.input(7, "one");
+        a.take(1).await;
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        assert!(matches!(
+            b.take(1).await[0],
+            ToServer::Hello {
+                role: Role::Standby,
+                ..
+            }
+        ));
+        let promoted = h.promote(2).await;
+        assert!(matches!(a.take(1).await[0], ToServer::Drain { .. }));
+        // Typed during the drain: held back from both servers.
+        h.input(7, "two");
+        // A applies "one" and drains.
+        h.from(
+            1,
+            vec![FromServer::Ack { session: 7, seq: 1 }, FromServer::Drained],
+        );
+        let events = b.take(2).await;
+        assert_eq!(synced(&events), vec![7]);
+        assert_eq!(inputs(&events), vec![(7, 2, "two".into())]);
+        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+        let done = promoted.await.unwrap().unwrap();
+        assert_eq!(done.sessions, 1);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn old_server_vanishing_mid_drain_hands_over_its_unacked_input() {
+        let h = start();
+        let _s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.input(7, "one");
+        a.take(1).await;
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        b.take(1).await;
+        let promoted = h.promote(2).await;
+        a.take(1).await;
+        h.tx.send(HubEvent::Detached {
+            conn: 1,
+            reason: "killed".into(),
+        });
+        let events = b.take(2).await;
+        assert_eq!(inputs(&events), vec![(7, 1, "one".into())]);
+        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+        assert!(promoted.await.unwrap().is_ok());
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_closed_session_still_delivers_its_input_then_closes() {
+        let h = start();
+        let _s = h.open(7, 16);
+        h.input(7, "say bye");
+        h.tx.send(HubEvent::Closed {
+            session: 7,
+            reason: "gone".into(),
+        });
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        let events = a.take(4).await;
+        assert_eq!(synced(&events), vec![7]);
+        assert_eq!(inputs(&events), vec![(7, 1, "say bye".into())]);
+        assert!(matches!(
+            events.last(),
+            Some(ToServer::Closed { session: 7, .. })
+        ));
+        h.from(1, vec![FromServer::Ack { session: 7, seq: 1 }]);
+        assert_eq!(h.status().await.buffered_inputs, 0);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        let h = start();
+        let s = h.open(7, 2);
+        let _a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        let flood = (0..3)
+            .map(|i| FromServer::Output {
+                session: 7,
+                text: format!("line {i}"),
+            })
+            .collect();
+        h.from(1, flood);
+        tokio::time::timeout(Duration::from_secs(5), s.kill.cancelled())
+            .await
+            .expect("the slow client was not disconnected");
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn other_major_version_is_refused_and_reported_to_the_waiter() {
+        let h = start();
+        let mut a = h.attach(1, 5, 99);
+        match &a.take(1).await[0] {
+            ToServer::Hello { refused, .. } => {
+                assert!(refused.contains("99.0"), "{refused}");
+                assert!(refused.contains(&ev::version::link_version()), "{refused}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let (reply, rx) = oneshot::channel();
+        h.tx.send(HubEvent::Admin(AdminRequest::WaitAttached {
+            generation: 5,
+            reply,
+        }));
+        assert!(rx.await.unwrap().unwrap_err().contains("mismatch"));
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn large_sync_is_chunked() {
+        let h = start();
+        let _sessions: Vec<_> = (1..=5).map(|id| h.open(id, 4)).collect();
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        let events = a.take(4).await;
+        let chunks: Vec<usize> = events
+            .iter()
+            .filter_map(|e| match e {
+                ToServer::Sync { sessions, .. } => Some(sessions.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(chunks, vec![2, 2, 1]);
+        assert!(matches!(
+            events.last(),
+            Some(ToServer::Sync { last: true, .. })
+        ));
+        h.stop.cancel();
+    }
 }
