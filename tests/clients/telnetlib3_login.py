@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Plays a short ev session with telnetlib3, a third-party telnet client.
+
+Usage: telnetlib3_login.py HOST PORT. Exits 0 when every reply came as
+expected, 1 with a message naming what was missing otherwise.
+"""
+
+import asyncio
+import sys
+
+import telnetlib3
+
+TIMEOUT = 15.0
+
+
+class Failed(Exception):
+    pass
+
+
+async def expect(reader, what, pred, seen):
+    """Reads lines until one satisfies pred, with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise Failed(f"timed out waiting for {what}")
+        try:
+            line = await asyncio.wait_for(reader.readline(), remaining)
+        except asyncio.TimeoutError:
+            raise Failed(f"timed out waiting for {what}")
+        if not line:
+            raise Failed(f"connection closed while waiting for {what}")
+        line = line.rstrip("\r\n")
+        seen.append(line)
+        if pred(line):
+            return line
+
+
+async def session(host, port):
+    seen = []
+    reader, writer = await asyncio.wait_for(
+        telnetlib3.open_connection(
+            host, port, encoding="utf8", connect_minwait=0.05, connect_maxwait=1.0
+        ),
+        TIMEOUT,
+    )
+    try:
+        await expect(reader, "the welcome screen", lambda l: "Welcome to " in l, seen)
+        name = "Thirdparty"
+        writer.write(f"create {name} secretpw\r\n")
+        await expect(reader, f"Welcome, {name}!", lambda l: f"Welcome, {name}!" in l, seen)
+        writer.write("say hello\r\n")
+        await expect(reader, 'You say, "hello"', lambda l: 'You say, "hello"' in l, seen)
+        writer.write("ping x\r\n")
+        await expect(reader, "pong x", lambda l: "pong x" in l, seen)
+        writer.write("quit\r\n")
+        await expect(reader, "Goodbye.", lambda l: "Goodbye." in l, seen)
+    except Failed as e:
+        tail = "\n    ".join(seen[-20:])
+        raise Failed(f"{e}; lines received:\n    {tail}") from None
+    finally:
+        writer.close()
+
+
+def main():
+    if len(sys.argv) != 3:
+        print("usage: telnetlib3_login.py HOST PORT", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(session(sys.argv[1], int(sys.argv[2])))
+    except Failed as e:
+        print(f"telnetlib3 session failed: {e}", file=sys.stderr)
+        return 1
+    print("telnetlib3 session ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

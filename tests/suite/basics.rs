@@ -1,0 +1,237 @@
+use std::time::Duration;
+
+use crate::util::{Game, PASSWORD, REPLY_TIMEOUT, evctl_command, run, text, wait_until};
+
+#[test]
+fn create_look_quit_then_connect_again() {
+    let game = Game::started();
+    let mut c = game.guest("Alice");
+    c.send_line(&format!("create Alice {PASSWORD}"));
+    c.expect("Welcome, Alice!");
+    c.expect("Limbo");
+    c.expect("You are alone here.");
+
+    let look = c.look().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        look.len() >= 3,
+        "look is the room name, a description and who is here: {look:?}"
+    );
+    assert_eq!(
+        look.last().unwrap().trim(),
+        "You are alone here.",
+        "{look:?}"
+    );
+
+    c.send_line("quit");
+    c.expect("Goodbye.");
+    assert!(
+        c.is_closed(REPLY_TIMEOUT),
+        "the portal keeps the connection open after `quit`"
+    );
+
+    let mut c = game.guest("Alice again");
+    c.send_line(&format!("connect Alice {PASSWORD}"));
+    c.expect("Welcome back, Alice!");
+    c.expect("Limbo");
+}
+
+#[test]
+fn say_reaches_the_speaker_and_the_room() {
+    let game = Game::started();
+    let mut alice = game.login("Alice");
+    let mut bob = game.login("Bob");
+
+    alice.send_line("say hello there");
+    alice.expect("You say, \"hello there\"");
+    bob.expect("Alice says, \"hello there\"");
+
+    let look = bob.look().unwrap_or_else(|e| panic!("{e}"));
+    // `Here:` lists the others: a player alone sees `You are alone here.`
+    assert_eq!(look.last().unwrap().trim(), "Here: Alice", "{look:?}");
+    assert_eq!(alice.who(), ["Alice", "Bob"]);
+    let who = {
+        bob.send_line("who");
+        bob.expect("Players online (")
+    };
+    assert_eq!(who.trim(), "Players online (2): Alice, Bob");
+}
+
+#[test]
+fn ping_answers_the_sender_alone() {
+    let game = Game::started();
+    let mut alice = game.login("Alice");
+    let mut bob = game.login("Bob");
+    alice.send_line("ping one");
+    alice.expect("pong one");
+    // Bob's own ping is answered after Alice's would have reached him.
+    bob.send_line("ping two");
+    let line = bob
+        .expect_line("pong two", |l| l.contains("pong"), REPLY_TIMEOUT)
+        .unwrap();
+    assert!(line.contains("pong two"), "Bob saw Alice's pong: {line:?}");
+}
+
+#[test]
+fn login_screen_answers_ping_and_refuses_game_commands() {
+    let game = Game::started();
+    let mut c = game.guest("guest");
+    c.send_line("ping early");
+    c.expect("pong early");
+    for command in ["look", "say hi", "frobnicate"] {
+        c.send_line(command);
+        let line = c.expect("Unknown command");
+        assert!(line.starts_with("Unknown command"), "{command}: {line:?}");
+    }
+}
+
+#[test]
+fn unknown_command_says_so() {
+    let game = Game::started();
+    let mut c = game.login("Alice");
+    c.send_line("frobnicate the widget");
+    let line = c.expect("Unknown command");
+    assert!(line.starts_with("Unknown command"), "{line:?}");
+    c.send_line("ping still");
+    c.expect("pong still");
+}
+
+#[test]
+fn wrong_password_is_a_plain_failure() {
+    let game = Game::started();
+    let mut alice = game.login("Alice");
+    alice.send_line("quit");
+    assert!(alice.is_closed(REPLY_TIMEOUT));
+
+    let mut c = game.guest("intruder");
+    c.send_line("connect Alice wrongpassword");
+    c.expect("Wrong name or password.");
+    c.send_line("connect Nobody wrongpassword");
+    c.expect("Wrong name or password.");
+    // Still at the login screen and still usable.
+    c.send_line("ping after");
+    c.expect("pong after");
+    c.send_line(&format!("connect Alice {PASSWORD}"));
+    c.expect("Welcome back, Alice!");
+}
+
+#[test]
+fn too_long_line_is_refused_and_the_connection_stays_usable() {
+    let game = Game::started();
+    let mut c = game.login("Alice");
+    let long = format!("say {}", "x".repeat(5000));
+    c.send_line(&long);
+    c.expect("too long");
+    c.send_line("ping after");
+    let line = c
+        .expect_line(
+            "pong after",
+            |l| l.contains("pong") || l.contains("You say"),
+            REPLY_TIMEOUT,
+        )
+        .unwrap();
+    assert!(
+        line.contains("pong after"),
+        "the long line was not dropped whole: {line:?}"
+    );
+    c.look().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn closing_a_client_removes_its_session() {
+    let game = Game::started();
+    let mut alice = game.login("Alice");
+    let bob = game.login("Bob");
+    assert_eq!(alice.who(), ["Alice", "Bob"]);
+    drop(bob);
+    wait_until(
+        "Bob to leave `who` after his connection closed",
+        Duration::from_secs(15),
+        || alice.who() == ["Alice"],
+    );
+}
+
+#[test]
+fn init_refuses_an_existing_game() {
+    let game = Game::new();
+    let before = std::fs::read_to_string(game.config_path()).unwrap();
+    let mut cmd = evctl_command();
+    cmd.arg("init").arg(game.root());
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(
+        !out.status.success(),
+        "init over an existing game succeeded: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains(&*game.root().to_string_lossy()),
+        "the refusal does not name the directory: {}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(game.config_path()).unwrap(),
+        before,
+        "ev.toml was changed"
+    );
+}
+
+#[test]
+fn too_long_game_path_names_the_unix_socket_limit() {
+    let game = Game::uninitialised();
+    let long = game.tmp().join("x".repeat(100));
+    let mut cmd = evctl_command();
+    cmd.arg("init").arg(&long);
+    let init = run(cmd, Duration::from_secs(30));
+    let out = if init.status.success() {
+        // Refused at start, if not at init.
+        let mut cmd = evctl_command();
+        cmd.arg("-g").arg(&long).arg("start");
+        run(cmd, Duration::from_secs(30))
+    } else {
+        init
+    };
+    assert!(
+        !out.status.success(),
+        "a game at a {}-byte path started: {}",
+        long.as_os_str().len(),
+        text(&out)
+    );
+    let msg = text(&out);
+    assert!(
+        msg.contains("Unix socket") && msg.contains("107"),
+        "no mention of the Unix socket limit: {msg}"
+    );
+    assert!(!msg.contains("panicked"), "{msg}");
+}
+
+#[test]
+fn malformed_config_names_file_line_and_key() {
+    let game = Game::new();
+    game.write_config(
+        "[portal]\ntelnet = \"127.0.0.1:0\"\nweb = \"127.0.0.1:0\"\nmax_line_bytez = 10\n",
+    );
+    let out = game.evctl(&["start"]);
+    assert!(
+        !out.status.success(),
+        "started with a misspelt key: {}",
+        text(&out)
+    );
+    let msg = text(&out);
+    let path = game.config_path();
+    assert!(
+        msg.contains(&*path.to_string_lossy()),
+        "the message does not name {}: {msg}",
+        path.display()
+    );
+    assert!(
+        msg.contains("line 4"),
+        "the message does not name line 4: {msg}"
+    );
+    assert!(
+        msg.contains("max_line_bytez"),
+        "the message does not name the key: {msg}"
+    );
+    assert!(
+        game.pid("portal").is_none_or(|p| !crate::util::alive(p)),
+        "a portal runs anyway"
+    );
+}

@@ -1,0 +1,162 @@
+use std::time::Duration;
+
+use crate::util::load::{Load, Spec};
+use crate::util::{Game, REPLY_TIMEOUT, alive, exec_test_server, heavy, text, wait_until};
+
+fn version(c: &mut crate::util::Client) -> String {
+    c.send_line("version");
+    c.expect_line(
+        "the `version` answer",
+        |l| l.contains("ev-server") || l.contains("build-") || l.contains("Unknown command"),
+        REPLY_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A few pinging clients, for the failing-build tests: the old server must
+/// keep answering every one of them while the new one fails.
+fn light_load(game: &Game) -> Load {
+    let load = Load::start(
+        game,
+        Spec {
+            clients: 5,
+            sayers: 1,
+            creator: false,
+            name: "Light",
+            ..Spec::default()
+        },
+    );
+    load.wait_progress(5);
+    load
+}
+
+#[test]
+fn a_rebuilt_server_is_picked_up_by_the_next_reload() {
+    let game = Game::with_server_script(|_| {});
+    game.start();
+    let mut alice = game.login("Alice");
+    let mut bob = game.login("Bob");
+    let first = version(&mut alice);
+    assert!(first.contains("ev-server"), "{first:?}");
+
+    game.set_server_script(&exec_test_server("EV_TEST_VERSION=build-two"));
+    let out = game.reload();
+    assert!(text(&out).contains("dark for"), "{}", text(&out));
+    let second = version(&mut alice);
+    assert_eq!(
+        second.trim(),
+        "build-two",
+        "the reload did not run the rebuilt binary"
+    );
+
+    game.set_server_script(&exec_test_server("EV_TEST_VERSION=build-three"));
+    game.reload();
+    assert_eq!(version(&mut bob).trim(), "build-three");
+
+    for c in [&mut alice, &mut bob] {
+        c.look().unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(alice.who(), ["Alice", "Bob"]);
+}
+
+/// Runs one failing reload under light load and checks that the game is
+/// unharmed. Returns the output of the failed `evctl reload`.
+fn failing_reload(game: &Game, script: &str) -> String {
+    let _heavy = heavy();
+    game.start();
+    let mut watcher = game.login("Watcher");
+    let server = game.pid("server").unwrap();
+    let load = light_load(game);
+
+    game.set_server_script(script);
+    let out = game.evctl(&["reload"]);
+    let said = text(&out);
+    assert!(
+        !out.status.success(),
+        "a broken server binary reloaded fine: {said}"
+    );
+    assert!(said.contains("reload failed"), "{said}");
+
+    load.wait_progress(10);
+    let report = load.finish();
+    report.assert_clean();
+
+    assert_eq!(
+        game.pid("server"),
+        Some(server),
+        "server.pid changed after a failed reload"
+    );
+    assert!(alive(server), "the old server died in a failed reload");
+    watcher.look().unwrap_or_else(|e| panic!("{e}"));
+    watcher.send_line("ping still here");
+    watcher.expect("pong still here");
+
+    // Fixing the build makes the next reload work.
+    game.set_server_script(&exec_test_server("EV_TEST_VERSION=build-fixed"));
+    let out = game.evctl(&["reload"]);
+    assert!(
+        out.status.success(),
+        "reload after fixing the build: {}{}",
+        text(&out),
+        game.log_tails()
+    );
+    watcher.look().unwrap_or_else(|e| panic!("{e}"));
+    watcher.send_line("version");
+    watcher.expect("build-fixed");
+    said
+}
+
+#[test]
+fn a_server_that_exits_at_start_fails_the_reload() {
+    let game = Game::with_server_script(|_| {});
+    let said = failing_reload(&game, "echo 'cannot open the frobnicator' >&2\nexit 1");
+    assert!(
+        said.contains("cannot open the frobnicator"),
+        "the new server's last log lines are not shown: {said}"
+    );
+}
+
+#[test]
+fn a_server_that_never_attaches_fails_the_reload() {
+    let game = Game::with_server_script(|c| c.server.start_timeout_ms = 1500);
+    let marker = format!("sleep {}", game.marker());
+    let said = failing_reload(&game, &format!("exec {marker}"));
+    assert!(
+        said.to_lowercase().contains("time"),
+        "the reason does not say it timed out: {said}"
+    );
+    // The hung server was killed, not left behind.
+    wait_until(
+        "the server that never attached to be killed",
+        Duration::from_secs(10),
+        || !processes_with_arg(game.marker()),
+    );
+}
+
+#[test]
+fn a_server_with_another_link_major_fails_the_reload() {
+    let game = Game::with_server_script(|_| {});
+    let said = failing_reload(&game, &exec_test_server("EV_TEST_LINK_MAJOR=99"));
+    let ours = ev::version::LINK_MAJOR;
+    assert!(
+        said.contains("99"),
+        "the reason does not name the new server's version 99: {said}"
+    );
+    assert!(
+        said.contains(&format!("{ours}.")),
+        "the reason does not name the portal's version {ours}.x: {said}"
+    );
+}
+
+fn processes_with_arg(needle: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            return false;
+        };
+        let pid: Option<u32> = e.file_name().to_str().and_then(|s| s.parse().ok());
+        pid.is_some_and(alive) && raw.split(|&b| b == 0).any(|a| a == needle.as_bytes())
+    })
+}

@@ -1,0 +1,153 @@
+use std::time::Duration;
+
+use crate::util::{Game, alive, text, wait_until};
+
+#[test]
+fn start_status_stop() {
+    let game = Game::new();
+    let out = game.start();
+    let said = text(&out);
+    let addr = game.telnet_addr();
+    assert!(
+        said.contains(&addr.to_string()),
+        "start does not name the telnet address {addr}: {said}"
+    );
+
+    let pids = game.pids();
+    let names: Vec<&str> = pids.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        ["supervisor", "portal", "server"],
+        "pidfiles after start"
+    );
+    for (name, pid) in &pids {
+        assert!(
+            alive(*pid),
+            "{name} pid {pid} from its pidfile is not running"
+        );
+    }
+    let supervisor = game.pid("supervisor").unwrap();
+    assert!(
+        said.contains(&format!("supervisor pid {supervisor}")),
+        "{said}"
+    );
+
+    let again = game.evctl(&["start"]);
+    assert!(
+        !again.status.success(),
+        "a second start succeeded: {}",
+        text(&again)
+    );
+    assert!(text(&again).contains("already running"), "{}", text(&again));
+    assert_eq!(game.pids(), pids, "a refused start changed the pidfiles");
+
+    let status = game.evctl(&["status"]);
+    assert!(status.status.success(), "status: {}", text(&status));
+    for (name, pid) in &pids {
+        assert!(
+            text(&status).contains(&pid.to_string()),
+            "status does not show the {name} pid {pid}: {}",
+            text(&status)
+        );
+    }
+
+    let json = game.evctl(&["status", "--json"]);
+    assert!(json.status.success(), "status --json: {}", text(&json));
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", text(&json)));
+    assert!(value.is_object(), "status --json is not an object: {value}");
+    let portal = game.pid("portal").unwrap();
+    assert!(
+        contains_number(&value, portal as u64),
+        "status --json does not hold the portal pid {portal}: {value}"
+    );
+
+    let stop = game.evctl(&["stop"]);
+    assert!(stop.status.success(), "stop: {}", text(&stop));
+    // stop returns once every process is gone: no waiting here.
+    for (name, pid) in &pids {
+        assert!(
+            !alive(*pid),
+            "{name} pid {pid} still runs after `evctl stop` returned"
+        );
+    }
+    let status = game.evctl(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(3),
+        "status with nothing running: {}",
+        text(&status)
+    );
+
+    // And it starts again in the same directory.
+    game.start();
+    let mut c = game.guest("after restart");
+    c.send_line("ping back");
+    c.expect("pong back");
+}
+
+fn contains_number(v: &serde_json::Value, n: u64) -> bool {
+    match v {
+        serde_json::Value::Number(x) => x.as_u64() == Some(n),
+        serde_json::Value::Array(a) => a.iter().any(|v| contains_number(v, n)),
+        serde_json::Value::Object(o) => o.values().any(|v| contains_number(v, n)),
+        _ => false,
+    }
+}
+
+#[test]
+fn reload_reports_the_dark_time() {
+    let game = Game::started();
+    let mut c = game.login("Alice");
+    let server = game.pid("server").unwrap();
+    let portal = game.pid("portal").unwrap();
+
+    let out = game.reload();
+    let said = text(&out);
+    assert!(
+        said.contains("reloaded") && said.contains("dark for"),
+        "{said}"
+    );
+
+    let new_server = game.pid("server").unwrap();
+    assert_ne!(new_server, server, "server.pid did not change on reload");
+    assert_eq!(
+        game.pid("portal"),
+        Some(portal),
+        "the portal was restarted by a reload"
+    );
+    wait_until("the old server to exit", Duration::from_secs(15), || {
+        !alive(server)
+    });
+    assert!(alive(portal));
+
+    c.send_line("ping after");
+    c.expect("pong after");
+    c.look().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn stop_with_players_connected_closes_them() {
+    let game = Game::started();
+    let mut c = game.login("Alice");
+    let pids = game.pids();
+    let stop = game.evctl(&["stop"]);
+    assert!(stop.status.success(), "stop: {}", text(&stop));
+    assert!(
+        c.is_closed(Duration::from_secs(15)),
+        "the connection outlived `evctl stop`"
+    );
+    for (name, pid) in &pids {
+        assert!(
+            !alive(*pid),
+            "{name} pid {pid} still runs after `evctl stop` returned"
+        );
+    }
+}
+
+#[test]
+fn status_of_a_stopped_game_exits_3() {
+    let game = Game::new();
+    let status = game.evctl(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+}

@@ -1,0 +1,20 @@
+//! Black-box tests: each spawns the real evctl, supervisor, portal and server
+//! in its own temp game directory and talks telnet to it. `cargo test
+//! --workspace` builds every binary first; the harness finds them beside evctl.
+
+mod util;
+
+mod suite {
+    // Game texts over telnet: accounts, look/say/who/ping, quit, bad input; evctl init and config errors.
+    mod basics;
+    // evctl start / status / stop / reload and the processes behind them.
+    mod lifecycle;
+    // Reloads under load: 50 pinging clients, nothing lost, doubled or logged out.
+    mod reload;
+    // A rebuilt server binary is picked up; broken builds fail the reload, not the game.
+    mod builds;
+    // Sessions on the server follow connections on the portal, across reloads too.
+    mod session_sync;
+    // A real third-party telnet client (Python telnetlib3) plays a short session.
+    mod third_party;
+}
