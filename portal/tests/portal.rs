@@ -1,0 +1,256 @@
+//! The portal in process, on a real Unix socket and a real TCP port, with a
+//! fake server on the Link: checks the wire protocols end to end.
+
+use std::time::Duration;
+
+use ev::config::Config;
+use ev::gamedir::GameDir;
+use ev::pb::link as pb;
+use pb::portal_event::Kind as P;
+use pb::server_event::Kind as S;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+struct Portal {
+    game: GameDir,
+    _dir: tempfile::TempDir,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start_portal(edit: impl FnOnce(&mut Config)) -> Portal {
+    let dir = tempfile::Builder::new()
+        .prefix("evp")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let game = GameDir::new(dir.path());
+    let mut config = Config::default();
+    config.portal.telnet = "127.0.0.1:0".parse().unwrap();
+    // The fake servers never answer a Drain; do not wait long for one.
+    config.server.drain_timeout_ms = 300;
+    edit(&mut config);
+    std::fs::write(game.config_path(), config.to_toml()).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(ev_portal::run(
+        game.clone(),
+        config,
+        stop.clone().cancelled_owned(),
+    ));
+    // Ready once both the telnet address and the Link socket exist.
+    wait_for(|| game.telnet_addr_path().exists() && game.link_socket().exists()).await;
+    Portal {
+        game,
+        _dir: dir,
+        stop,
+        task,
+    }
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct FakeServer {
+    tx: mpsc::Sender<pb::ToPortal>,
+    rx: tonic::Streaming<pb::ToServer>,
+}
+
+impl FakeServer {
+    async fn attach(game: &GameDir, major: u32, generation: u64) -> (FakeServer, pb::PortalHello) {
+        let channel = ev::uds::connect(&game.link_socket()).await.unwrap();
+        let mut client = pb::link_client::LinkClient::new(channel);
+        let (tx, rx) = mpsc::channel(16);
+        tx.send(pb::ToPortal {
+            events: vec![pb::PortalEvent {
+                kind: Some(P::Hello(pb::ServerHello {
+                    version: Some(pb::Version { major, minor: 0 }),
+                    build_id: "fake".into(),
+                    generation,
+                    pid: 1,
+                })),
+            }],
+        })
+        .await
+        .unwrap();
+        let mut rx = client
+            .attach(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = tokio::time::timeout(DEADLINE, rx.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let server = FakeServer { tx, rx };
+        let hello = match first.events.into_iter().next().and_then(|e| e.kind) {
+            Some(S::Hello(h)) => h,
+            other => panic!("expected a hello, got {other:?}"),
+        };
+        (server, hello)
+    }
+
+    async fn next_event(&mut self, mut want: impl FnMut(&S) -> bool) -> S {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.rx.next())
+                .await
+                .expect("timed out waiting for a Link event")
+                .expect("Link closed")
+                .expect("Link error");
+            for e in msg.events {
+                if let Some(kind) = e.kind
+                    && want(&kind)
+                {
+                    return kind;
+                }
+            }
+        }
+    }
+
+    async fn send(&self, events: Vec<P>) {
+        let events = events
+            .into_iter()
+            .map(|k| pb::PortalEvent { kind: Some(k) })
+            .collect();
+        self.tx.send(pb::ToPortal { events }).await.unwrap();
+    }
+}
+
+async fn telnet(portal: &Portal) -> BufReader<TcpStream> {
+    let addr = std::fs::read_to_string(portal.game.telnet_addr_path()).unwrap();
+    BufReader::new(TcpStream::connect(addr.trim()).await.unwrap())
+}
+
+async fn read_line(client: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    tokio::time::timeout(DEADLINE, client.read_line(&mut line))
+        .await
+        .expect("timed out reading a line")
+        .unwrap();
+    line
+}
+
+#[tokio::test]
+async fn telnet_line_crosses_the_link_and_the_reply_comes_back() {
+    let portal = start_portal(|_| {}).await;
+    let (mut server, hello) = FakeServer::attach(&portal.game, ev::version::LINK_MAJOR, 1).await;
+    assert_eq!(hello.role, pb::Role::Active as i32);
+    assert!(hello.refused.is_empty());
+
+    let mut client = telnet(&portal).await;
+    let session = match server.next_event(|k| matches!(k, S::Opened(_))).await {
+        S::Opened(o) => o.session.unwrap().id,
+        _ => unreachable!(),
+    };
+    // Negotiation bytes around the text must never reach the server.
+    client
+        .get_mut()
+        .write_all(b"\xff\xfd\x18ping \xff\xff1\r\n")
+        .await
+        .unwrap();
+    let input = match server.next_event(|k| matches!(k, S::Input(_))).await {
+        S::Input(i) => i,
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        (input.session, input.seq, input.text.as_str()),
+        (session, 1, "ping \u{fffd}1")
+    );
+    server
+        .send(vec![
+            P::Output(pb::Output {
+                session,
+                text: "pong 1".into(),
+            }),
+            P::Ack(pb::Ack { session, seq: 1 }),
+        ])
+        .await;
+    // The refusal of DO TTYPE comes first, then the reply.
+    let mut got = Vec::new();
+    while !got.ends_with(b"pong 1\r\n") {
+        let mut line = Vec::new();
+        tokio::time::timeout(DEADLINE, client.read_until(b'\n', &mut line))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!line.is_empty(), "connection closed early");
+        got.extend(line);
+    }
+    assert!(got.starts_with(&[255, 252, 0x18]), "{got:?}");
+
+    // The server asks for a disconnect: the portal closes the connection.
+    server
+        .send(vec![P::Disconnect(pb::Disconnect {
+            session,
+            reason: "quit".into(),
+        })])
+        .await;
+    let mut rest = String::new();
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::io::AsyncReadExt::read_to_string(&mut client, &mut rest),
+    )
+    .await
+    .expect("connection not closed")
+    .unwrap();
+    let closed = server.next_event(|k| matches!(k, S::Closed(_))).await;
+    assert!(matches!(closed, S::Closed(c) if c.session == session));
+    portal.stop.cancel();
+    portal.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn long_line_is_refused_and_never_reaches_the_server() {
+    let portal = start_portal(|c| c.portal.max_line_bytes = 16).await;
+    let (mut server, _) = FakeServer::attach(&portal.game, ev::version::LINK_MAJOR, 1).await;
+    let mut client = telnet(&portal).await;
+    client.get_mut().write_all(&[b'x'; 100]).await.unwrap();
+    client.get_mut().write_all(b"\r\nok\r\n").await.unwrap();
+    let line = read_line(&mut client).await;
+    assert!(line.contains("too long"), "{line}");
+    let input = match server.next_event(|k| matches!(k, S::Input(_))).await {
+        S::Input(i) => i,
+        _ => unreachable!(),
+    };
+    assert_eq!((input.seq, input.text.as_str()), (1, "ok"));
+    portal.stop.cancel();
+    portal.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn other_link_major_is_refused_with_both_versions() {
+    let portal = start_portal(|_| {}).await;
+    let (_server, hello) = FakeServer::attach(&portal.game, 77, 3).await;
+    assert!(hello.refused.contains("77.0"), "{}", hello.refused);
+    assert!(
+        hello.refused.contains(&ev::version::link_version()),
+        "{}",
+        hello.refused
+    );
+    portal.stop.cancel();
+    portal.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn connections_over_the_per_address_limit_are_told_why() {
+    let portal = start_portal(|c| c.portal.max_connections_per_ip = 1).await;
+    let _first = telnet(&portal).await;
+    let mut second = telnet(&portal).await;
+    let line = read_line(&mut second).await;
+    assert!(line.contains("Too many connections"), "{line}");
+    portal.stop.cancel();
+    portal.task.await.unwrap().unwrap();
+}
