@@ -56,6 +56,8 @@ struct Shared {
     says_done: Vec<AtomicBool>,
     /// Accounts the creator has made so far.
     created: AtomicU64,
+    /// Failures of client threads that have ended, for early reports.
+    ended: std::sync::Mutex<Vec<String>>,
 }
 
 pub struct Load {
@@ -136,6 +138,7 @@ impl Load {
             says_final: (0..spec.sayers).map(|_| AtomicU64::new(0)).collect(),
             says_done: (0..spec.sayers).map(|_| AtomicBool::new(false)).collect(),
             created: AtomicU64::new(0),
+            ended: std::sync::Mutex::new(Vec::new()),
         });
         let clients = logged_in
             .into_iter()
@@ -144,7 +147,15 @@ impl Load {
                 let (shared, spec) = (shared.clone(), spec.clone());
                 std::thread::Builder::new()
                     .name(format!("load-c{i}"))
-                    .spawn(move || run_client(i, client, &spec, &shared))
+                    .spawn(move || {
+                        let report = run_client(i, client, &spec, &shared);
+                        shared
+                            .ended
+                            .lock()
+                            .unwrap()
+                            .extend(report.failures.iter().cloned());
+                        report
+                    })
                     .expect("spawning a load thread")
             })
             .collect();
@@ -199,9 +210,11 @@ impl Load {
             let finished = self.clients.iter().filter(|h| h.is_finished()).count();
             if Instant::now() >= deadline || finished > 0 {
                 self.shared.stop.store(true, Ordering::SeqCst);
+                let ended = self.shared.ended.lock().unwrap().join("\n  ");
                 panic!(
                     "load made no progress within {timeout:?} ({finished} client threads ended early); \
-                     clients behind (pongs/wanted): {}; creator made {} accounts (wanted more than {created})",
+                     clients behind (pongs/wanted): {}; creator made {} accounts (wanted more than {created}); \
+                     failures so far:\n  {ended}",
                     behind.join(", "),
                     self.shared.created.load(Ordering::SeqCst)
                 );

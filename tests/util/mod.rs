@@ -471,9 +471,9 @@ impl Game {
     }
 
     /// Pids of processes that belong to this game: named in a pidfile and
-    /// running an ev binary, or carrying the game dir or marker in argv.
+    /// running an ev binary, or carrying the temp dir or marker in argv.
     fn own_processes(&self) -> Vec<u32> {
-        let root = self.root.to_string_lossy().into_owned();
+        let root = self.tmp().to_string_lossy().into_owned();
         let mine = |args: &[String]| {
             args.iter()
                 .any(|a| a.contains(&root) || a.contains(&self.marker))
