@@ -1,1 +1,47 @@
-//! ev-supervisor
+//! ev-supervisor: runs one game's portal and server, restarts them when they
+//! crash, hands over to a new server on reload, and answers evctl.
+//!
+//! # Layout
+//! - `supervisor`: the shared state and the supervisor's life ([`run`]):
+//!   lock, bind the control socket, start the portal, keep going until a
+//!   stop, then the graceful stop.
+//! - `pidfile`: run/supervisor.pid, flock-ed for the supervisor's whole life.
+//! - `child`: spawning one process (own process group, output appended to
+//!   logs/<name>.log) and watching it until it exits.
+//! - `binary`: server binaries copied to run/bin/<build-id> (content hash),
+//!   so a half-written rebuild is never started.
+//! - `launch`: starting the portal (ready when `PortalAdmin.Status` answers)
+//!   and a server (ready when attached), and the per-child exit monitors that
+//!   tell an expected exit from a crash.
+//! - `restart`: the keeper task: restarts a crashed portal or server, with
+//!   backoff and the crash-loop limit.
+//! - `reload`: the hand-over from the serving server to a new one.
+//! - `logtail`: a failed server's last lines out of the shared server.log.
+//! - `status`: the status report, with `sysinfo` figures.
+//! - `notify`: systemd's READY/RELOADING/STOPPING over `$NOTIFY_SOCKET`.
+//! - `control` (the Control service evctl calls) and `portal_client`
+//!   (PortalAdmin calls to the portal): the only modules that see pb types.
+//!
+//! # Flow
+//! ```text
+//! evctl ──control.sock──► control ──► reload / status / stop
+//!                                       │
+//! restart (keeper) ──► launch ──► child (spawn, wait) ── binary (copy)
+//!                        └──► portal_client ──portal.sock──► portal
+//! ```
+#![forbid(unsafe_code)]
+
+mod binary;
+mod child;
+mod control;
+mod launch;
+mod logtail;
+mod notify;
+mod pidfile;
+mod portal_client;
+mod reload;
+mod restart;
+mod status;
+mod supervisor;
+
+pub use supervisor::{GOODBYE, Options, run};

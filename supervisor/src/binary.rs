@@ -1,0 +1,228 @@
+//! Server binaries: content-hashed copies under run/bin/<build-id>.
+//!
+//! A server is always started from a copy, never from the path the operator
+//! builds to. The bytes are read once, hashed, and exactly those bytes are
+//! written (temp file, fsync, rename), so a binary caught half-written by a
+//! running `cargo build` is never started as a complete one: its hash simply
+//! differs next time. The build id is the hash, so "which code is running" is
+//! answerable from `evctl status` and the file name.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// 64-bit FNV-1a: simple, stable across versions and platforms.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// The build id of a binary: its hash as 16 hex digits.
+pub fn build_id(bytes: &[u8]) -> String {
+    format!("{:016x}", fnv1a64(bytes))
+}
+
+/// A server binary ready to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub build_id: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct InstallError {
+    action: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// What identifies a file's content without reading it: when all of these
+/// are unchanged, so are the bytes (any write changes mtime and ctime).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Installs binaries into one bin directory, remembering what it hashed so an
+/// unchanged binary is not read again (hashing a debug build takes a while).
+#[derive(Debug)]
+pub struct Installer {
+    bin_dir: PathBuf,
+    seen: Mutex<HashMap<PathBuf, (Stamp, String)>>,
+}
+
+impl Installer {
+    pub fn new(bin_dir: PathBuf) -> Installer {
+        Installer {
+            bin_dir,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Copies `source` to bin_dir/<build-id> unless that is already there.
+    /// Blocking: call it from `spawn_blocking`.
+    pub fn install(&self, source: &Path) -> Result<Installed, InstallError> {
+        let err = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| InstallError {
+                action,
+                path,
+                source,
+            }
+        };
+        let stamp = std::fs::metadata(source)
+            .map(|m| Stamp::of(&m))
+            .map_err(err("reading", source))?;
+        if let Some(id) = self.cached(source, &stamp) {
+            let path = self.bin_dir.join(&id);
+            if path.is_file() {
+                return Ok(Installed { build_id: id, path });
+            }
+        }
+        let bytes = std::fs::read(source).map_err(err("reading", source))?;
+        let id = build_id(&bytes);
+        let path = self.bin_dir.join(&id);
+        if !path.is_file() {
+            write_atomically(&self.bin_dir, &path, &bytes)?;
+        }
+        // Only remember the stamp if the file did not change while we read it.
+        if std::fs::metadata(source).is_ok_and(|m| Stamp::of(&m) == stamp)
+            && let Ok(mut seen) = self.seen.lock()
+        {
+            seen.insert(source.to_owned(), (stamp, id.clone()));
+        }
+        Ok(Installed { build_id: id, path })
+    }
+
+    fn cached(&self, source: &Path, stamp: &Stamp) -> Option<String> {
+        let seen = self.seen.lock().ok()?;
+        let (seen_stamp, id) = seen.get(source)?;
+        (seen_stamp == stamp).then(|| id.clone())
+    }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    let err = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| InstallError {
+            action,
+            path,
+            source,
+        }
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("bin");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o755)
+            .open(&tmp)
+            .map_err(err("creating", &tmp))?;
+        file.write_all(bytes).map_err(err("writing", &tmp))?;
+        file.sync_all().map_err(err("syncing", &tmp))?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(err("renaming to", path))?;
+        // Make the rename itself durable.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err("syncing", dir))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn fnv_matches_the_reference_values() {
+        // From the FNV reference test suite.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(build_id(b"a"), "af63dc4c8601ec8c");
+    }
+
+    #[test]
+    fn install_copies_once_and_names_the_copy_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let source = dir.path().join("ev-server");
+        std::fs::write(&source, b"version one").unwrap();
+        let installer = Installer::new(bin.clone());
+
+        let first = installer.install(&source).unwrap();
+        assert_eq!(first.build_id, build_id(b"version one"));
+        assert_eq!(first.path, bin.join(&first.build_id));
+        assert_eq!(std::fs::read(&first.path).unwrap(), b"version one");
+        let mode = std::fs::metadata(&first.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+
+        // Unchanged: same copy. Changed: a new copy, the old one kept.
+        assert_eq!(installer.install(&source).unwrap(), first);
+        std::fs::write(&source, b"version two, longer").unwrap();
+        let second = installer.install(&source).unwrap();
+        assert_ne!(second.build_id, first.build_id);
+        assert_eq!(std::fs::read(&second.path).unwrap(), b"version two, longer");
+        assert!(first.path.is_file());
+        // No temp files left behind.
+        let names: Vec<_> = std::fs::read_dir(&bin)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_deleted_copy_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("ev-server");
+        std::fs::write(&source, b"abc").unwrap();
+        let installer = Installer::new(dir.path().to_owned());
+        let first = installer.install(&source).unwrap();
+        std::fs::remove_file(&first.path).unwrap();
+        assert_eq!(installer.install(&source).unwrap(), first);
+        assert!(first.path.is_file());
+    }
+
+    #[test]
+    fn missing_binary_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let installer = Installer::new(dir.path().to_owned());
+        let err = installer
+            .install(&dir.path().join("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("reading "), "{err}");
+        assert!(err.contains("nope"), "{err}");
+    }
+}

@@ -1,0 +1,116 @@
+//! The Control service evctl speaks, on run/control.sock (mode 0600, in the
+//! 0700 run directory). Besides `portal_client`, the only module that sees pb
+//! types: it converts the supervisor's answers into replies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ev::pb::control::{
+    ProcessInfo, ReloadReply, ReloadRequest, StatusReply, StatusRequest, StopReply, StopRequest,
+    WaitReadyReply, WaitReadyRequest,
+    control_server::{Control, ControlServer},
+};
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::supervisor::Shared;
+use crate::{reload, status};
+
+/// Serves until `done`: through the stop too, so `evctl status` still
+/// answers while the children are shutting down.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    incoming: UnixListenerStream,
+    done: CancellationToken,
+) {
+    let result = tonic::transport::Server::builder()
+        .add_service(ControlServer::new(ControlService { shared }))
+        .serve_with_incoming_shutdown(incoming, done.cancelled_owned())
+        .await;
+    if let Err(e) = result {
+        tracing::error!("control service: {e}");
+    }
+}
+
+struct ControlService {
+    shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        let r = status::report(&self.shared).await;
+        Ok(Response::new(StatusReply {
+            processes: r
+                .processes
+                .into_iter()
+                .map(|p| ProcessInfo {
+                    name: p.name.into(),
+                    pid: p.pid,
+                    state: p.state.into(),
+                    uptime_ms: p.uptime_ms,
+                    rss_bytes: p.rss_bytes,
+                    cpu_ms: p.cpu_ms,
+                })
+                .collect(),
+            server_generation: r.server_generation,
+            server_restarts: r.server_restarts,
+            last_exit_reason: r.last_exit_reason,
+            sessions: r.sessions,
+            logged_in: r.logged_in,
+            build_id: r.build_id,
+            telnet_addr: r.telnet_addr,
+            game_dir: r.game_dir,
+            reloads: r.reloads,
+        }))
+    }
+
+    async fn wait_ready(
+        &self,
+        request: Request<WaitReadyRequest>,
+    ) -> Result<Response<WaitReadyReply>, Status> {
+        let timeout = Duration::from_millis(request.into_inner().timeout_ms);
+        let ready = tokio::select! {
+            ready = self.shared.wait_ready(timeout) => ready,
+            () = self.shared.stop.cancelled() => Err("ev is stopping".into()),
+        };
+        Ok(Response::new(match ready {
+            Ok(telnet_addr) => WaitReadyReply {
+                ready: true,
+                error: String::new(),
+                telnet_addr,
+            },
+            Err(error) => WaitReadyReply {
+                ready: false,
+                error,
+                telnet_addr: String::new(),
+            },
+        }))
+    }
+
+    async fn reload(&self, _: Request<ReloadRequest>) -> Result<Response<ReloadReply>, Status> {
+        Ok(Response::new(match reload::reload(&self.shared).await {
+            Ok(done) => ReloadReply {
+                ok: true,
+                dark_micros: done.dark_micros,
+                generation: done.generation,
+                pid: done.pid,
+                build_id: done.build_id,
+                total_ms: done.total_ms,
+                ..ReloadReply::default()
+            },
+            Err(failed) => ReloadReply {
+                ok: false,
+                error: failed.error,
+                log_tail: failed.log_tail,
+                ..ReloadReply::default()
+            },
+        }))
+    }
+
+    async fn stop(&self, _: Request<StopRequest>) -> Result<Response<StopReply>, Status> {
+        self.shared.request_stop();
+        Ok(Response::new(StopReply {}))
+    }
+}

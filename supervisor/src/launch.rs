@@ -1,0 +1,334 @@
+//! Starting the portal and servers: spawn, wait until they answer, and watch
+//! each one until it exits.
+//!
+//! A server is "started" once it is attached to the portal; only then does
+//! [`make_serving`] turn it into *the* serving server, whose unexpected exit
+//! is a crash. Until then whoever started it races its exit against the
+//! attach, so an exit at any moment is seen exactly once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::child::{Child, Spec};
+use crate::logtail;
+use crate::portal_client::NotAttached;
+use crate::restart;
+use crate::supervisor::{Role, ServerProc, Shared};
+
+/// A served at least this long was healthy: its crash starts a new count.
+pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
+/// Spawns the portal and waits until `PortalAdmin.Status` answers.
+/// Caller holds `ops`.
+pub(crate) async fn start_portal(shared: &Arc<Shared>) -> Result<(), String> {
+    let game = &shared.game;
+    // A stale address must not be mistaken for this portal's.
+    let _ = std::fs::remove_file(game.telnet_addr_path());
+    let spec = Spec {
+        name: "portal",
+        program: shared.portal_bin.clone(),
+        args: vec!["--game-dir".into(), game.root().into()],
+        env: vec![("EV_GAME_DIR".into(), game.root().display().to_string())],
+        log: game.log_path("portal"),
+    };
+    let child = Child::spawn(&spec).map_err(|e| e.to_string())?;
+    tracing::info!("portal started (pid {})", child.pid);
+    if let Err(e) = game.write_pid("portal", child.pid) {
+        tracing::warn!("cannot write {}: {e}", game.pid_path("portal").display());
+    }
+    shared.update(|s| {
+        s.portal = Some(child.clone());
+        s.portal_ready = false;
+    });
+    tokio::spawn(watch_portal(shared.clone(), child.clone()));
+
+    match wait_portal_ready(shared, &child).await {
+        Ok(()) => {
+            shared.update(|s| {
+                if s.portal.as_ref().is_some_and(|p| p.pid == child.pid) {
+                    s.portal_ready = true;
+                }
+            });
+            tracing::info!("portal ready (pid {})", child.pid);
+            Ok(())
+        }
+        Err(e) => {
+            // Forget it first, so its death is not reported as a crash.
+            shared.update(|s| {
+                if s.portal.as_ref().is_some_and(|p| p.pid == child.pid) {
+                    s.portal = None;
+                }
+            });
+            child.kill().await;
+            Err(e)
+        }
+    }
+}
+
+async fn wait_portal_ready(shared: &Shared, child: &Child) -> Result<(), String> {
+    let timeout = shared.start_timeout();
+    let answers = async {
+        let mut delay = Duration::from_millis(5);
+        loop {
+            if shared.portal.status().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+    };
+    tokio::select! {
+        () = answers => Ok(()),
+        exit = child.exited() => Err(format!(
+            "portal {exit} before it was ready (see {})",
+            shared.game.log_path("portal").display()
+        )),
+        () = tokio::time::sleep(timeout) => Err(format!(
+            "portal did not answer on {} within {} ms",
+            shared.game.link_socket().display(),
+            timeout.as_millis()
+        )),
+        () = shared.stop.cancelled() => Err("ev is stopping".into()),
+    }
+}
+
+async fn watch_portal(shared: Arc<Shared>, child: Child) {
+    let exit = child.exited().await;
+    let unexpected = shared.update(|s| {
+        if s.portal.as_ref().is_none_or(|p| p.pid != child.pid) {
+            return false;
+        }
+        s.portal = None;
+        s.portal_ready = false;
+        if s.stopping {
+            return false;
+        }
+        if child.uptime() >= HEALTHY_AFTER {
+            s.portal_streak = 0;
+        }
+        s.portal_streak += 1;
+        true
+    });
+    if unexpected {
+        tracing::error!(
+            "portal (pid {}) {exit} unexpectedly; restarting it",
+            child.pid
+        );
+    } else {
+        tracing::info!("portal (pid {}) {exit}", child.pid);
+    }
+}
+
+/// A server that attached to the portal.
+#[derive(Debug, Clone)]
+pub(crate) struct Started {
+    pub child: Child,
+    pub generation: u64,
+    pub build_id: String,
+}
+
+/// Why a server did not attach, with its last log lines.
+#[derive(Debug, Clone)]
+pub(crate) struct StartError {
+    pub error: String,
+    pub log_tail: Vec<String>,
+}
+
+impl StartError {
+    pub fn new(error: impl Into<String>) -> StartError {
+        StartError {
+            error: error.into(),
+            log_tail: Vec::new(),
+        }
+    }
+}
+
+/// Copies the server binary, spawns the copy as the next generation and waits
+/// until it attaches. On failure it is killed and reaped. Caller holds `ops`.
+pub(crate) async fn start_server(shared: &Arc<Shared>) -> Result<Started, StartError> {
+    let game = &shared.game;
+    let installed = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || shared.installer.install(&shared.server_bin))
+            .await
+            .map_err(|e| StartError::new(format!("installing the server binary: {e}")))?
+            .map_err(|e| StartError::new(format!("cannot install the server binary: {e}")))?
+    };
+    let generation = shared.update(|s| {
+        s.generation += 1;
+        s.generation
+    });
+    let log = game.log_path("server");
+    let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let spec = Spec {
+        name: "server",
+        program: installed.path.clone(),
+        args: vec!["--game-dir".into(), game.root().into()],
+        env: vec![
+            ("EV_GAME_DIR".into(), game.root().display().to_string()),
+            ("EV_GENERATION".into(), generation.to_string()),
+            ("EV_BUILD_ID".into(), installed.build_id.clone()),
+        ],
+        log: log.clone(),
+    };
+    let child = Child::spawn(&spec).map_err(|e| StartError::new(e.to_string()))?;
+    tracing::info!(
+        "server generation {generation} started (pid {}, build {})",
+        child.pid,
+        installed.build_id
+    );
+    shared.update(|s| {
+        s.servers.insert(
+            child.pid,
+            ServerProc {
+                child: child.clone(),
+                generation,
+                build_id: installed.build_id.clone(),
+                role: Role::Starting,
+                serving_since: None,
+            },
+        );
+    });
+    tokio::spawn(watch_server(shared.clone(), child.clone()));
+
+    let timeout = shared.start_timeout();
+    let did_not_attach = || {
+        format!(
+            "new server did not attach within {} ms",
+            timeout.as_millis()
+        )
+    };
+    let outcome = tokio::select! {
+        reply = shared.portal.wait_attached(generation, timeout) => match reply {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(NotAttached::Timeout)) => Err(did_not_attach()),
+            Ok(Err(NotAttached::Refused(why))) => Err(format!("new server refused: {why}")),
+            Err(e) => Err(e.to_string()),
+        },
+        exit = child.exited() => Err(format!("new server {exit} before attaching")),
+        // In case the portal does not keep its own deadline.
+        () = tokio::time::sleep(timeout + Duration::from_secs(1)) => Err(did_not_attach()),
+        () = shared.stop.cancelled() => Err("ev is stopping".into()),
+    };
+    match outcome {
+        Ok(()) => {
+            tracing::info!(
+                "server generation {generation} (pid {}) attached",
+                child.pid
+            );
+            Ok(Started {
+                child,
+                generation,
+                build_id: installed.build_id,
+            })
+        }
+        Err(error) => {
+            tracing::warn!(
+                "server generation {generation} (pid {}): {error}",
+                child.pid
+            );
+            child.kill().await;
+            let tag = ev::logging::tag("server", generation, child.pid);
+            Err(StartError {
+                error,
+                log_tail: logtail::read(&log, offset, &tag),
+            })
+        }
+    }
+}
+
+/// Makes an attached server ACTIVE at the portal if it is not already
+/// (when no other server was active it is so by itself). Returns the dark
+/// time of a promotion, 0 if none was needed.
+pub(crate) async fn activate(shared: &Shared, started: &Started) -> Result<u64, String> {
+    let status = shared.portal.status().await.map_err(|e| e.to_string())?;
+    let standby = status
+        .servers
+        .iter()
+        .any(|s| s.generation == started.generation && !s.active);
+    if !standby {
+        return Ok(0);
+    }
+    match shared
+        .portal
+        .promote(started.generation, shared.drain_timeout())
+        .await
+    {
+        Ok(Ok(promoted)) => Ok(promoted.dark_micros),
+        Ok(Err(e)) => Err(format!("hand-over failed: {e}")),
+        Err(e) => Err(format!("hand-over failed: {e}")),
+    }
+}
+
+/// Turns an attached server into the serving one. Fails if it has already
+/// exited (its monitor saw it as "starting" and left it to us).
+pub(crate) fn make_serving(shared: &Shared, started: &Started) -> Result<(), String> {
+    let pid = started.child.pid;
+    let ok = shared.update(|s| match s.servers.get_mut(&pid) {
+        Some(p) if p.child.exit().is_none() => {
+            p.role = Role::Serving;
+            p.serving_since = Some(Instant::now());
+            true
+        }
+        _ => false,
+    });
+    if !ok {
+        let exit = started
+            .child
+            .exit()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "exited".into());
+        return Err(format!("new server {exit} right after attaching"));
+    }
+    if let Err(e) = shared.game.write_pid("server", pid) {
+        tracing::warn!(
+            "cannot write {}: {e}",
+            shared.game.pid_path("server").display()
+        );
+    }
+    tracing::info!(
+        "server generation {} (pid {pid}, build {}) serving",
+        started.generation,
+        started.build_id
+    );
+    shared.notifier.ready();
+    Ok(())
+}
+
+async fn watch_server(shared: Arc<Shared>, child: Child) {
+    let exit = child.exited().await;
+    let limit = shared.config.supervisor.crash_loop_limit;
+    let seen = shared.update(|s| {
+        let p = s.servers.remove(&child.pid)?;
+        let crashed = p.role == Role::Serving && !s.stopping;
+        if crashed {
+            let served = p.serving_since.map(|t| t.elapsed()).unwrap_or_default();
+            let reason = format!(
+                "server generation {} (pid {}) {exit}",
+                p.generation, child.pid
+            );
+            restart::record_failure(s, reason, served, limit);
+        }
+        Some((p.generation, p.role, crashed, s.crash_looped))
+    });
+    match seen {
+        Some((generation, _, true, false)) => tracing::error!(
+            "server generation {generation} (pid {}) {exit} unexpectedly; restarting it",
+            child.pid
+        ),
+        Some((generation, _, true, true)) => tracing::error!(
+            "server generation {generation} (pid {}) {exit} unexpectedly; it failed {limit} times in a row, so it is not restarted until `evctl reload`",
+            child.pid
+        ),
+        Some((generation, role, false, _)) => tracing::info!(
+            "server generation {generation} (pid {}) {exit} ({})",
+            child.pid,
+            match role {
+                Role::Starting => "while starting",
+                Role::Serving => "while stopping",
+                Role::Draining => "after handing over",
+            }
+        ),
+        None => {}
+    }
+}

@@ -1,0 +1,188 @@
+//! Keeping the portal and a server running: restart at once after a crash,
+//! then with a doubling wait, and give up on the server after
+//! `crash_loop_limit` failures in a row (a successful reload resumes).
+//!
+//! The keeper is one task that looks at the state whenever it changes and
+//! starts whatever is missing; it never races a reload because every start
+//! takes `ops` and re-checks the state under it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::launch::{self, HEALTHY_AFTER};
+use crate::supervisor::{Shared, State};
+
+/// The wait before the next start after `streak` failures in a row: none
+/// for the first (a crash is restarted at once), then `base`, doubling up
+/// to `max`.
+pub fn backoff(streak: u32, base_ms: u64, max_ms: u64) -> Duration {
+    let ms = match streak {
+        0 | 1 => 0,
+        n => {
+            let doublings = (n - 2).min(63);
+            base_ms.saturating_mul(1u64 << doublings).min(max_ms)
+        }
+    };
+    Duration::from_millis(ms)
+}
+
+/// Counts a server crash or failed start. A server that served for
+/// [`HEALTHY_AFTER`] starts a new count.
+pub(crate) fn record_failure(s: &mut State, reason: String, served: Duration, limit: u32) {
+    if served >= HEALTHY_AFTER {
+        s.crash_streak = 0;
+    }
+    s.crash_streak += 1;
+    s.last_exit_reason = reason;
+    if s.crash_streak >= limit {
+        s.crash_looped = true;
+    }
+}
+
+enum Need {
+    Nothing,
+    Portal(Duration),
+    Server(Duration),
+}
+
+/// Runs until stop: starts the portal or a server whenever one is missing.
+pub(crate) async fn keep(shared: Arc<Shared>) {
+    let sup = &shared.config.supervisor;
+    let mut changed = shared.subscribe();
+    loop {
+        changed.borrow_and_update();
+        let need = shared.read(|s| {
+            if s.portal.is_none() {
+                Need::Portal(backoff(
+                    s.portal_streak,
+                    sup.restart_backoff_ms,
+                    sup.restart_backoff_max_ms,
+                ))
+            } else if s.portal_ready && s.serving().is_none() && !s.crash_looped {
+                Need::Server(backoff(
+                    s.crash_streak,
+                    sup.restart_backoff_ms,
+                    sup.restart_backoff_max_ms,
+                ))
+            } else {
+                Need::Nothing
+            }
+        });
+        if shared.stopping() {
+            return;
+        }
+        let delay = match need {
+            Need::Nothing => {
+                tokio::select! {
+                    _ = changed.changed() => continue,
+                    () = shared.stop.cancelled() => return,
+                }
+            }
+            Need::Portal(delay) | Need::Server(delay) => delay,
+        };
+        if !delay.is_zero() {
+            tracing::info!("next start in {} ms", delay.as_millis());
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shared.stop.cancelled() => return,
+            }
+        }
+        let _ops = tokio::select! {
+            ops = shared.ops.lock() => ops,
+            () = shared.stop.cancelled() => return,
+        };
+        match need {
+            Need::Nothing => {}
+            Need::Portal(_) => {
+                if shared.read(|s| s.portal.is_some()) || shared.stopping() {
+                    continue;
+                }
+                if let Err(e) = launch::start_portal(&shared).await {
+                    tracing::error!("portal failed to start: {e}");
+                    shared.update(|s| s.portal_streak += 1);
+                }
+            }
+            Need::Server(_) => {
+                let wanted =
+                    shared.read(|s| s.portal_ready && s.serving().is_none() && !s.crash_looped);
+                if !wanted || shared.stopping() {
+                    continue;
+                }
+                shared.update(|s| {
+                    if s.generation > 0 {
+                        s.restarts += 1;
+                    }
+                });
+                if let Err(e) = start_serving(&shared).await {
+                    if shared.stopping() {
+                        return;
+                    }
+                    tracing::error!("server failed to start: {e}");
+                    let limit = sup.crash_loop_limit;
+                    let looped = shared.update(|s| {
+                        record_failure(s, e, Duration::ZERO, limit);
+                        s.crash_looped
+                    });
+                    if looped {
+                        tracing::error!(
+                            "the server failed {limit} times in a row; not restarting it until `evctl reload`"
+                        );
+                        shared.notifier.status("server crash loop: not restarting");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn start_serving(shared: &Arc<Shared>) -> Result<(), String> {
+    let started = launch::start_server(shared).await.map_err(|e| e.error)?;
+    if let Err(e) = launch::activate(shared, &started).await {
+        started.child.kill().await;
+        return Err(e);
+    }
+    launch::make_serving(shared, &started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_crash_restarts_at_once_then_the_wait_doubles_to_the_cap() {
+        let waits: Vec<u64> = (0..9)
+            .map(|n| backoff(n, 250, 10_000).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [0, 0, 250, 500, 1000, 2000, 4000, 8000, 10_000]);
+    }
+
+    #[test]
+    fn huge_streaks_do_not_overflow() {
+        assert_eq!(
+            backoff(u32::MAX, 250, 10_000),
+            Duration::from_millis(10_000)
+        );
+        assert_eq!(
+            backoff(200, u64::MAX / 2, u64::MAX),
+            Duration::from_millis(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn crash_loop_limit_and_healthy_reset() {
+        let mut s = State::default();
+        for _ in 0..4 {
+            record_failure(&mut s, "boom".into(), Duration::from_secs(1), 5);
+        }
+        assert!(!s.crash_looped);
+        assert_eq!(s.crash_streak, 4);
+        // A server that served long enough resets the count.
+        record_failure(&mut s, "late".into(), HEALTHY_AFTER, 5);
+        assert_eq!(s.crash_streak, 1);
+        assert_eq!(s.last_exit_reason, "late");
+        for _ in 0..4 {
+            record_failure(&mut s, "boom".into(), Duration::ZERO, 5);
+        }
+        assert!(s.crash_looped);
+    }
+}

@@ -1,0 +1,376 @@
+//! The supervisor's shared state and its life: start, serve, stop.
+//!
+//! One `Shared` is behind every task: the keeper (`restart`), the reload
+//! (`reload`), the Control service (`control`), the signal handler and one
+//! monitor task per child. State changes go through [`Shared::update`], which
+//! bumps a `watch` counter so waiters (the keeper, `WaitReady`) re-check.
+//! Server starts and hand-overs are serialised by `ops`; stop is not, it
+//! cancels `stop` and every operation gives way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ev::config::Config;
+use ev::gamedir::GameDir;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::binary::Installer;
+use crate::child::Child;
+use crate::notify::Notifier;
+use crate::pidfile::PidLock;
+use crate::portal_client::PortalClient;
+
+/// What the supervisor tells players when the game stops.
+pub const GOODBYE: &str = "The game is shutting down. Goodbye!";
+
+/// How the supervisor was invoked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub game: GameDir,
+    /// Informational: evctl decides about detaching; the supervisor behaves
+    /// the same either way (logs to stderr, notifies systemd if asked to).
+    pub foreground: bool,
+}
+
+/// What a server process is doing, as far as the supervisor is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Spawned, not yet attached: whoever started it watches it.
+    Starting,
+    /// The one server that serves: its unexpected exit is a crash.
+    Serving,
+    /// Handed over (or being handed over): its exit is expected.
+    Draining,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ServerProc {
+    pub child: Child,
+    pub generation: u64,
+    pub build_id: String,
+    pub role: Role,
+    pub serving_since: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub portal: Option<Child>,
+    /// The current portal has answered `PortalAdmin.Status`.
+    pub portal_ready: bool,
+    pub portal_streak: u32,
+    /// Every server process not yet reaped, by pid.
+    pub servers: BTreeMap<u32, ServerProc>,
+    /// The last generation handed out.
+    pub generation: u64,
+    pub restarts: u64,
+    pub reloads: u64,
+    pub last_exit_reason: String,
+    /// Server crashes (or failed starts) in a row.
+    pub crash_streak: u32,
+    /// `crash_loop_limit` reached: no more automatic restarts.
+    pub crash_looped: bool,
+    pub stopping: bool,
+}
+
+impl State {
+    pub fn serving(&self) -> Option<&ServerProc> {
+        self.servers.values().find(|s| s.role == Role::Serving)
+    }
+}
+
+pub(crate) struct Shared {
+    pub game: GameDir,
+    pub config: Config,
+    pub portal_bin: PathBuf,
+    pub server_bin: PathBuf,
+    pub installer: Installer,
+    pub portal: PortalClient,
+    pub notifier: Notifier,
+    pub started: Instant,
+    state: Mutex<State>,
+    changed: watch::Sender<u64>,
+    pub stop: CancellationToken,
+    /// One server start or hand-over at a time.
+    pub ops: tokio::sync::Mutex<()>,
+    /// Held for a whole reload; a second reload is refused, not queued.
+    pub reload_busy: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    fn new(game: GameDir, config: Config) -> anyhow::Result<Shared> {
+        let exe = std::env::current_exe().context("finding the supervisor's own executable")?;
+        let beside = exe.parent().map(Path::to_owned).unwrap_or_default();
+        let server_bin = if config.server.binary.as_os_str().is_empty() {
+            beside.join("ev-server")
+        } else {
+            game.root().join(&config.server.binary)
+        };
+        Ok(Shared {
+            portal_bin: beside.join("ev-portal"),
+            server_bin,
+            installer: Installer::new(game.bin_dir()),
+            portal: PortalClient::new(&game.link_socket()),
+            notifier: Notifier::from_env(),
+            started: Instant::now(),
+            state: Mutex::new(State::default()),
+            changed: watch::Sender::new(0),
+            stop: CancellationToken::new(),
+            ops: tokio::sync::Mutex::new(()),
+            reload_busy: tokio::sync::Mutex::new(()),
+            game,
+            config,
+        })
+    }
+
+    /// Changes the state and wakes everyone waiting for a change.
+    pub fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let result = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut state)
+        };
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        result
+    }
+
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&state)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Begins the stop; returns at once.
+    pub fn request_stop(&self) {
+        if !self.stop.is_cancelled() {
+            tracing::info!("stop requested");
+        }
+        self.update(|s| s.stopping = true);
+        self.stop.cancel();
+    }
+
+    pub fn start_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.server.start_timeout_ms)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.server.drain_timeout_ms)
+    }
+
+    /// run/telnet.addr, as the portal wrote it.
+    pub fn telnet_addr_file(&self) -> String {
+        std::fs::read_to_string(self.game.telnet_addr_path())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Blocks until the portal answers and a server serves, or `timeout`.
+    /// Fails early when the supervisor stops or the server is crash-looping.
+    /// Returns the telnet address.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<String, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changed = self.subscribe();
+        loop {
+            changed.borrow_and_update();
+            let verdict = self.read(|s| {
+                if s.stopping {
+                    Some(Err("ev is stopping".to_owned()))
+                } else if s.crash_looped {
+                    Some(Err(format!(
+                        "the server failed {} times in a row and is not restarted any more (last: {}); fix it and run `evctl reload`",
+                        s.crash_streak, s.last_exit_reason
+                    )))
+                } else if s.portal_ready && s.serving().is_some() {
+                    Some(Ok(()))
+                } else {
+                    None
+                }
+            });
+            match verdict {
+                Some(Ok(())) => break,
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    let last = self.read(|s| s.last_exit_reason.clone());
+                    let mut message = format!("not ready within {} ms", timeout.as_millis());
+                    if !last.is_empty() {
+                        message.push_str(&format!(" (last server failure: {last})"));
+                    }
+                    return Err(message);
+                }
+            }
+        }
+        match self.portal.status().await {
+            Ok(status) if !status.telnet_addr.is_empty() => Ok(status.telnet_addr),
+            Ok(_) => Ok(self.telnet_addr_file()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The supervisor's whole life. Returns once everything it started is gone.
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let game = options.game;
+    let config = Config::load(&game.config_path())?;
+    game.check_socket_paths()?;
+    game.create_dirs()?;
+    let lock = PidLock::acquire(&game.pid_path("supervisor"))?;
+    let shared = Arc::new(Shared::new(game, config)?);
+    tracing::info!(
+        "supervisor for {} (portal {}, server {})",
+        shared.game.root().display(),
+        shared.portal_bin.display(),
+        shared.server_bin.display()
+    );
+
+    let incoming = ev::uds::bind(&shared.game.control_socket())
+        .with_context(|| format!("binding {}", shared.game.control_socket().display()))?;
+    let done = CancellationToken::new();
+    let control = tokio::spawn(crate::control::serve(
+        shared.clone(),
+        incoming,
+        done.clone(),
+    ));
+    let signals = tokio::spawn(handle_signals(shared.clone()));
+
+    // The first portal must come up, or there is nothing to supervise: a
+    // portal that cannot bind its port would only fail again.
+    let first = {
+        let _ops = shared.ops.lock().await;
+        crate::launch::start_portal(&shared).await
+    };
+    let result = match first {
+        Ok(()) => {
+            let keeper = tokio::spawn(crate::restart::keep(shared.clone()));
+            shared.stop.cancelled().await;
+            let _ = keeper.await;
+            Ok(())
+        }
+        Err(e) => {
+            shared.request_stop();
+            Err(anyhow::anyhow!(e))
+        }
+    };
+    shutdown(&shared).await;
+    signals.abort();
+    done.cancel();
+    // In-flight calls end at stop; do not let one hold the exit forever.
+    if tokio::time::timeout(Duration::from_secs(2), control)
+        .await
+        .is_err()
+    {
+        tracing::warn!("control service did not finish in time");
+    }
+    let _ = std::fs::remove_file(shared.game.control_socket());
+    tracing::info!("supervisor exiting");
+    lock.remove();
+    result
+}
+
+async fn handle_signals(shared: Arc<Shared>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => shared.request_stop(),
+            _ = int.recv() => shared.request_stop(),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    match crate::reload::reload(&shared).await {
+                        Ok(done) => tracing::info!("reload done: {done}"),
+                        Err(e) => tracing::error!("reload failed: {}", e.error),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Graceful stop: the portal tells players and has the server finish; what is
+/// still alive at the deadline is killed. Then the run files go.
+async fn shutdown(shared: &Shared) {
+    shared.notifier.stopping();
+    let timeout = Duration::from_millis(shared.config.supervisor.stop_timeout_ms);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (portal, servers) = shared.read(|s| {
+        let servers: Vec<Child> = s.servers.values().map(|p| p.child.clone()).collect();
+        (s.portal.clone(), servers)
+    });
+    tracing::info!(
+        "stopping: portal {:?}, servers {:?}",
+        portal.as_ref().map(|c| c.pid),
+        servers.iter().map(|c| c.pid).collect::<Vec<_>>()
+    );
+
+    let ask = {
+        let client = shared.portal.clone();
+        let portal = portal.clone();
+        let servers = servers.clone();
+        tokio::spawn(async move {
+            let asked = match &portal {
+                Some(p) if p.exit().is_none() => match client.shutdown(GOODBYE, timeout).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!("{e}; sending SIGTERM instead");
+                        false
+                    }
+                },
+                _ => false,
+            };
+            if !asked {
+                for child in portal.iter().chain(&servers) {
+                    child.signal_group(nix::sys::signal::Signal::SIGTERM);
+                }
+            }
+        })
+    };
+    for child in portal.iter().chain(&servers) {
+        if tokio::time::timeout_at(deadline, child.exited())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    ask.abort();
+    // Whatever is left, including a server spawned while the stop began.
+    let left: Vec<Child> = shared.read(|s| {
+        s.portal
+            .iter()
+            .cloned()
+            .chain(s.servers.values().map(|p| p.child.clone()))
+            .chain(servers.iter().cloned())
+            .filter(|c| c.exit().is_none())
+            .collect()
+    });
+    for child in &left {
+        tracing::warn!(
+            "{} (pid {}) still running after {} ms; killing it",
+            child.name,
+            child.pid,
+            timeout.as_millis()
+        );
+        child.kill().await;
+    }
+    for name in ["portal", "server"] {
+        shared.game.remove_pid(name);
+    }
+    let _ = std::fs::remove_file(shared.game.link_socket());
+    let _ = std::fs::remove_file(shared.game.telnet_addr_path());
+}
