@@ -1,1 +1,256 @@
-//! ev-server
+//! ev-server: the game process. It owns the accounts, the characters, the
+//! world and the database; the long-lived portal owns the players' sockets.
+//! A server attaches to the portal over the Link, serves until it is told to
+//! drain (a reload) or the portal goes away, and can be replaced at any time
+//! without a player noticing.
+//!
+//! # Layout
+//! ```text
+//!  portal ══ Link (gRPC stream, run/portal.sock) ══ link ──Inbound──► engine ──► game
+//!                                                        ◄─Outbound──   │  ▲       │
+//!                                                                       ▼  │       ▼
+//!                                                        auth (blocking pool)    store (SQLite)
+//! ```
+//! - `link`: the only module that knows the protobuf types. Connects,
+//!   exchanges hellos (refusal and major-version checks), then turns the
+//!   stream into bounded channels of [`event`] batches.
+//! - `event`: the domain side of the Link: [`Inbound`], [`Outbound`],
+//!   sessions and their server-owned state.
+//! - `engine`: the single task that owns the game and the store: group
+//!   commit (a batch of events per transaction, replies released after the
+//!   commit), password jobs off-thread, Drain.
+//! - `game`: pure logic: sessions, exactly-once input, per-session ordering
+//!   behind password work, the world and the commands.
+//! - `store`: SQLite (WAL): schema versions and migrations, accounts,
+//!   characters, each session's last applied input seq.
+//! - `auth`: argon2id hashing and verification.
+//!
+//! # Exit codes
+//! - 0: drained on the portal's request (or `create-admin` succeeded).
+//! - 1: any error, including the portal going away without a Drain; a
+//!   supervisor restarts the server.
+//! - 2: the portal refused this server, or it speaks another Link major
+//!   version; starting the same binary again would fail the same way.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod engine;
+mod event;
+mod game;
+mod link;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ev::config::Config;
+use ev::gamedir::GameDir;
+use ev::version::{LINK_MAJOR, LINK_MINOR};
+
+pub use engine::EngineError;
+pub use link::LinkError;
+pub use store::{SCHEMA_VERSION, StoreError};
+
+/// How long a drained server waits for the portal to close the stream, so
+/// its last messages are delivered before the process exits.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Everything `run` needs besides `ev.toml`.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub game_dir: GameDir,
+    /// Which server this is, from the supervisor (`EV_GENERATION`); 0 by hand.
+    pub generation: u64,
+    /// Reported in the hello and by `version` (`EV_BUILD_ID`).
+    pub build_id: String,
+    /// The Link major version claimed in the hello. Always [`LINK_MAJOR`]
+    /// except in the test build, which lies to test the portal's refusal.
+    pub link_major: u32,
+    /// Replaces what `version` prints (test build only: proves which binary
+    /// a reload picked up).
+    pub version_text: Option<String>,
+}
+
+impl ServerOptions {
+    /// The production options: game directory from the flag, else
+    /// `EV_GAME_DIR`, else the current directory; generation and build id
+    /// from the environment.
+    pub fn from_env(game_dir: Option<PathBuf>) -> anyhow::Result<ServerOptions> {
+        let generation = match std::env::var("EV_GENERATION") {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .with_context(|| format!("EV_GENERATION must be a whole number, not {text:?}"))?,
+            Err(_) => 0,
+        };
+        Ok(ServerOptions {
+            game_dir: GameDir::resolve(game_dir),
+            generation,
+            build_id: std::env::var("EV_BUILD_ID").unwrap_or_else(|_| "dev".into()),
+            link_major: LINK_MAJOR,
+            version_text: None,
+        })
+    }
+
+    fn version_line(&self) -> String {
+        self.version_text.clone().unwrap_or_else(|| {
+            format!(
+                "ev-server {} (build {}, link {}.{})",
+                env!("CARGO_PKG_VERSION"),
+                self.build_id,
+                self.link_major,
+                LINK_MINOR
+            )
+        })
+    }
+}
+
+/// The command line shared by `ev-server` and `ev-test-server`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "ev-server",
+    version,
+    about = "The ev game server: attaches to the portal and runs the game"
+)]
+pub struct Cli {
+    /// The game directory [default: $EV_GAME_DIR, else the current directory]
+    #[arg(long, short = 'g', global = true, value_name = "DIR")]
+    pub game_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Create an admin account and its character (password from $EV_ADMIN_PASSWORD)
+    CreateAdmin { name: String },
+}
+
+/// Runs what the command line asked for and maps the outcome to an exit code.
+pub fn execute(command: Option<Command>, options: ServerOptions) -> ExitCode {
+    ev::logging::init("server", options.generation);
+    match command {
+        None => {
+            let outcome = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")
+                .and_then(|rt| {
+                    let outcome = rt.block_on(run(options));
+                    rt.shutdown_timeout(CLOSE_GRACE);
+                    outcome
+                });
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::from(exit_code(&e))
+                }
+            }
+        }
+        Some(Command::CreateAdmin { name }) => {
+            let outcome = std::env::var("EV_ADMIN_PASSWORD")
+                .context("set EV_ADMIN_PASSWORD to the new admin's password")
+                .and_then(|password| create_admin(&options.game_dir, &name, &password));
+            match outcome {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ev-server: create-admin failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// 2 when the portal refused this server or speaks another Link major, else 1.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<LinkError>() {
+        Some(e) if e.is_refusal() => 2,
+        _ => 1,
+    }
+}
+
+/// Loads the game, attaches to the portal and serves until drained (Ok) or
+/// the portal goes away (Err).
+pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
+    let game_dir = &options.game_dir;
+    game_dir.check_exists()?;
+    let config = Config::load(&game_dir.config_path())?;
+    let store = store::Store::open(
+        &game_dir.root().join(&config.database.path),
+        config.database.synchronous,
+    )?;
+    let hasher = auth::Hasher::new(&config.auth)?;
+    let game = game::Game::new(game::Rules {
+        game_name: config.game.name.clone(),
+        max_name_len: config.auth.max_name_len,
+        min_password_len: config.auth.min_password_len,
+        failures_before_delay: config.auth.failures_before_delay,
+        version: options.version_line(),
+    });
+    let hello = link::Hello {
+        major: options.link_major,
+        minor: LINK_MINOR,
+        build_id: options.build_id.clone(),
+        generation: options.generation,
+    };
+    let link = link::Link::attach(
+        &game_dir.link_socket(),
+        hello,
+        Duration::from_millis(config.server.start_timeout_ms),
+    )
+    .await?;
+    tracing::info!(
+        role = ?link.role,
+        portal_version = link.portal_version,
+        portal_build = link.portal_build,
+        build = options.build_id,
+        "attached to the portal"
+    );
+    let engine = engine::Engine::new(
+        game,
+        store,
+        hasher,
+        config.server.max_batch,
+        Duration::from_millis(config.auth.failure_delay_ms),
+    );
+    engine.serve(link.inbound, link.outbound).await?;
+    link.closed.wait(CLOSE_GRACE).await;
+    Ok(())
+}
+
+/// Creates an admin account and its character; returns the line to print.
+pub fn create_admin(game_dir: &GameDir, name: &str, password: &str) -> anyhow::Result<String> {
+    game_dir.check_exists()?;
+    let config = Config::load(&game_dir.config_path())?;
+    let (max, min) = (config.auth.max_name_len, config.auth.min_password_len);
+    if !game::valid_name(name, max) {
+        bail!("names are 2-{max} letters, not {name:?}");
+    }
+    if password.chars().count() < min || password.chars().any(char::is_whitespace) {
+        bail!("passwords need at least {min} characters and no spaces");
+    }
+    let mut store = store::Store::open(
+        &game_dir.root().join(&config.database.path),
+        config.database.synchronous,
+    )?;
+    store.migrate()?;
+    let hash = auth::Hasher::new(&config.auth)?.hash(password)?;
+    let tx = store.begin()?;
+    let ch = match tx.create_account(name, &hash, true, game::START_ROOM) {
+        Ok(ch) => ch,
+        Err(store::CreateError::Taken) => bail!("the name {name} is taken"),
+        Err(store::CreateError::Store(e)) => return Err(e.into()),
+    };
+    tx.commit()?;
+    Ok(format!(
+        "created admin {name} (account {}, character {})",
+        ch.account_id, ch.id
+    ))
+}

@@ -1,0 +1,177 @@
+//! Passwords: argon2id hashes in PHC string form.
+//!
+//! Hashing is slow on purpose, so it never runs on an async thread: the game
+//! asks for [`Work`], the engine runs it with [`Hasher::run`] (on tokio's
+//! blocking pool) and hands the [`Outcome`] back to the game.
+
+use std::sync::Arc;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use ev::config::AuthConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("argon2 parameters in [auth]: {0}")]
+    Params(argon2::Error),
+    #[error("hashing a password: {0}")]
+    Hash(argon2::password_hash::Error),
+}
+
+/// Work the game needs done off the async threads.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Work {
+    Hash {
+        password: String,
+    },
+    /// `hash` is None when there is no such account: the password is hashed
+    /// anyway, so a wrong name costs the same time as a wrong password.
+    Verify {
+        password: String,
+        hash: Option<String>,
+    },
+}
+
+// Passwords never reach a log line.
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Work::Hash { .. } => f.write_str("Hash"),
+            Work::Verify { .. } => f.write_str("Verify"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Hashed(String),
+    Verified(bool),
+    /// The hash could not be made (or the hashing task died).
+    Failed(String),
+}
+
+/// argon2id with the parameters of `[auth]`. Cheap to clone.
+#[derive(Clone)]
+pub struct Hasher {
+    argon: Arc<Argon2<'static>>,
+}
+
+impl Hasher {
+    pub fn new(config: &AuthConfig) -> Result<Hasher, AuthError> {
+        let params = Params::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.argon2_parallelism,
+            None,
+        )
+        .map_err(AuthError::Params)?;
+        Ok(Hasher {
+            argon: Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)),
+        })
+    }
+
+    pub fn hash(&self, password: &str) -> Result<String, AuthError> {
+        let salt = SaltString::generate(&mut OsRng);
+        self.argon
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(AuthError::Hash)
+    }
+
+    /// Checks `password` against a stored hash, with the parameters recorded
+    /// in the hash (so changing `[auth]` does not lock anyone out).
+    pub fn verify(&self, password: &str, hash: &str) -> bool {
+        match PasswordHash::new(hash) {
+            Ok(parsed) => self
+                .argon
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(e) => {
+                tracing::warn!("stored password hash is malformed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Does `work` on the calling thread.
+    pub fn run_blocking(&self, work: Work) -> Outcome {
+        match work {
+            Work::Hash { password } => match self.hash(&password) {
+                Ok(hash) => Outcome::Hashed(hash),
+                Err(e) => Outcome::Failed(e.to_string()),
+            },
+            Work::Verify {
+                password,
+                hash: Some(hash),
+            } => Outcome::Verified(self.verify(&password, &hash)),
+            Work::Verify {
+                password,
+                hash: None,
+            } => {
+                let _ = self.hash(&password);
+                Outcome::Verified(false)
+            }
+        }
+    }
+
+    /// Does `work` on tokio's blocking pool.
+    pub async fn run(&self, work: Work) -> Outcome {
+        let hasher = self.clone();
+        match tokio::task::spawn_blocking(move || hasher.run_blocking(work)).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Failed(format!("hashing task failed: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Hasher {
+    /// The cheapest parameters argon2 allows: tests hash many passwords.
+    pub(crate) fn cheap() -> Hasher {
+        let config = AuthConfig {
+            argon2_memory_kib: 8,
+            argon2_iterations: 1,
+            ..AuthConfig::default()
+        };
+        Hasher::new(&config).expect("cheap argon2 parameters are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> Hasher {
+        Hasher::cheap()
+    }
+
+    #[test]
+    fn hash_then_verify() {
+        let h = cheap();
+        let hash = h.hash("secret").unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(h.verify("secret", &hash));
+        assert!(!h.verify("Secret", &hash));
+        assert!(!h.verify("secret", "not a hash"));
+    }
+
+    #[tokio::test]
+    async fn unknown_account_is_never_verified() {
+        let h = cheap();
+        let work = Work::Verify {
+            password: "x".into(),
+            hash: None,
+        };
+        assert_eq!(h.run(work).await, Outcome::Verified(false));
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        let config = AuthConfig {
+            argon2_memory_kib: 1,
+            ..AuthConfig::default()
+        };
+        assert!(Hasher::new(&config).is_err());
+    }
+}

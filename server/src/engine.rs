@@ -1,0 +1,276 @@
+//! The engine: the one task that owns the game and the store.
+//!
+//! It waits on two things: batches from the portal and finished password
+//! jobs. Each is applied inside one transaction (group commit: a whole
+//! received batch, split at `server.max_batch` inputs, plus whatever batches
+//! were already queued behind it), and what the game produced is sent as one
+//! batch only after the commit. Password jobs run on tokio's blocking pool
+//! and, after too many failed logins, wait out a delay on a timer; neither
+//! blocks the engine.
+//!
+//! A Drain stops the engine taking new work: it finishes the jobs in flight
+//! (and the inputs queued behind them), sends `Drained` and returns.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::auth::{Hasher, Outcome};
+use crate::event::{Inbound, Outbound, SessionId};
+use crate::game::{Game, Job, JobId, Outbox};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the portal closed the link without a Drain")]
+    PortalGone,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A finished password job.
+struct Done {
+    job: JobId,
+    session: SessionId,
+    outcome: Outcome,
+}
+
+pub struct Engine {
+    game: Game,
+    store: Store,
+    hasher: Hasher,
+    max_batch: usize,
+    failure_delay: Duration,
+    jobs: JoinSet<Done>,
+    migrated: bool,
+    draining: bool,
+}
+
+impl Engine {
+    pub fn new(
+        game: Game,
+        store: Store,
+        hasher: Hasher,
+        max_batch: usize,
+        failure_delay: Duration,
+    ) -> Engine {
+        Engine {
+            game,
+            store,
+            hasher,
+            max_batch: max_batch.max(1),
+            failure_delay,
+            jobs: JoinSet::new(),
+            migrated: false,
+            draining: false,
+        }
+    }
+
+    /// Serves until a Drain is done (Ok) or the portal goes away.
+    pub async fn serve(
+        mut self,
+        mut inbound: mpsc::Receiver<Vec<Inbound>>,
+        outbound: mpsc::Sender<Vec<Outbound>>,
+    ) -> Result<(), EngineError> {
+        loop {
+            if self.draining && self.jobs.is_empty() {
+                send(&outbound, vec![Outbound::Drained]).await?;
+                tracing::info!("drained");
+                return Ok(());
+            }
+            tokio::select! {
+                batch = inbound.recv() => {
+                    let Some(mut events) = batch else {
+                        return Err(EngineError::PortalGone);
+                    };
+                    // Whatever is already queued joins this group commit.
+                    while inputs(&events) < self.max_batch && !has_drain(&events) {
+                        match inbound.try_recv() {
+                            Ok(more) => events.extend(more),
+                            Err(_) => break,
+                        }
+                    }
+                    self.apply(events, &outbound).await?;
+                }
+                Some(joined) = self.jobs.join_next(), if !self.jobs.is_empty() => {
+                    let mut done = Vec::new();
+                    let mut next = Some(joined);
+                    while let Some(joined) = next {
+                        match joined {
+                            Ok(d) => done.push(d),
+                            Err(e) => tracing::error!("password job lost: {e}"),
+                        }
+                        next = self.jobs.try_join_next();
+                    }
+                    self.complete(done, &outbound).await?;
+                }
+            }
+        }
+    }
+
+    /// Applies a run of portal events, one transaction per `max_batch` inputs.
+    async fn apply(
+        &mut self,
+        events: Vec<Inbound>,
+        outbound: &mpsc::Sender<Vec<Outbound>>,
+    ) -> Result<(), EngineError> {
+        let mut chunk = Vec::new();
+        let mut count = 0;
+        for event in events {
+            count += usize::from(matches!(event, Inbound::Input { .. }));
+            chunk.push(event);
+            if count >= self.max_batch {
+                self.apply_chunk(std::mem::take(&mut chunk), outbound)
+                    .await?;
+                count = 0;
+            }
+        }
+        if !chunk.is_empty() {
+            self.apply_chunk(chunk, outbound).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_chunk(
+        &mut self,
+        events: Vec<Inbound>,
+        outbound: &mpsc::Sender<Vec<Outbound>>,
+    ) -> Result<(), EngineError> {
+        let mut out = Outbox::default();
+        self.transact(events, &mut out)?;
+        self.send(out, outbound).await
+    }
+
+    /// Applies `events` in one transaction and commits it.
+    fn transact(&mut self, events: Vec<Inbound>, out: &mut Outbox) -> Result<(), StoreError> {
+        let needs_tx = !self.draining && events.iter().any(is_game_event);
+        if needs_tx {
+            self.migrate_once()?;
+        }
+        let tx = if needs_tx {
+            Some(self.store.begin()?)
+        } else {
+            None
+        };
+        for event in events {
+            match event {
+                Inbound::Heartbeat { nonce } => out.push(Outbound::Heartbeat { nonce }),
+                Inbound::Drain { reason } => {
+                    tracing::info!(reason, "draining");
+                    self.draining = true;
+                }
+                event if self.draining => {
+                    // Not acknowledged, so the portal hands it to the next server.
+                    tracing::warn!("ignoring {} received after Drain", kind(&event));
+                }
+                event => match &tx {
+                    Some(tx) => self.game.handle(tx, event, out)?,
+                    None => tracing::error!("no transaction for {}", kind(&event)),
+                },
+            }
+        }
+        match tx {
+            Some(tx) => tx.commit(),
+            None => Ok(()),
+        }
+    }
+
+    async fn complete(
+        &mut self,
+        done: Vec<Done>,
+        outbound: &mpsc::Sender<Vec<Outbound>>,
+    ) -> Result<(), EngineError> {
+        let mut out = Outbox::default();
+        self.migrate_once()?;
+        let tx = self.store.begin()?;
+        for d in done {
+            self.game
+                .resume(&tx, d.job, d.session, d.outcome, &mut out)?;
+        }
+        tx.commit()?;
+        self.send(out, outbound).await
+    }
+
+    /// Sends what a committed transaction produced and starts its jobs.
+    async fn send(
+        &mut self,
+        out: Outbox,
+        outbound: &mpsc::Sender<Vec<Outbound>>,
+    ) -> Result<(), EngineError> {
+        let (events, jobs) = out.finish();
+        if !events.is_empty() {
+            send(outbound, events).await?;
+        }
+        for job in jobs {
+            self.spawn(job);
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, job: Job) {
+        let hasher = self.hasher.clone();
+        let delay = job.delay.then_some(self.failure_delay);
+        self.jobs.spawn(async move {
+            let outcome = hasher.run(job.work).await;
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            Done {
+                job: job.id,
+                session: job.session,
+                outcome,
+            }
+        });
+    }
+
+    /// The schema is brought up to date only when there is work to do: a
+    /// standby must not change it while the active server still serves.
+    fn migrate_once(&mut self) -> Result<(), StoreError> {
+        if !self.migrated {
+            self.store.migrate()?;
+            self.migrated = true;
+        }
+        Ok(())
+    }
+}
+
+async fn send(
+    outbound: &mpsc::Sender<Vec<Outbound>>,
+    events: Vec<Outbound>,
+) -> Result<(), EngineError> {
+    outbound
+        .send(events)
+        .await
+        .map_err(|_| EngineError::PortalGone)
+}
+
+fn inputs(events: &[Inbound]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Inbound::Input { .. }))
+        .count()
+}
+
+fn has_drain(events: &[Inbound]) -> bool {
+    events.iter().any(|e| matches!(e, Inbound::Drain { .. }))
+}
+
+fn is_game_event(event: &Inbound) -> bool {
+    !matches!(event, Inbound::Heartbeat { .. } | Inbound::Drain { .. })
+}
+
+/// An event's name for a log line (input text may hold a password).
+fn kind(event: &Inbound) -> &'static str {
+    match event {
+        Inbound::Opened { .. } => "SessionOpened",
+        Inbound::Input { .. } => "Input",
+        Inbound::Closed { .. } => "SessionClosed",
+        Inbound::Sync { .. } => "Sync",
+        Inbound::Drain { .. } => "Drain",
+        Inbound::Heartbeat { .. } => "Heartbeat",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,732 @@
+//! The game: sessions, characters, the world and the commands.
+//!
+//! Pure logic over in-memory state and a store transaction: no sockets, no
+//! async, no protobuf. The engine hands it events ([`Game::handle`]) and the
+//! results of password work ([`Game::resume`]); the game writes everything it
+//! wants sent into an [`Outbox`], which the engine sends only after the
+//! transaction commits.
+//!
+//! # Exactly-once input
+//! Each session remembers the last input seq applied (loaded from the
+//! database on a Sync, which is authoritative) and the last one received. An
+//! input at or below the applied mark is only acknowledged again; one already
+//! received but not yet applied (waiting behind a password hash) is ignored.
+//! Applying an input writes its seq in the same transaction as its effects.
+//!
+//! # Waiting for a password hash
+//! `create` and `connect` need argon2 work. The command returns a [`Job`] and
+//! the session is *busy*: its later inputs (and its close) queue behind the
+//! job, in order, while other sessions go on. [`Game::resume`] applies the
+//! result, records the seq, and runs the queue until it is empty or another
+//! job starts.
+
+mod command;
+mod world;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crate::auth::{Outcome, Work};
+use crate::event::{Inbound, Outbound, SessionId, SessionState, Snapshot, Stage};
+use crate::store::{Account, Character, CreateError, StoreError, Tx};
+use command::Line;
+pub use command::valid_name;
+pub use world::START_ROOM;
+use world::World;
+
+/// The settings the game's texts and rules depend on.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Shown on the welcome screen.
+    pub game_name: String,
+    pub max_name_len: usize,
+    pub min_password_len: usize,
+    /// Failed logins on one session before further answers are delayed.
+    pub failures_before_delay: u32,
+    /// What `version` prints.
+    pub version: String,
+}
+
+/// Identifies a password job, so a stale result (its session was closed or
+/// replaced meanwhile) is recognised and dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobId(u64);
+
+/// Password work to run off the async threads; hand the outcome to
+/// [`Game::resume`].
+#[derive(Debug)]
+pub struct Job {
+    pub id: JobId,
+    pub session: SessionId,
+    pub work: Work,
+    /// Too many failed logins: delay the answer.
+    pub delay: bool,
+}
+
+/// What one transaction's worth of events produced, in order, plus the
+/// password jobs to start once it is committed.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    events: Vec<Outbound>,
+    /// Highest seq to acknowledge per session, in order of first touch.
+    acks: Vec<(SessionId, u64)>,
+    ack_index: HashMap<SessionId, usize>,
+    jobs: Vec<Job>,
+}
+
+impl Outbox {
+    pub fn push(&mut self, event: Outbound) {
+        self.events.push(event);
+    }
+
+    fn output(&mut self, session: SessionId, text: impl Into<String>) {
+        self.events.push(Outbound::Output {
+            session,
+            text: text.into(),
+        });
+    }
+
+    fn update(&mut self, session: SessionId, state: &SessionState) {
+        self.events.push(Outbound::Update {
+            session,
+            state: state.clone(),
+        });
+    }
+
+    fn disconnect(&mut self, session: SessionId, reason: &str) {
+        self.events.push(Outbound::Disconnect {
+            session,
+            reason: reason.into(),
+        });
+    }
+
+    fn ack(&mut self, session: SessionId, seq: u64) {
+        match self.ack_index.get(&session) {
+            Some(&i) => self.acks[i].1 = self.acks[i].1.max(seq),
+            None => {
+                self.ack_index.insert(session, self.acks.len());
+                self.acks.push((session, seq));
+            }
+        }
+    }
+
+    /// The events to send (acks last) and the jobs to start.
+    pub fn finish(mut self) -> (Vec<Outbound>, Vec<Job>) {
+        self.events.extend(
+            self.acks
+                .into_iter()
+                .map(|(session, seq)| Outbound::Ack { session, seq }),
+        );
+        (self.events, self.jobs)
+    }
+}
+
+/// What a command left to do.
+enum Flow {
+    Done,
+    Wait { work: Work, then: Then, delay: bool },
+}
+
+/// How to finish a command once its password work is done.
+enum Then {
+    Create { name: String },
+    Connect { account: Option<Account> },
+}
+
+struct Pending {
+    job: JobId,
+    seq: u64,
+    then: Then,
+}
+
+enum Queued {
+    Input { seq: u64, text: String },
+    Close,
+}
+
+struct Session {
+    state: SessionState,
+    /// Some exactly when `state.stage` is Playing.
+    character: Option<Character>,
+    last_applied: u64,
+    last_received: u64,
+    failures: u32,
+    pending: Option<Pending>,
+    queue: VecDeque<Queued>,
+}
+
+impl Session {
+    fn new(last_applied: u64) -> Session {
+        Session {
+            state: SessionState::login(),
+            character: None,
+            last_applied,
+            last_received: last_applied,
+            failures: 0,
+            pending: None,
+            queue: VecDeque::new(),
+        }
+    }
+}
+
+pub struct Game {
+    rules: Rules,
+    world: World,
+    sessions: HashMap<SessionId, Session>,
+    next_job: u64,
+    /// The sessions listed so far by a Sync that has not had its last chunk.
+    syncing: Option<HashSet<SessionId>>,
+}
+
+impl Game {
+    pub fn new(rules: Rules) -> Game {
+        Game {
+            rules,
+            world: World::default(),
+            sessions: HashMap::new(),
+            next_job: 0,
+            syncing: None,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Applies one event from the portal. Drain and Heartbeat are the
+    /// engine's business and do nothing here.
+    pub fn handle(&mut self, tx: &Tx, event: Inbound, out: &mut Outbox) -> Result<(), StoreError> {
+        match event {
+            Inbound::Opened { session } => self.opened(tx, session, out),
+            Inbound::Input { session, seq, text } => self.input(tx, session, seq, text, out),
+            Inbound::Closed { session } => self.closed(tx, session, out),
+            Inbound::Sync { sessions, last } => self.sync(tx, sessions, last, out),
+            Inbound::Drain { .. } | Inbound::Heartbeat { .. } => Ok(()),
+        }
+    }
+
+    /// Applies the outcome of a job: finishes its command, records its seq,
+    /// then runs whatever the session queued meanwhile.
+    pub fn resume(
+        &mut self,
+        tx: &Tx,
+        job: JobId,
+        id: SessionId,
+        outcome: Outcome,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            tracing::debug!(%id, "password result for a closed session dropped");
+            return Ok(());
+        };
+        let Some(pending) = session.pending.take_if(|p| p.job == job) else {
+            tracing::debug!(%id, "stale password result dropped");
+            return Ok(());
+        };
+        self.finish(tx, id, pending.then, outcome, out)?;
+        self.applied(tx, id, pending.seq, out)?;
+        self.run_queue(tx, id, out)
+    }
+
+    // === session life ===
+
+    fn opened(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
+        if self.sessions.contains_key(&id) {
+            tracing::warn!(%id, "opened twice; starting it afresh");
+            self.remove(id, false, out);
+        }
+        // A new session has applied nothing, whatever an old one of the same
+        // number left behind.
+        tx.forget_session(id)?;
+        self.sessions.insert(id, Session::new(0));
+        self.greet(id, out);
+        Ok(())
+    }
+
+    fn greet(&mut self, id: SessionId, out: &mut Outbox) {
+        out.output(id, command::welcome(&self.rules.game_name));
+        out.update(id, &SessionState::login());
+    }
+
+    fn closed(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
+        match self.sessions.get_mut(&id) {
+            Some(s) if s.pending.is_some() => {
+                s.queue.push_back(Queued::Close);
+                Ok(())
+            }
+            Some(_) => self.close(tx, id, out),
+            None => tx.forget_session(id),
+        }
+    }
+
+    fn close(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
+        self.remove(id, true, out);
+        tx.forget_session(id)
+    }
+
+    /// Takes a session out of the game. Its character leaves the room (seen
+    /// by others if `announce`); inputs it still queued are acknowledged and
+    /// ignored, like any input for an unknown session.
+    fn remove(&mut self, id: SessionId, announce: bool, out: &mut Outbox) {
+        let Some(session) = self.sessions.remove(&id) else {
+            return;
+        };
+        for queued in session.queue {
+            if let Queued::Input { seq, .. } = queued {
+                out.ack(id, seq);
+            }
+        }
+        if let Some(ch) = session.character {
+            self.world.leave(ch.room, id);
+            if announce {
+                for other in self.world.others(ch.room, id) {
+                    out.output(other, format!("{} has left.", ch.name));
+                }
+            }
+        }
+    }
+
+    fn sync(
+        &mut self,
+        tx: &Tx,
+        sessions: Vec<Snapshot>,
+        last: bool,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
+        for snapshot in sessions {
+            self.syncing
+                .get_or_insert_with(HashSet::new)
+                .insert(snapshot.session);
+            self.restore(tx, snapshot, out)?;
+        }
+        if last {
+            let listed = self.syncing.take().unwrap_or_default();
+            let gone: Vec<SessionId> = self
+                .sessions
+                .keys()
+                .filter(|id| !listed.contains(id))
+                .copied()
+                .collect();
+            for id in gone {
+                self.remove(id, true, out);
+            }
+            tx.forget_sessions_except(&listed)?;
+            out.push(Outbound::Ready {
+                sessions: self.sessions.len() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, tx: &Tx, snapshot: Snapshot, out: &mut Outbox) -> Result<(), StoreError> {
+        let id = snapshot.session;
+        if self.sessions.contains_key(&id) {
+            self.remove(id, false, out);
+        }
+        let mut session = Session::new(tx.last_seq(id)?);
+        match snapshot.state.stage {
+            Stage::New => {
+                self.sessions.insert(id, session);
+                self.greet(id, out);
+            }
+            Stage::Login => {
+                session.state = SessionState {
+                    stage: Stage::Login,
+                    ..snapshot.state
+                };
+                self.sessions.insert(id, session);
+            }
+            Stage::Playing => match tx.character(snapshot.state.character_id)? {
+                Some(mut ch) => {
+                    ch.room = self.world.resolve(ch.room);
+                    self.world.enter(ch.room, id);
+                    session.state = SessionState {
+                        account_id: ch.account_id,
+                        character_id: ch.id,
+                        ..snapshot.state
+                    };
+                    session.character = Some(ch);
+                    self.sessions.insert(id, session);
+                }
+                None => {
+                    tracing::warn!(
+                        %id,
+                        character = snapshot.state.character_id,
+                        "synced session plays a character that does not exist; back to the login screen"
+                    );
+                    self.sessions.insert(id, session);
+                    self.greet(id, out);
+                }
+            },
+        }
+        Ok(())
+    }
+
+    // === input ===
+
+    fn input(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        seq: u64,
+        text: String,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            tracing::debug!(%id, seq, "input for an unknown session acknowledged and ignored");
+            out.ack(id, seq);
+            return Ok(());
+        };
+        if seq <= session.last_applied {
+            out.ack(id, seq);
+            return Ok(());
+        }
+        if seq <= session.last_received {
+            tracing::debug!(%id, seq, "input already waiting; duplicate ignored");
+            return Ok(());
+        }
+        session.last_received = seq;
+        if session.pending.is_some() {
+            session.queue.push_back(Queued::Input { seq, text });
+            return Ok(());
+        }
+        self.run_input(tx, id, seq, &text, out)
+    }
+
+    fn run_input(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        seq: u64,
+        text: &str,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
+        match self.command(tx, id, text, out)? {
+            Flow::Done => self.applied(tx, id, seq, out),
+            Flow::Wait { work, then, delay } => {
+                let job = JobId(self.next_job);
+                self.next_job += 1;
+                if let Some(session) = self.sessions.get_mut(&id) {
+                    session.pending = Some(Pending { job, seq, then });
+                }
+                out.jobs.push(Job {
+                    id: job,
+                    session: id,
+                    work,
+                    delay,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Records that input `seq` of `id` is applied, in the same transaction.
+    fn applied(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        seq: u64,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
+        tx.set_last_seq(id, seq)?;
+        if let Some(session) = self.sessions.get_mut(&id) {
+            session.last_applied = seq;
+        }
+        out.ack(id, seq);
+        Ok(())
+    }
+
+    fn run_queue(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
+        loop {
+            let Some(session) = self.sessions.get_mut(&id) else {
+                return Ok(());
+            };
+            if session.pending.is_some() {
+                return Ok(());
+            }
+            match session.queue.pop_front() {
+                None => return Ok(()),
+                Some(Queued::Input { seq, text }) => self.run_input(tx, id, seq, &text, out)?,
+                Some(Queued::Close) => self.close(tx, id, out)?,
+            }
+        }
+    }
+
+    // === commands ===
+
+    fn command(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        text: &str,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
+        let Some(session) = self.sessions.get(&id) else {
+            return Ok(Flow::Done);
+        };
+        let playing = session.character.is_some();
+        let Line::Verb { verb, rest } = command::parse(text) else {
+            return Ok(Flow::Done);
+        };
+        let lower = verb.to_lowercase();
+        match (playing, lower.as_str()) {
+            (_, "ping") if rest.is_empty() => out.output(id, "pong"),
+            (_, "ping") => out.output(id, format!("pong {rest}")),
+            (_, "quit") => self.quit(id, out),
+            (false, "help") => out.output(id, command::LOGIN_HELP),
+            (false, "create") => return self.create(tx, id, rest, out),
+            (false, "connect") => return self.connect(tx, id, rest, out),
+            (false, _) => out.output(
+                id,
+                format!(
+                    "Unknown command '{verb}'. Type create NAME PASSWORD, connect NAME PASSWORD, or help."
+                ),
+            ),
+            (true, "help") => out.output(id, command::PLAYING_HELP),
+            (true, "look") => {
+                let text = self.look(id);
+                out.output(id, text);
+            }
+            (true, "say") => self.say(id, rest, out),
+            (true, "who") => self.who(id, out),
+            (true, "version") => out.output(id, self.rules.version.clone()),
+            (true, _) => out.output(id, format!("Unknown command '{verb}'. Type help for a list.")),
+        }
+        Ok(Flow::Done)
+    }
+
+    fn quit(&mut self, id: SessionId, out: &mut Outbox) {
+        out.output(id, "Goodbye.");
+        out.disconnect(id, "quit");
+        self.remove(id, true, out);
+    }
+
+    fn create(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        args: &str,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let &[name, password] = args.as_slice() else {
+            out.output(id, "Usage: create NAME PASSWORD");
+            return Ok(Flow::Done);
+        };
+        let max = self.rules.max_name_len;
+        let min = self.rules.min_password_len;
+        if !command::valid_name(name, max) {
+            out.output(id, format!("Names are 2-{max} letters."));
+        } else if password.chars().count() < min {
+            out.output(id, format!("Passwords need at least {min} characters."));
+        } else if tx.name_taken(name)? {
+            out.output(id, "That name is taken.");
+        } else {
+            return Ok(Flow::Wait {
+                work: Work::Hash {
+                    password: password.to_owned(),
+                },
+                then: Then::Create {
+                    name: name.to_owned(),
+                },
+                delay: false,
+            });
+        }
+        Ok(Flow::Done)
+    }
+
+    fn connect(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        args: &str,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let &[name, password] = args.as_slice() else {
+            out.output(id, "Usage: connect NAME PASSWORD");
+            return Ok(Flow::Done);
+        };
+        let account = if command::valid_name(name, self.rules.max_name_len) {
+            tx.account_by_name(name)?
+        } else {
+            None
+        };
+        let failures = self.sessions.get(&id).map_or(0, |s| s.failures);
+        Ok(Flow::Wait {
+            work: Work::Verify {
+                password: password.to_owned(),
+                hash: account.as_ref().map(|a| a.password_hash.clone()),
+            },
+            then: Then::Connect { account },
+            delay: failures >= self.rules.failures_before_delay,
+        })
+    }
+
+    /// The second half of `create` and `connect`.
+    fn finish(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        then: Then,
+        outcome: Outcome,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
+        match (then, outcome) {
+            (Then::Create { name }, Outcome::Hashed(hash)) => {
+                match tx.create_account(&name, &hash, false, START_ROOM) {
+                    Ok(ch) => {
+                        tracing::info!(%id, name, "account created");
+                        self.enter_game(id, ch, format!("Welcome, {name}!"), out);
+                    }
+                    Err(CreateError::Taken) => out.output(id, "That name is taken."),
+                    Err(CreateError::Store(e)) => return Err(e),
+                }
+            }
+            (
+                Then::Connect {
+                    account: Some(account),
+                },
+                Outcome::Verified(true),
+            ) => match tx.character_of(account.id)? {
+                Some(ch) => {
+                    let greeting = format!("Welcome back, {}!", ch.name);
+                    self.enter_game(id, ch, greeting, out);
+                }
+                None => {
+                    tracing::warn!(%id, account = account.id, "account has no character");
+                    out.output(id, "That account has no character.");
+                }
+            },
+            (Then::Connect { .. }, Outcome::Verified(false)) => {
+                if let Some(session) = self.sessions.get_mut(&id) {
+                    session.failures = session.failures.saturating_add(1);
+                }
+                out.output(id, "Wrong name or password.");
+            }
+            (_, outcome) => {
+                tracing::error!(%id, ?outcome, "password work failed");
+                out.output(id, "Something went wrong; please try again.");
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts session `id` in the game as `ch`, taking the character over from
+    /// any other session that plays it.
+    fn enter_game(&mut self, id: SessionId, mut ch: Character, greeting: String, out: &mut Outbox) {
+        ch.room = self.world.resolve(ch.room);
+        let previous = self
+            .sessions
+            .iter()
+            .find(|(other, s)| **other != id && s.character.as_ref().is_some_and(|c| c.id == ch.id))
+            .map(|(other, _)| *other);
+        if let Some(other) = previous {
+            if let Some(s) = self.sessions.get_mut(&other) {
+                if let Some(old) = s.character.take() {
+                    self.world.leave(old.room, other);
+                }
+                s.state = SessionState {
+                    extra: std::mem::take(&mut s.state.extra),
+                    ..SessionState::login()
+                };
+                out.output(other, format!("Another connection took over {}.", ch.name));
+                out.update(other, &s.state);
+                out.disconnect(other, "takeover");
+            }
+        }
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        session.failures = 0;
+        session.state = SessionState {
+            stage: Stage::Playing,
+            account_id: ch.account_id,
+            character_id: ch.id,
+            extra: std::mem::take(&mut session.state.extra),
+        };
+        out.update(id, &session.state);
+        self.world.enter(ch.room, id);
+        let (name, room) = (ch.name.clone(), ch.room);
+        session.character = Some(ch);
+        out.output(id, greeting);
+        out.output(id, self.look(id));
+        // A takeover is the same character staying put: nobody arrives.
+        if previous.is_none() {
+            for other in self.world.others(room, id) {
+                out.output(other, format!("{name} has arrived."));
+            }
+        }
+    }
+
+    fn character(&self, id: SessionId) -> Option<&Character> {
+        self.sessions.get(&id)?.character.as_ref()
+    }
+
+    /// Names of the characters in `room` other than `id`'s, sorted.
+    fn names_here(&self, room: i64, id: SessionId) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .world
+            .others(room, id)
+            .into_iter()
+            .filter_map(|other| self.character(other).map(|c| c.name.as_str()))
+            .collect();
+        sort_names(&mut names);
+        names
+    }
+
+    fn look(&self, id: SessionId) -> String {
+        let Some(ch) = self.character(id) else {
+            return String::new();
+        };
+        let room = self.world.room(ch.room);
+        let names = self.names_here(ch.room, id);
+        let here = if names.is_empty() {
+            "You are alone here.".to_owned()
+        } else {
+            format!("Here: {}", names.join(", "))
+        };
+        format!("{}\n{}\n{here}", room.name, room.description)
+    }
+
+    fn say(&mut self, id: SessionId, text: &str, out: &mut Outbox) {
+        let text = command::printable(text);
+        let text = text.trim();
+        let Some(ch) = self.character(id) else {
+            return;
+        };
+        if text.is_empty() {
+            out.output(id, "Say what?");
+            return;
+        }
+        out.output(id, format!("You say, \"{text}\""));
+        let heard = format!("{} says, \"{text}\"", ch.name);
+        for other in self.world.others(ch.room, id) {
+            out.output(other, heard.clone());
+        }
+    }
+
+    fn who(&self, id: SessionId, out: &mut Outbox) {
+        let mut names: Vec<&str> = self
+            .sessions
+            .values()
+            .filter_map(|s| s.character.as_ref().map(|c| c.name.as_str()))
+            .collect();
+        sort_names(&mut names);
+        out.output(
+            id,
+            format!("Players online ({}): {}", names.len(), names.join(", ")),
+        );
+    }
+}
+
+fn sort_names(names: &mut [&str]) {
+    names.sort_by(|a, b| {
+        a.to_ascii_lowercase()
+            .cmp(&b.to_ascii_lowercase())
+            .then(a.cmp(b))
+    });
+}
+
+#[cfg(test)]
+mod tests;

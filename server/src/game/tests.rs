@@ -1,0 +1,679 @@
+//! The game driven in-process: events in, outbound events out, password work
+//! run synchronously in between (or held back, to test what waits for it).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use ev::config::Synchronous;
+
+use super::*;
+use crate::auth::Hasher;
+use crate::store::Store;
+
+const S1: SessionId = SessionId(1);
+const S2: SessionId = SessionId(2);
+const S3: SessionId = SessionId(3);
+
+fn rules() -> Rules {
+    Rules {
+        game_name: "Testgame".into(),
+        max_name_len: 20,
+        min_password_len: 4,
+        failures_before_delay: 2,
+        version: "ev-server test".into(),
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    store: Store,
+    game: Game,
+    hasher: Hasher,
+    seqs: HashMap<SessionId, u64>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/game.db");
+        let mut store = Store::open(&path, Synchronous::Normal).unwrap();
+        store.migrate().unwrap();
+        Harness {
+            _dir: dir,
+            path,
+            store,
+            game: Game::new(rules()),
+            hasher: Hasher::cheap(),
+            seqs: HashMap::new(),
+        }
+    }
+
+    /// A new server on the same database: a fresh game, the store reopened.
+    fn restart(&mut self) {
+        self.store = Store::open(&self.path, Synchronous::Normal).unwrap();
+        self.store.migrate().unwrap();
+        self.game = Game::new(rules());
+    }
+
+    /// One transaction over `events`, committed; jobs are returned, not run.
+    fn step(&mut self, events: Vec<Inbound>) -> (Vec<Outbound>, Vec<Job>) {
+        let mut out = Outbox::default();
+        let tx = self.store.begin().unwrap();
+        for event in events {
+            self.game.handle(&tx, event, &mut out).unwrap();
+        }
+        tx.commit().unwrap();
+        out.finish()
+    }
+
+    /// Completes one job in its own transaction.
+    fn resume(&mut self, job: Job) -> (Vec<Outbound>, Vec<Job>) {
+        let outcome = self.hasher.run_blocking(job.work);
+        let mut out = Outbox::default();
+        let tx = self.store.begin().unwrap();
+        self.game
+            .resume(&tx, job.id, job.session, outcome, &mut out)
+            .unwrap();
+        tx.commit().unwrap();
+        out.finish()
+    }
+
+    /// `events` then every job they start, as the engine would: all output in order.
+    fn batch(&mut self, events: Vec<Inbound>) -> Vec<Outbound> {
+        let (mut sent, mut jobs) = self.step(events);
+        while !jobs.is_empty() {
+            let job = jobs.remove(0);
+            let (more, new_jobs) = self.resume(job);
+            sent.extend(more);
+            jobs.extend(new_jobs);
+        }
+        sent
+    }
+
+    fn next_seq(&mut self, id: SessionId) -> u64 {
+        let seq = self.seqs.entry(id).or_insert(0);
+        *seq += 1;
+        *seq
+    }
+
+    fn open(&mut self, id: SessionId) -> Vec<Outbound> {
+        self.batch(vec![Inbound::Opened { session: id }])
+    }
+
+    fn input(&mut self, id: SessionId, text: &str) -> Vec<Outbound> {
+        let seq = self.next_seq(id);
+        self.batch(vec![input(id, seq, text)])
+    }
+
+    /// Opens a session and creates a character on it.
+    fn player(&mut self, id: SessionId, name: &str) -> Vec<Outbound> {
+        self.open(id);
+        self.input(id, &format!("create {name} secret"))
+    }
+
+    fn last_seq(&mut self, id: SessionId) -> u64 {
+        self.store.begin().unwrap().last_seq(id).unwrap()
+    }
+}
+
+fn input(session: SessionId, seq: u64, text: &str) -> Inbound {
+    Inbound::Input {
+        session,
+        seq,
+        text: text.into(),
+    }
+}
+
+/// The texts `id` was sent.
+fn texts(out: &[Outbound], id: SessionId) -> Vec<&str> {
+    out.iter()
+        .filter_map(|e| match e {
+            Outbound::Output { session, text } if *session == id => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn acks(out: &[Outbound]) -> Vec<(SessionId, u64)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Outbound::Ack { session, seq } => Some((*session, *seq)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn playing(session: SessionId, account_id: i64, character_id: i64) -> Snapshot {
+    Snapshot {
+        session,
+        state: SessionState {
+            stage: Stage::Playing,
+            account_id,
+            character_id,
+            extra: vec![7],
+        },
+    }
+}
+
+#[test]
+fn new_session_gets_the_welcome_screen_and_login_stage() {
+    let mut h = Harness::new();
+    let out = h.open(S1);
+    assert_eq!(
+        out,
+        vec![
+            Outbound::Output {
+                session: S1,
+                text: command::welcome("Testgame")
+            },
+            Outbound::Update {
+                session: S1,
+                state: SessionState::login()
+            },
+        ]
+    );
+}
+
+#[test]
+fn create_look_say_who_quit_between_two_sessions() {
+    let mut h = Harness::new();
+    let out = h.player(S1, "Alice");
+    assert_eq!(
+        texts(&out, S1),
+        [
+            "Welcome, Alice!",
+            "Limbo\nA quiet grey space where new arrivals gather.\nYou are alone here."
+        ]
+    );
+    assert!(out.contains(&Outbound::Update {
+        session: S1,
+        state: SessionState {
+            stage: Stage::Playing,
+            account_id: 1,
+            character_id: 1,
+            extra: vec![]
+        }
+    }));
+    assert_eq!(acks(&out), [(S1, 1)]);
+
+    let out = h.player(S2, "bob");
+    assert_eq!(
+        texts(&out, S2),
+        [
+            "Welcome, bob!",
+            "Limbo\nA quiet grey space where new arrivals gather.\nHere: Alice"
+        ]
+    );
+    assert_eq!(texts(&out, S1), ["bob has arrived."]);
+
+    let out = h.input(S1, "  LOOK ");
+    assert_eq!(
+        texts(&out, S1),
+        ["Limbo\nA quiet grey space where new arrivals gather.\nHere: bob"]
+    );
+
+    let out = h.input(S1, "say Hello  there ");
+    assert_eq!(texts(&out, S1), ["You say, \"Hello  there\""]);
+    assert_eq!(texts(&out, S2), ["Alice says, \"Hello  there\""]);
+    let out = h.input(S2, "\"hi");
+    assert_eq!(texts(&out, S1), ["bob says, \"hi\""]);
+    assert_eq!(texts(&h.input(S2, "say"), S2), ["Say what?"]);
+
+    h.player(S3, "Carol");
+    assert_eq!(
+        texts(&h.input(S3, "who"), S3),
+        ["Players online (3): Alice, bob, Carol"]
+    );
+
+    let out = h.input(S2, "quit");
+    assert_eq!(texts(&out, S2), ["Goodbye."]);
+    assert!(out.contains(&Outbound::Disconnect {
+        session: S2,
+        reason: "quit".into()
+    }));
+    assert_eq!(texts(&out, S1), ["bob has left."]);
+    assert_eq!(texts(&out, S3), ["bob has left."]);
+    assert_eq!(
+        texts(&h.input(S1, "who"), S1),
+        ["Players online (2): Alice, Carol"]
+    );
+    // Inputs of a session that quit are acknowledged and ignored.
+    let out = h.batch(vec![input(S2, 9, "look")]);
+    assert_eq!(
+        out,
+        vec![Outbound::Ack {
+            session: S2,
+            seq: 9
+        }]
+    );
+}
+
+#[test]
+fn playing_commands_and_unknown_verbs() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    assert_eq!(texts(&h.input(S1, "ping"), S1), ["pong"]);
+    assert_eq!(texts(&h.input(S1, "PING  a  b "), S1), ["pong a  b"]);
+    assert_eq!(texts(&h.input(S1, "version"), S1), ["ev-server test"]);
+    assert_eq!(
+        texts(&h.input(S1, "Dance wildly"), S1),
+        ["Unknown command 'Dance'. Type help for a list."]
+    );
+    assert!(texts(&h.input(S1, "help"), S1)[0].contains("say TEXT"));
+    // An empty line is applied (and acknowledged) but says nothing.
+    let out = h.input(S1, "   ");
+    assert_eq!(
+        out,
+        vec![Outbound::Ack {
+            session: S1,
+            seq: 7
+        }]
+    );
+}
+
+#[test]
+fn login_screen_commands() {
+    let mut h = Harness::new();
+    h.open(S1);
+    assert_eq!(texts(&h.input(S1, "ping x"), S1), ["pong x"]);
+    assert_eq!(
+        texts(&h.input(S1, "look"), S1),
+        ["Unknown command 'look'. Type create NAME PASSWORD, connect NAME PASSWORD, or help."]
+    );
+    assert!(texts(&h.input(S1, "HELP"), S1)[0].contains("connect NAME PASSWORD"));
+    assert_eq!(
+        texts(&h.input(S1, "create"), S1),
+        ["Usage: create NAME PASSWORD"]
+    );
+    assert_eq!(
+        texts(&h.input(S1, "create Al pass word"), S1),
+        ["Usage: create NAME PASSWORD"]
+    );
+    assert_eq!(
+        texts(&h.input(S1, "create A1 secret"), S1),
+        ["Names are 2-20 letters."]
+    );
+    assert_eq!(
+        texts(&h.input(S1, "create Al abc"), S1),
+        ["Passwords need at least 4 characters."]
+    );
+    let out = h.input(S1, "quit");
+    assert_eq!(texts(&out, S1), ["Goodbye."]);
+    assert!(out.contains(&Outbound::Disconnect {
+        session: S1,
+        reason: "quit".into()
+    }));
+    assert_eq!(h.game.session_count(), 0);
+}
+
+#[test]
+fn name_taken_in_any_case() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.open(S2);
+    assert_eq!(
+        texts(&h.input(S2, "create ALICE other"), S2),
+        ["That name is taken."]
+    );
+}
+
+#[test]
+fn two_creates_of_one_name_racing_for_the_hash() {
+    let mut h = Harness::new();
+    h.open(S1);
+    h.open(S2);
+    let (_, mut jobs) = h.step(vec![
+        input(S1, 1, "create Dora secret"),
+        input(S2, 1, "create dora secret"),
+    ]);
+    assert_eq!(jobs.len(), 2);
+    let second = jobs.pop().unwrap();
+    let (out, _) = h.resume(jobs.pop().unwrap());
+    assert_eq!(texts(&out, S1)[0], "Welcome, Dora!");
+    let (out, _) = h.resume(second);
+    assert_eq!(texts(&out, S2), ["That name is taken."]);
+    assert_eq!(acks(&out), [(S2, 1)]);
+}
+
+#[test]
+fn connect_wrong_password_and_unknown_name_read_the_same() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.input(S1, "quit");
+    h.open(S2);
+    assert_eq!(
+        texts(&h.input(S2, "connect alice wrong"), S2),
+        ["Wrong name or password."]
+    );
+    assert_eq!(
+        texts(&h.input(S2, "connect nobody secret"), S2),
+        ["Wrong name or password."]
+    );
+    assert_eq!(
+        texts(&h.input(S2, "connect x! secret"), S2),
+        ["Wrong name or password."]
+    );
+    assert_eq!(
+        texts(&h.input(S2, "connect alice"), S2),
+        ["Usage: connect NAME PASSWORD"]
+    );
+    let out = h.input(S2, "connect alice secret");
+    assert_eq!(
+        texts(&out, S2),
+        [
+            "Welcome back, Alice!",
+            "Limbo\nA quiet grey space where new arrivals gather.\nYou are alone here."
+        ]
+    );
+}
+
+#[test]
+fn failed_logins_delay_later_answers() {
+    let mut h = Harness::new();
+    h.open(S1);
+    let mut delays = Vec::new();
+    for seq in 1..=4 {
+        let (_, jobs) = h.step(vec![input(S1, seq, "connect ghost secret")]);
+        let [job] = <[Job; 1]>::try_from(jobs).unwrap();
+        delays.push(job.delay);
+        let (out, _) = h.resume(job);
+        assert_eq!(texts(&out, S1), ["Wrong name or password."]);
+    }
+    // failures_before_delay is 2: the third and fourth answers wait.
+    assert_eq!(delays, [false, false, true, true]);
+}
+
+#[test]
+fn arrival_is_seen_by_others_on_connect_and_a_takeover_moves_the_character() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.player(S2, "Bob");
+    h.open(S3);
+    let out = h.input(S3, "connect bob secret");
+    assert_eq!(texts(&out, S2), ["Another connection took over Bob."]);
+    assert!(out.contains(&Outbound::Disconnect {
+        session: S2,
+        reason: "takeover".into()
+    }));
+    assert_eq!(texts(&out, S3)[0], "Welcome back, Bob!");
+    assert!(texts(&out, S1).is_empty(), "Bob never left the room");
+    assert_eq!(
+        texts(&h.input(S1, "who"), S1),
+        ["Players online (2): Alice, Bob"]
+    );
+    // The old connection is back at the login screen until the portal closes it.
+    assert_eq!(texts(&h.input(S2, "ping"), S2), ["pong"]);
+    let out = h.batch(vec![Inbound::Closed { session: S2 }]);
+    assert!(out.is_empty(), "{out:?}");
+    // A plain log-in announces the arrival.
+    h.input(S3, "quit");
+    h.open(SessionId(4));
+    let out = h.input(SessionId(4), "connect BOB secret");
+    assert_eq!(texts(&out, S1), ["Bob has arrived."]);
+}
+
+#[test]
+fn an_applied_seq_is_only_acknowledged_again() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.player(S2, "Bob");
+    let out = h.batch(vec![input(S1, 2, "say once")]);
+    assert_eq!(texts(&out, S2), ["Alice says, \"once\""]);
+    for seq in [2, 1] {
+        let out = h.batch(vec![input(S1, seq, "say once")]);
+        assert_eq!(out, vec![Outbound::Ack { session: S1, seq }]);
+    }
+    // Also after a restart: the database says what was applied.
+    h.restart();
+    let out = h.batch(vec![Inbound::Sync {
+        sessions: vec![playing(S1, 1, 1), playing(S2, 2, 2)],
+        last: true,
+    }]);
+    assert_eq!(out, vec![Outbound::Ready { sessions: 2 }]);
+    let out = h.batch(vec![input(S1, 2, "say once"), input(S1, 3, "say twice")]);
+    assert_eq!(texts(&out, S2), ["Alice says, \"twice\""]);
+    assert_eq!(acks(&out), [(S1, 3)]);
+}
+
+#[test]
+fn group_commit_writes_every_last_seq_in_the_one_transaction() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.player(S2, "Bob");
+    let (out, _) = h.step(vec![
+        input(S1, 2, "say a"),
+        input(S2, 2, "say b"),
+        input(S1, 3, "say c"),
+        input(S2, 3, "ping"),
+    ]);
+    // Acks come last, one per session, with its highest seq.
+    let n = out.len();
+    assert_eq!(
+        out[n - 2..],
+        [
+            Outbound::Ack {
+                session: S1,
+                seq: 3
+            },
+            Outbound::Ack {
+                session: S2,
+                seq: 3
+            }
+        ]
+    );
+    assert!(
+        out[..n - 2]
+            .iter()
+            .all(|e| matches!(e, Outbound::Output { .. }))
+    );
+
+    // A batch whose transaction never commits (a crash) leaves no trace.
+    let mut out = Outbox::default();
+    let tx = h.store.begin().unwrap();
+    h.game
+        .handle(&tx, input(S1, 4, "say lost"), &mut out)
+        .unwrap();
+    drop(tx);
+
+    h.restart();
+    assert_eq!(h.last_seq(S1), 3);
+    assert_eq!(h.last_seq(S2), 3);
+}
+
+#[test]
+fn sync_restores_playing_sessions_with_their_characters() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.player(S2, "Bob");
+    h.open(S3);
+    h.restart();
+    let out = h.batch(vec![
+        Inbound::Sync {
+            sessions: vec![playing(S1, 1, 1)],
+            last: false,
+        },
+        Inbound::Sync {
+            sessions: vec![
+                playing(S2, 2, 2),
+                Snapshot {
+                    session: S3,
+                    state: SessionState::login(),
+                },
+                Snapshot {
+                    session: SessionId(4),
+                    state: SessionState {
+                        stage: Stage::New,
+                        ..SessionState::login()
+                    },
+                },
+            ],
+            last: true,
+        },
+    ]);
+    // No arrival messages; the never-greeted session is greeted; then Ready.
+    assert_eq!(
+        out,
+        vec![
+            Outbound::Output {
+                session: SessionId(4),
+                text: command::welcome("Testgame")
+            },
+            Outbound::Update {
+                session: SessionId(4),
+                state: SessionState::login()
+            },
+            Outbound::Ready { sessions: 4 },
+        ]
+    );
+    let out = h.batch(vec![input(S1, 2, "look")]);
+    assert_eq!(
+        texts(&out, S1),
+        ["Limbo\nA quiet grey space where new arrivals gather.\nHere: Bob"]
+    );
+    assert_eq!(
+        texts(&h.batch(vec![input(S3, 1, "look")]), S3)[0],
+        "Unknown command 'look'. Type create NAME PASSWORD, connect NAME PASSWORD, or help."
+    );
+    let out = h.batch(vec![input(S2, 2, "quit")]);
+    assert_eq!(texts(&out, S1), ["Bob has left."]);
+
+    // A later Sync that leaves S1 out drops it: its character leaves.
+    h.player(SessionId(5), "Carol");
+    let out = h.batch(vec![Inbound::Sync {
+        sessions: vec![playing(SessionId(5), 3, 3)],
+        last: true,
+    }]);
+    assert_eq!(texts(&out, SessionId(5)), ["Alice has left."]);
+    assert_eq!(out.last(), Some(&Outbound::Ready { sessions: 1 }));
+    assert_eq!(h.last_seq(S1), 0, "dropped sessions are forgotten");
+}
+
+#[test]
+fn sync_of_a_missing_character_goes_back_to_login() {
+    let mut h = Harness::new();
+    let out = h.batch(vec![Inbound::Sync {
+        sessions: vec![playing(S1, 5, 42)],
+        last: true,
+    }]);
+    assert_eq!(texts(&out, S1), [command::welcome("Testgame")]);
+    assert!(out.contains(&Outbound::Update {
+        session: S1,
+        state: SessionState::login()
+    }));
+}
+
+#[test]
+fn inputs_wait_behind_a_password_hash_and_other_sessions_go_on() {
+    let mut h = Harness::new();
+    h.player(S2, "Bob");
+    h.open(S1);
+    let (out, jobs) = h.step(vec![
+        input(S1, 1, "create Alice secret"),
+        input(S1, 2, "say first"),
+        input(S2, 2, "ping other"),
+        input(S1, 3, "say second"),
+    ]);
+    // S1 is waiting: nothing from it, nothing acknowledged; S2 is answered.
+    assert_eq!(texts(&out, S1), Vec::<&str>::new());
+    assert_eq!(texts(&out, S2), ["pong other"]);
+    assert_eq!(acks(&out), [(S2, 2)]);
+    // A re-delivery of a waiting input is not run twice.
+    let (out, more) = h.step(vec![input(S1, 2, "say first")]);
+    assert!(out.is_empty() && more.is_empty(), "{out:?}");
+
+    let [job] = <[Job; 1]>::try_from(jobs).unwrap();
+    let (out, _) = h.resume(job);
+    assert_eq!(
+        texts(&out, S1),
+        [
+            "Welcome, Alice!",
+            "Limbo\nA quiet grey space where new arrivals gather.\nHere: Bob",
+            "You say, \"first\"",
+            "You say, \"second\""
+        ]
+    );
+    assert_eq!(
+        texts(&out, S2),
+        [
+            "Alice has arrived.",
+            "Alice says, \"first\"",
+            "Alice says, \"second\""
+        ]
+    );
+    assert_eq!(acks(&out), [(S1, 3)]);
+    assert_eq!(h.last_seq(S1), 3);
+}
+
+#[test]
+fn a_close_waits_behind_the_hash_too() {
+    let mut h = Harness::new();
+    h.player(S2, "Bob");
+    h.open(S1);
+    let (_, jobs) = h.step(vec![
+        input(S1, 1, "create Alice secret"),
+        Inbound::Closed { session: S1 },
+        input(S1, 2, "say too late"),
+    ]);
+    let [job] = <[Job; 1]>::try_from(jobs).unwrap();
+    let (out, _) = h.resume(job);
+    assert_eq!(texts(&out, S2), ["Alice has arrived.", "Alice has left."]);
+    assert_eq!(acks(&out), [(S1, 2)]);
+    assert_eq!(h.game.session_count(), 1);
+    assert_eq!(h.last_seq(S1), 0);
+    // The account was made all the same: the input was applied.
+    h.open(S3);
+    assert_eq!(
+        texts(&h.input(S3, "connect alice secret"), S3)[0],
+        "Welcome back, Alice!"
+    );
+}
+
+#[test]
+fn inputs_for_unknown_sessions_are_acknowledged_and_ignored() {
+    let mut h = Harness::new();
+    let out = h.batch(vec![input(SessionId(77), 5, "look")]);
+    assert_eq!(
+        out,
+        vec![Outbound::Ack {
+            session: SessionId(77),
+            seq: 5
+        }]
+    );
+    assert_eq!(h.last_seq(SessionId(77)), 0);
+}
+
+#[test]
+fn odd_text_never_panics() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.player(S2, "Bob");
+    h.open(S3);
+    let long_word = "é".repeat(50_000);
+    let lines = [
+        "\u{0}",
+        "\u{1b}[2J\u{7}",
+        "say \u{1b}[31mred\u{7}",
+        "\"",
+        "\"\u{301}",
+        "say \u{200b}",
+        "İ",
+        "ß ẞ",
+        "👩‍👩‍👧 hi",
+        long_word.as_str(),
+        "\r\n\t",
+        "\u{fffd}\u{fffe}",
+        "create \u{1d400}\u{1d401} pass",
+        "connect \u{0} \u{0}",
+        "ping \u{202e}olleh",
+    ];
+    for line in lines {
+        for id in [S1, S3] {
+            let out = h.input(id, line);
+            assert!(acks(&out).iter().any(|(s, _)| *s == id), "{line:?}");
+        }
+    }
+    // Control characters never reach another player.
+    let out = h.input(S1, "say \u{1b}[31mred\u{7}");
+    assert_eq!(texts(&out, S2), ["Alice says, \"[31mred\""]);
+}

@@ -1,0 +1,482 @@
+//! The game database: SQLite (bundled) in WAL mode.
+//!
+//! Every change goes through a [`Tx`]: the engine opens one per batch of
+//! events, the game applies the whole batch in it (including each session's
+//! last applied input seq), and only after the commit does anything leave the
+//! server. So a crash loses either a whole batch (which the portal re-delivers)
+//! or nothing.
+//!
+//! Schema changes are forward-only migrations recorded in `meta`; a database
+//! written by a newer ev-server is refused, never downgraded. [`Store::open`]
+//! only checks the version: a standby server opens the database while the
+//! active one still serves, and migrates ([`Store::migrate`]) only once that
+//! one has drained.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ev::config::Synchronous;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::event::SessionId;
+
+/// The schema version this binary writes and understands.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// `MIGRATIONS[n]` takes a database from version n to n + 1.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        is_admin INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE characters (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        room INTEGER NOT NULL
+    );
+    CREATE INDEX characters_account ON characters(account_id);
+    CREATE TABLE session_seq (
+        session_id INTEGER PRIMARY KEY,
+        last_seq INTEGER NOT NULL
+    );
+"];
+
+/// How long a writer waits for another (e.g. `create-admin`) to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "database {path} has schema version {found}, newer than version {known} that this ev-server knows; run a newer ev-server or restore a backup"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error("opening database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("creating directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Character {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    pub room: i64,
+}
+
+/// Why an account could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("the name is taken")]
+    Taken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for CreateError {
+    fn from(e: rusqlite::Error) -> CreateError {
+        CreateError::Store(e.into())
+    }
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `path` and checks that its
+    /// schema is not newer than this binary's. Changes nothing in the schema.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(%mode, "database {} is not in WAL mode", path.display());
+        }
+        let sync = match synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        let store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.check_version(store.schema_version()?)?;
+        Ok(store)
+    }
+
+    /// The version recorded in the database; 0 for a new, empty one.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        read_version(&self.conn)
+    }
+
+    /// Brings the schema up to [`SCHEMA_VERSION`], forward only, in one
+    /// transaction. Does nothing when it is already there.
+    pub fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = read_version(&tx)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                path,
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if found == SCHEMA_VERSION {
+            return Ok(());
+        }
+        for sql in &MIGRATIONS[found as usize..] {
+            tx.execute_batch(sql)?;
+        }
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (schema_version INTEGER NOT NULL); DELETE FROM meta;",
+        )?;
+        tx.execute(
+            "INSERT INTO meta (schema_version) VALUES (?1)",
+            [SCHEMA_VERSION],
+        )?;
+        tx.commit()?;
+        tracing::info!(
+            from = found,
+            to = SCHEMA_VERSION,
+            "migrated database {}",
+            self.path.display()
+        );
+        Ok(())
+    }
+
+    /// Starts a write transaction. It takes the write lock at once, so it
+    /// never fails half-way for want of it.
+    pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Ok(Tx { tx })
+    }
+
+    fn check_version(&self, found: u32) -> Result<(), StoreError> {
+        if found > SCHEMA_VERSION {
+            Err(StoreError::SchemaTooNew {
+                path: self.path.clone(),
+                found,
+                known: SCHEMA_VERSION,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn read_version(conn: &Connection) -> Result<u32, StoreError> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_meta {
+        return Ok(0);
+    }
+    let version: Option<i64> =
+        conn.query_row("SELECT MAX(schema_version) FROM meta", [], |row| row.get(0))?;
+    Ok(version.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+/// SQLite integers are signed; ids and seqs are stored bit for bit.
+fn sql_u64(value: u64) -> i64 {
+    value as i64
+}
+
+/// One write transaction; dropped without [`Tx::commit`] it rolls back.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Tx<'_> {
+    pub fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit()?)
+    }
+
+    /// The last input seq of `session` applied and committed; 0 if none.
+    pub fn last_seq(&self, session: SessionId) -> Result<u64, StoreError> {
+        let seq: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT last_seq FROM session_seq WHERE session_id = ?1")?
+            .query_row([sql_u64(session.0)], |row| row.get(0))
+            .optional()?;
+        Ok(seq.unwrap_or(0) as u64)
+    }
+
+    pub fn set_last_seq(&self, session: SessionId, seq: u64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO session_seq (session_id, last_seq) VALUES (?1, ?2)
+                 ON CONFLICT (session_id) DO UPDATE SET last_seq = excluded.last_seq",
+            )?
+            .execute([sql_u64(session.0), sql_u64(seq)])?;
+        Ok(())
+    }
+
+    pub fn forget_session(&self, session: SessionId) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("DELETE FROM session_seq WHERE session_id = ?1")?
+            .execute([sql_u64(session.0)])?;
+        Ok(())
+    }
+
+    /// Forgets every session but `keep` (after a full Sync, nothing else is open).
+    pub fn forget_sessions_except(&self, keep: &HashSet<SessionId>) -> Result<(), StoreError> {
+        let known: Vec<i64> = self
+            .tx
+            .prepare_cached("SELECT session_id FROM session_seq")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in known {
+            if !keep.contains(&SessionId(id as u64)) {
+                self.forget_session(SessionId(id as u64))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The account of this name, compared case-insensitively.
+    pub fn account_by_name(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT id, name, password_hash, is_admin FROM accounts WHERE name = ?1",
+            )?
+            .query_row([name], |row| {
+                Ok(Account {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    password_hash: row.get(2)?,
+                    is_admin: row.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Whether an account or a character already has this name (any case).
+    pub fn name_taken(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM accounts WHERE name = ?1)
+                     OR EXISTS (SELECT 1 FROM characters WHERE name = ?1)",
+            )?
+            .query_row([name], |row| row.get(0))?)
+    }
+
+    /// Creates an account and its character of the same name in `room`.
+    pub fn create_account(
+        &self,
+        name: &str,
+        password_hash: &str,
+        is_admin: bool,
+        room: i64,
+    ) -> Result<Character, CreateError> {
+        if self.name_taken(name)? {
+            return Err(CreateError::Taken);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO accounts (name, password_hash, is_admin, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![name, password_hash, is_admin, now])
+            .map_err(taken_or)?;
+        let account_id = self.tx.last_insert_rowid();
+        self.tx
+            .prepare_cached("INSERT INTO characters (account_id, name, room) VALUES (?1, ?2, ?3)")?
+            .execute(params![account_id, name, room])
+            .map_err(taken_or)?;
+        Ok(Character {
+            id: self.tx.last_insert_rowid(),
+            account_id,
+            name: name.to_owned(),
+            room,
+        })
+    }
+
+    pub fn character(&self, id: i64) -> Result<Option<Character>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT id, account_id, name, room FROM characters WHERE id = ?1")?
+            .query_row([id], character_row)
+            .optional()?)
+    }
+
+    /// The account's first character.
+    pub fn character_of(&self, account_id: i64) -> Result<Option<Character>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT id, account_id, name, room FROM characters
+                 WHERE account_id = ?1 ORDER BY id LIMIT 1",
+            )?
+            .query_row([account_id], character_row)
+            .optional()?)
+    }
+}
+
+fn character_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Character> {
+    Ok(Character {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        name: row.get(2)?,
+        room: row.get(3)?,
+    })
+}
+
+/// A UNIQUE violation means another writer took the name first.
+fn taken_or(e: rusqlite::Error) -> CreateError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => CreateError::Taken,
+        _ => CreateError::Store(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> Store {
+        let mut store = Store::open(&dir.join("data/game.db"), Synchronous::Normal).unwrap();
+        store.migrate().unwrap();
+        store
+    }
+
+    #[test]
+    fn new_database_is_migrated_to_the_current_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("data/game.db"), Synchronous::Full).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            0,
+            "open alone changes nothing"
+        );
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(store);
+        // Migrating again is a no-op.
+        let store = open(dir.path());
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .conn
+            .execute("UPDATE meta SET schema_version = 99", [])
+            .unwrap();
+        drop(store);
+        let path = dir.path().join("data/game.db");
+        let err = Store::open(&path, Synchronous::Normal)
+            .err()
+            .expect("a newer schema must be refused");
+        let msg = err.to_string();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+            "{msg}"
+        );
+        assert!(msg.contains("schema version 99"), "{msg}");
+        assert!(msg.contains(&format!("version {SCHEMA_VERSION}")), "{msg}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn names_are_unique_in_any_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        let c = tx.create_account("Alice", "h", false, 1).unwrap();
+        assert!(matches!(
+            tx.create_account("aLICE", "h", false, 1),
+            Err(CreateError::Taken)
+        ));
+        let a = tx.account_by_name("ALICE").unwrap().unwrap();
+        assert_eq!(a.name, "Alice");
+        assert_eq!(tx.character_of(a.id).unwrap().unwrap(), c);
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn session_seq_survives_a_reopen_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        tx.set_last_seq(SessionId(7), 3).unwrap();
+        tx.set_last_seq(SessionId(u64::MAX), u64::MAX).unwrap();
+        tx.commit().unwrap();
+        let tx = store.begin().unwrap();
+        tx.set_last_seq(SessionId(7), 4).unwrap();
+        drop(tx); // rolled back
+        drop(store);
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        assert_eq!(tx.last_seq(SessionId(7)).unwrap(), 3);
+        assert_eq!(tx.last_seq(SessionId(u64::MAX)).unwrap(), u64::MAX);
+        assert_eq!(tx.last_seq(SessionId(8)).unwrap(), 0);
+        tx.forget_sessions_except(&HashSet::from([SessionId(7)]))
+            .unwrap();
+        assert_eq!(tx.last_seq(SessionId(u64::MAX)).unwrap(), 0);
+        assert_eq!(tx.last_seq(SessionId(7)).unwrap(), 3);
+    }
+}
