@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod ctl;
 pub mod gamedir;
 pub mod logging;
 pub mod sys;

@@ -1,1 +1,5 @@
-fn main() {}
+//! evctl: the operator's command line for an ev game. See `ev::ctl`.
+
+fn main() {
+    std::process::exit(ev::ctl::main());
+}

@@ -194,7 +194,7 @@ pub(crate) async fn start_server(shared: &Arc<Shared>) -> Result<Started, StartE
     let timeout = shared.start_timeout();
     let did_not_attach = || {
         format!(
-            "new server did not attach within {} ms",
+            "new server did not attach within {} ms (server.start_timeout_ms)",
             timeout.as_millis()
         )
     };

@@ -1,0 +1,127 @@
+//! `evctl init DIR [--telnet ADDR] [--web ADDR] [--admin NAME]`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::start::beside_me;
+use super::{EXIT_OK, Failure, Outcome, password, say};
+use crate::config::Config;
+use crate::gamedir::GameDir;
+
+/// The first line of a new ev.toml.
+const HEADER: &str =
+    "# ev game settings: every key with its default. Unknown keys are refused.\n\n";
+
+pub fn run(
+    dir: &Path,
+    telnet: Option<SocketAddr>,
+    web: Option<SocketAddr>,
+    admin: Option<&str>,
+) -> Outcome {
+    let game = GameDir::new(dir);
+    let shown = game.root().display().to_string();
+    let fail = |e: &dyn std::fmt::Display| Failure::new(format!("cannot init {shown}: {e}"));
+    if game.config_path().exists() {
+        return Err(fail(&"already a game directory (ev.toml exists)"));
+    }
+    game.check_socket_paths().map_err(|e| fail(&e))?;
+    let mut config = Config::default();
+    if let Some(addr) = telnet {
+        config.portal.telnet = addr;
+    }
+    if let Some(addr) = web {
+        config.portal.web = addr;
+    }
+    // Everything that can be refused is asked before anything is written.
+    let admin = match admin {
+        Some(name) => {
+            let server = beside_me("ev-server").map_err(|e| fail(&e))?;
+            Some((name, password::admin_password(name)?, server))
+        }
+        None => None,
+    };
+
+    std::fs::create_dir_all(game.root()).map_err(|e| fail(&e))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(game.config_path())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => fail(&"already a game directory (ev.toml exists)"),
+            _ => fail(&format!("writing {}: {e}", game.config_path().display())),
+        })?;
+    file.write_all(format!("{HEADER}{}", config.to_toml()).as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| fail(&format!("writing {}: {e}", game.config_path().display())))?;
+    game.create_dirs().map_err(|e| fail(&e))?;
+    say(format!("created the game directory {shown}"))?;
+
+    if let Some((name, password, server)) = admin {
+        let status = std::process::Command::new(&server)
+            .arg("--game-dir")
+            .arg(game.root())
+            .args(["create-admin", name])
+            .env("EV_ADMIN_PASSWORD", password)
+            .env("EV_GAME_DIR", game.root())
+            .stdin(std::process::Stdio::null())
+            .status()
+            .map_err(|e| fail(&format!("running {}: {e}", server.display())))?;
+        if !status.success() {
+            return Err(Failure::new(format!(
+                "creating the admin account {name} failed: {} {status}",
+                server.display()
+            )));
+        }
+        say(format!("created the admin account {name}"))?;
+    }
+    say(format!(
+        "next:\n  evctl -g {shown} start\n  telnet {} {}",
+        config.portal.telnet.ip(),
+        config.portal.telnet.port()
+    ))?;
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_readable_config_and_refuses_to_overwrite_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("g");
+        let telnet: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert_eq!(run(&dir, Some(telnet), None, None).unwrap(), EXIT_OK);
+        let text = std::fs::read_to_string(dir.join("ev.toml")).unwrap();
+        assert!(text.starts_with("# ev game settings"), "{text}");
+        let config = Config::parse(&text, &dir.join("ev.toml")).unwrap();
+        assert_eq!(config.portal.telnet, telnet);
+        for sub in ["data", "logs", "run"] {
+            assert!(dir.join(sub).is_dir(), "{sub}");
+        }
+        let err = run(&dir, None, None, None).unwrap_err();
+        assert!(
+            err.message.contains("already a game directory"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains(&*dir.to_string_lossy()),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn too_long_a_path_names_the_socket_limit() {
+        let long = format!("/tmp/{}", "x".repeat(120));
+        let err = run(Path::new(&long), None, None, None).unwrap_err();
+        assert!(
+            err.message.contains("107-byte Unix socket limit"),
+            "{}",
+            err.message
+        );
+        assert!(!Path::new(&long).exists());
+    }
+}

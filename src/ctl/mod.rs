@@ -1,0 +1,238 @@
+//! evctl: the operator's command line. `src/bin/evctl.rs` only calls [`main`].
+//!
+//! # Layout
+//! - this module: the arguments (clap), dispatch, exit codes and how
+//!   failures are printed.
+//! - `init`: a new game directory (and its admin account).
+//! - `start`, `stop`, `reload`, `status`: the supervisor's life, through its
+//!   Control service (`client`).
+//! - `probe`: is a supervisor running for this game, and which pids live.
+//! - `logs`: the last lines of the logs.
+//! - `password`: reading a password from the terminal without echo.
+//!
+//! # Exit codes
+//! - `0`: success (also `evctl stop` when nothing was running).
+//! - `1`: failure; the reason is printed on one line as `evctl: <what>: <why>`.
+//! - `2`: usage error (from clap).
+//! - `3`: not running (`status`, `reload`), as `systemctl status` does.
+
+mod client;
+mod init;
+mod logs;
+mod password;
+mod probe;
+mod reload;
+mod start;
+mod status;
+mod stop;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::gamedir::GameDir;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_NOT_RUNNING: i32 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "evctl",
+    version,
+    about = "Controls an ev game: init, start, stop, reload, status, logs"
+)]
+struct Cli {
+    /// The game directory (default: $EV_GAME_DIR, else the current directory).
+    #[arg(short = 'g', long, global = true, value_name = "DIR")]
+    game_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a game directory: ev.toml with every default, data/, logs/, run/.
+    Init {
+        dir: PathBuf,
+        /// The telnet listener address.
+        #[arg(long, value_name = "ADDR")]
+        telnet: Option<SocketAddr>,
+        /// The webclient listener address.
+        #[arg(long, value_name = "ADDR")]
+        web: Option<SocketAddr>,
+        /// Create an admin account NAME; the password comes from
+        /// EV_ADMIN_PASSWORD or is asked for on the terminal.
+        #[arg(long, value_name = "NAME")]
+        admin: Option<String>,
+    },
+    /// Start the game; returns once players can connect.
+    Start {
+        /// Run the supervisor in this process (for systemd) instead of detached.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop the game; returns once every process is gone.
+    Stop,
+    /// Start a new server from the binary on disk and hand every session over.
+    Reload,
+    /// Show the processes and their figures.
+    Status {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the last lines of the logs.
+    Logs {
+        /// Only this process's log.
+        #[arg(value_enum)]
+        process: Option<logs::Process>,
+        /// How many lines.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
+}
+
+/// Why a command failed, and with which exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    /// One line, no trailing period; printed as `evctl: <message>`.
+    /// Empty: exit quietly (stdout was closed under us).
+    pub message: String,
+    /// Printed after the message, one per line (log lines, already indented).
+    pub details: Vec<String>,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_FAILURE,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    pub fn not_running(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_NOT_RUNNING,
+            ..Failure::new(message)
+        }
+    }
+
+    pub fn with_details(mut self, details: Vec<String>) -> Failure {
+        self.details = details;
+        self
+    }
+
+    /// A reader that went away (`evctl status | head -1`) is not an error.
+    fn broken_pipe() -> Failure {
+        Failure {
+            code: EXIT_OK,
+            message: String::new(),
+            details: Vec::new(),
+        }
+    }
+}
+
+pub type Outcome = Result<i32, Failure>;
+
+/// Prints to stdout; a closed stdout ends the command quietly.
+pub fn say(text: impl AsRef<str>) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    let written = writeln!(out, "{}", text.as_ref()).and_then(|()| out.flush());
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::broken_pipe()),
+        Err(e) => Err(Failure::new(format!("writing to stdout: {e}"))),
+    }
+}
+
+/// The game's settings, or the defaults if ev.toml cannot be read: commands
+/// that stop or inspect a game must work even with a broken ev.toml.
+fn config_or_default(game: &GameDir) -> Config {
+    Config::load(&game.config_path()).unwrap_or_default()
+}
+
+/// Parses the arguments, runs the command and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    let game = GameDir::resolve(cli.game_dir);
+    let outcome = match cli.command {
+        Command::Init {
+            dir,
+            telnet,
+            web,
+            admin,
+        } => init::run(&dir, telnet, web, admin.as_deref()),
+        Command::Start { foreground } => start::run(&game, foreground),
+        Command::Logs { process, lines } => logs::run(&game, process, lines),
+        command => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(async {
+                match command {
+                    Command::Stop => stop::run(&game).await,
+                    Command::Reload => reload::run(&game).await,
+                    Command::Status { json } => status::run(&game, json).await,
+                    _ => Err(Failure::new("internal error: command not dispatched")),
+                }
+            }),
+            Err(e) => Err(Failure::new(format!("starting the async runtime: {e}"))),
+        },
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(failure) => {
+            if !failure.message.is_empty() {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "evctl: {}", failure.message);
+                for line in &failure.details {
+                    let _ = writeln!(err, "{line}");
+                }
+            }
+            failure.code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn game_dir_is_global_and_logs_defaults_to_50_lines() {
+        let cli = Cli::try_parse_from(["evctl", "logs", "-g", "/tmp/x"]).unwrap();
+        assert_eq!(cli.game_dir, Some(PathBuf::from("/tmp/x")));
+        match cli.command {
+            Command::Logs { process, lines } => {
+                assert!(process.is_none());
+                assert_eq!(lines, 50);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_address_is_a_usage_error() {
+        let err = Cli::try_parse_from(["evctl", "init", "/tmp/x", "--telnet", "nope"]).unwrap_err();
+        assert!(err.use_stderr());
+    }
+}

@@ -1,0 +1,298 @@
+//! `evctl status [--json]`.
+
+use serde::Serialize;
+
+use super::{EXIT_NOT_RUNNING, EXIT_OK, Failure, Outcome, client, probe, say};
+use crate::gamedir::GameDir;
+use crate::pb::control::{StatusReply, StatusRequest};
+
+#[derive(Debug, Serialize)]
+struct Process {
+    name: String,
+    pid: u32,
+    state: String,
+    uptime_ms: u64,
+    rss_bytes: u64,
+    cpu_ms: u64,
+}
+
+/// `--json`: the same fields as the table.
+#[derive(Debug, Serialize)]
+struct Status {
+    running: bool,
+    game_dir: String,
+    telnet_addr: String,
+    processes: Vec<Process>,
+    server_generation: u64,
+    build_id: String,
+    server_restarts: u64,
+    reloads: u64,
+    last_exit_reason: String,
+    sessions: u64,
+    logged_in: u64,
+}
+
+impl From<StatusReply> for Status {
+    fn from(r: StatusReply) -> Status {
+        Status {
+            running: true,
+            game_dir: r.game_dir,
+            telnet_addr: r.telnet_addr,
+            processes: r
+                .processes
+                .into_iter()
+                .map(|p| Process {
+                    name: p.name,
+                    pid: p.pid,
+                    state: p.state,
+                    uptime_ms: p.uptime_ms,
+                    rss_bytes: p.rss_bytes,
+                    cpu_ms: p.cpu_ms,
+                })
+                .collect(),
+            server_generation: r.server_generation,
+            build_id: r.build_id,
+            server_restarts: r.server_restarts,
+            reloads: r.reloads,
+            last_exit_reason: r.last_exit_reason,
+            sessions: r.sessions,
+            logged_in: r.logged_in,
+        }
+    }
+}
+
+pub async fn run(game: &GameDir, json: bool) -> Outcome {
+    let reply = match probe::supervisor(game) {
+        Some(_) => ask(game).await,
+        None => None,
+    };
+    let Some(reply) = reply else {
+        return not_running(game, json);
+    };
+    let status = Status::from(reply);
+    if json {
+        let text = serde_json::to_string_pretty(&status)
+            .map_err(|e| Failure::new(format!("encoding the status: {e}")))?;
+        say(text)?;
+    } else {
+        say(table(&status))?;
+    }
+    Ok(EXIT_OK)
+}
+
+async fn ask(game: &GameDir) -> Option<StatusReply> {
+    let mut control = client::connect(game).await.ok()?;
+    Some(control.status(StatusRequest {}).await.ok()?.into_inner())
+}
+
+fn not_running(game: &GameDir, json: bool) -> Outcome {
+    let orphans = probe::live(game);
+    if json {
+        let status = Status {
+            running: false,
+            game_dir: game.root().display().to_string(),
+            telnet_addr: String::new(),
+            processes: orphans
+                .iter()
+                .map(|&(name, pid)| Process {
+                    name: name.into(),
+                    pid,
+                    state: "running without a supervisor".into(),
+                    uptime_ms: 0,
+                    rss_bytes: 0,
+                    cpu_ms: 0,
+                })
+                .collect(),
+            server_generation: 0,
+            build_id: String::new(),
+            server_restarts: 0,
+            reloads: 0,
+            last_exit_reason: String::new(),
+            sessions: 0,
+            logged_in: 0,
+        };
+        let text = serde_json::to_string_pretty(&status)
+            .map_err(|e| Failure::new(format!("encoding the status: {e}")))?;
+        say(text)?;
+    } else {
+        say("ev is not running")?;
+        if let Some(note) = probe::orphan_note(game) {
+            say(note)?;
+        }
+    }
+    Ok(EXIT_NOT_RUNNING)
+}
+
+fn table(s: &Status) -> String {
+    let mut rows = vec![[
+        "PROCESS".to_owned(),
+        "PID".to_owned(),
+        "STATE".to_owned(),
+        "UPTIME".to_owned(),
+        "RSS".to_owned(),
+        "CPU".to_owned(),
+    ]];
+    for p in &s.processes {
+        let known = p.pid != 0;
+        rows.push([
+            p.name.clone(),
+            if known { p.pid.to_string() } else { "-".into() },
+            p.state.clone(),
+            if known {
+                duration(p.uptime_ms)
+            } else {
+                "-".into()
+            },
+            if known {
+                bytes(p.rss_bytes)
+            } else {
+                "-".into()
+            },
+            if known { cpu(p.cpu_ms) } else { "-".into() },
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            // Numbers right-aligned, words left-aligned.
+            if matches!(i, 1 | 3 | 4 | 5) {
+                line.push_str(&format!("{cell:>w$}  "));
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push('\n');
+    let build = if s.build_id.is_empty() {
+        String::new()
+    } else {
+        format!(" (build {})", s.build_id)
+    };
+    out.push_str(&format!(
+        "server generation  {}{build}\n",
+        s.server_generation
+    ));
+    out.push_str(&format!("reloads            {}\n", s.reloads));
+    out.push_str(&format!("restarts           {}\n", s.server_restarts));
+    if !s.last_exit_reason.is_empty() {
+        out.push_str(&format!("last exit reason   {}\n", s.last_exit_reason));
+    }
+    out.push_str(&format!(
+        "sessions           {} ({} logged in)\n",
+        s.sessions, s.logged_in
+    ));
+    if !s.telnet_addr.is_empty() {
+        out.push_str(&format!("telnet             {}\n", s.telnet_addr));
+    }
+    out.push_str(&format!("game directory     {}", s.game_dir));
+    out
+}
+
+/// 1h02m, 3m07s, 12.3s.
+fn duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0..60 => format!("{:.1}s", ms as f64 / 1000.0),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let n = n as f64;
+    if n < KIB * KIB {
+        format!("{:.0} KiB", n / KIB)
+    } else if n < KIB * KIB * KIB {
+        format!("{:.1} MiB", n / (KIB * KIB))
+    } else {
+        format!("{:.2} GiB", n / (KIB * KIB * KIB))
+    }
+}
+
+fn cpu(ms: u64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::control::ProcessInfo;
+
+    fn reply() -> StatusReply {
+        StatusReply {
+            processes: vec![
+                ProcessInfo {
+                    name: "supervisor".into(),
+                    pid: 100,
+                    state: "running".into(),
+                    uptime_ms: 65_000,
+                    rss_bytes: 12 * 1024 * 1024,
+                    cpu_ms: 1234,
+                },
+                ProcessInfo {
+                    name: "server".into(),
+                    pid: 0,
+                    state: "crash-loop".into(),
+                    ..ProcessInfo::default()
+                },
+            ],
+            server_generation: 3,
+            build_id: "0123456789abcdef".into(),
+            server_restarts: 2,
+            last_exit_reason: "server generation 2 (pid 7) killed by signal 9 (SIGKILL)".into(),
+            sessions: 5,
+            logged_in: 3,
+            telnet_addr: "127.0.0.1:4000".into(),
+            game_dir: "/srv/game".into(),
+            reloads: 1,
+        }
+    }
+
+    #[test]
+    fn table_shows_every_field() {
+        let text = table(&Status::from(reply()));
+        for needle in [
+            "PROCESS",
+            "supervisor",
+            "100",
+            "1m05s",
+            "12.0 MiB",
+            "1.23s",
+            "crash-loop",
+            "generation  3 (build 0123456789abcdef)",
+            "SIGKILL",
+            "5 (3 logged in)",
+            "127.0.0.1:4000",
+            "/srv/game",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn json_has_the_same_fields() {
+        let value = serde_json::to_value(Status::from(reply())).unwrap();
+        assert_eq!(value["processes"][0]["pid"], 100);
+        assert_eq!(value["server_generation"], 3);
+        assert_eq!(value["logged_in"], 3);
+        assert_eq!(value["running"], true);
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(1_500), "1.5s");
+        assert_eq!(duration(3_723_000), "1h02m");
+        assert_eq!(duration(90_061_000), "1d01h");
+    }
+}
