@@ -13,10 +13,10 @@ use ev::config::AuthConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("argon2 parameters in [auth]: {0}")]
-    Params(argon2::Error),
-    #[error("hashing a password: {0}")]
-    Hash(argon2::password_hash::Error),
+    #[error("argon2 parameters in [auth]")]
+    Params(#[source] argon2::Error),
+    #[error("hashing a password")]
+    Hash(#[source] argon2::password_hash::Error),
 }
 
 /// Work the game needs done off the async threads.
@@ -99,7 +99,7 @@ impl Hasher {
         match work {
             Work::Hash { password } => match self.hash(&password) {
                 Ok(hash) => Outcome::Hashed(hash),
-                Err(e) => Outcome::Failed(e.to_string()),
+                Err(e) => Outcome::Failed(format!("{:#}", anyhow::Error::from(e))),
             },
             Work::Verify {
                 password,

@@ -182,14 +182,19 @@ impl Engine {
         outbound: &mpsc::Sender<Vec<Outbound>>,
     ) -> Result<(), EngineError> {
         let mut out = Outbox::default();
+        self.resume(done, &mut out)?;
+        self.send(out, outbound).await
+    }
+
+    /// Applies finished jobs in one transaction and commits it. (Kept out of
+    /// the async functions: a transaction must never live across an await.)
+    fn resume(&mut self, done: Vec<Done>, out: &mut Outbox) -> Result<(), StoreError> {
         self.migrate_once()?;
         let tx = self.store.begin()?;
         for d in done {
-            self.game
-                .resume(&tx, d.job, d.session, d.outcome, &mut out)?;
+            self.game.resume(&tx, d.job, d.session, d.outcome, out)?;
         }
-        tx.commit()?;
-        self.send(out, outbound).await
+        tx.commit()
     }
 
     /// Sends what a committed transaction produced and starts its jobs.

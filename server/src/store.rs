@@ -59,17 +59,17 @@ pub enum StoreError {
         found: u32,
         known: u32,
     },
-    #[error("opening database {path}: {source}")]
+    #[error("opening database {path}")]
     Open {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("creating directory {path}: {source}")]
+    #[error("creating directory {path}")]
     Dir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("database: {0}")]
+    #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
 }
 

@@ -1,1 +1,208 @@
+//! The engine over plain channels: batching, commit-then-send, Drain.
 
+use std::time::Duration;
+
+use ev::config::Synchronous;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::event::{SessionId, SessionState, Stage};
+use crate::game::Rules;
+
+const S1: SessionId = SessionId(1);
+const S2: SessionId = SessionId(2);
+/// A deadline for each wait, never a sleep to wait for something.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+struct Running {
+    _dir: tempfile::TempDir,
+    to_engine: mpsc::Sender<Vec<Inbound>>,
+    from_engine: mpsc::Receiver<Vec<Outbound>>,
+    task: JoinHandle<Result<(), EngineError>>,
+}
+
+fn start(max_batch: usize) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("game.db"), Synchronous::Normal).unwrap();
+    let game = Game::new(Rules {
+        game_name: "T".into(),
+        max_name_len: 20,
+        min_password_len: 4,
+        failures_before_delay: 3,
+        version: "v".into(),
+    });
+    let engine = Engine::new(game, store, Hasher::cheap(), max_batch, Duration::ZERO);
+    let (to_engine, inbound) = mpsc::channel(16);
+    let (outbound, from_engine) = mpsc::channel(16);
+    let task = tokio::spawn(engine.serve(inbound, outbound));
+    Running {
+        _dir: dir,
+        to_engine,
+        from_engine,
+        task,
+    }
+}
+
+impl Running {
+    async fn send(&self, events: Vec<Inbound>) {
+        self.to_engine.send(events).await.unwrap();
+    }
+
+    async fn recv(&mut self) -> Vec<Outbound> {
+        tokio::time::timeout(DEADLINE, self.from_engine.recv())
+            .await
+            .expect("the engine answers in time")
+            .expect("the engine is running")
+    }
+
+    async fn finish(self) -> Result<(), EngineError> {
+        drop(self.to_engine);
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("the engine ends in time")
+            .unwrap()
+    }
+}
+
+fn input(session: SessionId, seq: u64, text: &str) -> Inbound {
+    Inbound::Input {
+        session,
+        seq,
+        text: text.into(),
+    }
+}
+
+fn sync_new(ids: &[SessionId]) -> Inbound {
+    Inbound::Sync {
+        sessions: ids
+            .iter()
+            .map(|&session| crate::event::Snapshot {
+                session,
+                state: SessionState {
+                    stage: Stage::Login,
+                    ..SessionState::login()
+                },
+            })
+            .collect(),
+        last: true,
+    }
+}
+
+#[tokio::test]
+async fn heartbeat_is_answered_without_touching_the_database() {
+    let mut r = start(8);
+    r.send(vec![Inbound::Heartbeat { nonce: 42 }]).await;
+    assert_eq!(r.recv().await, vec![Outbound::Heartbeat { nonce: 42 }]);
+    assert!(matches!(r.finish().await, Err(EngineError::PortalGone)));
+}
+
+#[tokio::test]
+async fn one_batch_in_one_batch_out_acks_last() {
+    let mut r = start(8);
+    r.send(vec![
+        sync_new(&[S1, S2]),
+        input(S1, 1, "ping a"),
+        input(S2, 1, "ping b"),
+        input(S1, 2, "ping c"),
+    ])
+    .await;
+    let out = r.recv().await;
+    assert_eq!(
+        out,
+        vec![
+            Outbound::Ready { sessions: 2 },
+            Outbound::Output {
+                session: S1,
+                text: "pong a".into()
+            },
+            Outbound::Output {
+                session: S2,
+                text: "pong b".into()
+            },
+            Outbound::Output {
+                session: S1,
+                text: "pong c".into()
+            },
+            Outbound::Ack {
+                session: S1,
+                seq: 2
+            },
+            Outbound::Ack {
+                session: S2,
+                seq: 1
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_max_batch_is_split_into_transactions() {
+    let mut r = start(2);
+    r.send(vec![sync_new(&[S1])]).await;
+    r.recv().await;
+    r.send((1..=5).map(|seq| input(S1, seq, "ping")).collect())
+        .await;
+    let mut sizes = Vec::new();
+    let mut acked = 0;
+    while acked < 5 {
+        let out = r.recv().await;
+        sizes.push(out.len());
+        if let Some(Outbound::Ack { seq, .. }) = out.last() {
+            acked = *seq;
+        }
+    }
+    // Two pongs and one ack per transaction, then the last one alone.
+    assert_eq!(sizes, [3, 3, 2]);
+}
+
+#[tokio::test]
+async fn drain_finishes_password_work_in_flight_then_says_drained() {
+    let mut r = start(8);
+    r.send(vec![sync_new(&[S1])]).await;
+    r.recv().await;
+    r.send(vec![
+        input(S1, 1, "create Alice secret"),
+        input(S1, 2, "say hi"),
+        Inbound::Drain {
+            reason: "reload".into(),
+        },
+        // Nothing after a Drain is applied: the portal gives it to the next server.
+        input(S1, 3, "say late"),
+    ])
+    .await;
+    let mut sent = Vec::new();
+    loop {
+        let out = r.recv().await;
+        let done = out.contains(&Outbound::Drained);
+        sent.extend(out);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(sent.last(), Some(&Outbound::Drained));
+    let texts: Vec<&str> = sent
+        .iter()
+        .filter_map(|e| match e {
+            Outbound::Output { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts[0], "Welcome, Alice!");
+    assert_eq!(texts.last(), Some(&"You say, \"hi\""));
+    assert!(sent.contains(&Outbound::Ack {
+        session: S1,
+        seq: 2
+    }));
+    assert!(!sent.contains(&Outbound::Ack {
+        session: S1,
+        seq: 3
+    }));
+    assert!(r.finish().await.is_ok());
+}
+
+#[tokio::test]
+async fn portal_gone_is_an_error() {
+    let r = start(8);
+    assert!(matches!(r.finish().await, Err(EngineError::PortalGone)));
+}

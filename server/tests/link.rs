@@ -1,0 +1,523 @@
+//! The server against a fake portal: a tonic `Link` service on a Unix socket
+//! in a temporary game directory. In-process (`ev_server::run`) for the Link
+//! conversation, and through the real binaries for exit codes and
+//! `create-admin`. Every wait has a deadline; nothing waits by sleeping.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ev::gamedir::GameDir;
+use ev::pb::link as pb;
+use ev::pb::link::link_server::{Link, LinkServer};
+use pb::portal_event::Kind as Out;
+use pb::server_event::Kind as In;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// One server's stream, as the fake portal sees it.
+struct Conn {
+    from_server: Streaming<pb::ToPortal>,
+    to_server: mpsc::Sender<Result<pb::ToServer, Status>>,
+}
+
+struct FakePortal {
+    conns: mpsc::Sender<Conn>,
+}
+
+#[tonic::async_trait]
+impl Link for FakePortal {
+    type AttachStream = ReceiverStream<Result<pb::ToServer, Status>>;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::ToPortal>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let (to_server, rx) = mpsc::channel(64);
+        let conn = Conn {
+            from_server: request.into_inner(),
+            to_server,
+        };
+        self.conns
+            .send(conn)
+            .await
+            .map_err(|_| Status::unavailable("test over"))?;
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+struct Game {
+    dir: tempfile::TempDir,
+    game_dir: GameDir,
+}
+
+fn game() -> Game {
+    let dir = tempfile::tempdir().unwrap();
+    let game_dir = GameDir::new(dir.path());
+    game_dir.create_dirs().unwrap();
+    std::fs::write(
+        game_dir.config_path(),
+        "[game]\nname = \"Fake\"\n[server]\nstart_timeout_ms = 15000\n\
+         [auth]\nargon2_memory_kib = 8\nargon2_iterations = 1\n",
+    )
+    .unwrap();
+    Game { dir, game_dir }
+}
+
+/// Serves the fake portal on the game's Link socket; yields each attach.
+fn serve_portal(game_dir: &GameDir) -> mpsc::Receiver<Conn> {
+    let incoming = ev::uds::bind(&game_dir.link_socket()).unwrap();
+    let (conns, rx) = mpsc::channel(4);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(LinkServer::new(FakePortal { conns }))
+            .serve_with_incoming(incoming),
+    );
+    rx
+}
+
+fn options(game_dir: &GameDir) -> ev_server::ServerOptions {
+    ev_server::ServerOptions {
+        game_dir: game_dir.clone(),
+        generation: 7,
+        build_id: "test-build".into(),
+        link_major: ev::version::LINK_MAJOR,
+        version_text: None,
+    }
+}
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+impl Conn {
+    async fn next(&mut self) -> Vec<pb::PortalEvent> {
+        within("a message from the server", self.from_server.message())
+            .await
+            .expect("stream healthy")
+            .expect("stream open")
+            .events
+    }
+
+    async fn hello(&mut self) -> pb::ServerHello {
+        let mut events = self.next().await;
+        assert_eq!(events.len(), 1, "the hello comes alone: {events:?}");
+        match events.pop().and_then(|e| e.kind) {
+            Some(Out::Hello(hello)) => hello,
+            other => panic!("first message is not a hello: {other:?}"),
+        }
+    }
+
+    async fn send(&self, events: Vec<In>) {
+        let batch = pb::ToServer {
+            events: events
+                .into_iter()
+                .map(|kind| pb::ServerEvent { kind: Some(kind) })
+                .collect(),
+        };
+        self.to_server.send(Ok(batch)).await.unwrap();
+    }
+
+    async fn answer_hello(&self, major: u32, role: pb::Role, refused: &str) {
+        self.send(vec![In::Hello(pb::PortalHello {
+            version: Some(pb::Version { major, minor: 3 }),
+            build_id: "fake-portal".into(),
+            role: role.into(),
+            refused: refused.into(),
+        })])
+        .await;
+    }
+
+    /// Reads until `stop` matches an event; returns everything read.
+    async fn until(&mut self, stop: impl Fn(&Out) -> bool) -> Vec<Out> {
+        let mut seen = Vec::new();
+        loop {
+            for event in self.next().await {
+                let Some(kind) = event.kind else { continue };
+                let done = stop(&kind);
+                seen.push(kind);
+                if done {
+                    return seen;
+                }
+            }
+        }
+    }
+}
+
+fn texts(events: &[Out], session: u64) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Out::Output(o) if o.session == session => Some(o.text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn portal_session(id: u64) -> pb::PortalSession {
+    pb::PortalSession {
+        id,
+        protocol: "telnet".into(),
+        ..Default::default()
+    }
+}
+
+fn input(session: u64, seq: u64, text: &str) -> In {
+    In::Input(pb::Input {
+        session,
+        seq,
+        text: text.into(),
+    })
+}
+
+fn acked(session: u64, seq: u64) -> impl Fn(&Out) -> bool {
+    move |e| matches!(e, Out::Ack(a) if a.session == session && a.seq >= seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_server_plays_then_drains() {
+    let g = game();
+    // The server starts first and waits for the portal's socket to appear.
+    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let mut conns = serve_portal(&g.game_dir);
+    let mut conn = within("the server to attach", conns.recv()).await.unwrap();
+
+    let hello = conn.hello().await;
+    assert_eq!(
+        hello.version,
+        Some(pb::Version {
+            major: ev::version::LINK_MAJOR,
+            minor: ev::version::LINK_MINOR
+        })
+    );
+    assert_eq!(hello.build_id, "test-build");
+    assert_eq!(hello.generation, 7);
+    assert_eq!(hello.pid, std::process::id());
+
+    conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")
+        .await;
+    conn.send(vec![In::Sync(pb::SyncChunk {
+        sessions: vec![],
+        last: true,
+    })])
+    .await;
+    let seen = conn.until(|e| matches!(e, Out::Ready(_))).await;
+    assert_eq!(seen, vec![Out::Ready(pb::Ready { sessions: 0 })]);
+
+    conn.send(vec![In::Opened(pb::SessionOpened {
+        session: Some(portal_session(1)),
+    })])
+    .await;
+    let seen = conn.until(|e| matches!(e, Out::Update(_))).await;
+    assert!(texts(&seen, 1)[0].starts_with("Welcome to Fake!\n"));
+
+    conn.send(vec![
+        input(1, 1, "create Alice secret"),
+        input(1, 2, "version"),
+    ])
+    .await;
+    let seen = conn.until(acked(1, 2)).await;
+    assert_eq!(
+        texts(&seen, 1),
+        [
+            "Welcome, Alice!",
+            "Limbo\nA quiet grey space where new arrivals gather.\nYou are alone here.",
+            &format!(
+                "ev-server {} (build test-build, link {}.{})",
+                env!("CARGO_PKG_VERSION"),
+                ev::version::LINK_MAJOR,
+                ev::version::LINK_MINOR
+            ),
+        ]
+    );
+    assert!(seen.contains(&Out::Update(pb::SessionUpdate {
+        session: 1,
+        server: Some(pb::ServerSession {
+            stage: pb::Stage::Playing.into(),
+            account_id: 1,
+            character_id: 1,
+            extra: vec![],
+        }),
+    })));
+
+    conn.send(vec![In::Heartbeat(pb::Heartbeat {
+        nonce: 11,
+        reply: false,
+    })])
+    .await;
+    let seen = conn.until(|e| matches!(e, Out::Heartbeat(_))).await;
+    assert_eq!(
+        seen,
+        vec![Out::Heartbeat(pb::Heartbeat {
+            nonce: 11,
+            reply: true
+        })]
+    );
+
+    conn.send(vec![
+        input(1, 3, "say bye"),
+        In::Drain(pb::Drain {
+            reason: "reload".into(),
+        }),
+    ])
+    .await;
+    let seen = conn.until(|e| matches!(e, Out::Drained(_))).await;
+    assert_eq!(texts(&seen, 1), ["You say, \"bye\""]);
+    assert!(seen.iter().any(acked(1, 3)));
+    // Our side of the stream ends after Drained; then we close ours.
+    assert!(
+        within("the server to close its stream", conn.from_server.message())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    drop(conn);
+    within("the server to exit", server)
+        .await
+        .unwrap()
+        .expect("a drained server exits cleanly");
+
+    // A new server over the same database restores the session from a Sync
+    // and skips the input the old one applied.
+    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let mut conn = within("the server to attach", conns.recv()).await.unwrap();
+    conn.hello().await;
+    conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Standby, "")
+        .await;
+    conn.send(vec![In::Heartbeat(pb::Heartbeat {
+        nonce: 1,
+        reply: false,
+    })])
+    .await;
+    conn.until(|e| matches!(e, Out::Heartbeat(_))).await;
+    conn.send(vec![In::Sync(pb::SyncChunk {
+        sessions: vec![pb::SessionSnapshot {
+            portal: Some(portal_session(1)),
+            server: Some(pb::ServerSession {
+                stage: pb::Stage::Playing.into(),
+                account_id: 1,
+                character_id: 1,
+                extra: vec![],
+            }),
+            acked_seq: 2,
+        }],
+        last: true,
+    })])
+    .await;
+    let seen = conn.until(|e| matches!(e, Out::Ready(_))).await;
+    assert_eq!(seen, vec![Out::Ready(pb::Ready { sessions: 1 })]);
+    conn.send(vec![input(1, 3, "say bye"), input(1, 4, "who")])
+        .await;
+    let seen = conn.until(acked(1, 4)).await;
+    assert_eq!(texts(&seen, 1), ["Players online (1): Alice"]);
+
+    // The portal goes away without a Drain: an error (exit code 1).
+    drop(conn);
+    drop(conns);
+    let err = within("the server to exit", server)
+        .await
+        .unwrap()
+        .expect_err("losing the portal is an error");
+    assert_eq!(ev_server::exit_code(&err), 1);
+    assert!(err.to_string().contains("without a Drain"), "{err:#}");
+    drop(g.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_and_version_mismatch_exit_with_code_2() {
+    let g = game();
+    let mut conns = serve_portal(&g.game_dir);
+
+    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let mut conn = within("attach", conns.recv()).await.unwrap();
+    conn.hello().await;
+    conn.answer_hello(
+        ev::version::LINK_MAJOR,
+        pb::Role::Unspecified,
+        "generation 7 is stale",
+    )
+    .await;
+    let err = within("exit", server).await.unwrap().unwrap_err();
+    assert_eq!(ev_server::exit_code(&err), 2);
+    assert!(err.to_string().contains("generation 7 is stale"), "{err:#}");
+
+    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let mut conn = within("attach", conns.recv()).await.unwrap();
+    conn.hello().await;
+    conn.answer_hello(9, pb::Role::Active, "").await;
+    let err = within("exit", server).await.unwrap().unwrap_err();
+    assert_eq!(ev_server::exit_code(&err), 2);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "link version mismatch: portal speaks 9.3, this server speaks {}.{}",
+            ev::version::LINK_MAJOR,
+            ev::version::LINK_MINOR
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_portal_is_an_error_after_the_start_timeout() {
+    let g = game();
+    std::fs::write(
+        g.game_dir.config_path(),
+        "[server]\nstart_timeout_ms = 200\n",
+    )
+    .unwrap();
+    let err = within("exit", ev_server::run(options(&g.game_dir)))
+        .await
+        .unwrap_err();
+    assert_eq!(ev_server::exit_code(&err), 1);
+    assert!(err.to_string().contains("portal.sock"), "{err:#}");
+}
+
+fn binary(name: &str, game_dir: &Path) -> tokio::process::Command {
+    let path = match name {
+        "ev-server" => env!("CARGO_BIN_EXE_ev-server"),
+        _ => env!("CARGO_BIN_EXE_ev-test-server"),
+    };
+    let mut command = tokio::process::Command::new(path);
+    command
+        .arg("--game-dir")
+        .arg(game_dir)
+        .env_remove("EV_GAME_DIR")
+        .env_remove("EV_TEST_LINK_MAJOR")
+        .env_remove("EV_TEST_VERSION")
+        .env("EV_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_build_claims_the_link_major_it_is_told_and_exits_2_when_refused() {
+    let g = game();
+    let mut conns = serve_portal(&g.game_dir);
+    let mut child = binary("ev-test-server", g.game_dir.root())
+        .env("EV_TEST_LINK_MAJOR", "42")
+        .env("EV_GENERATION", "3")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut conn = within("attach", conns.recv()).await.unwrap();
+    let hello = conn.hello().await;
+    assert_eq!(hello.version.unwrap().major, 42);
+    assert_eq!(hello.generation, 3);
+    conn.answer_hello(
+        ev::version::LINK_MAJOR,
+        pb::Role::Unspecified,
+        "link 42.0 is not 1.x",
+    )
+    .await;
+    let status = within("exit", child.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(2));
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("ERROR"), "{stderr}");
+    assert!(stderr.contains("link 42.0 is not 1.x"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_admin_makes_an_account_once() {
+    let g = game();
+    let run = |password: Option<&str>, name: &str| {
+        let mut command = binary("ev-server", g.game_dir.root());
+        command.arg("create-admin").arg(name);
+        match password {
+            Some(p) => command.env("EV_ADMIN_PASSWORD", p),
+            None => command.env_remove("EV_ADMIN_PASSWORD"),
+        };
+        command.output()
+    };
+    let out = within("create-admin", run(Some("hunter22"), "Root"))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "created admin Root (account 1, character 1)\n"
+    );
+    let out = within("create-admin", run(Some("hunter22"), "root"))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("taken"));
+    let out = within("create-admin", run(None, "Other")).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EV_ADMIN_PASSWORD"));
+
+    // The admin can log in through a server.
+    let mut conns = serve_portal(&g.game_dir);
+    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let mut conn = within("attach", conns.recv()).await.unwrap();
+    conn.hello().await;
+    conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")
+        .await;
+    conn.send(vec![
+        In::Sync(pb::SyncChunk {
+            sessions: vec![pb::SessionSnapshot {
+                portal: Some(portal_session(5)),
+                server: None,
+                acked_seq: 0,
+            }],
+            last: true,
+        }),
+        input(5, 1, "connect ROOT hunter22"),
+    ])
+    .await;
+    let seen = conn.until(acked(5, 1)).await;
+    assert!(texts(&seen, 5).contains(&"Welcome back, Root!"), "{seen:?}");
+    conn.send(vec![In::Drain(pb::Drain::default())]).await;
+    conn.until(|e| matches!(e, Out::Drained(_))).await;
+    drop(conn);
+    within("exit", server).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_build_prints_the_version_it_is_told() {
+    let g = game();
+    let mut conns = serve_portal(&g.game_dir);
+    let mut child = binary("ev-test-server", g.game_dir.root())
+        .env("EV_TEST_VERSION", "rebuilt binary #2")
+        .spawn()
+        .unwrap();
+    let mut conn = within("attach", conns.recv()).await.unwrap();
+    assert_eq!(
+        conn.hello().await.version.unwrap().major,
+        ev::version::LINK_MAJOR
+    );
+    conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")
+        .await;
+    conn.send(vec![
+        In::Sync(pb::SyncChunk {
+            sessions: vec![],
+            last: true,
+        }),
+        In::Opened(pb::SessionOpened {
+            session: Some(portal_session(1)),
+        }),
+        input(1, 1, "create Vera secret"),
+        input(1, 2, "version"),
+    ])
+    .await;
+    let seen = conn.until(acked(1, 2)).await;
+    assert_eq!(texts(&seen, 1).last(), Some(&"rebuilt binary #2"));
+    conn.send(vec![In::Drain(pb::Drain::default())]).await;
+    conn.until(|e| matches!(e, Out::Drained(_))).await;
+    drop(conn);
+    let status = within("exit", child.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(0));
+}
