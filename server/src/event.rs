@@ -10,7 +10,7 @@ pub struct SessionId(pub u64);
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "session {}", self.0)
+        write!(f, "{}", self.0)
     }
 }
 

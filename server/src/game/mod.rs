@@ -216,11 +216,11 @@ impl Game {
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
         let Some(session) = self.sessions.get_mut(&id) else {
-            tracing::debug!(%id, "password result for a closed session dropped");
+            tracing::debug!(session = %id, "password result for a closed session dropped");
             return Ok(());
         };
         let Some(pending) = session.pending.take_if(|p| p.job == job) else {
-            tracing::debug!(%id, "stale password result dropped");
+            tracing::debug!(session = %id, "stale password result dropped");
             return Ok(());
         };
         self.finish(tx, id, pending.then, outcome, out)?;
@@ -232,7 +232,7 @@ impl Game {
 
     fn opened(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
         if self.sessions.contains_key(&id) {
-            tracing::warn!(%id, "opened twice; starting it afresh");
+            tracing::warn!(session = %id, "opened twice; starting it afresh");
             self.remove(id, false, out);
         }
         // A new session has applied nothing, whatever an old one of the same
@@ -350,7 +350,7 @@ impl Game {
                 }
                 None => {
                     tracing::warn!(
-                        %id,
+                        session = %id,
                         character = snapshot.state.character_id,
                         "synced session plays a character that does not exist; back to the login screen"
                     );
@@ -373,7 +373,7 @@ impl Game {
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
         let Some(session) = self.sessions.get_mut(&id) else {
-            tracing::debug!(%id, seq, "input for an unknown session acknowledged and ignored");
+            tracing::debug!(session = %id, seq, "input for an unknown session acknowledged and ignored");
             out.ack(id, seq);
             return Ok(());
         };
@@ -382,7 +382,7 @@ impl Game {
             return Ok(());
         }
         if seq <= session.last_received {
-            tracing::debug!(%id, seq, "input already waiting; duplicate ignored");
+            tracing::debug!(session = %id, seq, "input already waiting; duplicate ignored");
             return Ok(());
         }
         session.last_received = seq;
@@ -576,7 +576,7 @@ impl Game {
             (Then::Create { name }, Outcome::Hashed(hash)) => {
                 match tx.create_account(&name, &hash, false, START_ROOM) {
                     Ok(ch) => {
-                        tracing::info!(%id, name, "account created");
+                        tracing::info!(session = %id, name, "account created");
                         self.enter_game(id, ch, format!("Welcome, {name}!"), out);
                     }
                     Err(CreateError::Taken) => out.output(id, "That name is taken."),
@@ -594,7 +594,7 @@ impl Game {
                     self.enter_game(id, ch, greeting, out);
                 }
                 None => {
-                    tracing::warn!(%id, account = account.id, "account has no character");
+                    tracing::warn!(session = %id, account = account.id, "account has no character");
                     out.output(id, "That account has no character.");
                 }
             },
@@ -605,7 +605,7 @@ impl Game {
                 out.output(id, "Wrong name or password.");
             }
             (_, outcome) => {
-                tracing::error!(%id, ?outcome, "password work failed");
+                tracing::error!(session = %id, ?outcome, "password work failed");
                 out.output(id, "Something went wrong; please try again.");
             }
         }
