@@ -59,7 +59,20 @@ pub fn run(game: &GameDir, foreground: bool) -> Outcome {
         .enable_all()
         .build()
         .map_err(|e| fail(&format!("starting the async runtime: {e}")))?;
-    let ready = runtime.block_on(wait_ready(game, &mut child, timeout));
+    let stop_timeout =
+        Duration::from_millis(config.supervisor.stop_timeout_ms) + Duration::from_secs(5);
+    let ready = runtime.block_on(async {
+        match wait_ready(game, &mut child, timeout).await {
+            // It gave up and is on its way out: report its exit, with its words.
+            Err(Why::NotReady(why)) if why.starts_with("ev is stopping") => {
+                match wait_exit(&mut child, stop_timeout).await {
+                    Some(exit) => Err(Why::Exited(exit)),
+                    None => Err(Why::NotReady(why)),
+                }
+            }
+            other => other,
+        }
+    });
     match ready {
         Ok(telnet) => {
             say(format!("ev is running: telnet {telnet} (supervisor pid {pid})"))?;
@@ -74,7 +87,7 @@ pub fn run(game: &GameDir, foreground: bool) -> Outcome {
             Err(Failure::new(format!("start failed: {reason}")).with_details(offsets.tails(game)))
         }
         Err(Why::NotReady(reason)) => Err(Failure::new(format!(
-            "start failed: {reason}; the supervisor (pid {pid}) keeps trying: see `evctl status`, stop it with `evctl stop`"
+            "start failed: {reason}; the supervisor (pid {pid}) is still running: see `evctl status`, stop it with `evctl stop`"
         ))
         .with_details(offsets.tails(game))),
     }

@@ -71,10 +71,8 @@ impl Control for ControlService {
         request: Request<WaitReadyRequest>,
     ) -> Result<Response<WaitReadyReply>, Status> {
         let timeout = Duration::from_millis(request.into_inner().timeout_ms);
-        let ready = tokio::select! {
-            ready = self.shared.wait_ready(timeout) => ready,
-            () = self.shared.stop.cancelled() => Err("ev is stopping".into()),
-        };
+        // wait_ready itself gives up on a stop, saying why.
+        let ready = self.shared.wait_ready(timeout).await;
         Ok(Response::new(match ready {
             Ok(telnet_addr) => WaitReadyReply {
                 ready: true,

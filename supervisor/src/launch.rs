@@ -99,8 +99,9 @@ async fn watch_portal(shared: Arc<Shared>, child: Child) {
             return false;
         }
         s.portal = None;
-        s.portal_ready = false;
-        if s.stopping {
+        // Before it was ready, whoever starts it reports the failure.
+        let was_ready = std::mem::replace(&mut s.portal_ready, false);
+        if s.stopping || !was_ready {
             return false;
         }
         if child.uptime() >= HEALTHY_AFTER {
@@ -291,7 +292,6 @@ pub(crate) fn make_serving(shared: &Shared, started: &Started) -> Result<(), Str
         started.generation,
         started.build_id
     );
-    shared.notifier.ready();
     Ok(())
 }
 

@@ -141,7 +141,9 @@ async fn start_serving(shared: &Arc<Shared>) -> Result<(), String> {
         started.child.kill().await;
         return Err(e);
     }
-    launch::make_serving(shared, &started)
+    launch::make_serving(shared, &started)?;
+    shared.notifier.ready();
+    Ok(())
 }
 
 #[cfg(test)]

@@ -74,6 +74,8 @@ pub(crate) struct State {
     /// `crash_loop_limit` reached: no more automatic restarts.
     pub crash_looped: bool,
     pub stopping: bool,
+    /// Why the supervisor stops, when it is not because it was asked to.
+    pub stop_reason: String,
 }
 
 impl State {
@@ -158,6 +160,16 @@ impl Shared {
         self.stop.cancel();
     }
 
+    /// Stops because the supervisor cannot go on; `WaitReady` reports why.
+    fn fail(&self, reason: &str) {
+        tracing::error!("{reason}; stopping");
+        self.update(|s| {
+            s.stopping = true;
+            s.stop_reason = reason.to_owned();
+        });
+        self.stop.cancel();
+    }
+
     pub fn start_timeout(&self) -> Duration {
         Duration::from_millis(self.config.server.start_timeout_ms)
     }
@@ -182,8 +194,10 @@ impl Shared {
         loop {
             changed.borrow_and_update();
             let verdict = self.read(|s| {
-                if s.stopping {
+                if s.stopping && s.stop_reason.is_empty() {
                     Some(Err("ev is stopping".to_owned()))
+                } else if s.stopping {
+                    Some(Err(format!("ev is stopping: {}", s.stop_reason)))
                 } else if s.crash_looped {
                     Some(Err(format!(
                         "the server failed {} times in a row and is not restarted any more (last: {}); fix it and run `evctl reload`",
@@ -212,10 +226,11 @@ impl Shared {
                 }
             }
         }
-        match self.portal.status().await {
-            Ok(status) if !status.telnet_addr.is_empty() => Ok(status.telnet_addr),
-            Ok(_) => Ok(self.telnet_addr_file()),
-            Err(e) => Err(e.to_string()),
+        match tokio::time::timeout(Duration::from_secs(5), self.portal.status()).await {
+            Ok(Ok(status)) if !status.telnet_addr.is_empty() => Ok(status.telnet_addr),
+            Ok(Ok(_)) => Ok(self.telnet_addr_file()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the portal did not answer within 5 s".into()),
         }
     }
 }
@@ -259,7 +274,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) => {
-            shared.request_stop();
+            shared.fail(&e);
             Err(anyhow::anyhow!(e))
         }
     };
