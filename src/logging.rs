@@ -25,7 +25,18 @@ impl FormatTime for Tagged {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        write!(w, "{}.{:03} {}", now.as_secs(), now.subsec_millis(), self.0)
+        let secs = now.as_secs();
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let t = secs % 86_400;
+        write!(
+            w,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z {}",
+            t / 3600,
+            t / 60 % 60,
+            t % 60,
+            now.subsec_millis(),
+            self.0
+        )
     }
 }
 
@@ -46,4 +57,32 @@ pub fn init(process: &str, generation: u64) {
         tracing::error!("panic: {info}");
         default(info);
     }));
+}
+
+/// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's algorithm), so log lines read as UTC dates
+/// without a date crate.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn dates_from_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_782), (2026, 11, 25));
+    }
 }

@@ -586,10 +586,11 @@ impl Hub {
     }
 
     fn fail_switch(&mut self, error: String) {
+        let Some(mut switch) = self.switch.take() else {
+            return;
+        };
         tracing::error!("hand-over failed: {error}");
-        if let Some(mut switch) = self.switch.take()
-            && let Some(reply) = switch.reply.take()
-        {
+        if let Some(reply) = switch.reply.take() {
             let _ = reply.send(Err(error));
         }
     }
