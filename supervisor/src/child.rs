@@ -24,6 +24,9 @@ pub enum Exit {
     Signal(i32),
     /// `wait` failed, or the status had neither a code nor a signal.
     Unknown,
+    /// An adopted process (not our child) is gone; its status went to its
+    /// real parent.
+    Vanished,
 }
 
 impl From<std::process::ExitStatus> for Exit {
@@ -45,6 +48,7 @@ impl fmt::Display for Exit {
                 Err(_) => write!(f, "killed by signal {signal}"),
             },
             Exit::Unknown => write!(f, "ended for an unknown reason"),
+            Exit::Vanished => write!(f, "exited (status unknown: it was adopted)"),
         }
     }
 }
@@ -131,6 +135,25 @@ impl Child {
         })
     }
 
+    /// Watches a process an earlier supervisor started (its parent is now
+    /// init, which reaps it). Not our child, so tokio cannot wait for it: its
+    /// /proc entry is polled instead.
+    pub fn adopt(name: &'static str, pid: u32) -> Child {
+        let (tx, exit) = watch::channel(None);
+        tokio::spawn(async move {
+            while alive(pid) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tx.send_replace(Some(Exit::Vanished));
+        });
+        Child {
+            name,
+            pid,
+            started: Instant::now(),
+            exit,
+        }
+    }
+
     /// The exit, if the process has ended (and been reaped).
     pub fn exit(&self) -> Option<Exit> {
         *self.exit.borrow()
@@ -189,6 +212,33 @@ impl Child {
     }
 }
 
+/// Whether `pid` is a live process; a zombie counts as gone.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("?");
+            !matches!(state, "Z" | "X" | "x")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether `pid` is alive and was started with `root` as an argument
+/// (`--game-dir ROOT`): a pidfile's pid reused by another program is not ours.
+pub fn runs_in(pid: u32, root: &std::path::Path) -> bool {
+    if !alive(pid) {
+        return false;
+    }
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let root = root.as_os_str().as_encoded_bytes();
+    raw.split(|&b| b == 0).any(|arg| arg == root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +279,26 @@ mod tests {
         let exit = child.kill().await.unwrap();
         assert_eq!(exit, Exit::Signal(9));
         assert_eq!(exit.to_string(), "killed by signal 9 (SIGKILL)");
+    }
+
+    #[tokio::test]
+    async fn an_adopted_process_is_seen_to_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().to_string_lossy().into_owned();
+        let mut other = std::process::Command::new("sh")
+            .args(["-c", "read line", &marker])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = other.id();
+        assert!(runs_in(pid, dir.path()));
+        assert!(!runs_in(pid, std::path::Path::new("/elsewhere")));
+        let adopted = Child::adopt("portal", pid);
+        assert_eq!(adopted.exit(), None);
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert_eq!(adopted.exited().await, Exit::Vanished);
+        assert!(!alive(pid));
     }
 
     #[tokio::test]

@@ -159,6 +159,7 @@ pub(crate) async fn start_server(shared: &Arc<Shared>) -> Result<Started, StartE
         s.generation += 1;
         s.generation
     });
+    save_generation(shared, generation);
     let log = game.log_path("server");
     let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let spec = Spec {
@@ -331,4 +332,115 @@ async fn watch_server(shared: Arc<Shared>, child: Child) {
         ),
         None => {}
     }
+}
+
+/// run/generation: the last generation handed out, so a supervisor that
+/// adopts a running portal never reuses a generation the portal has seen.
+fn generation_path(shared: &Shared) -> std::path::PathBuf {
+    shared.game.run_dir().join("generation")
+}
+
+fn save_generation(shared: &Shared, generation: u64) {
+    let path = generation_path(shared);
+    if let Err(e) = std::fs::write(&path, format!("{generation}\n")) {
+        tracing::warn!("cannot write {}: {e}", path.display());
+    }
+}
+
+/// Takes over a portal (and its active server) left running by a supervisor
+/// that died, so players stay connected. Returns whether a portal was
+/// adopted. Anything of this game that cannot be adopted (a portal that does
+/// not answer, a standby server, a server without a portal) is killed, so the
+/// fresh start below does not run beside it. Caller holds `ops`.
+pub(crate) async fn adopt(shared: &Arc<Shared>) -> bool {
+    use crate::child::runs_in;
+    let game = &shared.game;
+    let root = game.root();
+    let saved: u64 = std::fs::read_to_string(generation_path(shared))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    shared.update(|s| s.generation = saved);
+    let old_portal = game.read_pid("portal").filter(|&p| runs_in(p, root));
+    let old_server = game.read_pid("server").filter(|&p| runs_in(p, root));
+    if old_portal.is_none() && old_server.is_none() {
+        return false;
+    }
+    let status = match old_portal {
+        Some(_) => tokio::time::timeout(Duration::from_secs(3), shared.portal.status())
+            .await
+            .ok()
+            .and_then(Result::ok),
+        None => None,
+    };
+    let (Some(portal_pid), Some(status)) = (old_portal, status) else {
+        for (name, pid) in [("portal", old_portal), ("server", old_server)] {
+            if let Some(pid) = pid {
+                tracing::warn!(
+                    "{name} (pid {pid}) of an earlier supervisor cannot be adopted; killing it"
+                );
+                Child::adopt(name, pid).kill().await;
+            }
+        }
+        return false;
+    };
+
+    let portal = Child::adopt("portal", portal_pid);
+    let mut generation = saved;
+    let mut adopted = None;
+    for server in &status.servers {
+        generation = generation.max(server.generation);
+        if !runs_in(server.pid, root) {
+            continue;
+        }
+        if server.active && adopted.is_none() {
+            adopted = Some(server.clone());
+        } else {
+            tracing::warn!(
+                "server generation {} (pid {}) of an earlier supervisor was not serving; killing it",
+                server.generation,
+                server.pid
+            );
+            Child::adopt("server", server.pid).kill().await;
+        }
+    }
+    if let Some(pid) = old_server
+        && adopted.as_ref().is_none_or(|a| a.pid != pid)
+    {
+        tracing::warn!("server (pid {pid}) of an earlier supervisor is not attached; killing it");
+        Child::adopt("server", pid).kill().await;
+    }
+    let server = adopted.map(|a| (Child::adopt("server", a.pid), a));
+    shared.update(|s| {
+        s.generation = generation;
+        s.portal = Some(portal.clone());
+        s.portal_ready = true;
+        if let Some((child, info)) = &server {
+            s.servers.insert(
+                child.pid,
+                ServerProc {
+                    child: child.clone(),
+                    generation: info.generation,
+                    build_id: info.build_id.clone(),
+                    role: Role::Serving,
+                    serving_since: Some(Instant::now()),
+                },
+            );
+        }
+    });
+    save_generation(shared, generation);
+    tokio::spawn(watch_portal(shared.clone(), portal.clone()));
+    match &server {
+        Some((child, info)) => {
+            tokio::spawn(watch_server(shared.clone(), child.clone()));
+            tracing::info!(
+                "adopted the running portal (pid {portal_pid}) and server generation {} (pid {})",
+                info.generation,
+                child.pid
+            );
+            shared.notifier.ready();
+        }
+        None => tracing::info!("adopted the running portal (pid {portal_pid}); no server serves"),
+    }
+    true
 }

@@ -42,6 +42,7 @@ pub struct PortalStatus {
 pub struct AttachedServer {
     pub generation: u64,
     pub pid: u32,
+    pub build_id: String,
     pub active: bool,
 }
 
@@ -105,6 +106,7 @@ impl PortalClient {
                 .map(|s| AttachedServer {
                     generation: s.generation,
                     pid: s.pid,
+                    build_id: s.build_id,
                     active: s.role == link::Role::Active as i32,
                 })
                 .collect(),

@@ -264,7 +264,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // portal that cannot bind its port would only fail again.
     let first = {
         let _ops = shared.ops.lock().await;
-        crate::launch::start_portal(&shared).await
+        if crate::launch::adopt(&shared).await {
+            Ok(())
+        } else {
+            crate::launch::start_portal(&shared).await
+        }
     };
     let result = match first {
         Ok(()) => {
