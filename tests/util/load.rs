@@ -410,7 +410,8 @@ fn run_client(me: usize, mut c: Client, spec: &Spec, shared: &Shared) -> ClientR
     // Phase 2: wait for every reply to what was sent, and every say heard.
     let deadline = Instant::now() + DRAIN;
     loop {
-        let heard_all = (0..heard.len()).all(|s| {
+        // A sayer sees its own says as `You say`, counted in `own_says`.
+        let heard_all = (0..heard.len()).filter(|&s| s != me).all(|s| {
             shared.says_done[s].load(Ordering::SeqCst)
                 && heard[s].next >= shared.says_final[s].load(Ordering::SeqCst)
         });
@@ -419,7 +420,9 @@ fn run_client(me: usize, mut c: Client, spec: &Spec, shared: &Shared) -> ClientR
         if done || c.seen_closed() || Instant::now() >= deadline {
             if !done {
                 let missing: Vec<String> = (0..heard.len())
-                    .filter(|&s| heard[s].next < shared.says_final[s].load(Ordering::SeqCst))
+                    .filter(|&s| {
+                        s != me && heard[s].next < shared.says_final[s].load(Ordering::SeqCst)
+                    })
                     .map(|s| {
                         format!(
                             "says of s{s}: {}/{}",
@@ -505,4 +508,32 @@ fn run_creator(addr: std::net::SocketAddr, shared: &Shared) -> CreatorReport {
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_reads_index_and_number() {
+        assert_eq!(numbered("pong c12-345", "pong c"), Some((12, 345)));
+        assert_eq!(numbered("> pong c1-2", "pong c"), Some((1, 2)));
+        assert_eq!(numbered("Loadb says, \"s1-7\"", " says, \"s"), Some((1, 7)));
+        assert_eq!(numbered("pong x", "pong c"), None);
+    }
+
+    #[test]
+    fn stream_reports_lost_and_doubled_numbers() {
+        let mut s = Stream::new("pong c0-".into());
+        let mut f = Vec::new();
+        for n in [0, 1, 2] {
+            s.got(n, &mut f, "c0");
+        }
+        assert!(f.is_empty());
+        s.got(2, &mut f, "c0");
+        assert!(f[0].contains("2 arrived again"), "{f:?}");
+        s.got(5, &mut f, "c0");
+        assert!(f[1].contains("3..=4 never did"), "{f:?}");
+        assert_eq!(s.next, 6);
+    }
 }
