@@ -75,11 +75,11 @@ pub fn run(
         }
         say(format!("created the admin account {name}"))?;
     }
-    say(format!(
-        "next:\n  evctl -g {shown} start\n  telnet {} {}",
-        config.portal.telnet.ip(),
-        config.portal.telnet.port()
-    ))?;
+    let connect = match config.portal.telnet.port() {
+        0 => "then connect to the telnet address `evctl start` prints".to_owned(),
+        port => format!("telnet {} {port}", config.portal.telnet.ip()),
+    };
+    say(format!("next:\n  evctl -g {shown} start\n  {connect}"))?;
     Ok(EXIT_OK)
 }
 

@@ -277,6 +277,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             let _ = keeper.await;
             Ok(())
         }
+        // Asked to stop while the portal was starting: a normal stop.
+        Err(_) if shared.stopping() => Ok(()),
         Err(e) => {
             shared.fail(&e);
             Err(anyhow::anyhow!(e))
@@ -392,4 +394,47 @@ async fn shutdown(shared: &Shared) {
     }
     let _ = std::fs::remove_file(shared.game.link_socket());
     let _ = std::fs::remove_file(shared.game.telnet_addr_path());
+    // Nothing is left to adopt: the next start counts from generation 1.
+    let _ = std::fs::remove_file(shared.game.run_dir().join("generation"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn game_with(toml: &str) -> (tempfile::TempDir, GameDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let game = GameDir::new(tmp.path());
+        std::fs::write(game.config_path(), toml).unwrap();
+        (tmp, game)
+    }
+
+    #[tokio::test]
+    async fn a_config_error_names_file_line_and_key() {
+        let (_tmp, game) = game_with("[server]\nstart_timeout_ms = 5\nbinarry = \"x\"\n");
+        let options = Options {
+            game: game.clone(),
+            foreground: false,
+        };
+        let err = format!("{:#}", run(options).await.unwrap_err());
+        let path = game.config_path().display().to_string();
+        assert!(err.contains(&path), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("binarry"), "{err}");
+        // Nothing was started or locked.
+        assert!(!game.pid_path("supervisor").exists());
+    }
+
+    #[tokio::test]
+    async fn a_second_supervisor_is_refused_with_the_first_ones_pid() {
+        let (_tmp, game) = game_with("");
+        game.create_dirs().unwrap();
+        let _held = PidLock::acquire(&game.pid_path("supervisor")).unwrap();
+        let options = Options {
+            game,
+            foreground: false,
+        };
+        let err = run(options).await.unwrap_err().to_string();
+        assert_eq!(err, format!("already running (pid {})", std::process::id()));
+    }
 }
