@@ -215,7 +215,10 @@ impl Config {
             ("portal.max_line_bytes", self.portal.max_line_bytes),
             ("portal.input_queue", self.portal.input_queue),
             ("portal.output_queue", self.portal.output_queue),
-            ("portal.max_connections_per_ip", self.portal.max_connections_per_ip),
+            (
+                "portal.max_connections_per_ip",
+                self.portal.max_connections_per_ip,
+            ),
             ("portal.max_connections", self.portal.max_connections),
             ("portal.sync_chunk", self.portal.sync_chunk),
             ("server.max_batch", self.server.max_batch),

@@ -131,7 +131,12 @@ impl GameDir {
                 source,
             }
         };
-        for dir in [self.data_dir(), self.logs_dir(), self.run_dir(), self.bin_dir()] {
+        for dir in [
+            self.data_dir(),
+            self.logs_dir(),
+            self.run_dir(),
+            self.bin_dir(),
+        ] {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
