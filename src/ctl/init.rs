@@ -64,6 +64,9 @@ pub fn run(
             .args(["create-admin", name])
             .env("EV_ADMIN_PASSWORD", password)
             .env("EV_GAME_DIR", game.root())
+            // The server's own line says what it created; its log lines
+            // (migrations) are noise on an operator's terminal.
+            .env("EV_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .status()
             .map_err(|e| fail(&format!("running {}: {e}", server.display())))?;
@@ -73,7 +76,6 @@ pub fn run(
                 server.display()
             )));
         }
-        say(format!("created the admin account {name}"))?;
     }
     let connect = match config.portal.telnet.port() {
         0 => "then connect to the telnet address `evctl start` prints".to_owned(),
