@@ -11,12 +11,18 @@ fn fifty_clients_lose_nothing_across_a_reload() {
     let _heavy = heavy();
     let game = Game::started();
     let load = Load::start(&game, Spec::default());
+    let mut checker = game.login("Checker");
     load.wait_progress(BEFORE);
 
     let out = game.reload();
     assert!(text(&out).contains("dark for"), "{}", text(&out));
 
     load.wait_progress(AFTER);
+    // Every session came back on the new server, logged in as before.
+    let mut want = load.names().to_vec();
+    want.push("Checker".to_owned());
+    want.sort();
+    assert_eq!(checker.who(), want, "`who` after the reload");
     let report = load.finish();
     report.assert_clean();
     report.assert_accounts_connect(&game);

@@ -176,6 +176,11 @@ impl Load {
         }
     }
 
+    /// The logged-in clients' names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// Waits until every client has received `n` more pongs than now (so the
     /// load has gone on for about `n` ping periods), and the creator, if any,
     /// has made at least one more account.
@@ -455,11 +460,37 @@ fn run_client(me: usize, mut c: Client, spec: &Spec, shared: &Shared) -> ClientR
         shared.pongs[me].store(pongs.next, Ordering::SeqCst);
     }
 
-    // Phase 3: still logged in.
-    if let Err(e) = c.look() {
-        report
-            .failures
-            .push(format!("{owner}: after the load: {e}"));
+    // Phase 3: still logged in. Lines before the look output still go
+    // through the checks, so a late duplicate is caught too.
+    c.send_line("look");
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let mut room = false;
+    loop {
+        let Some(line) = c.next_line(deadline) else {
+            report.failures.push(format!(
+                "{owner}: no answer to `look` after the load{}",
+                c.context()
+            ));
+            break;
+        };
+        room |= line.contains("Limbo");
+        if line.contains("Here: ") || line.contains("You are alone here.") {
+            if !room {
+                report.failures.push(format!(
+                    "{owner}: `look` after the load showed no room{}",
+                    c.context()
+                ));
+            }
+            break;
+        }
+        if line.contains("Unknown command") {
+            report.failures.push(format!(
+                "{owner}: `look` after the load is an unknown command: logged out{}",
+                c.context()
+            ));
+            break;
+        }
+        handle(&line, &mut report, &mut pongs, &mut own_says, &mut heard);
     }
     report
 }
