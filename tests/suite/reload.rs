@@ -64,3 +64,44 @@ fn ten_reloads_in_a_row_under_load() {
         "each reload starts a new server: {servers:?}"
     );
 }
+
+/// A SIGKILLed server is replaced and every command still runs and answers
+/// exactly once. Ignored while it fails about one run in fifteen: a `create`
+/// committed by the killed server (its log says `account created`) gets no
+/// `Welcome, NAME!` from the new one, so the outbox is not re-sent after a
+/// crash. Run it with `cargo test -p ev --test tests -- --ignored crashed`.
+#[test]
+#[ignore = "the reply to a command committed just before a crash is lost (outbox not re-sent)"]
+fn a_crashed_server_is_replaced_and_nothing_is_lost() {
+    let _heavy = heavy();
+    let game = Game::started();
+    let load = Load::start(
+        &game,
+        Spec {
+            clients: 10,
+            sayers: 2,
+            name: "Crash",
+            ..Spec::default()
+        },
+    );
+    load.wait_progress(BEFORE);
+    let server = game.pid("server").unwrap();
+    // The crash: SIGKILL, no chance to drain or save.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("killing the server");
+    crate::util::wait_until(
+        "the supervisor to start a new server after the crash",
+        std::time::Duration::from_secs(20),
+        || {
+            game.pid("server")
+                .is_some_and(|p| p != server && crate::util::alive(p))
+        },
+    );
+    load.wait_progress(AFTER);
+    let report = load.finish();
+    report.assert_clean();
+    report.assert_accounts_connect(&game);
+}
