@@ -49,6 +49,7 @@ fn ten_reloads_in_a_row_under_load() {
             "reload {i}: {}",
             text(&out)
         );
+        eprint!("reload {i}: {}", String::from_utf8_lossy(&out.stdout));
         servers.push(game.pid("server").unwrap());
         // Every client is answered by the new server before the next reload.
         load.wait_progress(3);

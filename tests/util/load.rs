@@ -96,6 +96,14 @@ pub struct Report {
 impl Report {
     /// Panics listing every failure.
     pub fn assert_clean(&self) {
+        eprintln!(
+            "load: {} clients, {} pings, {} says, {} accounts created, {} failures",
+            self.names.len(),
+            self.pings,
+            self.says,
+            self.created.len(),
+            self.failures.len()
+        );
         assert!(
             self.failures.is_empty(),
             "{} failure(s) under load ({} pings, {} says sent):\n  {}",
