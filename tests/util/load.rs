@@ -61,7 +61,6 @@ struct Shared {
 }
 
 pub struct Load {
-    spec: Spec,
     shared: Arc<Shared>,
     clients: Vec<JoinHandle<ClientReport>>,
     creator: Option<JoinHandle<CreatorReport>>,
@@ -176,7 +175,6 @@ impl Load {
                 .expect("spawning the creator thread")
         });
         Load {
-            spec,
             shared,
             clients,
             creator,
@@ -265,7 +263,6 @@ impl Load {
                 Err(_) => report.failures.push("creator: its thread panicked".into()),
             }
         }
-        let _ = &self.spec;
         report
     }
 }

@@ -408,11 +408,10 @@ impl Game {
         let game = Game::uninitialised();
         let script = game.server_script_path();
         write_executable(&script, &format!("#!/bin/sh\n{}\n", exec_test_server("")));
-        let game = Game::init_into(game, |c| {
+        Game::init_into(game, |c| {
             c.server.binary = script.clone();
             tweak(c);
-        });
-        game
+        })
     }
 
     fn init_into(game: Game, tweak: impl FnOnce(&mut Config)) -> Game {
