@@ -291,7 +291,15 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = other.id();
-        assert!(runs_in(pid, dir.path()));
+        // Until `sh` has exec'd, /proc shows the test binary's command line.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !runs_in(pid, dir.path()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sh never showed its arguments"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         assert!(!runs_in(pid, std::path::Path::new("/elsewhere")));
         let adopted = Child::adopt("portal", pid);
         assert_eq!(adopted.exit(), None);
