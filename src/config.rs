@@ -96,6 +96,14 @@ pub struct ServerConfig {
     pub drain_timeout_ms: u64,
     /// Most commands applied in one transaction (group commit).
     pub max_batch: usize,
+    /// The portal sends a heartbeat this often on every Link stream.
+    pub heartbeat_ms: u64,
+    /// A server that has not answered a heartbeat for this long is hung:
+    /// the supervisor kills it and recovers as from a crash.
+    pub heartbeat_timeout_ms: u64,
+    /// Longest a batch of commands may take; past it the server aborts
+    /// itself (and is recovered as from a crash) rather than stall every player.
+    pub command_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +113,9 @@ impl Default for ServerConfig {
             start_timeout_ms: 10_000,
             drain_timeout_ms: 10_000,
             max_batch: 512,
+            heartbeat_ms: 1_000,
+            heartbeat_timeout_ms: 10_000,
+            command_timeout_ms: 10_000,
         }
     }
 }
@@ -222,6 +233,9 @@ impl Config {
             ("portal.max_connections", self.portal.max_connections),
             ("portal.sync_chunk", self.portal.sync_chunk),
             ("server.max_batch", self.server.max_batch),
+            ("server.heartbeat_ms", self.server.heartbeat_ms as usize),
+            ("server.heartbeat_timeout_ms", self.server.heartbeat_timeout_ms as usize),
+            ("server.command_timeout_ms", self.server.command_timeout_ms as usize),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -18,8 +18,21 @@
 //! On A's `Drained` (or A vanishing) B becomes active: a Sync of every session
 //! in chunks, then every pending input in order. B's `Ready` ends the switch;
 //! the time from Drain to Ready is the dark time.
+//!
+//! # Crashes
+//! A server that goes away without `Drained` crashed. The inputs it had but
+//! never acked are suspects: the next server gets them one at a time, each
+//! only after the previous one was acked, before anything else. A suspect in
+//! flight alone when a server crashes again crashed it twice: it is
+//! quarantined (dropped, the player told), never delivered a third time.
+//!
+//! # Exactly-once output
+//! Output, SessionUpdate and Disconnect carry a per-session seq; the hub
+//! drops any at or below what it already delivered (a server re-sending its
+//! outbox after a crash), and tells the server what was delivered on each
+//! tick so it can prune its outbox.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,12 +85,15 @@ pub enum HubEvent {
     SwitchTimeout {
         switch: u64,
     },
+    /// Periodic: report deliveries, send heartbeats.
+    Tick,
 }
 
 pub struct StatusInfo {
     pub sessions: u64,
     pub logged_in: u64,
-    pub servers: Vec<(Hello, Role)>,
+    /// Each server, its role and how long since the portal heard from it.
+    pub servers: Vec<(Hello, Role, Duration)>,
     pub buffered_inputs: u64,
     pub telnet_addr: String,
     pub started_at_ms: u64,
@@ -120,6 +136,13 @@ impl HubSender {
     }
 }
 
+impl HubSender {
+    /// Resolves once the hub has ended.
+    pub async fn closed(&self) {
+        self.0.closed().await
+    }
+}
+
 pub fn channel() -> (HubSender, mpsc::UnboundedReceiver<HubEvent>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (HubSender(tx), rx)
@@ -130,8 +153,12 @@ struct Session {
     server: ServerPart,
     last_seq: u64,
     acked: u64,
-    /// Inputs not yet acked, oldest first: (seq, text).
-    pending: VecDeque<(u64, String)>,
+    /// Inputs not yet acked, oldest first.
+    pending: VecDeque<Pending>,
+    /// Highest output seq delivered to the connection.
+    delivered: u64,
+    /// Highest output seq reported to the active server.
+    reported: u64,
     /// Highest seq handed to the active server.
     sent: u64,
     out: Option<mpsc::Sender<Outbound>>,
@@ -142,11 +169,32 @@ struct Session {
     closed_sent: bool,
 }
 
+struct Pending {
+    seq: u64,
+    text: String,
+    /// Servers that crashed while this input was in flight.
+    crashes: u8,
+}
+
 struct Server {
     hello: Hello,
     tx: mpsc::UnboundedSender<Vec<ToServer>>,
     batch: Vec<ToServer>,
+    last_seen: Instant,
 }
+
+/// Knobs of the hub; the rest of `ev.toml` is the listener's.
+pub struct HubConfig {
+    pub sync_chunk: usize,
+    /// How often to report deliveries and send heartbeats; None: never (tests
+    /// send `HubEvent::Tick` themselves).
+    pub tick: Option<Duration>,
+    pub heartbeat: Duration,
+    pub telnet_addr: String,
+}
+
+/// How often deliveries are reported to the server.
+pub const TICK: Duration = Duration::from_millis(50);
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 enum Phase {
@@ -185,9 +233,16 @@ pub struct Hub {
     refused: HashMap<u64, String>,
     attach_waiters: Vec<(u64, oneshot::Sender<Result<(), String>>)>,
     stopping: Stopping,
-    sync_chunk: usize,
-    telnet_addr: String,
+    config: HubConfig,
     started_at_ms: u64,
+    /// Sessions whose delivered mark moved since the last report.
+    undelivered_report: HashSet<SessionId>,
+    last_heartbeat: Instant,
+    nonce: u64,
+    /// After a crash: suspects are replayed one at a time; this one is in flight.
+    careful: Option<(SessionId, u64)>,
+    /// Set while no server serves after a crash, for the "back" notice.
+    down: bool,
     /// Cancelled when the portal should stop accepting connections.
     stop_accepting: CancellationToken,
 }
@@ -196,10 +251,10 @@ impl Hub {
     pub fn new(
         rx: mpsc::UnboundedReceiver<HubEvent>,
         me: HubSender,
-        sync_chunk: usize,
-        telnet_addr: String,
+        mut config: HubConfig,
         stop_accepting: CancellationToken,
     ) -> Hub {
+        config.sync_chunk = config.sync_chunk.max(1);
         Hub {
             rx,
             me,
@@ -212,15 +267,32 @@ impl Hub {
             refused: HashMap::new(),
             attach_waiters: Vec::new(),
             stopping: Stopping::No,
-            sync_chunk: sync_chunk.max(1),
-            telnet_addr,
+            config,
             started_at_ms: now_ms(),
             stop_accepting,
+            undelivered_report: HashSet::new(),
+            last_heartbeat: Instant::now(),
+            nonce: 0,
+            careful: None,
+            down: false,
         }
     }
 
     /// Runs until a shutdown completes or every sender is gone.
     pub async fn run(mut self) {
+        if let Some(every) = self.config.tick {
+            let me = self.me.clone();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(every);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tokio::select! {
+                        _ = interval.tick() => me.send(HubEvent::Tick),
+                        _ = me.closed() => return,
+                    }
+                }
+            });
+        }
         while let Some(event) = self.rx.recv().await {
             self.handle(event);
             // Take whatever else is ready, so one Link message carries many events.
@@ -251,6 +323,9 @@ impl Hub {
             HubEvent::Closed { session, reason } => self.closed(session, reason),
             HubEvent::Attach { conn, hello, tx } => self.attach(conn, hello, tx),
             HubEvent::FromServer { conn, events } => {
+                if let Some(server) = self.servers.get_mut(&conn) {
+                    server.last_seen = Instant::now();
+                }
                 for event in events {
                     self.server_event(conn, event);
                 }
@@ -258,6 +333,38 @@ impl Hub {
             HubEvent::Detached { conn, reason } => self.detached(conn, reason),
             HubEvent::Admin(request) => self.admin(request),
             HubEvent::SwitchTimeout { switch } => self.switch_timeout(switch),
+            HubEvent::Tick => self.tick(),
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Some(active) = self.active {
+            let sessions: Vec<SessionId> = self.undelivered_report.drain().collect();
+            for session in sessions {
+                let Some(s) = self.sessions.get_mut(&session) else {
+                    continue;
+                };
+                if s.delivered > s.reported {
+                    s.reported = s.delivered;
+                    let seq = s.delivered;
+                    self.push(active, ToServer::Delivered { session, seq });
+                }
+            }
+        }
+        if self.last_heartbeat.elapsed() >= self.config.heartbeat {
+            self.last_heartbeat = Instant::now();
+            self.nonce += 1;
+            let nonce = self.nonce;
+            let conns: Vec<ConnId> = self.servers.keys().copied().collect();
+            for conn in conns {
+                self.push(
+                    conn,
+                    ToServer::Heartbeat {
+                        nonce,
+                        reply: false,
+                    },
+                );
+            }
         }
     }
 
@@ -283,6 +390,8 @@ impl Hub {
                 last_seq: 0,
                 acked: 0,
                 pending: VecDeque::new(),
+                delivered: 0,
+                reported: 0,
                 sent: 0,
                 out: Some(out),
                 credits,
@@ -302,8 +411,14 @@ impl Hub {
         };
         s.last_seq += 1;
         let seq = s.last_seq;
-        s.pending.push_back((seq, text.clone()));
-        if let Some(active) = self.active {
+        s.pending.push_back(Pending {
+            seq,
+            text: text.clone(),
+            crashes: 0,
+        });
+        if let Some(active) = self.active
+            && self.careful.is_none()
+        {
             s.sent = seq;
             self.push(active, ToServer::Input { session, seq, text });
         }
@@ -411,6 +526,7 @@ impl Hub {
                 hello,
                 tx,
                 batch: Vec::new(),
+                last_seen: Instant::now(),
             },
         );
         self.push(
@@ -441,7 +557,8 @@ impl Hub {
     /// input not yet acked, in order.
     fn activate(&mut self, conn: ConnId) {
         self.active = Some(conn);
-        let mut snapshots: Vec<Snapshot> = Vec::with_capacity(self.sync_chunk);
+        let chunk = self.config.sync_chunk;
+        let mut snapshots: Vec<Snapshot> = Vec::with_capacity(chunk);
         let mut chunks = Vec::new();
         for s in self.sessions.values() {
             if s.closed_sent {
@@ -451,8 +568,9 @@ impl Hub {
                 portal: s.portal.clone(),
                 server: s.server.clone(),
                 acked_seq: s.acked,
+                output_seq: s.delivered,
             });
-            if snapshots.len() == self.sync_chunk {
+            if snapshots.len() == chunk {
                 chunks.push(std::mem::take(&mut snapshots));
             }
         }
@@ -467,6 +585,46 @@ impl Hub {
                 },
             );
         }
+        for s in self.sessions.values_mut() {
+            s.sent = s.acked;
+            s.reported = s.delivered;
+        }
+        if self.down {
+            self.down = false;
+            self.notice_all("[ev] The game is back.");
+        }
+        self.send_pending(conn);
+    }
+
+    /// Hands the active server every input it has not been given, or, after
+    /// a crash, the next suspect alone.
+    fn send_pending(&mut self, conn: ConnId) {
+        let suspect = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.closed_sent)
+            .filter_map(|(id, s)| {
+                let p = s.pending.iter().find(|p| p.seq > s.sent)?;
+                (p.crashes > 0).then_some((*id, p.seq))
+            })
+            .min();
+        if let Some((session, seq)) = suspect {
+            tracing::info!(
+                session,
+                seq,
+                "replaying an input that was in flight during a crash, alone"
+            );
+            self.careful = Some((session, seq));
+            if let Some(s) = self.sessions.get_mut(&session)
+                && let Some(p) = s.pending.iter().find(|p| p.seq == seq)
+            {
+                s.sent = seq;
+                let text = p.text.clone();
+                self.push(conn, ToServer::Input { session, seq, text });
+            }
+            return;
+        }
+        self.careful = None;
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
             let Some(s) = self.sessions.get_mut(&id) else {
@@ -475,13 +633,15 @@ impl Hub {
             if s.closed_sent {
                 continue;
             }
+            let sent = s.sent;
             let inputs: Vec<ToServer> = s
                 .pending
                 .iter()
-                .map(|(seq, text)| ToServer::Input {
+                .filter(|p| p.seq > sent)
+                .map(|p| ToServer::Input {
                     session: id,
-                    seq: *seq,
-                    text: text.clone(),
+                    seq: p.seq,
+                    text: p.text.clone(),
                 })
                 .collect();
             s.sent = s.last_seq;
@@ -492,19 +652,49 @@ impl Hub {
         }
     }
 
+    /// True if this sequenced event is new; marks it delivered.
+    fn fresh(&mut self, session: SessionId, seq: u64) -> bool {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        if seq == 0 {
+            return true;
+        }
+        if seq <= s.delivered {
+            return false;
+        }
+        s.delivered = seq;
+        self.undelivered_report.insert(session);
+        true
+    }
+
     fn server_event(&mut self, conn: ConnId, event: FromServer) {
         match event {
-            FromServer::Output { session, text } => {
-                self.send_to_player(session, Outbound::Text(text))
+            FromServer::Output { session, seq, text } => {
+                if self.fresh(session, seq) {
+                    self.send_to_player(session, Outbound::Text(text))
+                }
             }
-            FromServer::Ack { session, seq } => self.ack(session, seq),
-            FromServer::Update { session, server } => {
-                if let Some(s) = self.sessions.get_mut(&session) {
+            FromServer::Ack { session, seq } => self.ack(conn, session, seq),
+            FromServer::Update {
+                session,
+                seq,
+                server,
+            } => {
+                if self.fresh(session, seq)
+                    && let Some(s) = self.sessions.get_mut(&session)
+                {
                     s.server = server;
                 }
             }
-            FromServer::Disconnect { session, reason } => {
-                self.send_to_player(session, Outbound::Close(reason))
+            FromServer::Disconnect {
+                session,
+                seq,
+                reason,
+            } => {
+                if self.fresh(session, seq) {
+                    self.send_to_player(session, Outbound::Close(reason))
+                }
             }
             FromServer::Drained => self.drained(conn),
             FromServer::Ready { sessions } => self.ready(conn, sessions),
@@ -516,12 +706,12 @@ impl Hub {
         }
     }
 
-    fn ack(&mut self, session: SessionId, seq: u64) {
+    fn ack(&mut self, conn: ConnId, session: SessionId, seq: u64) {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
         let mut freed = 0;
-        while s.pending.front().is_some_and(|(n, _)| *n <= seq) {
+        while s.pending.front().is_some_and(|p| p.seq <= seq) {
             s.pending.pop_front();
             freed += 1;
         }
@@ -529,6 +719,13 @@ impl Hub {
         s.credits.add_permits(freed);
         if s.closed.is_some() {
             self.settle_closed(session);
+        }
+        if let Some((suspect, n)) = self.careful
+            && suspect == session
+            && n <= seq
+            && self.active == Some(conn)
+        {
+            self.send_pending(conn);
         }
     }
 
@@ -605,13 +802,11 @@ impl Hub {
             pid = server.hello.pid,
             "server detached: {reason}"
         );
+        if self.active == Some(conn) || self.draining == Some(conn) {
+            self.crashed(&reason);
+        }
         if self.active == Some(conn) {
             self.active = None;
-            // Whatever it did not ack goes to the next server.
-            for s in self.sessions.values_mut() {
-                s.sent = s.acked;
-                s.closed_sent = s.closed_sent && s.pending.is_empty();
-            }
             if let Some(switch) = &self.switch
                 && switch.to == conn
             {
@@ -622,9 +817,6 @@ impl Hub {
         }
         if self.draining == Some(conn) {
             self.draining = None;
-            for s in self.sessions.values_mut() {
-                s.sent = s.acked;
-            }
             self.after_drain();
         }
         if let Some(switch) = &self.switch
@@ -647,23 +839,71 @@ impl Hub {
         }
     }
 
+    /// The server that had inputs in flight went away without `Drained`.
+    /// Its unacked inputs become suspects (replayed alone); one that was in
+    /// flight in two crashes is quarantined.
+    fn crashed(&mut self, reason: &str) {
+        self.careful = None;
+        let mut quarantined = Vec::new();
+        for (&id, s) in self.sessions.iter_mut() {
+            let sent = s.sent;
+            for p in s.pending.iter_mut().filter(|p| p.seq <= sent) {
+                p.crashes = p.crashes.saturating_add(1);
+            }
+            while let Some(p) = s.pending.front()
+                && p.crashes >= 2
+            {
+                quarantined.push((id, p.seq, p.text.clone()));
+                s.pending.pop_front();
+                s.credits.add_permits(1);
+            }
+            // Whatever it did not ack goes to the next server.
+            s.sent = s.acked;
+            s.closed_sent = s.closed_sent && s.pending.is_empty();
+        }
+        for (session, seq, text) in quarantined {
+            tracing::error!(
+                session,
+                seq,
+                command = %text,
+                "quarantined: this input was in flight in two server crashes; it will not be delivered again"
+            );
+            self.send_to_player(
+                session,
+                Outbound::Text(format!(
+                    "[ev] Your command \"{text}\" crashed the game twice and was not run again."
+                )),
+            );
+        }
+        if matches!(self.stopping, Stopping::No) && !self.down {
+            self.down = true;
+            tracing::error!("the serving server went away without draining: {reason}");
+            self.notice_all(
+                "[ev] The game server stopped unexpectedly; it is restarting. Your commands will run when it is back.",
+            );
+        }
+    }
+
     fn switch_timeout(&mut self, id: u64) {
         let Some(switch) = &self.switch else { return };
         if switch.id != id {
             return;
         }
         match switch.phase {
-            Phase::Draining => {
-                // The old server hangs: drop it (the supervisor kills it) and
-                // hand over anyway; it acked nothing it did not commit.
+            Phase::Draining if matches!(self.stopping, Stopping::Draining(_)) => {
+                // Stopping: do not wait any longer for a server that hangs.
                 if let Some(old) = self.draining.take() {
-                    tracing::error!(conn = old, "old server did not drain in time; dropping it");
+                    tracing::error!(conn = old, "server did not drain in time; stopping anyway");
                     self.servers.remove(&old);
-                    for s in self.sessions.values_mut() {
-                        s.sent = s.acked;
-                    }
                 }
                 self.after_drain();
+            }
+            Phase::Draining => {
+                // The old server may still commit what it has: handing its
+                // sessions to the new one now could apply an input twice.
+                // It stays draining until it finishes or the supervisor kills
+                // it; the hand-over is off.
+                self.fail_switch("the old server did not drain in time".into());
             }
             Phase::Syncing => {
                 self.fail_switch("the new server did not report ready in time".into())
@@ -714,16 +954,17 @@ impl Hub {
                 .servers
                 .iter()
                 .map(|(conn, s)| {
+                    let silent = s.last_seen.elapsed();
                     let role = if self.active == Some(*conn) || self.draining == Some(*conn) {
                         Role::Active
                     } else {
                         Role::Standby
                     };
-                    (s.hello.clone(), role)
+                    (s.hello.clone(), role, silent)
                 })
                 .collect(),
             buffered_inputs: self.sessions.values().map(|s| s.pending.len() as u64).sum(),
-            telnet_addr: self.telnet_addr.clone(),
+            telnet_addr: self.config.telnet_addr.clone(),
             started_at_ms: self.started_at_ms,
         }
     }
@@ -875,33 +1116,39 @@ fn now_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests_support {
     use super::*;
 
-    struct Harness {
-        tx: HubSender,
-        stop: CancellationToken,
+    pub struct Harness {
+        pub tx: HubSender,
+        pub stop: CancellationToken,
     }
 
-    struct FakeServer {
-        rx: mpsc::UnboundedReceiver<Vec<ToServer>>,
+    pub struct FakeServer {
+        pub rx: mpsc::UnboundedReceiver<Vec<ToServer>>,
     }
 
-    struct FakeSession {
-        out: mpsc::Receiver<Outbound>,
-        credits: Arc<Semaphore>,
-        kill: CancellationToken,
+    pub struct FakeSession {
+        pub out: mpsc::Receiver<Outbound>,
+        pub credits: Arc<Semaphore>,
+        pub kill: CancellationToken,
     }
 
-    fn start() -> Harness {
+    pub fn start() -> Harness {
         let (tx, rx) = channel();
         let stop = CancellationToken::new();
-        let hub = Hub::new(rx, tx.clone(), 2, "127.0.0.1:1".into(), stop.clone());
+        let config = HubConfig {
+            sync_chunk: 2,
+            tick: None,
+            heartbeat: Duration::from_secs(3600),
+            telnet_addr: "127.0.0.1:1".into(),
+        };
+        let hub = Hub::new(rx, tx.clone(), config, stop.clone());
         tokio::spawn(hub.run());
         Harness { tx, stop }
     }
 
-    fn hello(generation: u64, major: u32) -> Hello {
+    pub fn hello(generation: u64, major: u32) -> Hello {
         Hello {
             major,
             minor: 0,
@@ -912,7 +1159,7 @@ mod tests {
     }
 
     impl Harness {
-        fn open(&self, id: SessionId, output_queue: usize) -> FakeSession {
+        pub fn open(&self, id: SessionId, output_queue: usize) -> FakeSession {
             let (out, out_rx) = mpsc::channel(output_queue);
             let credits = Arc::new(Semaphore::new(8));
             let kill = CancellationToken::new();
@@ -932,14 +1179,14 @@ mod tests {
             }
         }
 
-        fn input(&self, session: SessionId, text: &str) {
+        pub fn input(&self, session: SessionId, text: &str) {
             self.tx.send(HubEvent::Input {
                 session,
                 text: text.into(),
             });
         }
 
-        fn attach(&self, conn: ConnId, generation: u64, major: u32) -> FakeServer {
+        pub fn attach(&self, conn: ConnId, generation: u64, major: u32) -> FakeServer {
             let (tx, rx) = mpsc::unbounded_channel();
             self.tx.send(HubEvent::Attach {
                 conn,
@@ -949,11 +1196,14 @@ mod tests {
             FakeServer { rx }
         }
 
-        fn from(&self, conn: ConnId, events: Vec<FromServer>) {
+        pub fn from(&self, conn: ConnId, events: Vec<FromServer>) {
             self.tx.send(HubEvent::FromServer { conn, events });
         }
 
-        async fn promote(&self, generation: u64) -> oneshot::Receiver<Result<Promoted, String>> {
+        pub async fn promote(
+            &self,
+            generation: u64,
+        ) -> oneshot::Receiver<Result<Promoted, String>> {
             let (reply, rx) = oneshot::channel();
             self.tx.send(HubEvent::Admin(AdminRequest::Promote {
                 generation,
@@ -963,7 +1213,7 @@ mod tests {
             rx
         }
 
-        async fn status(&self) -> StatusInfo {
+        pub async fn status(&self) -> StatusInfo {
             let (tx, rx) = oneshot::channel();
             self.tx.send(HubEvent::Admin(AdminRequest::Status(tx)));
             rx.await.unwrap()
@@ -972,7 +1222,7 @@ mod tests {
 
     impl FakeServer {
         /// Everything sent so far, waiting until at least `n` events came.
-        async fn take(&mut self, n: usize) -> Vec<ToServer> {
+        pub async fn take(&mut self, n: usize) -> Vec<ToServer> {
             let mut got = Vec::new();
             while got.len() < n {
                 let batch = tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
@@ -985,7 +1235,7 @@ mod tests {
         }
     }
 
-    fn inputs(events: &[ToServer]) -> Vec<(u64, u64, String)> {
+    pub fn inputs(events: &[ToServer]) -> Vec<(u64, u64, String)> {
         events
             .iter()
             .filter_map(|e| match e {
@@ -995,7 +1245,7 @@ mod tests {
             .collect()
     }
 
-    fn synced(events: &[ToServer]) -> Vec<SessionId> {
+    pub fn synced(events: &[ToServer]) -> Vec<SessionId> {
         let mut ids: Vec<SessionId> = events
             .iter()
             .filter_map(|e| match e {
@@ -1007,6 +1257,12 @@ mod tests {
         ids.sort();
         ids
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     #[tokio::test]
     async fn input_waits_for_a_server_then_arrives_after_the_sync_in_order() {
@@ -1036,6 +1292,7 @@ mod tests {
             vec![
                 FromServer::Output {
                     session: 7,
+                    seq: 1,
                     text: "pong".into(),
                 },
                 FromServer::Ack { session: 7, seq: 2 },
@@ -1134,6 +1391,7 @@ mod tests {
         let flood = (0..3)
             .map(|i| FromServer::Output {
                 session: 7,
+                seq: 0,
                 text: format!("line {i}"),
             })
             .collect();
@@ -1182,6 +1440,139 @@ mod tests {
             events.last(),
             Some(ToServer::Sync { last: true, .. })
         ));
+        h.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod crash_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn output_already_delivered_is_dropped_and_deliveries_are_reported() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        let out = |seq, text: &str| FromServer::Output {
+            session: 7,
+            seq,
+            text: text.into(),
+        };
+        // A restarted server re-sends seq 1 and 2 from its outbox.
+        h.from(
+            1,
+            vec![
+                out(1, "one"),
+                out(2, "two"),
+                out(1, "one"),
+                out(2, "two"),
+                out(3, "three"),
+            ],
+        );
+        for want in ["one", "two", "three"] {
+            assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == want));
+        }
+        h.tx.send(HubEvent::Tick);
+        let events = a.take(1).await;
+        assert_eq!(events, vec![ToServer::Delivered { session: 7, seq: 3 }]);
+        assert!(
+            s.out.try_recv().is_err(),
+            "a doubled line reached the player"
+        );
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn the_next_server_learns_what_was_delivered() {
+        let h = start();
+        let _s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.from(
+            1,
+            vec![FromServer::Output {
+                session: 7,
+                seq: 5,
+                text: "x".into(),
+            }],
+        );
+        h.tx.send(HubEvent::Detached {
+            conn: 1,
+            reason: "killed".into(),
+        });
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        let events = b.take(2).await;
+        match &events[1] {
+            ToServer::Sync { sessions, .. } => assert_eq!(sessions[0].output_seq, 5),
+            other => panic!("{other:?}"),
+        }
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn after_a_crash_suspects_go_alone_and_a_second_crash_quarantines() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let _t = h.open(8, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.input(7, "@crash");
+        h.input(8, "look");
+        a.take(2).await;
+        h.tx.send(HubEvent::Detached {
+            conn: 1,
+            reason: "killed".into(),
+        });
+        h.input(7, "say after");
+        // The next server gets the suspects one at a time, nothing else.
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        let events = b.take(3).await;
+        assert_eq!(inputs(&events), vec![(7, 1, "@crash".into())]);
+        // It crashes again on the same input: quarantined.
+        h.tx.send(HubEvent::Detached {
+            conn: 2,
+            reason: "killed".into(),
+        });
+        let mut c = h.attach(3, 3, ev::version::LINK_MAJOR);
+        let events = c.take(3).await;
+        assert_eq!(inputs(&events), vec![(8, 1, "look".into())]);
+        h.from(3, vec![FromServer::Ack { session: 8, seq: 1 }]);
+        // Suspects done: the rest flows, and the quarantined seq never again.
+        let events = c.take(1).await;
+        assert_eq!(inputs(&events), vec![(7, 2, "say after".into())]);
+        let mut told = false;
+        while let Ok(msg) = s.out.try_recv() {
+            if let Outbound::Text(t) = msg {
+                told |= t.contains("crashed the game twice");
+            }
+        }
+        assert!(told, "the player was not told their command was dropped");
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_drain_that_times_out_does_not_hand_over() {
+        let h = start();
+        let _s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        b.take(1).await;
+        let (reply, rx) = oneshot::channel();
+        h.tx.send(HubEvent::Admin(AdminRequest::Promote {
+            generation: 2,
+            timeout: Duration::from_millis(1),
+            reply,
+        }));
+        let err = rx.await.unwrap().err().unwrap();
+        assert!(err.contains("did not drain"), "{err}");
+        // B was never synced: A may still commit what it holds.
+        h.input(7, "look");
+        let status = h.status().await;
+        assert_eq!(status.buffered_inputs, 1);
+        assert!(b.rx.try_recv().is_err(), "the new server got a Sync");
         h.stop.cancel();
     }
 }

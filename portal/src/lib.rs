@@ -62,8 +62,12 @@ pub async fn run(
     let hub = hub::Hub::new(
         hub_rx,
         hub_tx.clone(),
-        config.portal.sync_chunk,
-        addr.to_string(),
+        hub::HubConfig {
+            sync_chunk: config.portal.sync_chunk,
+            tick: Some(hub::TICK),
+            heartbeat: Duration::from_millis(config.server.heartbeat_ms),
+            telnet_addr: addr.to_string(),
+        },
         stop_accepting.clone(),
     );
 

@@ -54,6 +54,7 @@ pub struct Snapshot {
     pub portal: PortalPart,
     pub server: ServerPart,
     pub acked_seq: u64,
+    pub output_seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,13 +100,18 @@ pub enum ToServer {
         nonce: u64,
         reply: bool,
     },
+    Delivered {
+        session: SessionId,
+        seq: u64,
+    },
 }
 
-/// Server → portal.
+/// Server → portal. `seq` is the session's output sequence (0: unsequenced).
 #[derive(Debug, Clone, PartialEq)]
 pub enum FromServer {
     Output {
         session: SessionId,
+        seq: u64,
         text: String,
     },
     Ack {
@@ -114,10 +120,12 @@ pub enum FromServer {
     },
     Update {
         session: SessionId,
+        seq: u64,
         server: ServerPart,
     },
     Disconnect {
         session: SessionId,
+        seq: u64,
         reason: String,
     },
     Drained,
@@ -207,12 +215,14 @@ impl From<ToServer> for pb::ServerEvent {
                         portal: Some(s.portal.into()),
                         server: Some(s.server.into()),
                         acked_seq: s.acked_seq,
+                        output_seq: s.output_seq,
                     })
                     .collect(),
                 last,
             }),
             ToServer::Drain { reason } => Kind::Drain(pb::Drain { reason }),
             ToServer::Heartbeat { nonce, reply } => Kind::Heartbeat(pb::Heartbeat { nonce, reply }),
+            ToServer::Delivered { session, seq } => Kind::Delivered(pb::Delivered { session, seq }),
         };
         pb::ServerEvent { kind: Some(kind) }
     }
@@ -226,6 +236,7 @@ impl TryFrom<pb::PortalEvent> for FromServer {
             Kind::Hello(_) => return Err("a second hello"),
             Kind::Output(o) => FromServer::Output {
                 session: o.session,
+                seq: o.seq,
                 text: o.text,
             },
             Kind::Ack(a) => FromServer::Ack {
@@ -234,10 +245,12 @@ impl TryFrom<pb::PortalEvent> for FromServer {
             },
             Kind::Update(u) => FromServer::Update {
                 session: u.session,
+                seq: u.seq,
                 server: u.server.unwrap_or_default().into(),
             },
             Kind::Disconnect(d) => FromServer::Disconnect {
                 session: d.session,
+                seq: d.seq,
                 reason: d.reason,
             },
             Kind::Drained(_) => FromServer::Drained,
@@ -377,7 +390,7 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
             servers: s
                 .servers
                 .into_iter()
-                .map(|(hello, role)| pb::ServerInfo {
+                .map(|(hello, role, silent)| pb::ServerInfo {
                     generation: hello.generation,
                     pid: hello.pid,
                     build_id: hello.build_id,
@@ -389,6 +402,7 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
                         major: hello.major,
                         minor: hello.minor,
                     }),
+                    silent_ms: silent.as_millis() as u64,
                 })
                 .collect(),
             buffered_inputs: s.buffered_inputs,

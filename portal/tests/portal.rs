@@ -174,6 +174,7 @@ async fn telnet_line_crosses_the_link_and_the_reply_comes_back() {
             P::Output(pb::Output {
                 session,
                 text: "pong 1".into(),
+                seq: 1,
             }),
             P::Ack(pb::Ack { session, seq: 1 }),
         ])
@@ -196,6 +197,7 @@ async fn telnet_line_crosses_the_link_and_the_reply_comes_back() {
         .send(vec![P::Disconnect(pb::Disconnect {
             session,
             reason: "quit".into(),
+            seq: 2,
         })])
         .await;
     let mut rest = String::new();

@@ -306,6 +306,8 @@ impl TryFrom<pb::ServerEvent> for Inbound {
     fn try_from(event: pb::ServerEvent) -> Result<Inbound, Malformed> {
         Ok(match event.kind.ok_or(Malformed::Empty)? {
             In::Hello(_) => return Err(Malformed::Hello),
+            // Outbox pruning is not implemented yet; nothing to do.
+            In::Delivered(_) => return Err(Malformed::Empty),
             In::Opened(o) => Inbound::Opened {
                 session: SessionId(o.session.ok_or(Malformed::NoSession("SessionOpened"))?.id),
             },
@@ -405,6 +407,8 @@ impl From<Outbound> for pb::PortalEvent {
             Outbound::Output { session, text } => Out::Output(pb::Output {
                 session: session.0,
                 text,
+                // Sequenced by the outbox (issue 3); 0 is "always deliver".
+                seq: 0,
             }),
             Outbound::Ack { session, seq } => Out::Ack(pb::Ack {
                 session: session.0,
@@ -413,10 +417,12 @@ impl From<Outbound> for pb::PortalEvent {
             Outbound::Update { session, state } => Out::Update(pb::SessionUpdate {
                 session: session.0,
                 server: Some(state.into()),
+                seq: 0,
             }),
             Outbound::Disconnect { session, reason } => Out::Disconnect(pb::Disconnect {
                 session: session.0,
                 reason,
+                seq: 0,
             }),
             Outbound::Ready { sessions } => Out::Ready(pb::Ready { sessions }),
             Outbound::Heartbeat { nonce } => Out::Heartbeat(pb::Heartbeat { nonce, reply: true }),
