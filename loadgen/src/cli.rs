@@ -78,6 +78,9 @@ pub struct Common {
     /// Longest time one login may take.
     #[arg(long, global = true, default_value_t = 30_000)]
     pub login_timeout_ms: u64,
+    /// Longest time all the logins of a run may take together.
+    #[arg(long, global = true, default_value_t = 120_000)]
+    pub login_phase_timeout_ms: u64,
     #[arg(long, global = true, default_value_t = 5_000)]
     pub connect_timeout_ms: u64,
     /// Print one JSON object on stdout (the human line goes to stderr).

@@ -39,8 +39,12 @@ pub enum LoginError {
     Connect(io::Error),
     Io(io::Error),
     Closed,
-    Timeout { last_line: Option<String> },
+    Timeout {
+        last_line: Option<String>,
+    },
     Refused(String),
+    /// The time for all the logins of the run was over before this one ended.
+    PhaseOver,
 }
 
 impl std::fmt::Display for LoginError {
@@ -54,6 +58,10 @@ impl std::fmt::Display for LoginError {
                 write!(f, "no login reply in time (last line: {l:?})")
             }
             LoginError::Refused(line) => write!(f, "login refused: {line:?}"),
+            LoginError::PhaseOver => write!(
+                f,
+                "the time for all logins (--login-phase-timeout-ms) ran out"
+            ),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::timeout_at;
 
 use crate::client::{Client, LoginError, LoginMode};
 use crate::game::Game;
@@ -41,6 +42,7 @@ pub async fn login_named(
     let permits = Arc::new(Semaphore::new(game.login_concurrency));
     let (release_tx, release_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let phase_over = Instant::now() + game.login_phase_timeout;
     let mut tasks = JoinSet::new();
     for (index, name) in names.into_iter().enumerate() {
         let game = game.clone();
@@ -49,13 +51,21 @@ pub async fn login_named(
         let done = done_tx.clone();
         tasks.spawn(async move {
             let outcome = async {
-                let _permit = permits
-                    .acquire_owned()
+                let _permit = timeout_at(phase_over.into(), permits.acquire_owned())
                     .await
+                    .map_err(|_| LoginError::PhaseOver)?
                     .map_err(|_| LoginError::Closed)?;
-                let deadline = Instant::now() + game.login_timeout;
+                let deadline = phase_over.min(Instant::now() + game.login_timeout);
                 let mut client = Client::connect(&game).await?;
-                client.login(&game, &name, mode, deadline).await?;
+                client
+                    .login(&game, &name, mode, deadline)
+                    .await
+                    .map_err(|e| match e {
+                        LoginError::Timeout { .. } if Instant::now() >= phase_over => {
+                            LoginError::PhaseOver
+                        }
+                        e => e,
+                    })?;
                 Ok::<_, LoginError>(client)
             }
             .await;

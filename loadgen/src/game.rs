@@ -28,6 +28,7 @@ pub struct Game {
     pub reply: String,
     pub login_concurrency: usize,
     pub login_timeout: Duration,
+    pub login_phase_timeout: Duration,
     pub connect_timeout: Duration,
 }
 
@@ -65,6 +66,7 @@ impl Game {
             reply: common.reply.clone(),
             login_concurrency: common.login_concurrency,
             login_timeout: Duration::from_millis(common.login_timeout_ms),
+            login_phase_timeout: Duration::from_millis(common.login_phase_timeout_ms),
             connect_timeout: Duration::from_millis(common.connect_timeout_ms),
         })
     }

@@ -183,3 +183,29 @@ fn hold_runs_the_command_while_sessions_are_in() {
     assert_eq!(out.json["then"]["last_line"], "measured");
     assert_eq!(num(&out.json, "sessions_closed"), 0);
 }
+
+#[test]
+fn logins_give_up_when_the_phase_time_runs_out() {
+    let mud = FakeMud::start();
+    std::fs::write(mud.flag("dark"), "").unwrap();
+    let addr = mud.addr.to_string();
+    let cli = Cli::try_parse_from([
+        "ev-loadgen",
+        "--addr",
+        &addr,
+        "--login-concurrency",
+        "1",
+        "--login-phase-timeout-ms",
+        "300",
+        "hold",
+        "--sessions",
+        "3",
+    ])
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = ev_loadgen::run(cli).unwrap_err().to_string();
+    assert!(err.contains("3 of 3"), "{err}");
+    assert!(err.contains("ran out"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    std::fs::remove_file(mud.flag("dark")).unwrap();
+}

@@ -60,6 +60,8 @@ struct Report {
     probes_foreign: u64,
     sessions_closed: u64,
     sessions_not_logged_in: u64,
+    /// Of those, the ones whose check got no answer at all in time.
+    sessions_check_unanswered: u64,
     first_problem: Option<String>,
 }
 
@@ -79,6 +81,9 @@ enum Check {
     Passed,
     /// Connected but not (or no longer) in the game, with what was seen.
     NotLoggedIn(String),
+    /// Connected, but the probe or the check command got no answer in time
+    /// (counted as not logged in too: it could not be shown to be).
+    NoReply(String),
     Closed,
 }
 
@@ -239,7 +244,7 @@ async fn check(
             }
             Ok(None) | Err(LineError::Io(_)) => return Check::Closed,
             Err(LineError::Timeout) => {
-                return Check::NotLoggedIn(format!("no reply to {probe:?}"));
+                return Check::NoReply(format!("no reply to {probe:?}"));
             }
         }
     }
@@ -261,7 +266,7 @@ async fn check(
             }
             Ok(None) | Err(LineError::Io(_)) => return Check::Closed,
             Err(LineError::Timeout) => {
-                return Check::NotLoggedIn(format!(
+                return Check::NoReply(format!(
                     "no {:?} in the reply to {:?}",
                     args.check_expect, args.check_cmd
                 ));
@@ -288,6 +293,7 @@ fn summarise(args: &ReloadArgs, commands: Vec<CommandReport>, results: &[Session
         probes_foreign: 0,
         sessions_closed: 0,
         sessions_not_logged_in: 0,
+        sessions_check_unanswered: 0,
         first_problem: None,
     };
     for r in results {
@@ -319,6 +325,13 @@ fn summarise(args: &ReloadArgs, commands: Vec<CommandReport>, results: &[Session
                     .first_problem
                     .get_or_insert_with(|| format!("session {}: not logged in: {why}", r.index));
             }
+            Check::NoReply(why) => {
+                report.sessions_not_logged_in += 1;
+                report.sessions_check_unanswered += 1;
+                report
+                    .first_problem
+                    .get_or_insert_with(|| format!("session {}: check unanswered: {why}", r.index));
+            }
         }
     }
     let (median_us, max_us) = median_max(&mut round_trips);
@@ -339,7 +352,7 @@ fn human(r: &Report) -> String {
         })
         .collect();
     let mut text = format!(
-        "reload: {} sessions ({} probing every {} ms), {} commands ({} failed), reported dark [{}] ms; per prober longest reply wait median {} ms, max {} ms; longest silence median {} ms, max {} ms; probes {} sent, {} lost, {} doubled; {} sessions closed, {} not logged in",
+        "reload: {} sessions ({} probing every {} ms), {} commands ({} failed), reported dark [{}] ms; per prober longest reply wait median {} ms, max {} ms; longest silence median {} ms, max {} ms; probes {} sent, {} lost, {} doubled; {} sessions closed, {} not logged in ({} of them unanswered)",
         r.sessions,
         r.probers,
         r.interval_ms,
@@ -354,7 +367,8 @@ fn human(r: &Report) -> String {
         r.probes_lost,
         r.probes_doubled,
         r.sessions_closed,
-        r.sessions_not_logged_in
+        r.sessions_not_logged_in,
+        r.sessions_check_unanswered
     );
     if r.probes_foreign > 0 {
         text.push_str(&format!(", {} foreign replies", r.probes_foreign));
