@@ -43,5 +43,6 @@ mod reload;
 mod restart;
 mod status;
 mod supervisor;
+mod watchdog;
 
 pub use supervisor::{GOODBYE, Options, run};

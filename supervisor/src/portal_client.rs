@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ev::pb::link::{
-    self, PromoteRequest, ShutdownRequest, StatusRequest, WaitAttachedRequest,
+    self, NoticeRequest, PromoteRequest, ShutdownRequest, StatusRequest, WaitAttachedRequest,
     portal_admin_client::PortalAdminClient,
 };
 use tonic::transport::Channel;
@@ -44,6 +44,8 @@ pub struct AttachedServer {
     pub pid: u32,
     pub build_id: String,
     pub active: bool,
+    /// How long since the portal last heard from it.
+    pub silent: Duration,
 }
 
 /// Why a server is not attached.
@@ -108,6 +110,7 @@ impl PortalClient {
                     pid: s.pid,
                     build_id: s.build_id,
                     active: s.role == link::Role::Active as i32,
+                    silent: Duration::from_millis(s.silent_ms),
                 })
                 .collect(),
         })
@@ -168,6 +171,19 @@ impl PortalClient {
         } else {
             Err(reply.error)
         })
+    }
+
+    /// A one-line notice to every player.
+    pub async fn notice(&self, text: &str) -> Result<(), PortalError> {
+        self.client()
+            .await?
+            .notice(NoticeRequest { text: text.into() })
+            .await
+            .map_err(|status| PortalError::Call {
+                call: "Notice",
+                status,
+            })?;
+        Ok(())
     }
 
     pub async fn shutdown(&self, message: &str, timeout: Duration) -> Result<(), PortalError> {

@@ -128,6 +128,11 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
                             "the server failed {limit} times in a row; not restarting it until `evctl reload`"
                         );
                         shared.notifier.status("server crash loop: not restarting");
+                        // Players keep their connections; tell them why nothing answers.
+                        let _ = shared
+                            .portal
+                            .notice("[ev] The game is down after repeated crashes. Staff have been alerted; stay connected or come back later.")
+                            .await;
                     }
                 }
             }

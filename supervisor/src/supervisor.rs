@@ -273,8 +273,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let result = match first {
         Ok(()) => {
             let keeper = tokio::spawn(crate::restart::keep(shared.clone()));
+            let watchdog = tokio::spawn(crate::watchdog::watch(shared.clone()));
             shared.stop.cancelled().await;
             let _ = keeper.await;
+            let _ = watchdog.await;
             Ok(())
         }
         // Asked to stop while the portal was starting: a normal stop.
