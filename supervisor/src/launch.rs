@@ -146,9 +146,34 @@ impl StartError {
 
 /// Copies the server binary, spawns the copy as the next generation and waits
 /// until it attaches. On failure it is killed and reaped. Caller holds `ops`.
-pub(crate) async fn start_server(shared: &Arc<Shared>) -> Result<Started, StartError> {
+/// Which server binary to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Build {
+    /// A fresh copy of `server.binary` (start, reload): picks up a rebuild.
+    Fresh,
+    /// The copy the last serving server ran (restart after a crash), so a
+    /// crash never swaps in whatever happens to be on disk now; a fresh copy
+    /// if there is none yet.
+    LastServing,
+}
+
+pub(crate) async fn start_server(
+    shared: &Arc<Shared>,
+    build: Build,
+) -> Result<Started, StartError> {
     let game = &shared.game;
-    let installed = {
+    let last = shared.read(|s| s.last_serving_build.clone());
+    let reuse = match (build, last) {
+        (Build::LastServing, Some(id)) => {
+            let path = game.bin_dir().join(&id);
+            path.is_file()
+                .then_some(crate::binary::Installed { build_id: id, path })
+        }
+        _ => None,
+    };
+    let installed = if let Some(installed) = reuse {
+        installed
+    } else {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || shared.installer.install(&shared.server_bin))
             .await
@@ -270,6 +295,7 @@ pub(crate) fn make_serving(shared: &Shared, started: &Started) -> Result<(), Str
         Some(p) if p.child.exit().is_none() => {
             p.role = Role::Serving;
             p.serving_since = Some(Instant::now());
+            s.last_serving_build = Some(p.build_id.clone());
             true
         }
         _ => false,
@@ -426,6 +452,7 @@ pub(crate) async fn adopt(shared: &Arc<Shared>) -> bool {
                     serving_since: Some(Instant::now()),
                 },
             );
+            s.last_serving_build = Some(info.build_id.clone());
         }
     });
     save_generation(shared, generation);

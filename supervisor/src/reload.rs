@@ -84,7 +84,7 @@ async fn hand_over(shared: &Arc<Shared>, begun: Instant) -> Result<Reloaded, Rel
         return Err(failure("the portal is not running"));
     }
     let old = shared.read(|s| s.serving().map(|p| p.child.clone()));
-    let new = launch::start_server(shared)
+    let new = launch::start_server(shared, launch::Build::Fresh)
         .await
         .map_err(|e| ReloadFailure {
             error: e.error,

@@ -141,7 +141,9 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
 }
 
 async fn start_serving(shared: &Arc<Shared>) -> Result<(), String> {
-    let started = launch::start_server(shared).await.map_err(|e| e.error)?;
+    let started = launch::start_server(shared, launch::Build::LastServing)
+        .await
+        .map_err(|e| e.error)?;
     if let Err(e) = launch::activate(shared, &started).await {
         started.child.kill().await;
         return Err(e);

@@ -76,6 +76,8 @@ pub(crate) struct State {
     pub stopping: bool,
     /// Why the supervisor stops, when it is not because it was asked to.
     pub stop_reason: String,
+    /// The build id of the last server that served: crash restarts use it.
+    pub last_serving_build: Option<String>,
 }
 
 impl State {
