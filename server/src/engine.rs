@@ -10,16 +10,34 @@
 //!
 //! A Drain stops the engine taking new work: it finishes the jobs in flight
 //! (and the inputs queued behind them), sends `Drained` and returns.
+//!
+//! What a transaction sends to players is in its outbox rows (see `game`),
+//! so the send after the commit may be lost to a crash: the next server
+//! re-sends it. `Delivered` from the portal prunes those rows, in the next
+//! transaction (it never opens one of its own).
+//!
+//! A [`Watchdog`] thread aborts the process if one transaction runs past
+//! `server.command_timeout_ms`. The test build also arms a [`Failpoint`].
 
+mod watchdog;
+
+use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::auth::{Hasher, Outcome};
-use crate::event::{Inbound, Outbound, SessionId};
+use crate::event::{Batch, Inbound, Outbound, SessionId};
+use crate::failpoint::{Failpoint, Point};
 use crate::game::{Game, Job, JobId, Outbox};
 use crate::store::{Store, StoreError};
+pub use watchdog::Watchdog;
+use watchdog::Work;
+
+/// After the `after_output` failpoint's message left the engine, how long
+/// the transport gets to write it before the abort (test build only).
+const FAILPOINT_FLUSH: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -45,6 +63,10 @@ pub struct Engine {
     jobs: JoinSet<Done>,
     migrated: bool,
     draining: bool,
+    /// Delivered marks waiting for the next transaction.
+    delivered: HashMap<SessionId, u64>,
+    failpoint: Option<Failpoint>,
+    watchdog: Option<Watchdog>,
 }
 
 impl Engine {
@@ -64,14 +86,29 @@ impl Engine {
             jobs: JoinSet::new(),
             migrated: false,
             draining: false,
+            delivered: HashMap::new(),
+            failpoint: None,
+            watchdog: None,
         }
+    }
+
+    /// Arms a failpoint (test build only).
+    pub fn with_failpoint(mut self, failpoint: Option<Failpoint>) -> Engine {
+        self.failpoint = failpoint;
+        self
+    }
+
+    /// Watches every transaction.
+    pub fn with_watchdog(mut self, watchdog: Watchdog) -> Engine {
+        self.watchdog = Some(watchdog);
+        self
     }
 
     /// Serves until a Drain is done (Ok) or the portal goes away.
     pub async fn serve(
         mut self,
         mut inbound: mpsc::Receiver<Vec<Inbound>>,
-        outbound: mpsc::Sender<Vec<Outbound>>,
+        outbound: mpsc::Sender<Batch>,
     ) -> Result<(), EngineError> {
         loop {
             if self.draining && self.jobs.is_empty() {
@@ -113,7 +150,7 @@ impl Engine {
     async fn apply(
         &mut self,
         events: Vec<Inbound>,
-        outbound: &mpsc::Sender<Vec<Outbound>>,
+        outbound: &mpsc::Sender<Batch>,
     ) -> Result<(), EngineError> {
         let mut chunk = Vec::new();
         let mut count = 0;
@@ -135,24 +172,42 @@ impl Engine {
     async fn apply_chunk(
         &mut self,
         events: Vec<Inbound>,
-        outbound: &mpsc::Sender<Vec<Outbound>>,
+        outbound: &mpsc::Sender<Batch>,
     ) -> Result<(), EngineError> {
         let mut out = Outbox::default();
-        self.transact(events, &mut out)?;
-        self.send(out, outbound).await
+        let inputs = if self.draining { 0 } else { inputs(&events) };
+        let result = self.transact(events, inputs, &mut out);
+        self.watched(Watchdog::end);
+        result?;
+        if inputs > 0 {
+            self.hit(Point::AfterCommit);
+        }
+        self.send(out, outbound, inputs > 0).await
     }
 
-    /// Applies `events` in one transaction and commits it.
-    fn transact(&mut self, events: Vec<Inbound>, out: &mut Outbox) -> Result<(), StoreError> {
+    /// Applies `events` (`inputs` of them inputs) in one transaction and
+    /// commits it.
+    fn transact(
+        &mut self,
+        events: Vec<Inbound>,
+        inputs: usize,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
         let needs_tx = !self.draining && events.iter().any(is_game_event);
         if needs_tx {
             self.migrate_once()?;
         }
         let tx = if needs_tx {
-            Some(self.store.begin()?)
+            self.watched(Watchdog::begin);
+            let tx = self.store.begin()?;
+            for (session, seq) in self.delivered.drain() {
+                tx.prune_outbox(session, seq)?;
+            }
+            Some(tx)
         } else {
             None
         };
+        let mut applied = 0;
         for event in events {
             match event {
                 Inbound::Heartbeat { nonce } => out.push(Outbound::Heartbeat { nonce }),
@@ -160,12 +215,34 @@ impl Engine {
                     tracing::info!(reason, "draining");
                     self.draining = true;
                 }
+                Inbound::Delivered { session, seq } if tx.is_none() => {
+                    let mark = self.delivered.entry(session).or_default();
+                    *mark = (*mark).max(seq);
+                }
                 event if self.draining => {
                     // Not acknowledged, so the portal hands it to the next server.
                     tracing::warn!("ignoring {} received after Drain", kind(&event));
                 }
                 event => match &tx {
-                    Some(tx) => self.game.handle(tx, event, out)?,
+                    Some(tx) => {
+                        let input = matches!(event, Inbound::Input { .. });
+                        if let (Some(dog), Inbound::Input { session, seq, text }) =
+                            (&self.watchdog, &event)
+                        {
+                            dog.applying(Work::Input {
+                                session: *session,
+                                seq: *seq,
+                                text: watchdog::loggable(text),
+                            });
+                        }
+                        self.game.handle(tx, event, out)?;
+                        applied += usize::from(input);
+                        if input && inputs >= 2 && applied == inputs / 2 {
+                            if let Some(failpoint) = &mut self.failpoint {
+                                failpoint.hit(Point::MidBatch);
+                            }
+                        }
+                    }
                     None => tracing::error!("no transaction for {}", kind(&event)),
                 },
             }
@@ -179,31 +256,68 @@ impl Engine {
     async fn complete(
         &mut self,
         done: Vec<Done>,
-        outbound: &mpsc::Sender<Vec<Outbound>>,
+        outbound: &mpsc::Sender<Batch>,
     ) -> Result<(), EngineError> {
         let mut out = Outbox::default();
-        self.resume(done, &mut out)?;
-        self.send(out, outbound).await
+        let result = self.resume(done, &mut out);
+        self.watched(Watchdog::end);
+        result?;
+        self.send(out, outbound, false).await
     }
 
     /// Applies finished jobs in one transaction and commits it. (Kept out of
     /// the async functions: a transaction must never live across an await.)
     fn resume(&mut self, done: Vec<Done>, out: &mut Outbox) -> Result<(), StoreError> {
         self.migrate_once()?;
+        self.watched(Watchdog::begin);
         let tx = self.store.begin()?;
+        for (session, seq) in self.delivered.drain() {
+            tx.prune_outbox(session, seq)?;
+        }
         for d in done {
+            if let Some(dog) = &self.watchdog {
+                dog.applying(Work::Password { session: d.session });
+            }
             self.game.resume(&tx, d.job, d.session, d.outcome, out)?;
         }
         tx.commit()
     }
 
     /// Sends what a committed transaction produced and starts its jobs.
+    /// `inputs`: the transaction applied inputs (for the failpoint).
     async fn send(
         &mut self,
         out: Outbox,
-        outbound: &mpsc::Sender<Vec<Outbound>>,
+        outbound: &mpsc::Sender<Batch>,
+        inputs: bool,
     ) -> Result<(), EngineError> {
-        let (events, jobs) = out.finish();
+        let (mut events, jobs) = out.finish();
+        let split = inputs
+            && self
+                .failpoint
+                .as_ref()
+                .is_some_and(|f| f.point == Point::AfterOutput);
+        if split {
+            // The outputs as a message of their own, on the wire; die
+            // before the acks follow.
+            let (acks, sent): (Vec<Outbound>, Vec<Outbound>) = events
+                .into_iter()
+                .partition(|e| matches!(e, Outbound::Ack { .. }));
+            let (handed, taken) = oneshot::channel();
+            outbound
+                .send(Batch {
+                    events: sent,
+                    handed: Some(handed),
+                })
+                .await
+                .map_err(|_| EngineError::PortalGone)?;
+            if taken.await.is_err() {
+                return Err(EngineError::PortalGone);
+            }
+            tokio::time::sleep(FAILPOINT_FLUSH).await;
+            self.hit(Point::AfterOutput);
+            events = acks;
+        }
         if !events.is_empty() {
             send(outbound, events).await?;
         }
@@ -211,6 +325,18 @@ impl Engine {
             self.spawn(job);
         }
         Ok(())
+    }
+
+    fn hit(&mut self, point: Point) {
+        if let Some(failpoint) = &mut self.failpoint {
+            failpoint.hit(point);
+        }
+    }
+
+    fn watched(&self, f: impl FnOnce(&Watchdog)) {
+        if let Some(dog) = &self.watchdog {
+            f(dog);
+        }
     }
 
     fn spawn(&mut self, job: Job) {
@@ -240,12 +366,9 @@ impl Engine {
     }
 }
 
-async fn send(
-    outbound: &mpsc::Sender<Vec<Outbound>>,
-    events: Vec<Outbound>,
-) -> Result<(), EngineError> {
+async fn send(outbound: &mpsc::Sender<Batch>, events: Vec<Outbound>) -> Result<(), EngineError> {
     outbound
-        .send(events)
+        .send(events.into())
         .await
         .map_err(|_| EngineError::PortalGone)
 }
@@ -261,8 +384,12 @@ fn has_drain(events: &[Inbound]) -> bool {
     events.iter().any(|e| matches!(e, Inbound::Drain { .. }))
 }
 
+/// Whether an event needs a transaction. A Delivered alone waits for one.
 fn is_game_event(event: &Inbound) -> bool {
-    !matches!(event, Inbound::Heartbeat { .. } | Inbound::Drain { .. })
+    !matches!(
+        event,
+        Inbound::Heartbeat { .. } | Inbound::Drain { .. } | Inbound::Delivered { .. }
+    )
 }
 
 /// An event's name for a log line (input text may hold a password).
@@ -274,6 +401,7 @@ fn kind(event: &Inbound) -> &'static str {
         Inbound::Sync { .. } => "Sync",
         Inbound::Drain { .. } => "Drain",
         Inbound::Heartbeat { .. } => "Heartbeat",
+        Inbound::Delivered { .. } => "Delivered",
     }
 }
 

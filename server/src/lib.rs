@@ -18,11 +18,24 @@
 //!   sessions and their server-owned state.
 //! - `engine`: the single task that owns the game and the store: group
 //!   commit (a batch of events per transaction, replies released after the
-//!   commit), password jobs off-thread, Drain.
+//!   commit), password jobs off-thread, Drain, outbox pruning on the
+//!   portal's Delivered, and the command watchdog (a thread that aborts the
+//!   process when one transaction outlives `server.command_timeout_ms`).
 //! - `game`: pure logic: sessions, exactly-once input, per-session ordering
 //!   behind password work, the world and the commands.
 //! - `store`: SQLite (WAL): schema versions and migrations, accounts,
-//!   characters, each session's last applied input seq.
+//!   characters, each session's last applied input seq, and the outbox:
+//!   every Output/SessionUpdate/Disconnect under its session's output seq,
+//!   committed with the command that produced it, re-sent after a crash.
+//! - `failpoint`: `EV_FAILPOINT` windows to crash in, for the test build.
+//!
+//! # Exactly once across a crash
+//! Input: the last applied input seq per session is committed with the
+//! command's effects; a replayed input at or below it is only acknowledged.
+//! Output: each sequenced event is committed in the outbox in the same
+//! transaction and sent after the commit; a Sync re-sends what is above the
+//! portal's delivered mark (before anything new for that session), and the
+//! portal drops what it already delivered.
 //! - `auth`: argon2id hashing and verification.
 //!
 //! # Exit codes
@@ -36,6 +49,7 @@
 mod auth;
 mod engine;
 mod event;
+pub mod failpoint;
 mod game;
 mod link;
 mod store;
@@ -50,6 +64,7 @@ use ev::gamedir::GameDir;
 use ev::version::{LINK_MAJOR, LINK_MINOR};
 
 pub use engine::EngineError;
+pub use failpoint::Failpoint;
 pub use link::LinkError;
 pub use store::{SCHEMA_VERSION, StoreError};
 
@@ -71,6 +86,10 @@ pub struct ServerOptions {
     /// Replaces what `version` prints (test build only: proves which binary
     /// a reload picked up).
     pub version_text: Option<String>,
+    /// Where to crash on purpose (test build only, from `EV_FAILPOINT`).
+    pub failpoint: Option<Failpoint>,
+    /// Enables `@crash` and `@hang` (test build only).
+    pub test_commands: bool,
 }
 
 impl ServerOptions {
@@ -91,6 +110,8 @@ impl ServerOptions {
             build_id: std::env::var("EV_BUILD_ID").unwrap_or_else(|_| "dev".into()),
             link_major: LINK_MAJOR,
             version_text: None,
+            failpoint: None,
+            test_commands: false,
         })
     }
 
@@ -193,6 +214,7 @@ pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
         min_password_len: config.auth.min_password_len,
         failures_before_delay: config.auth.failures_before_delay,
         version: options.version_line(),
+        test_commands: options.test_commands,
     });
     let hello = link::Hello {
         major: options.link_major,
@@ -213,13 +235,21 @@ pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
         build = options.build_id,
         "attached to the portal"
     );
+    if let Some(failpoint) = &options.failpoint {
+        tracing::warn!(%failpoint, "failpoint armed");
+    }
+    let watchdog =
+        engine::Watchdog::aborting(Duration::from_millis(config.server.command_timeout_ms))
+            .context("starting the command watchdog")?;
     let engine = engine::Engine::new(
         game,
         store,
         hasher,
         config.server.max_batch,
         Duration::from_millis(config.auth.failure_delay_ms),
-    );
+    )
+    .with_failpoint(options.failpoint.clone())
+    .with_watchdog(watchdog);
     engine.serve(link.inbound, link.outbound).await?;
     link.closed.wait(CLOSE_GRACE).await;
     Ok(())

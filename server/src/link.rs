@@ -5,23 +5,25 @@
 //! the portal's. After that the stream is two bounded channels of domain
 //! batches: a reader task turns each inbound `ToServer` into a
 //! `Vec<Inbound>` (a malformed event is logged and skipped), and the outbound
-//! side is a `ReceiverStream` whose batches are turned into `ToPortal` on the
-//! way out. Dropping the outbound sender ends our side of the stream.
+//! side is a stream of [`Batch`]es turned into `ToPortal` on the way out
+//! (firing a batch's `handed` once the transport asks for the next one).
+//! Dropping the outbound sender ends our side of the stream.
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ev::pb::link as pb;
 use pb::link_client::LinkClient;
 use pb::portal_event::Kind as Out;
 use pb::server_event::Kind as In;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 
-use crate::event::{Inbound, Outbound, SessionId, SessionState, Snapshot, Stage};
+use crate::event::{Batch, Inbound, Outbound, SessionId, SessionState, Snapshot, Stage};
 
 /// Batches buffered each way. Each is a whole `ToServer`/`ToPortal`, so a few
 /// dozen keep many inputs in flight without letting either side run away.
@@ -90,7 +92,7 @@ pub struct Link {
     pub portal_version: String,
     pub portal_build: String,
     pub inbound: mpsc::Receiver<Vec<Inbound>>,
-    pub outbound: mpsc::Sender<Vec<Outbound>>,
+    pub outbound: mpsc::Sender<Batch>,
     pub closed: Closed,
 }
 
@@ -114,7 +116,7 @@ impl Link {
         let deadline = Instant::now() + timeout;
         let channel = connect(socket, deadline, timeout).await?;
 
-        let (outbound, rx) = mpsc::channel::<Vec<Outbound>>(CHANNEL_BATCHES);
+        let (outbound, rx) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
         let ours = format!("{}.{}", hello.major, hello.minor);
         let first = pb::ToPortal {
             events: vec![pb::PortalEvent {
@@ -129,7 +131,7 @@ impl Link {
                 })),
             }],
         };
-        let requests = tokio_stream::once(first).chain(ReceiverStream::new(rx).map(to_portal));
+        let requests = tokio_stream::once(first).chain(Outgoing { rx, handed: None });
         let mut client = LinkClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -286,6 +288,32 @@ fn to_portal(events: Vec<Outbound>) -> pb::ToPortal {
     }
 }
 
+/// The outbound side of the stream. A batch's `handed` fires when the
+/// transport polls for the message after it: by then the batch is encoded
+/// and passed on to be written.
+struct Outgoing {
+    rx: mpsc::Receiver<Batch>,
+    handed: Option<oneshot::Sender<()>>,
+}
+
+impl Stream for Outgoing {
+    type Item = pb::ToPortal;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<pb::ToPortal>> {
+        if let Some(handed) = self.handed.take() {
+            let _ = handed.send(());
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(batch)) => {
+                self.handed = batch.handed;
+                Poll::Ready(Some(to_portal(batch.events)))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Malformed {
     #[error("event with no kind")]
@@ -306,8 +334,10 @@ impl TryFrom<pb::ServerEvent> for Inbound {
     fn try_from(event: pb::ServerEvent) -> Result<Inbound, Malformed> {
         Ok(match event.kind.ok_or(Malformed::Empty)? {
             In::Hello(_) => return Err(Malformed::Hello),
-            // Outbox pruning is not implemented yet; nothing to do.
-            In::Delivered(_) => return Err(Malformed::Empty),
+            In::Delivered(d) => Inbound::Delivered {
+                session: SessionId(d.session),
+                seq: d.seq,
+            },
             In::Opened(o) => Inbound::Opened {
                 session: SessionId(o.session.ok_or(Malformed::NoSession("SessionOpened"))?.id),
             },
@@ -356,6 +386,7 @@ impl TryFrom<pb::SessionSnapshot> for Snapshot {
                 character_id: 0,
                 extra: Vec::new(),
             }),
+            output_seq: s.output_seq,
         })
     }
 }
@@ -404,25 +435,32 @@ impl From<SessionState> for pb::ServerSession {
 impl From<Outbound> for pb::PortalEvent {
     fn from(event: Outbound) -> pb::PortalEvent {
         let kind = match event {
-            Outbound::Output { session, text } => Out::Output(pb::Output {
+            Outbound::Output { session, seq, text } => Out::Output(pb::Output {
                 session: session.0,
                 text,
-                // Sequenced by the outbox (issue 3); 0 is "always deliver".
-                seq: 0,
+                seq,
             }),
             Outbound::Ack { session, seq } => Out::Ack(pb::Ack {
                 session: session.0,
                 seq,
             }),
-            Outbound::Update { session, state } => Out::Update(pb::SessionUpdate {
+            Outbound::Update {
+                session,
+                seq,
+                state,
+            } => Out::Update(pb::SessionUpdate {
                 session: session.0,
                 server: Some(state.into()),
-                seq: 0,
+                seq,
             }),
-            Outbound::Disconnect { session, reason } => Out::Disconnect(pb::Disconnect {
+            Outbound::Disconnect {
+                session,
+                seq,
+                reason,
+            } => Out::Disconnect(pb::Disconnect {
                 session: session.0,
                 reason,
-                seq: 0,
+                seq,
             }),
             Outbound::Ready { sessions } => Out::Ready(pb::Ready { sessions }),
             Outbound::Heartbeat { nonce } => Out::Heartbeat(pb::Heartbeat { nonce, reply: true }),
@@ -459,6 +497,7 @@ mod tests {
                             ..Default::default()
                         }),
                         acked_seq: 0,
+                        output_seq: 12,
                     },
                 ],
                 last: true,
@@ -467,6 +506,7 @@ mod tests {
                 nonce: 9,
                 reply: false,
             })),
+            event(In::Delivered(pb::Delivered { session: 4, seq: 3 })),
         ];
         let got = convert(events);
         assert_eq!(
@@ -480,11 +520,16 @@ mod tests {
                             account_id: 0,
                             character_id: 0,
                             extra: vec![]
-                        }
+                        },
+                        output_seq: 12,
                     }],
                     last: true
                 },
                 Inbound::Heartbeat { nonce: 9 },
+                Inbound::Delivered {
+                    session: SessionId(4),
+                    seq: 3
+                },
             ]
         );
     }
@@ -501,6 +546,35 @@ mod tests {
             let pb: pb::ServerSession = state.clone().into();
             assert_eq!(SessionState::from(pb), state);
         }
+    }
+
+    #[test]
+    fn sequenced_events_carry_their_seq() {
+        let event = pb::PortalEvent::from(Outbound::Output {
+            session: SessionId(2),
+            seq: 7,
+            text: "hi".into(),
+        });
+        assert_eq!(
+            event.kind,
+            Some(Out::Output(pb::Output {
+                session: 2,
+                text: "hi".into(),
+                seq: 7
+            }))
+        );
+        let event = pb::PortalEvent::from(Outbound::Disconnect {
+            session: SessionId(2),
+            seq: 8,
+            reason: "quit".into(),
+        });
+        assert!(matches!(event.kind, Some(Out::Disconnect(d)) if d.seq == 8));
+        let event = pb::PortalEvent::from(Outbound::Update {
+            session: SessionId(2),
+            seq: 9,
+            state: SessionState::login(),
+        });
+        assert!(matches!(event.kind, Some(Out::Update(u)) if u.seq == 9));
     }
 
     #[test]

@@ -6,6 +6,13 @@
 //! server. So a crash loses either a whole batch (which the portal re-delivers)
 //! or nothing.
 //!
+//! What a batch sends to players is part of it: every Output, SessionUpdate
+//! and Disconnect is written to `outbox` under its session's next output seq
+//! (`output_seq` holds the counter) in the same transaction. Rows go when the
+//! portal reports them delivered, when the session closes or opens afresh, or
+//! when a Sync says the portal already delivered them; a server that crashed
+//! before sending re-sends the rest after the next Sync.
+//!
 //! Schema changes are forward-only migrations recorded in `meta`; a database
 //! written by a newer ev-server is refused, never downgraded. [`Store::open`]
 //! only checks the version: a standby server opens the database while the
@@ -19,13 +26,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ev::config::Synchronous;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::event::SessionId;
+use crate::event::{OutboxRow, SessionId};
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// `MIGRATIONS[n]` takes a database from version n to n + 1.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE accounts (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -44,7 +52,24 @@ const MIGRATIONS: &[&str] = &["
         session_id INTEGER PRIMARY KEY,
         last_seq INTEGER NOT NULL
     );
-"];
+",
+    "
+    -- The last output seq given to each session's Output/Update/Disconnect.
+    CREATE TABLE output_seq (
+        session_id INTEGER PRIMARY KEY,
+        last_seq INTEGER NOT NULL
+    );
+    -- Sequenced events committed with the command that produced them and
+    -- kept until the portal says it delivered them.
+    CREATE TABLE outbox (
+        session_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    ) WITHOUT ROWID;
+",
+];
 
 /// How long a writer waits for another (e.g. `create-admin`) to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -261,10 +286,16 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Forgets a session: its applied input seq, its output counter and
+    /// its outbox rows.
     pub fn forget_session(&self, session: SessionId) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("DELETE FROM session_seq WHERE session_id = ?1")?
-            .execute([sql_u64(session.0)])?;
+        for sql in [
+            "DELETE FROM session_seq WHERE session_id = ?1",
+            "DELETE FROM output_seq WHERE session_id = ?1",
+            "DELETE FROM outbox WHERE session_id = ?1",
+        ] {
+            self.tx.prepare_cached(sql)?.execute([sql_u64(session.0)])?;
+        }
         Ok(())
     }
 
@@ -272,7 +303,11 @@ impl Tx<'_> {
     pub fn forget_sessions_except(&self, keep: &HashSet<SessionId>) -> Result<(), StoreError> {
         let known: Vec<i64> = self
             .tx
-            .prepare_cached("SELECT session_id FROM session_seq")?
+            .prepare_cached(
+                "SELECT session_id FROM session_seq
+                 UNION SELECT session_id FROM output_seq
+                 UNION SELECT DISTINCT session_id FROM outbox",
+            )?
             .query_map([], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
         for id in known {
@@ -281,6 +316,89 @@ impl Tx<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The last output seq given to `session`; 0 if none.
+    #[cfg(test)]
+    pub fn output_seq(&self, session: SessionId) -> Result<u64, StoreError> {
+        let seq: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT last_seq FROM output_seq WHERE session_id = ?1")?
+            .query_row([sql_u64(session.0)], |row| row.get(0))
+            .optional()?;
+        Ok(seq.unwrap_or(0) as u64)
+    }
+
+    /// Gives `session` its next output seq and records it.
+    pub fn next_output_seq(&self, session: SessionId) -> Result<u64, StoreError> {
+        let seq: i64 = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO output_seq (session_id, last_seq) VALUES (?1, 1)
+                 ON CONFLICT (session_id) DO UPDATE SET last_seq = last_seq + 1
+                 RETURNING last_seq",
+            )?
+            .query_row([sql_u64(session.0)], |row| row.get(0))?;
+        Ok(seq as u64)
+    }
+
+    pub fn put_outbox(&self, row: &OutboxRow) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO outbox (session_id, seq, kind, payload) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                sql_u64(row.session.0),
+                sql_u64(row.seq),
+                row.kind,
+                row.payload
+            ])?;
+        Ok(())
+    }
+
+    /// Drops the outbox rows of `session` up to `seq`: the portal delivered them.
+    pub fn prune_outbox(&self, session: SessionId, seq: u64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("DELETE FROM outbox WHERE session_id = ?1 AND seq <= ?2")?
+            .execute([sql_u64(session.0), sql_u64(seq)])?;
+        Ok(())
+    }
+
+    /// The outbox rows of `session` above `seq`, in order.
+    pub fn outbox_after(&self, session: SessionId, seq: u64) -> Result<Vec<OutboxRow>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT seq, kind, payload FROM outbox
+                 WHERE session_id = ?1 AND seq > ?2 ORDER BY seq",
+            )?
+            .query_map([sql_u64(session.0), sql_u64(seq)], |row| {
+                Ok(OutboxRow {
+                    session,
+                    seq: row.get::<_, i64>(0)? as u64,
+                    kind: row.get(1)?,
+                    payload: row.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// A Sync says the portal delivered `session`'s output up to
+    /// `delivered`: its counter goes on from at least there, the rows up to
+    /// it go, and the rows above it are returned, in order, to send again.
+    pub fn resync_output(
+        &self,
+        session: SessionId,
+        delivered: u64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO output_seq (session_id, last_seq) VALUES (?1, ?2)
+                 ON CONFLICT (session_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+            )?
+            .execute([sql_u64(session.0), sql_u64(delivered)])?;
+        self.prune_outbox(session, delivered)?;
+        self.outbox_after(session, delivered)
     }
 
     /// The account of this name, compared case-insensitively.
@@ -478,5 +596,99 @@ mod tests {
             .unwrap();
         assert_eq!(tx.last_seq(SessionId(u64::MAX)).unwrap(), 0);
         assert_eq!(tx.last_seq(SessionId(7)).unwrap(), 3);
+    }
+
+    fn row(session: u64, seq: u64, text: &str) -> OutboxRow {
+        OutboxRow {
+            session: SessionId(session),
+            seq,
+            kind: 1,
+            payload: text.as_bytes().to_vec(),
+        }
+    }
+
+    /// Gives `session` its next seq and writes a row for it.
+    fn put(tx: &Tx, session: u64, text: &str) -> u64 {
+        let seq = tx.next_output_seq(SessionId(session)).unwrap();
+        tx.put_outbox(&row(session, seq, text)).unwrap();
+        seq
+    }
+
+    #[test]
+    fn outbox_rows_and_counters_are_kept_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        assert_eq!(put(&tx, 1, "a"), 1);
+        assert_eq!(put(&tx, 1, "b"), 2);
+        assert_eq!(put(&tx, 2, "c"), 1);
+        tx.commit().unwrap();
+        let tx = store.begin().unwrap();
+        assert_eq!(put(&tx, 1, "lost"), 3);
+        drop(tx);
+        drop(store);
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        assert_eq!(tx.output_seq(SessionId(1)).unwrap(), 2);
+        assert_eq!(
+            tx.outbox_after(SessionId(1), 0).unwrap(),
+            [row(1, 1, "a"), row(1, 2, "b")]
+        );
+        assert_eq!(put(&tx, 1, "d"), 3, "no seq is skipped or reused");
+    }
+
+    #[test]
+    fn resync_prunes_up_to_the_mark_and_returns_the_rest_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        for text in ["1", "2", "3", "4", "5"] {
+            put(&tx, 9, text);
+        }
+        put(&tx, 8, "other");
+        assert_eq!(
+            tx.resync_output(SessionId(9), 3).unwrap(),
+            [row(9, 4, "4"), row(9, 5, "5")]
+        );
+        assert_eq!(tx.outbox_after(SessionId(9), 0).unwrap().len(), 2);
+        assert_eq!(tx.output_seq(SessionId(9)).unwrap(), 5);
+        tx.prune_outbox(SessionId(9), 4).unwrap();
+        assert_eq!(tx.outbox_after(SessionId(9), 0).unwrap(), [row(9, 5, "5")]);
+        // A mark above the counter moves the counter.
+        assert!(tx.resync_output(SessionId(9), 7).unwrap().is_empty());
+        assert_eq!(put(&tx, 9, "8"), 8);
+        assert!(tx.resync_output(SessionId(3), 0).unwrap().is_empty());
+        // Forgetting: everything of a session, or of all but some.
+        tx.forget_session(SessionId(9)).unwrap();
+        assert_eq!(tx.output_seq(SessionId(9)).unwrap(), 0);
+        assert!(tx.outbox_after(SessionId(9), 0).unwrap().is_empty());
+        put(&tx, 9, "again");
+        tx.forget_sessions_except(&HashSet::from([SessionId(8)]))
+            .unwrap();
+        assert!(tx.outbox_after(SessionId(9), 0).unwrap().is_empty());
+        assert_eq!(tx.output_seq(SessionId(3)).unwrap(), 0);
+        assert_eq!(tx.outbox_after(SessionId(8), 0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/game.db");
+        {
+            std::fs::create_dir_all(dir.path().join("data")).unwrap();
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE meta (schema_version INTEGER NOT NULL);
+                 INSERT INTO meta VALUES (1);
+                 INSERT INTO session_seq VALUES (4, 12);",
+            )
+            .unwrap();
+        }
+        let mut store = open(dir.path());
+        assert_eq!(store.schema_version().unwrap(), 2);
+        let tx = store.begin().unwrap();
+        assert_eq!(tx.last_seq(SessionId(4)).unwrap(), 12);
+        assert_eq!(put(&tx, 4, "x"), 1);
     }
 }

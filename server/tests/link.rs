@@ -86,6 +86,8 @@ fn options(game_dir: &GameDir) -> ev_server::ServerOptions {
         build_id: "test-build".into(),
         link_major: ev::version::LINK_MAJOR,
         version_text: None,
+        failpoint: None,
+        test_commands: false,
     }
 }
 
@@ -243,6 +245,8 @@ async fn active_server_plays_then_drains() {
             character_id: 1,
             extra: vec![],
         }),
+        // After the welcome screen (1) and the login stage (2).
+        seq: 3,
     })));
 
     conn.send(vec![In::Heartbeat(pb::Heartbeat {
@@ -305,6 +309,8 @@ async fn active_server_plays_then_drains() {
                 extra: vec![],
             }),
             acked_seq: 2,
+            // Everything the first server sent was delivered.
+            output_seq: 7,
         }],
         last: true,
     })])
@@ -315,6 +321,11 @@ async fn active_server_plays_then_drains() {
         .await;
     let seen = conn.until(acked(1, 4)).await;
     assert_eq!(texts(&seen, 1), ["Players online (1): Alice"]);
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Out::Output(o) if o.session == 1 && o.seq == 8)),
+        "the output seq goes on from the first server's: {seen:?}"
+    );
 
     // The portal goes away without a Drain: an error (exit code 1).
     drop(conn);
@@ -472,6 +483,7 @@ async fn create_admin_makes_an_account_once() {
                 portal: Some(portal_session(5)),
                 server: None,
                 acked_seq: 0,
+                output_seq: 0,
             }],
             last: true,
         }),

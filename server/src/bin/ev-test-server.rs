@@ -1,7 +1,11 @@
 //! `ev-test-server`: ev-server for the test suite only. It also honours
 //! `EV_TEST_LINK_MAJOR` (the Link major claimed in its hello, to test
-//! refusal) and `EV_TEST_VERSION` (what `version` prints, to prove that a
-//! reload picked up a rebuilt binary). Never ship it.
+//! refusal), `EV_TEST_VERSION` (what `version` prints, to prove that a
+//! reload picked up a rebuilt binary) and `EV_FAILPOINT=NAME[:N]` (abort in
+//! a chosen window of the exactly-once protocol: `after_commit`,
+//! `after_output`, `mid_batch`), and it knows two commands players must
+//! never have: `@crash` (abort at once) and `@hang` (block the engine until
+//! the command watchdog aborts the server). Never ship it.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -28,5 +32,15 @@ fn main() -> ExitCode {
         }
     }
     options.version_text = std::env::var("EV_TEST_VERSION").ok();
+    if let Ok(text) = std::env::var("EV_FAILPOINT") {
+        match text.parse() {
+            Ok(failpoint) => options.failpoint = Some(failpoint),
+            Err(e) => {
+                eprintln!("ev-test-server: EV_FAILPOINT: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    options.test_commands = true;
     ev_server::execute(cli.command, options)
 }

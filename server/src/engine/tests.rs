@@ -18,7 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 struct Running {
     _dir: tempfile::TempDir,
     to_engine: mpsc::Sender<Vec<Inbound>>,
-    from_engine: mpsc::Receiver<Vec<Outbound>>,
+    from_engine: mpsc::Receiver<Batch>,
     task: JoinHandle<Result<(), EngineError>>,
 }
 
@@ -31,6 +31,7 @@ fn start(max_batch: usize) -> Running {
         min_password_len: 4,
         failures_before_delay: 3,
         version: "v".into(),
+        test_commands: false,
     });
     let engine = Engine::new(game, store, Hasher::cheap(), max_batch, Duration::ZERO);
     let (to_engine, inbound) = mpsc::channel(16);
@@ -54,6 +55,7 @@ impl Running {
             .await
             .expect("the engine answers in time")
             .expect("the engine is running")
+            .events
     }
 
     async fn finish(self) -> Result<(), EngineError> {
@@ -83,6 +85,7 @@ fn sync_new(ids: &[SessionId]) -> Inbound {
                     stage: Stage::Login,
                     ..SessionState::login()
                 },
+                output_seq: 0,
             })
             .collect(),
         last: true,
@@ -114,14 +117,17 @@ async fn one_batch_in_one_batch_out_acks_last() {
             Outbound::Ready { sessions: 2 },
             Outbound::Output {
                 session: S1,
+                seq: 1,
                 text: "pong a".into()
             },
             Outbound::Output {
                 session: S2,
+                seq: 1,
                 text: "pong b".into()
             },
             Outbound::Output {
                 session: S1,
+                seq: 2,
                 text: "pong c".into()
             },
             Outbound::Ack {
@@ -205,4 +211,64 @@ async fn drain_finishes_password_work_in_flight_then_says_drained() {
 async fn portal_gone_is_an_error() {
     let r = start(8);
     assert!(matches!(r.finish().await, Err(EngineError::PortalGone)));
+}
+
+/// The outbox rows of `session`, read through a second connection.
+fn outbox_seqs(r: &Running, session: SessionId) -> Vec<u64> {
+    let mut store = Store::open(&r._dir.path().join("game.db"), Synchronous::Normal).unwrap();
+    let tx = store.begin().unwrap();
+    tx.outbox_after(session, 0)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.seq)
+        .collect()
+}
+
+#[tokio::test]
+async fn delivered_prunes_the_outbox_in_the_next_transaction_without_opening_one() {
+    let mut r = start(8);
+    r.send(vec![
+        sync_new(&[S1]),
+        input(S1, 1, "ping a"),
+        input(S1, 2, "ping b"),
+    ])
+    .await;
+    r.recv().await;
+    assert_eq!(outbox_seqs(&r, S1), [1, 2]);
+    // Delivered alone is answered by nothing and opens no transaction.
+    r.send(vec![Inbound::Delivered {
+        session: S1,
+        seq: 1,
+    }])
+    .await;
+    r.send(vec![Inbound::Heartbeat { nonce: 1 }]).await;
+    assert_eq!(r.recv().await, vec![Outbound::Heartbeat { nonce: 1 }]);
+    assert_eq!(outbox_seqs(&r, S1), [1, 2], "waits for a transaction");
+    r.send(vec![input(S1, 3, "ping c")]).await;
+    assert_eq!(
+        r.recv().await,
+        vec![
+            Outbound::Output {
+                session: S1,
+                seq: 3,
+                text: "pong c".into()
+            },
+            Outbound::Ack {
+                session: S1,
+                seq: 3
+            }
+        ]
+    );
+    assert_eq!(outbox_seqs(&r, S1), [2, 3]);
+    // In a batch with other work it is applied in order, in that transaction.
+    r.send(vec![
+        Inbound::Delivered {
+            session: S1,
+            seq: 3,
+        },
+        input(S1, 4, "ping d"),
+    ])
+    .await;
+    r.recv().await;
+    assert_eq!(outbox_seqs(&r, S1), [4]);
 }

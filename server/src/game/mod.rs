@@ -13,6 +13,15 @@
 //! received but not yet applied (waiting behind a password hash) is ignored.
 //! Applying an input writes its seq in the same transaction as its effects.
 //!
+//! # Exactly-once output
+//! Everything sent to a session in a transaction (Output, SessionUpdate,
+//! Disconnect) is written to the store's outbox under the session's next
+//! output seq before that transaction commits ([`Outbox::seal`], after every
+//! event and before a session's counter is reset). A Sync re-sends, first,
+//! every row above what the portal delivered; a re-sent SessionUpdate is the
+//! session's true state (the snapshot predates it), and a re-sent Disconnect
+//! means the session had already left the game.
+//!
 //! # Waiting for a password hash
 //! `create` and `connect` need argon2 work. The command returns a [`Job`] and
 //! the session is *busy*: its later inputs (and its close) queue behind the
@@ -44,7 +53,14 @@ pub struct Rules {
     pub failures_before_delay: u32,
     /// What `version` prints.
     pub version: String,
+    /// The test build's `@crash` (abort at once) and `@hang` (block the
+    /// engine far past `server.command_timeout_ms`). Never in production.
+    pub test_commands: bool,
 }
+
+/// How long `@hang` blocks: far past any command time limit, so only the
+/// watchdog ends it.
+const HANG: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Identifies a password job, so a stale result (its session was closed or
 /// replaced meanwhile) is recognised and dropped.
@@ -67,6 +83,8 @@ pub struct Job {
 #[derive(Debug, Default)]
 pub struct Outbox {
     events: Vec<Outbound>,
+    /// `events[..sealed]` have their output seqs and are in the store.
+    sealed: usize,
     /// Highest seq to acknowledge per session, in order of first touch.
     acks: Vec<(SessionId, u64)>,
     ack_index: HashMap<SessionId, usize>,
@@ -81,6 +99,7 @@ impl Outbox {
     fn output(&mut self, session: SessionId, text: impl Into<String>) {
         self.events.push(Outbound::Output {
             session,
+            seq: 0,
             text: text.into(),
         });
     }
@@ -88,6 +107,7 @@ impl Outbox {
     fn update(&mut self, session: SessionId, state: &SessionState) {
         self.events.push(Outbound::Update {
             session,
+            seq: 0,
             state: state.clone(),
         });
     }
@@ -95,8 +115,32 @@ impl Outbox {
     fn disconnect(&mut self, session: SessionId, reason: &str) {
         self.events.push(Outbound::Disconnect {
             session,
+            seq: 0,
             reason: reason.into(),
         });
+    }
+
+    /// Gives every sequenced event pushed since the last seal its session's
+    /// next output seq and writes it to the outbox, in `tx`.
+    pub fn seal(&mut self, tx: &Tx) -> Result<(), StoreError> {
+        for event in &mut self.events[self.sealed..] {
+            if let Some((session, seq)) = event.sequence_mut() {
+                if *seq == 0 {
+                    *seq = tx.next_output_seq(session)?;
+                    if let Some(row) = event.to_row() {
+                        tx.put_outbox(&row)?;
+                    }
+                }
+            }
+        }
+        self.sealed = self.events.len();
+        Ok(())
+    }
+
+    /// Events already in the outbox, sent again as they are.
+    fn resend(&mut self, events: Vec<Outbound>) {
+        self.events.extend(events);
+        self.sealed = self.events.len();
     }
 
     fn ack(&mut self, session: SessionId, seq: u64) {
@@ -195,14 +239,17 @@ impl Game {
 
     /// Applies one event from the portal. Drain and Heartbeat are the
     /// engine's business and do nothing here.
+    /// What it sends is sealed into the outbox before it returns.
     pub fn handle(&mut self, tx: &Tx, event: Inbound, out: &mut Outbox) -> Result<(), StoreError> {
         match event {
-            Inbound::Opened { session } => self.opened(tx, session, out),
-            Inbound::Input { session, seq, text } => self.input(tx, session, seq, text, out),
-            Inbound::Closed { session } => self.closed(tx, session, out),
-            Inbound::Sync { sessions, last } => self.sync(tx, sessions, last, out),
-            Inbound::Drain { .. } | Inbound::Heartbeat { .. } => Ok(()),
+            Inbound::Opened { session } => self.opened(tx, session, out)?,
+            Inbound::Input { session, seq, text } => self.input(tx, session, seq, text, out)?,
+            Inbound::Closed { session } => self.closed(tx, session, out)?,
+            Inbound::Sync { sessions, last } => self.sync(tx, sessions, last, out)?,
+            Inbound::Delivered { session, seq } => tx.prune_outbox(session, seq)?,
+            Inbound::Drain { .. } | Inbound::Heartbeat { .. } => {}
         }
+        out.seal(tx)
     }
 
     /// Applies the outcome of a job: finishes its command, records its seq,
@@ -225,7 +272,8 @@ impl Game {
         };
         self.finish(tx, id, pending.then, outcome, out)?;
         self.applied(tx, id, pending.seq, out)?;
-        self.run_queue(tx, id, out)
+        self.run_queue(tx, id, out)?;
+        out.seal(tx)
     }
 
     // === session life ===
@@ -235,9 +283,9 @@ impl Game {
             tracing::warn!(session = %id, "opened twice; starting it afresh");
             self.remove(id, false, out);
         }
-        // A new session has applied nothing, whatever an old one of the same
-        // number left behind.
-        tx.forget_session(id)?;
+        // A new session has applied and been sent nothing, whatever an old
+        // one of the same number left behind.
+        forget(tx, id, out)?;
         self.sessions.insert(id, Session::new(0));
         self.greet(id, out);
         Ok(())
@@ -255,13 +303,13 @@ impl Game {
                 Ok(())
             }
             Some(_) => self.close(tx, id, out),
-            None => tx.forget_session(id),
+            None => forget(tx, id, out),
         }
     }
 
     fn close(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
         self.remove(id, true, out);
-        tx.forget_session(id)
+        forget(tx, id, out)
     }
 
     /// Takes a session out of the game. Its character leaves the room (seen
@@ -310,6 +358,7 @@ impl Game {
             for id in gone {
                 self.remove(id, true, out);
             }
+            out.seal(tx)?;
             tx.forget_sessions_except(&listed)?;
             out.push(Outbound::Ready {
                 sessions: self.sessions.len() as u64,
@@ -323,7 +372,41 @@ impl Game {
         if self.sessions.contains_key(&id) {
             self.remove(id, false, out);
         }
+        out.seal(tx)?;
+        // What the portal has not delivered goes again, before anything new.
+        let mut state = snapshot.state;
+        let mut left = false;
+        let mut resent = Vec::new();
+        for row in tx.resync_output(id, snapshot.output_seq)? {
+            let seq = row.seq;
+            match Outbound::from_row(row) {
+                Some(event) => {
+                    match &event {
+                        Outbound::Update { state: s, .. } => state = s.clone(),
+                        Outbound::Disconnect { .. } => left = true,
+                        _ => {}
+                    }
+                    resent.push(event);
+                }
+                None => tracing::error!(session = %id, seq, "unreadable outbox row skipped"),
+            }
+        }
+        if !resent.is_empty() {
+            tracing::info!(
+                session = %id,
+                count = resent.len(),
+                from = snapshot.output_seq + 1,
+                "re-sending undelivered output"
+            );
+        }
+        out.resend(resent);
+        if left {
+            // It quit or was taken over: out of the game, waiting for the
+            // portal to close it, as before the crash.
+            return Ok(());
+        }
         let mut session = Session::new(tx.last_seq(id)?);
+        let snapshot = Snapshot { state, ..snapshot };
         match snapshot.state.stage {
             Stage::New => {
                 self.sessions.insert(id, session);
@@ -470,6 +553,15 @@ impl Game {
         };
         let lower = verb.to_lowercase();
         match (playing, lower.as_str()) {
+            (_, "@crash") if self.rules.test_commands => {
+                tracing::error!(session = %id, "@crash: aborting the server");
+                std::process::abort();
+            }
+            (_, "@hang") if self.rules.test_commands => {
+                tracing::warn!(session = %id, "@hang: blocking the engine");
+                std::thread::sleep(HANG);
+                out.output(id, "Hung.");
+            }
             (_, "ping") if rest.is_empty() => out.output(id, "pong"),
             (_, "ping") => out.output(id, format!("pong {rest}")),
             (_, "quit") => self.quit(id, out),
@@ -718,6 +810,13 @@ impl Game {
             format!("Players online ({}): {}", names.len(), names.join(", ")),
         );
     }
+}
+
+/// Forgets a session in the store, after sealing what was already sent to it
+/// (under its old counter, so no seq is reused).
+fn forget(tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
+    out.seal(tx)?;
+    tx.forget_session(id)
 }
 
 fn sort_names(names: &mut [&str]) {

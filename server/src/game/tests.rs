@@ -21,6 +21,7 @@ fn rules() -> Rules {
         min_password_len: 4,
         failures_before_delay: 2,
         version: "ev-server test".into(),
+        test_commands: false,
     }
 }
 
@@ -115,6 +116,29 @@ impl Harness {
     fn last_seq(&mut self, id: SessionId) -> u64 {
         self.store.begin().unwrap().last_seq(id).unwrap()
     }
+
+    /// The last output seq given to `id`.
+    fn output_seq(&mut self, id: SessionId) -> u64 {
+        self.store.begin().unwrap().output_seq(id).unwrap()
+    }
+
+    /// The snapshot of a portal that delivered everything sent so far.
+    fn delivered(&mut self, snapshot: Snapshot) -> Snapshot {
+        Snapshot {
+            output_seq: self.output_seq(snapshot.session),
+            ..snapshot
+        }
+    }
+
+    /// The outbox rows of `id` above `seq`, as events.
+    fn outbox(&mut self, id: SessionId, seq: u64) -> Vec<Outbound> {
+        let tx = self.store.begin().unwrap();
+        tx.outbox_after(id, seq)
+            .unwrap()
+            .into_iter()
+            .map(|row| Outbound::from_row(row).unwrap())
+            .collect()
+    }
 }
 
 fn input(session: SessionId, seq: u64, text: &str) -> Inbound {
@@ -129,10 +153,39 @@ fn input(session: SessionId, seq: u64, text: &str) -> Inbound {
 fn texts(out: &[Outbound], id: SessionId) -> Vec<&str> {
     out.iter()
         .filter_map(|e| match e {
-            Outbound::Output { session, text } if *session == id => Some(text.as_str()),
+            Outbound::Output { session, text, .. } if *session == id => Some(text.as_str()),
             _ => None,
         })
         .collect()
+}
+
+/// The events with their output seqs zeroed, to compare content alone.
+fn unseq(out: &[Outbound]) -> Vec<Outbound> {
+    out.iter()
+        .cloned()
+        .map(|mut e| {
+            if let Some((_, seq)) = e.sequence_mut() {
+                *seq = 0;
+            }
+            e
+        })
+        .collect()
+}
+
+/// The output seqs of the sequenced events for `id`, in order.
+fn seqs(out: &[Outbound], id: SessionId) -> Vec<u64> {
+    out.iter()
+        .cloned()
+        .filter_map(|mut e| match e.sequence_mut() {
+            Some((session, seq)) if session == id => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The output seq of a sequenced event; 0 for the others.
+fn seq_of(e: &Outbound) -> u64 {
+    e.clone().sequence_mut().map_or(0, |(_, seq)| *seq)
 }
 
 fn acks(out: &[Outbound]) -> Vec<(SessionId, u64)> {
@@ -153,6 +206,7 @@ fn playing(session: SessionId, account_id: i64, character_id: i64) -> Snapshot {
             character_id,
             extra: vec![7],
         },
+        output_seq: 0,
     }
 }
 
@@ -165,10 +219,12 @@ fn new_session_gets_the_welcome_screen_and_login_stage() {
         vec![
             Outbound::Output {
                 session: S1,
+                seq: 1,
                 text: command::welcome("Testgame")
             },
             Outbound::Update {
                 session: S1,
+                seq: 2,
                 state: SessionState::login()
             },
         ]
@@ -186,7 +242,8 @@ fn create_look_say_who_quit_between_two_sessions() {
             "Limbo\nA quiet grey space where new arrivals gather.\nYou are alone here."
         ]
     );
-    assert!(out.contains(&Outbound::Update {
+    assert!(unseq(&out).contains(&Outbound::Update {
+        seq: 0,
         session: S1,
         state: SessionState {
             stage: Stage::Playing,
@@ -228,7 +285,8 @@ fn create_look_say_who_quit_between_two_sessions() {
 
     let out = h.input(S2, "quit");
     assert_eq!(texts(&out, S2), ["Goodbye."]);
-    assert!(out.contains(&Outbound::Disconnect {
+    assert!(unseq(&out).contains(&Outbound::Disconnect {
+        seq: 0,
         session: S2,
         reason: "quit".into()
     }));
@@ -300,7 +358,8 @@ fn login_screen_commands() {
     );
     let out = h.input(S1, "quit");
     assert_eq!(texts(&out, S1), ["Goodbye."]);
-    assert!(out.contains(&Outbound::Disconnect {
+    assert!(unseq(&out).contains(&Outbound::Disconnect {
+        seq: 0,
         session: S1,
         reason: "quit".into()
     }));
@@ -392,7 +451,8 @@ fn arrival_is_seen_by_others_on_connect_and_a_takeover_moves_the_character() {
     h.open(S3);
     let out = h.input(S3, "connect bob secret");
     assert_eq!(texts(&out, S2), ["Another connection took over Bob."]);
-    assert!(out.contains(&Outbound::Disconnect {
+    assert!(unseq(&out).contains(&Outbound::Disconnect {
+        seq: 0,
         session: S2,
         reason: "takeover".into()
     }));
@@ -426,8 +486,12 @@ fn an_applied_seq_is_only_acknowledged_again() {
     }
     // Also after a restart: the database says what was applied.
     h.restart();
+    let sessions = vec![
+        h.delivered(playing(S1, 1, 1)),
+        h.delivered(playing(S2, 2, 2)),
+    ];
     let out = h.batch(vec![Inbound::Sync {
-        sessions: vec![playing(S1, 1, 1), playing(S2, 2, 2)],
+        sessions,
         last: true,
     }]);
     assert_eq!(out, vec![Outbound::Ready { sessions: 2 }]);
@@ -488,24 +552,30 @@ fn sync_restores_playing_sessions_with_their_characters() {
     h.player(S2, "Bob");
     h.open(S3);
     h.restart();
+    // The portal delivered everything: nothing is sent again.
+    let s1 = h.delivered(playing(S1, 1, 1));
+    let s2 = h.delivered(playing(S2, 2, 2));
+    let s3 = h.delivered(Snapshot {
+        session: S3,
+        state: SessionState::login(),
+        output_seq: 0,
+    });
     let out = h.batch(vec![
         Inbound::Sync {
-            sessions: vec![playing(S1, 1, 1)],
+            sessions: vec![s1],
             last: false,
         },
         Inbound::Sync {
             sessions: vec![
-                playing(S2, 2, 2),
-                Snapshot {
-                    session: S3,
-                    state: SessionState::login(),
-                },
+                s2,
+                s3,
                 Snapshot {
                     session: SessionId(4),
                     state: SessionState {
                         stage: Stage::New,
                         ..SessionState::login()
                     },
+                    output_seq: 0,
                 },
             ],
             last: true,
@@ -517,10 +587,12 @@ fn sync_restores_playing_sessions_with_their_characters() {
         vec![
             Outbound::Output {
                 session: SessionId(4),
+                seq: 1,
                 text: command::welcome("Testgame")
             },
             Outbound::Update {
                 session: SessionId(4),
+                seq: 2,
                 state: SessionState::login()
             },
             Outbound::Ready { sessions: 4 },
@@ -540,8 +612,9 @@ fn sync_restores_playing_sessions_with_their_characters() {
 
     // A later Sync that leaves S1 out drops it: its character leaves.
     h.player(SessionId(5), "Carol");
+    let carol = h.delivered(playing(SessionId(5), 3, 3));
     let out = h.batch(vec![Inbound::Sync {
-        sessions: vec![playing(SessionId(5), 3, 3)],
+        sessions: vec![carol],
         last: true,
     }]);
     assert_eq!(texts(&out, SessionId(5)), ["Alice has left."]);
@@ -557,7 +630,8 @@ fn sync_of_a_missing_character_goes_back_to_login() {
         last: true,
     }]);
     assert_eq!(texts(&out, S1), [command::welcome("Testgame")]);
-    assert!(out.contains(&Outbound::Update {
+    assert!(unseq(&out).contains(&Outbound::Update {
+        seq: 0,
         session: S1,
         state: SessionState::login()
     }));
@@ -676,4 +750,231 @@ fn odd_text_never_panics() {
     // Control characters never reach another player.
     let out = h.input(S1, "say \u{1b}[31mred\u{7}");
     assert_eq!(texts(&out, S2), ["Alice says, \"[31mred\""]);
+}
+
+// === exactly-once output ===
+
+/// The sequenced events for `id` in `out`.
+fn sequenced(out: &[Outbound], id: SessionId) -> Vec<Outbound> {
+    out.iter()
+        .filter(|e| {
+            let mut e = (*e).clone();
+            matches!(e.sequence_mut(), Some((session, _)) if session == id)
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn output_is_sequenced_per_session_and_kept_in_the_outbox() {
+    let mut h = Harness::new();
+    let mut sent = h.open(S1);
+    sent.extend(h.input(S1, "create Alice secret"));
+    // Welcome screen, login stage; then playing stage, greeting, room.
+    assert_eq!(seqs(&sent, S1), [1, 2, 3, 4, 5]);
+    let out = h.player(S2, "Bob");
+    assert_eq!(
+        seqs(&out, S2),
+        [3, 4, 5],
+        "each session has its own counter"
+    );
+    // What others see is sequenced by the session that sees it.
+    assert_eq!(texts(&out, S1), ["Bob has arrived."]);
+    assert_eq!(seqs(&out, S1), [6]);
+    sent.extend(out);
+    // Acks are not sequenced and not kept.
+    assert!(acks(&sent).contains(&(S1, 1)));
+    assert_eq!(h.outbox(S1, 0), sequenced(&sent, S1));
+    assert_eq!(h.output_seq(S1), 6);
+}
+
+#[test]
+fn an_outbox_row_is_written_in_the_commands_transaction_or_not_at_all() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    let before = h.outbox(S1, 0);
+    let counter = h.output_seq(S1);
+    assert_eq!(counter, 5);
+    let mut out = Outbox::default();
+    let tx = h.store.begin().unwrap();
+    h.game
+        .handle(&tx, input(S1, 2, "ping lost"), &mut out)
+        .unwrap();
+    drop(tx); // the crash before the commit
+    let (events, _) = out.finish();
+    assert_eq!(seqs(&events, S1), [6], "sealed inside the transaction");
+    h.restart();
+    assert_eq!(h.outbox(S1, 0), before, "no row");
+    assert_eq!(h.output_seq(S1), counter, "no counter change");
+    assert_eq!(h.last_seq(S1), 1);
+}
+
+#[test]
+fn sync_resends_exactly_what_is_above_the_delivered_mark_first_and_prunes_the_rest() {
+    let mut h = Harness::new();
+    let mut sent = h.player(S1, "Alice");
+    sent.extend(h.player(S2, "Bob"));
+    sent.extend(h.input(S1, "ping a"));
+    sent.extend(h.input(S1, "ping b"));
+    let s1 = sequenced(&sent, S1);
+    assert_eq!(seqs(&s1, S1), [3, 4, 5, 6, 7, 8]);
+
+    // A new server; the portal delivered S1's output up to 5, all of S2's.
+    h.restart();
+    let s2 = h.delivered(playing(S2, 2, 2));
+    let out = h.batch(vec![
+        Inbound::Sync {
+            sessions: vec![
+                Snapshot {
+                    output_seq: 5,
+                    ..playing(S1, 1, 1)
+                },
+                s2,
+            ],
+            last: true,
+        },
+        input(S1, 4, "ping c"),
+    ]);
+    let again: Vec<Outbound> = s1.iter().filter(|e| seq_of(e) > 5).cloned().collect();
+    assert_eq!(texts(&again, S1), ["Bob has arrived.", "pong a", "pong b"]);
+    let mut expected = again.clone();
+    expected.push(Outbound::Ready { sessions: 2 });
+    expected.push(Outbound::Output {
+        session: S1,
+        seq: 9,
+        text: "pong c".into(),
+    });
+    expected.push(Outbound::Ack {
+        session: S1,
+        seq: 4,
+    });
+    assert_eq!(out, expected, "re-sent in order, before anything new");
+    assert_eq!(
+        seqs(&h.outbox(S1, 0), S1),
+        [6, 7, 8, 9],
+        "rows up to 5 are gone"
+    );
+    assert!(h.outbox(S2, 0).is_empty());
+
+    // The portal confirms delivery: the rows go, with the next transaction.
+    let out = h.batch(vec![Inbound::Delivered {
+        session: S1,
+        seq: 8,
+    }]);
+    assert!(out.is_empty());
+    assert_eq!(seqs(&h.outbox(S1, 0), S1), [9]);
+}
+
+#[test]
+fn the_counter_survives_a_restart_and_never_goes_below_the_portals_mark() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.restart();
+    let s1 = h.delivered(playing(S1, 1, 1));
+    h.batch(vec![Inbound::Sync {
+        sessions: vec![s1],
+        last: true,
+    }]);
+    assert_eq!(seqs(&h.input(S1, "ping"), S1), [6]);
+    // A portal mark above the counter (it cannot happen, but) wins.
+    h.restart();
+    h.batch(vec![Inbound::Sync {
+        sessions: vec![Snapshot {
+            output_seq: 40,
+            ..playing(S1, 1, 1)
+        }],
+        last: true,
+    }]);
+    assert_eq!(seqs(&h.input(S1, "ping"), S1), [41]);
+    assert!(h.outbox(S1, 0).iter().all(|e| seq_of(e) > 40));
+}
+
+#[test]
+fn a_login_whose_update_was_not_delivered_is_restored_logged_in() {
+    let mut h = Harness::new();
+    h.open(S1);
+    h.input(S1, "create Alice secret");
+    // The crash came before the portal saw the playing stage: its snapshot
+    // still says login, delivered up to the login stage (2).
+    h.restart();
+    let out = h.batch(vec![Inbound::Sync {
+        sessions: vec![Snapshot {
+            session: S1,
+            state: SessionState::login(),
+            output_seq: 2,
+        }],
+        last: true,
+    }]);
+    assert_eq!(
+        texts(&out, S1),
+        [
+            "Welcome, Alice!",
+            "Limbo\nA quiet grey space where new arrivals gather.\nYou are alone here."
+        ]
+    );
+    assert_eq!(seqs(&out, S1), [3, 4, 5]);
+    assert_eq!(
+        texts(&h.batch(vec![input(S1, 2, "who")]), S1),
+        ["Players online (1): Alice"]
+    );
+}
+
+#[test]
+fn a_quit_whose_disconnect_was_not_delivered_stays_out_of_the_game() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.player(S2, "Bob");
+    let mark = h.output_seq(S2);
+    h.input(S2, "quit");
+    h.restart();
+    let s1 = h.delivered(playing(S1, 1, 1));
+    let out = h.batch(vec![Inbound::Sync {
+        sessions: vec![
+            s1,
+            Snapshot {
+                output_seq: mark,
+                ..playing(S2, 2, 2)
+            },
+        ],
+        last: true,
+    }]);
+    assert_eq!(texts(&out, S2), ["Goodbye."]);
+    assert!(unseq(&out).contains(&Outbound::Disconnect {
+        session: S2,
+        seq: 0,
+        reason: "quit".into()
+    }));
+    assert_eq!(out.last(), Some(&Outbound::Ready { sessions: 1 }));
+    assert_eq!(
+        texts(&h.batch(vec![input(S1, 2, "who")]), S1),
+        ["Players online (1): Alice"]
+    );
+}
+
+#[test]
+fn open_close_and_a_final_sync_forget_a_sessions_output() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.player(S2, "Bob");
+    h.player(S3, "Carol");
+    // Opened again (a stale number): the counter starts over, old rows go.
+    let out = h.batch(vec![
+        Inbound::Closed { session: S1 },
+        Inbound::Opened { session: S1 },
+    ]);
+    assert_eq!(seqs(&out, S1), [1, 2]);
+    assert_eq!(seqs(&h.outbox(S1, 0), S1), [1, 2]);
+    h.batch(vec![Inbound::Closed { session: S1 }]);
+    assert!(h.outbox(S1, 0).is_empty());
+    assert_eq!(h.output_seq(S1), 0);
+    // A final Sync without S2 drops its rows too.
+    let s3 = h.delivered(playing(S3, 3, 3));
+    h.batch(vec![Inbound::Sync {
+        sessions: vec![s3],
+        last: true,
+    }]);
+    assert!(h.outbox(S2, 0).is_empty());
+    assert_eq!(h.output_seq(S2), 0);
+    // S3's delivered rows are pruned; what the Sync itself sent it stays.
+    assert_eq!(texts(&h.outbox(S3, 0), S3), ["Bob has left."]);
 }

@@ -1,0 +1,240 @@
+//! The command watchdog: a plain thread that aborts the process when one
+//! transaction takes longer than `server.command_timeout_ms`.
+//!
+//! A stuck engine stalls every player, and only a new process gets it going
+//! again: the supervisor restarts the server, the portal replays the inputs
+//! that were not acknowledged (one at a time, quarantining one that brings
+//! the server down twice). The log line names what was being applied, so an
+//! admin can see which command hung. It is a std thread, not a task, so a
+//! command that blocks the runtime's threads cannot silence it.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::event::SessionId;
+
+/// What the engine is applying, for the log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    Input {
+        session: SessionId,
+        seq: u64,
+        /// The command as typed, with a password hidden.
+        text: String,
+    },
+    /// The result of a password job.
+    Password { session: SessionId },
+}
+
+#[derive(Default)]
+struct State {
+    /// When the transaction being applied began.
+    since: Option<Instant>,
+    work: Option<Work>,
+    stopped: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays meaningful whatever panicked while holding it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The engine's handle; dropping it stops the thread.
+pub struct Watchdog {
+    shared: Arc<Shared>,
+}
+
+impl Watchdog {
+    /// Starts the watching thread. `on_timeout` runs (on that thread) with
+    /// what was being applied once a transaction is `timeout` old; the
+    /// production one logs and aborts.
+    pub fn start(
+        timeout: Duration,
+        on_timeout: impl FnOnce(Duration, Option<Work>) + Send + 'static,
+    ) -> std::io::Result<Watchdog> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        });
+        let watched = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("ev-watchdog".into())
+            .spawn(move || watch(&watched, timeout, on_timeout))?;
+        Ok(Watchdog { shared })
+    }
+
+    /// Starts one that logs an error naming the work and aborts the process.
+    pub fn aborting(timeout: Duration) -> std::io::Result<Watchdog> {
+        Watchdog::start(timeout, |timeout, work| {
+            let limit = timeout.as_millis() as u64;
+            match work {
+                Some(Work::Input { session, seq, text }) => tracing::error!(
+                    %session,
+                    seq,
+                    command = text,
+                    "command watchdog: a batch took over {limit} ms (server.command_timeout_ms) while applying input {seq} of session {session}: {text:?}; aborting"
+                ),
+                Some(Work::Password { session }) => tracing::error!(
+                    %session,
+                    "command watchdog: a batch took over {limit} ms (server.command_timeout_ms) while applying a password result of session {session}; aborting"
+                ),
+                None => tracing::error!(
+                    "command watchdog: a batch took over {limit} ms (server.command_timeout_ms); aborting"
+                ),
+            }
+            std::process::abort();
+        })
+    }
+
+    /// A transaction begins.
+    pub fn begin(&self) {
+        let mut state = self.shared.lock();
+        state.since = Some(Instant::now());
+        state.work = None;
+        drop(state);
+        self.shared.wake.notify_one();
+    }
+
+    /// The transaction goes on to apply `work`.
+    pub fn applying(&self, work: Work) {
+        self.shared.lock().work = Some(work);
+    }
+
+    /// The transaction is over (committed or not).
+    pub fn end(&self) {
+        let mut state = self.shared.lock();
+        state.since = None;
+        state.work = None;
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.lock().stopped = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn watch(shared: &Shared, timeout: Duration, on_timeout: impl FnOnce(Duration, Option<Work>)) {
+    let mut state = shared.lock();
+    loop {
+        if state.stopped {
+            return;
+        }
+        state = match state.since {
+            None => shared
+                .wake
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(since) => {
+                let elapsed = since.elapsed();
+                if elapsed >= timeout {
+                    let work = state.work.clone();
+                    drop(state);
+                    on_timeout(timeout, work);
+                    return;
+                }
+                shared
+                    .wake
+                    .wait_timeout(state, timeout - elapsed)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+    }
+}
+
+/// The command of an input as the log may show it: `create` and `connect`
+/// keep their name, never their password.
+pub fn loggable(text: &str) -> String {
+    let mut words = text.split_whitespace();
+    match words.next() {
+        Some(verb)
+            if verb.eq_ignore_ascii_case("create") || verb.eq_ignore_ascii_case("connect") =>
+        {
+            match words.next() {
+                Some(name) => format!("{verb} {name} <password hidden>"),
+                None => verb.to_owned(),
+            }
+        }
+        _ => text.chars().filter(|c| !c.is_control()).take(200).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn watchdog(timeout: Duration) -> (Watchdog, mpsc::Receiver<Option<Work>>) {
+        let (tx, rx) = mpsc::channel();
+        let dog = Watchdog::start(timeout, move |_, work| {
+            let _ = tx.send(work);
+        })
+        .unwrap();
+        (dog, rx)
+    }
+
+    #[test]
+    fn a_transaction_past_the_limit_is_reported_with_its_work() {
+        let (dog, fired) = watchdog(Duration::from_millis(20));
+        dog.begin();
+        let work = Work::Input {
+            session: SessionId(4),
+            seq: 9,
+            text: "@hang".into(),
+        };
+        dog.applying(work.clone());
+        assert_eq!(fired.recv_timeout(DEADLINE), Ok(Some(work)));
+    }
+
+    #[test]
+    fn transactions_that_end_in_time_are_not_reported() {
+        let (dog, fired) = watchdog(Duration::from_secs(3600));
+        for _ in 0..100 {
+            dog.begin();
+            dog.applying(Work::Password {
+                session: SessionId(1),
+            });
+            dog.end();
+        }
+        drop(dog);
+        // The thread ended without firing: the sender is gone.
+        assert_eq!(
+            fired.recv_timeout(DEADLINE),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
+
+    #[test]
+    fn idle_time_between_transactions_does_not_count() {
+        let (dog, fired) = watchdog(Duration::from_millis(50));
+        dog.begin();
+        dog.end();
+        // Idle far longer than the limit: nothing fires.
+        assert!(fired.recv_timeout(Duration::from_millis(200)).is_err());
+        dog.begin();
+        assert_eq!(fired.recv_timeout(DEADLINE), Ok(None));
+    }
+
+    #[test]
+    fn passwords_are_not_logged() {
+        assert_eq!(
+            loggable("connect Alice hunter22"),
+            "connect Alice <password hidden>"
+        );
+        assert_eq!(loggable("CREATE Bob pw"), "CREATE Bob <password hidden>");
+        assert_eq!(loggable("connect"), "connect");
+        assert_eq!(loggable("say hi\u{1b}[2J"), "say hi[2J");
+    }
+}
