@@ -11,6 +11,9 @@ mod suite {
     mod lifecycle;
     // Reloads under load: 50 pinging clients, nothing lost, doubled or logged out.
     mod reload;
+    // Crash safety (issue 3): kill -9 of the server, portal or supervisor under load,
+    // failpoints, kills during a reload, crash loops, poison input, hung servers.
+    mod crash;
     // A rebuilt server binary is picked up; broken builds fail the reload, not the game.
     mod builds;
     // Sessions on the server follow connections on the portal, across reloads too.
