@@ -533,3 +533,309 @@ async fn test_build_prints_the_version_it_is_told() {
     let status = within("exit", child.wait()).await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+// === crashes: failpoints, poison input, the command watchdog ===
+
+/// `ev-test-server` on the game, attached to the fake portal as the active
+/// server, with session 1 opened and its welcome screen (seqs 1 and 2)
+/// reported delivered with the next batch.
+async fn crashing_server(
+    g: &Game,
+    conns: &mut mpsc::Receiver<Conn>,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, Conn) {
+    let mut command = binary("ev-test-server", g.game_dir.root());
+    command
+        .env_remove("EV_FAILPOINT")
+        .current_dir(g.dir.path())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command.spawn().unwrap();
+    let mut conn = within("attach", conns.recv()).await.unwrap();
+    conn.hello().await;
+    conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")
+        .await;
+    conn.send(vec![
+        In::Sync(pb::SyncChunk {
+            sessions: vec![],
+            last: true,
+        }),
+        In::Opened(pb::SessionOpened {
+            session: Some(portal_session(1)),
+        }),
+    ])
+    .await;
+    let seen = conn.until(|e| matches!(e, Out::Update(_))).await;
+    assert_eq!(seqs(&seen, 1), [1, 2]);
+    (child, conn)
+}
+
+/// Everything the server sent until its stream broke, and its stderr;
+/// asserts that it died of an abort.
+async fn aborted(mut child: tokio::process::Child, mut conn: Conn) -> (Vec<Out>, String) {
+    let mut seen = Vec::new();
+    while let Ok(Some(batch)) = within("the stream to end", conn.from_server.message()).await {
+        seen.extend(batch.events.into_iter().filter_map(|e| e.kind));
+    }
+    let status = within("the server to die", child.wait()).await.unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(6), "aborted (SIGABRT): {status:?}");
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    (seen, stderr)
+}
+
+/// A second server (in-process) on the same database and fake portal,
+/// given session 1 at the login screen with `delivered` as the portal's
+/// output mark. Returns what it sent up to its Ready.
+async fn restarted(
+    g: &Game,
+    conns: &mut mpsc::Receiver<Conn>,
+    delivered: u64,
+) -> (tokio::task::JoinHandle<anyhow::Result<()>>, Conn, Vec<Out>) {
+    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let mut conn = within("attach", conns.recv()).await.unwrap();
+    conn.hello().await;
+    conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")
+        .await;
+    conn.send(vec![In::Sync(pb::SyncChunk {
+        sessions: vec![pb::SessionSnapshot {
+            portal: Some(portal_session(1)),
+            server: Some(pb::ServerSession {
+                stage: pb::Stage::Login.into(),
+                ..Default::default()
+            }),
+            acked_seq: 0,
+            output_seq: delivered,
+        }],
+        last: true,
+    })])
+    .await;
+    let seen = conn.until(|e| matches!(e, Out::Ready(_))).await;
+    (server, conn, seen)
+}
+
+/// The output seqs of session `session`'s sequenced events, in order.
+fn seqs(events: &[Out], session: u64) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Out::Output(o) if o.session == session => Some(o.seq),
+            Out::Update(u) if u.session == session => Some(u.seq),
+            Out::Disconnect(d) if d.session == session => Some(d.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+fn delivered(session: u64, seq: u64) -> In {
+    In::Delivered(pb::Delivered { session, seq })
+}
+
+async fn drain(server: tokio::task::JoinHandle<anyhow::Result<()>>, mut conn: Conn) {
+    conn.send(vec![In::Drain(pb::Drain::default())]).await;
+    conn.until(|e| matches!(e, Out::Drained(_))).await;
+    drop(conn);
+    within("exit", server).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_committed_before_a_crash_is_resent_exactly_once() {
+    let g = game();
+    let mut conns = serve_portal(&g.game_dir);
+    let (child, conn) = crashing_server(&g, &mut conns, &[("EV_FAILPOINT", "after_commit")]).await;
+    conn.send(vec![delivered(1, 2), input(1, 1, "ping hello")])
+        .await;
+    let (seen, stderr) = aborted(child, conn).await;
+    assert!(seen.is_empty(), "nothing left after the commit: {seen:?}");
+    assert!(stderr.contains("failpoint after_commit hit"), "{stderr}");
+
+    // The portal still has the input un-acked and delivered nothing new.
+    let (server, mut conn, seen) = restarted(&g, &mut conns, 0).await;
+    assert_eq!(
+        seen,
+        [
+            Out::Output(pb::Output {
+                session: 1,
+                text: "pong hello".into(),
+                seq: 3
+            }),
+            Out::Ready(pb::Ready { sessions: 1 })
+        ],
+        "the committed reply, re-sent before Ready; the delivered welcome is not"
+    );
+    // The replayed input is only acknowledged; new output goes on from 4.
+    conn.send(vec![input(1, 1, "ping hello"), input(1, 2, "ping again")])
+        .await;
+    let seen = conn.until(acked(1, 2)).await;
+    assert_eq!(texts(&seen, 1), ["pong again"]);
+    assert_eq!(seqs(&seen, 1), [4]);
+    drain(server, conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_sent_before_a_crash_is_not_sent_again() {
+    let g = game();
+    let mut conns = serve_portal(&g.game_dir);
+    let (child, conn) = crashing_server(&g, &mut conns, &[("EV_FAILPOINT", "after_output")]).await;
+    conn.send(vec![delivered(1, 2), input(1, 1, "ping hello")])
+        .await;
+    let (seen, stderr) = aborted(child, conn).await;
+    assert_eq!(
+        seen,
+        [Out::Output(pb::Output {
+            session: 1,
+            text: "pong hello".into(),
+            seq: 3
+        })],
+        "the output, never its ack"
+    );
+    assert!(stderr.contains("failpoint after_output hit"), "{stderr}");
+
+    // The portal delivered the pong (mark 3) but holds the input un-acked.
+    let (server, mut conn, seen) = restarted(&g, &mut conns, 3).await;
+    assert_eq!(seen, [Out::Ready(pb::Ready { sessions: 1 })]);
+    conn.send(vec![input(1, 1, "ping hello"), input(1, 2, "ping again")])
+        .await;
+    let seen = conn.until(acked(1, 2)).await;
+    assert_eq!(texts(&seen, 1), ["pong again"]);
+    assert_eq!(seqs(&seen, 1), [4]);
+    drain(server, conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_the_middle_of_a_group_commit_applies_none_of_it() {
+    let g = game();
+    let mut conns = serve_portal(&g.game_dir);
+    let (child, conn) = crashing_server(&g, &mut conns, &[("EV_FAILPOINT", "mid_batch")]).await;
+    conn.send(vec![
+        delivered(1, 2),
+        input(1, 1, "ping a"),
+        input(1, 2, "ping b"),
+    ])
+    .await;
+    let (seen, stderr) = aborted(child, conn).await;
+    assert!(seen.is_empty(), "{seen:?}");
+    assert!(stderr.contains("failpoint mid_batch hit"), "{stderr}");
+
+    let (server, mut conn, seen) = restarted(&g, &mut conns, 2).await;
+    assert_eq!(seen, [Out::Ready(pb::Ready { sessions: 1 })]);
+    conn.send(vec![input(1, 1, "ping a"), input(1, 2, "ping b")])
+        .await;
+    let seen = conn.until(acked(1, 2)).await;
+    assert_eq!(texts(&seen, 1), ["pong a", "pong b"]);
+    assert_eq!(seqs(&seen, 1), [3, 4]);
+    drain(server, conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failpoint_counts_only_batches_with_input() {
+    let g = game();
+    let mut conns = serve_portal(&g.game_dir);
+    let (child, mut conn) =
+        crashing_server(&g, &mut conns, &[("EV_FAILPOINT", "after_commit:2")]).await;
+    conn.send(vec![input(1, 1, "ping one")]).await;
+    let seen = conn.until(acked(1, 1)).await;
+    assert_eq!(texts(&seen, 1), ["pong one"]);
+    // Batches without input do not count.
+    conn.send(vec![In::Heartbeat(pb::Heartbeat {
+        nonce: 3,
+        reply: false,
+    })])
+    .await;
+    conn.until(|e| matches!(e, Out::Heartbeat(_))).await;
+    conn.send(vec![input(1, 2, "ping two")]).await;
+    let (seen, stderr) = aborted(child, conn).await;
+    assert!(seen.is_empty(), "{seen:?}");
+    assert!(stderr.contains("failpoint after_commit hit"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_failpoint_stops_the_test_server_at_once() {
+    let g = game();
+    let out = binary("ev-test-server", g.game_dir.root())
+        .env("EV_FAILPOINT", "before_lunch")
+        .output();
+    let out = within("exit", out).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown failpoint \"before_lunch\""),
+        "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_command_aborts_the_test_server() {
+    let g = game();
+    let mut conns = serve_portal(&g.game_dir);
+    let (child, conn) = crashing_server(&g, &mut conns, &[]).await;
+    conn.send(vec![input(1, 1, "@crash")]).await;
+    let (seen, stderr) = aborted(child, conn).await;
+    assert!(seen.is_empty(), "{seen:?}");
+    assert!(stderr.contains("@crash"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_aborts_a_server_stuck_in_a_command() {
+    let g = game();
+    std::fs::write(
+        g.game_dir.config_path(),
+        "[game]\nname = \"Fake\"\n[server]\nstart_timeout_ms = 15000\ncommand_timeout_ms = 200\n\
+         [auth]\nargon2_memory_kib = 8\nargon2_iterations = 1\n",
+    )
+    .unwrap();
+    let mut conns = serve_portal(&g.game_dir);
+    let (child, mut conn) = crashing_server(&g, &mut conns, &[]).await;
+    // Quick commands are well within the limit.
+    conn.send(vec![input(1, 1, "ping")]).await;
+    conn.until(acked(1, 1)).await;
+    conn.send(vec![input(1, 2, "@hang")]).await;
+    let (seen, stderr) = aborted(child, conn).await;
+    assert!(seen.is_empty(), "{seen:?}");
+    assert!(stderr.contains("command watchdog"), "{stderr}");
+    assert!(
+        stderr.contains("input 2 of session 1: \"@hang\""),
+        "names what hung: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_server_has_no_test_commands() {
+    let g = game();
+    let mut conns = serve_portal(&g.game_dir);
+    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let mut conn = within("attach", conns.recv()).await.unwrap();
+    conn.hello().await;
+    conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")
+        .await;
+    conn.send(vec![
+        In::Sync(pb::SyncChunk {
+            sessions: vec![],
+            last: true,
+        }),
+        In::Opened(pb::SessionOpened {
+            session: Some(portal_session(1)),
+        }),
+        input(1, 1, "@crash"),
+        input(1, 2, "@hang"),
+    ])
+    .await;
+    let seen = conn.until(acked(1, 2)).await;
+    assert_eq!(
+        &texts(&seen, 1)[1..],
+        [
+            "Unknown command '@crash'. Type create NAME PASSWORD, connect NAME PASSWORD, or help.",
+            "Unknown command '@hang'. Type create NAME PASSWORD, connect NAME PASSWORD, or help."
+        ]
+    );
+    drain(server, conn).await;
+}
