@@ -458,8 +458,13 @@ fn a_hung_server_is_killed_and_replaced() {
 fn login_when_up(game: &Game, name: &str) -> Client {
     let deadline = Instant::now() + RECOVERY;
     loop {
-        let attempt = Client::try_connect(game.telnet_addr(), name)
-            .map_err(|e| e.to_string())
+        // A restarting portal removes run/telnet.addr, then writes its new one.
+        let addr = std::fs::read_to_string(game.root().join("run/telnet.addr"))
+            .ok()
+            .and_then(|a| a.trim().parse().ok());
+        let attempt = addr
+            .ok_or_else(|| "no telnet address in run/telnet.addr".to_owned())
+            .and_then(|addr| Client::try_connect(addr, name).map_err(|e| e.to_string()))
             .and_then(|mut c| {
                 c.expect_line(
                     "the welcome screen",
@@ -525,9 +530,10 @@ fn a_killed_portal_is_restarted_without_ghosts() {
         .unwrap_or_else(|e| panic!("{e}"));
     alice.look().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dave.who(), ["Alice", "Carol", "Dave"]);
-    assert!(
-        !alive(server),
-        "the server of the dead portal (pid {server}) still runs"
+    wait_until(
+        &format!("the server of the dead portal (pid {server}) to exit"),
+        RECOVERY,
+        || !alive(server),
     );
     game.reload();
     assert_eq!(carol.who(), ["Alice", "Carol", "Dave"], "after a reload");
