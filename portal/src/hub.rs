@@ -40,8 +40,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::link::{
-    FromServer, Hello, MAX_EVENTS_PER_MESSAGE, PortalPart, Role, ServerPart, SessionId, Snapshot,
-    ToServer,
+    FromServer, Hello, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, PortalPart, Role, ServerPart,
+    SessionId, Snapshot, ToServer,
 };
 
 pub type ConnId = u64;
@@ -180,6 +180,8 @@ struct Server {
     hello: Hello,
     tx: mpsc::UnboundedSender<Vec<ToServer>>,
     batch: Vec<ToServer>,
+    /// Text bytes in `batch`, to keep each message far below tonic's limit.
+    batch_bytes: usize,
     last_seen: Instant,
 }
 
@@ -526,6 +528,7 @@ impl Hub {
                 hello,
                 tx,
                 batch: Vec::new(),
+                batch_bytes: 0,
                 last_seen: Instant::now(),
             },
         );
@@ -1090,8 +1093,16 @@ impl Hub {
 
     fn push(&mut self, conn: ConnId, event: ToServer) {
         if let Some(server) = self.servers.get_mut(&conn) {
+            server.batch_bytes += match &event {
+                ToServer::Input { text, .. } => text.len() + 32,
+                ToServer::Sync { sessions, .. } => sessions.len() * 128,
+                _ => 32,
+            };
             server.batch.push(event);
-            if server.batch.len() >= MAX_EVENTS_PER_MESSAGE {
+            if server.batch.len() >= MAX_EVENTS_PER_MESSAGE
+                || server.batch_bytes >= MAX_MESSAGE_BYTES
+            {
+                server.batch_bytes = 0;
                 let batch = std::mem::take(&mut server.batch);
                 let _ = server.tx.send(batch);
             }
@@ -1101,6 +1112,7 @@ impl Hub {
     fn flush(&mut self) {
         for server in self.servers.values_mut() {
             if !server.batch.is_empty() {
+                server.batch_bytes = 0;
                 let batch = std::mem::take(&mut server.batch);
                 let _ = server.tx.send(batch);
             }

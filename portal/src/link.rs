@@ -141,6 +141,9 @@ pub enum FromServer {
 /// Largest number of events in one Link message, so a burst never nears
 /// tonic's 4 MiB message limit.
 pub const MAX_EVENTS_PER_MESSAGE: usize = 512;
+/// Roughly the most text bytes in one Link message (inputs can be up to
+/// `portal.max_line_bytes` each).
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 // === impl conversions ===
 

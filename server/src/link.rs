@@ -131,7 +131,12 @@ impl Link {
                 })),
             }],
         };
-        let requests = tokio_stream::once(first).chain(Outgoing { rx, handed: None });
+        let requests = tokio_stream::once(first).chain(Outgoing {
+            rx,
+            handed: None,
+            rest: Default::default(),
+            rest_handed: None,
+        });
         let mut client = LinkClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -288,12 +293,47 @@ fn to_portal(events: Vec<Outbound>) -> pb::ToPortal {
     }
 }
 
-/// The outbound side of the stream. A batch's `handed` fires when the
-/// transport polls for the message after it: by then the batch is encoded
+/// Most events in one Link message.
+const MAX_EVENTS_PER_MESSAGE: usize = 512;
+/// Roughly the most bytes in one Link message: far below tonic's 4 MiB
+/// default limit, so a `say` heard by ten thousand players still goes out.
+const MAX_MESSAGE_TEXT: usize = 1024 * 1024;
+
+/// The outbound side of the stream. A batch is sent in one or more messages
+/// (see [`MAX_EVENTS_PER_MESSAGE`]); its `handed` fires when the transport
+/// polls for the message after its last one: by then the batch is encoded
 /// and passed on to be written.
 struct Outgoing {
     rx: mpsc::Receiver<Batch>,
     handed: Option<oneshot::Sender<()>>,
+    /// What is left of the batch being sent.
+    rest: std::collections::VecDeque<Outbound>,
+    rest_handed: Option<oneshot::Sender<()>>,
+}
+
+fn approximate_size(event: &Outbound) -> usize {
+    32 + match event {
+        Outbound::Output { text, .. } => text.len(),
+        Outbound::Disconnect { reason, .. } => reason.len(),
+        _ => 0,
+    }
+}
+
+/// Takes the next message's worth of events (at least one).
+fn next_chunk(rest: &mut std::collections::VecDeque<Outbound>) -> Vec<Outbound> {
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    while let Some(event) = rest.front() {
+        let size = approximate_size(event);
+        if !chunk.is_empty()
+            && (chunk.len() >= MAX_EVENTS_PER_MESSAGE || bytes + size > MAX_MESSAGE_TEXT)
+        {
+            break;
+        }
+        bytes += size;
+        chunk.extend(rest.pop_front());
+    }
+    chunk
 }
 
 impl Stream for Outgoing {
@@ -303,14 +343,21 @@ impl Stream for Outgoing {
         if let Some(handed) = self.handed.take() {
             let _ = handed.send(());
         }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(batch)) => {
-                self.handed = batch.handed;
-                Poll::Ready(Some(to_portal(batch.events)))
+        if self.rest.is_empty() {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => {
+                    self.rest = batch.events.into();
+                    self.rest_handed = batch.handed;
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
         }
+        let chunk = next_chunk(&mut self.rest);
+        if self.rest.is_empty() {
+            self.handed = self.rest_handed.take();
+        }
+        Poll::Ready(Some(to_portal(chunk)))
     }
 }
 
@@ -587,5 +634,42 @@ mod tests {
                 reply: true
             }))
         );
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn a_broadcast_to_many_goes_out_in_messages_under_the_limits() {
+        let mut rest: std::collections::VecDeque<Outbound> = (0..10_000u64)
+            .map(|i| Outbound::Output {
+                session: SessionId(i),
+                seq: 1,
+                text: "x".repeat(200),
+            })
+            .collect();
+        let mut total = 0;
+        while !rest.is_empty() {
+            let chunk = next_chunk(&mut rest);
+            assert!(!chunk.is_empty() && chunk.len() <= MAX_EVENTS_PER_MESSAGE);
+            let bytes: usize = chunk.iter().map(approximate_size).sum();
+            assert!(bytes <= MAX_MESSAGE_TEXT, "{bytes}");
+            total += chunk.len();
+        }
+        assert_eq!(total, 10_000);
+    }
+
+    #[test]
+    fn one_huge_event_still_goes_alone() {
+        let mut rest: std::collections::VecDeque<Outbound> = [Outbound::Output {
+            session: SessionId(1),
+            seq: 1,
+            text: "x".repeat(2 * MAX_MESSAGE_TEXT),
+        }]
+        .into();
+        assert_eq!(next_chunk(&mut rest).len(), 1);
+        assert!(rest.is_empty());
     }
 }
