@@ -234,8 +234,14 @@ impl Config {
             ("portal.sync_chunk", self.portal.sync_chunk),
             ("server.max_batch", self.server.max_batch),
             ("server.heartbeat_ms", self.server.heartbeat_ms as usize),
-            ("server.heartbeat_timeout_ms", self.server.heartbeat_timeout_ms as usize),
-            ("server.command_timeout_ms", self.server.command_timeout_ms as usize),
+            (
+                "server.heartbeat_timeout_ms",
+                self.server.heartbeat_timeout_ms as usize,
+            ),
+            (
+                "server.command_timeout_ms",
+                self.server.command_timeout_ms as usize,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
