@@ -206,24 +206,42 @@ fn read_pid_file(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// The new server is SIGKILLed as soon as the supervisor logs that it
-/// attached. Depending on whether the hand-over had begun, the reload either
-/// fails (exit 1, `reload failed`; the old server keeps serving, or, if it
-/// had drained already, a server from its build is started) or succeeds and
-/// the kill is an ordinary crash of the new serving server, restarted from
-/// its build. Either way no input is lost or doubled and nobody is logged out.
-#[test]
-fn the_new_server_killed_during_a_reload() {
+/// When the new server is killed during a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NewKill {
+    /// Started, held at a gate in its script: it never attaches.
+    BeforeAttaching,
+    /// As soon as the supervisor logs that it attached.
+    OnceAttached,
+}
+
+/// Kills the new server of a reload under load (see [`NewKill`]).
+///
+/// Before attaching, the reload fails (exit 1, `reload failed`) and the old
+/// server never noticed: it still serves. Once attached, it depends on
+/// whether the hand-over had begun: the reload fails (exit 1; the old server
+/// keeps serving, or, if it had drained already, a server of its build is
+/// started) or succeeds (exit 0) and the kill is an ordinary crash of the new
+/// serving server, restarted from its build. Either way no input is lost or
+/// doubled and nobody is logged out.
+fn new_server_killed(when: NewKill, name: &'static str) {
     let _heavy = heavy();
     let game = crash_game(|_| {});
-    let load = Load::start(&game, load_spec("Fresh", 10));
+    let load = Load::start(&game, load_spec(name, 10));
     let mut checker = game.login("Checker");
     load.wait_progress(BEFORE);
     let old = serving_pid(&game);
 
     let b_pid = game.tmp().join("b.pid");
+    let gate = match when {
+        NewKill::BeforeAttaching => format!(
+            "while [ ! -e {} ]; do sleep 0.02; done\n",
+            game.tmp().join("never").display()
+        ),
+        NewKill::OnceAttached => String::new(),
+    };
     game.set_server_script(&format!(
-        "echo $$ > {}\n{}",
+        "echo $$ > {}\n{gate}{}",
         b_pid.display(),
         exec_test_server("")
     ));
@@ -233,23 +251,36 @@ fn the_new_server_killed_during_a_reload() {
             read_pid_file(&b_pid).is_some()
         });
         killed = read_pid_file(&b_pid).unwrap();
-        wait_log(
-            &game,
-            "supervisor",
-            &format!("(pid {killed}) attached"),
-            RECOVERY,
-        );
+        if when == NewKill::OnceAttached {
+            wait_log(
+                &game,
+                "supervisor",
+                &format!("(pid {killed}) attached"),
+                RECOVERY,
+            );
+        }
         signal(killed, Signal::SIGKILL);
     });
     let said = text(&out);
-    match out.status.code() {
-        Some(0) => eprintln!("the reload completed before the kill: {said}"),
-        Some(1) => assert!(said.contains("reload failed"), "{said}"),
-        other => panic!("evctl reload exited {other:?}, not 0 or 1: {said}"),
+    match (when, out.status.code()) {
+        (NewKill::OnceAttached, Some(0)) => {
+            eprintln!("the reload completed before the kill: {said}")
+        }
+        (_, Some(1)) => assert!(said.contains("reload failed"), "{said}"),
+        (_, other) => {
+            panic!("evctl reload exited {other:?} with the new server killed {when:?}: {said}")
+        }
     }
     wait_until("a live server after the reload", RECOVERY, || {
         !alive(killed) && game.pid("server").is_some_and(|p| p != killed && alive(p))
     });
+    if when == NewKill::BeforeAttaching {
+        assert_eq!(
+            game.pid("server"),
+            Some(old),
+            "the old server should have kept serving"
+        );
+    }
     eprintln!(
         "old server {old}, killed new server {killed}, now serving {}",
         serving_pid(&game)
@@ -260,6 +291,16 @@ fn the_new_server_killed_during_a_reload() {
     let report = load.finish();
     report.assert_clean();
     report.assert_accounts_connect(&game);
+}
+
+#[test]
+fn the_new_server_killed_before_attaching_fails_the_reload_only() {
+    new_server_killed(NewKill::BeforeAttaching, "Early");
+}
+
+#[test]
+fn the_new_server_killed_once_attached_during_a_reload() {
+    new_server_killed(NewKill::OnceAttached, "Fresh");
 }
 
 /// The old server is SIGKILLed while the new one is starting (held at a gate
@@ -445,6 +486,11 @@ fn a_hung_server_is_killed_and_replaced() {
     wait_replaced(&game, old);
     load.wait_progress(AFTER);
 
+    assert!(
+        log(&game, "supervisor").contains(&format!("(pid {old}) has not answered the portal")),
+        "the supervisor log does not say why it killed the stopped server{}",
+        game.log_tails()
+    );
     let (_, said) = status(&game);
     assert!(said.contains("restarts           1"), "{said}");
     assert_who(&mut checker, &load, &["Checker"]);
