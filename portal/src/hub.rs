@@ -183,6 +183,8 @@ struct Server {
     /// Text bytes in `batch`, to keep each message far below tonic's limit.
     batch_bytes: usize,
     last_seen: Instant,
+    /// It sent `Drained` and is exiting: never to be made active again.
+    drained: bool,
 }
 
 /// Knobs of the hub; the rest of `ev.toml` is the listener's.
@@ -530,6 +532,7 @@ impl Hub {
                 batch: Vec::new(),
                 batch_bytes: 0,
                 last_seen: Instant::now(),
+                drained: false,
             },
         );
         self.push(
@@ -739,6 +742,9 @@ impl Hub {
         }
         tracing::info!(conn, "old server drained");
         self.draining = None;
+        if let Some(server) = self.servers.get_mut(&conn) {
+            server.drained = true;
+        }
         self.after_drain();
     }
 
@@ -832,7 +838,11 @@ impl Hub {
             && self.draining.is_none()
             && self.switch.is_none()
             && matches!(self.stopping, Stopping::No)
-            && let Some((&next, _)) = self.servers.iter().max_by_key(|(_, s)| s.hello.generation)
+            && let Some((&next, _)) = self
+                .servers
+                .iter()
+                .filter(|(_, s)| !s.drained)
+                .max_by_key(|(_, s)| s.hello.generation)
         {
             tracing::info!(
                 conn = next,
@@ -1585,6 +1595,51 @@ mod crash_tests {
         let status = h.status().await;
         assert_eq!(status.buffered_inputs, 1);
         assert!(b.rx.try_recv().is_err(), "the new server got a Sync");
+        h.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod handover_failure_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    /// Regression (issue 3): the new server dies after the old one drained;
+    /// the drained server, which is exiting, must not be made active again.
+    #[tokio::test]
+    async fn a_drained_server_is_never_reactivated() {
+        let h = start();
+        let _s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        b.take(1).await;
+        let promoted = h.promote(2).await;
+        a.take(1).await;
+        h.from(1, vec![FromServer::Drained]);
+        b.take(1).await;
+        h.tx.send(HubEvent::Detached {
+            conn: 2,
+            reason: "killed".into(),
+        });
+        assert!(promoted.await.unwrap().is_err());
+        h.input(7, "look");
+        let status = h.status().await;
+        assert_eq!(status.buffered_inputs, 1);
+        assert!(
+            a.rx.try_recv().is_err(),
+            "the drained server got a Sync or input"
+        );
+        // The next server to attach serves, with the input.
+        let mut c = h.attach(3, 3, ev::version::LINK_MAJOR);
+        let events = c.take(3).await;
+        assert!(matches!(
+            events[0],
+            ToServer::Hello {
+                role: Role::Active,
+                ..
+            }
+        ));
         h.stop.cancel();
     }
 }
