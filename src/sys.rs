@@ -1,4 +1,4 @@
-//! The one place with `unsafe`: process set-up that must run between fork and exec.
+//! The one place with `unsafe`: process set-up between fork and exec, and pidfds.
 #![allow(unsafe_code)]
 
 use std::os::unix::process::CommandExt;
@@ -12,5 +12,37 @@ pub fn detach(command: &mut std::process::Command) {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
             Ok(())
         });
+    }
+}
+
+/// A pidfd for `pid` (Linux 5.3+): it becomes readable when the process
+/// exits, so a process that is not our child can be awaited without polling
+/// and without being fooled by its pid being reused.
+pub fn pidfd_open(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid = nix::libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a plain syscall with integer arguments; on success it returns
+    // a new file descriptor that nothing else owns.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| std::io::Error::other("pidfd out of range"))?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pidfd_of_a_missing_process_is_an_error() {
+        // Pid numbers wrap far below this.
+        assert!(super::pidfd_open(i32::MAX as u32).is_err());
+    }
+
+    #[test]
+    fn pidfd_of_ourselves_opens() {
+        assert!(super::pidfd_open(std::process::id()).is_ok());
     }
 }

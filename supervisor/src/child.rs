@@ -136,13 +136,24 @@ impl Child {
     }
 
     /// Watches a process an earlier supervisor started (its parent is now
-    /// init, which reaps it). Not our child, so tokio cannot wait for it: its
-    /// /proc entry is polled instead.
+    /// init, which reaps it). Not our child, so tokio cannot wait for it: a
+    /// pidfd, readable once the process exits, is awaited instead (its /proc
+    /// entry is polled on a kernel without pidfds).
     pub fn adopt(name: &'static str, pid: u32) -> Child {
         let (tx, exit) = watch::channel(None);
         tokio::spawn(async move {
-            while alive(pid) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            let pidfd = ev::sys::pidfd_open(pid).and_then(|fd| {
+                tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE)
+            });
+            match pidfd {
+                Ok(fd) => {
+                    let _ = fd.readable().await;
+                }
+                Err(_) => {
+                    while alive(pid) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
             }
             tx.send_replace(Some(Exit::Vanished));
         });
