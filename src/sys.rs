@@ -33,6 +33,24 @@ pub fn pidfd_open(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
+/// A future that resolves when process `pid` exits, through its pidfd. The
+/// pidfd is opened now, so the process is pinned from this call on; fails at
+/// once if it cannot be had (no such process, or a kernel before 5.3).
+pub fn process_exit(
+    pid: u32,
+) -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    let fd = pidfd_open(pid)?;
+    // SAFETY: the AsyncFd owns `fd`, which nothing else closes or replaces.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }
+    .map_err(std::io::Error::from)?;
+    Ok(async move {
+        let _ = fd.readable().await?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -44,5 +62,24 @@ mod tests {
     #[test]
     fn pidfd_of_ourselves_opens() {
         assert!(super::pidfd_open(std::process::id()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn process_exit_resolves_when_the_process_ends() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read line"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let exit = tokio::spawn(super::process_exit(pid).unwrap());
+        assert!(!exit.is_finished());
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), exit)
+            .await
+            .expect("the exit was not noticed")
+            .unwrap()
+            .unwrap();
     }
 }

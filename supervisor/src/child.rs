@@ -141,18 +141,15 @@ impl Child {
     /// entry is polled on a kernel without pidfds).
     pub fn adopt(name: &'static str, pid: u32) -> Child {
         let (tx, exit) = watch::channel(None);
+        let pidfd = ev::sys::process_exit(pid);
         tokio::spawn(async move {
-            let pidfd = ev::sys::pidfd_open(pid).and_then(|fd| {
-                tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE)
-            });
-            match pidfd {
-                Ok(fd) => {
-                    let _ = fd.readable().await;
-                }
-                Err(_) => {
-                    while alive(pid) {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+            let exited = match pidfd {
+                Ok(exit) => exit.await.is_ok(),
+                Err(_) => false,
+            };
+            if !exited {
+                while alive(pid) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             tx.send_replace(Some(Exit::Vanished));
