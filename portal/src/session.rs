@@ -87,7 +87,10 @@ impl Connection {
                         }
                     }
                     wbuf.clear();
-                    if wbuf.capacity() > 16 * 1024 { wbuf = Vec::new(); }
+                    // An idle player keeps no buffer: a burst (a crowded room
+                    // announcing arrivals) must not leave kilobytes behind in
+                    // every session. Allocating per burst is cheap.
+                    if wbuf.capacity() > 1024 { wbuf = Vec::new(); }
                     if let Some(reason) = close {
                         let _ = wr.shutdown().await;
                         return Ok(reason);
