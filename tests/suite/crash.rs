@@ -298,16 +298,10 @@ fn the_new_server_killed_before_attaching_fails_the_reload_only() {
     new_server_killed(NewKill::BeforeAttaching, "Early");
 }
 
-/// Ignored: fails about one run in five, when the kill lands after the old
-/// server sent `Drained` but before the new one is ready. The portal's hub
-/// (`detached`) then promotes the old server, which has drained and is
-/// exiting, as "the standby server: no server is active", replays the new
-/// server's in-flight input to it alone, and counts the old server's normal
-/// exit as a second crash: that input (e.g. `say s1-3`) is quarantined
-/// though it never crashed anything, and nobody sees its output. Run it with
-/// `cargo test -p ev --test tests -- --ignored once_attached`.
+/// Regression: when the kill landed after the old server's `Drained`, the
+/// portal made the exiting old server active again and quarantined an
+/// innocent input (issue 3; fixed in the portal's hub by 311caa2).
 #[test]
-#[ignore = "portal bug: a drained old server is re-promoted when the new one dies mid-hand-over, and an innocent input is quarantined"]
 fn the_new_server_killed_once_attached_during_a_reload() {
     new_server_killed(NewKill::OnceAttached, "Fresh");
 }
