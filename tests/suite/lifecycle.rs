@@ -151,3 +151,43 @@ fn status_of_a_stopped_game_exits_3() {
     let status = game.evctl(&["status"]);
     assert_eq!(status.status.code(), Some(3), "{}", text(&status));
 }
+
+/// SIGHUP to the supervisor reloads, as `evctl reload` does (systemd's
+/// ExecReload sends it); SIGTERM stops, as `evctl stop` does.
+#[test]
+fn sighup_reloads_and_sigterm_stops() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let game = Game::started();
+    let mut player = game.login("Hupper");
+    let supervisor = game.pid("supervisor").unwrap();
+    let old_server = game.pid("server").unwrap();
+
+    kill(Pid::from_raw(supervisor as i32), Signal::SIGHUP).unwrap();
+    wait_until("a new server after SIGHUP", Duration::from_secs(30), || {
+        game.pid("server")
+            .is_some_and(|p| p != old_server && alive(p))
+    });
+    player.expect("Reload complete");
+    player.send_line("ping after-hup");
+    player.expect("pong after-hup");
+    let look = player.look().expect("still logged in after SIGHUP");
+    assert!(look.iter().any(|l| l == "Limbo"), "{look:?}");
+    assert!(alive(supervisor), "the supervisor exited on SIGHUP");
+
+    let pids = game.pids();
+    kill(Pid::from_raw(supervisor as i32), Signal::SIGTERM).unwrap();
+    player.expect("shutting down");
+    assert!(
+        player.is_closed(Duration::from_secs(30)),
+        "the connection stayed open after SIGTERM"
+    );
+    wait_until(
+        "every process gone after SIGTERM",
+        Duration::from_secs(30),
+        || pids.iter().all(|(_, pid)| !alive(*pid)),
+    );
+    let status = game.evctl(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+}
