@@ -102,15 +102,20 @@ impl Installer {
             }
         }
         let bytes = std::fs::read(source).map_err(err("reading", source))?;
+        // A file that changed while we read it is being written (a build in
+        // progress): what we read may be half of it. Refuse rather than
+        // start it; the next reload reads the finished file.
+        if !std::fs::metadata(source).is_ok_and(|m| Stamp::of(&m) == stamp) {
+            return Err(err("copying", source)(std::io::Error::other(
+                "it changed while it was being copied (is a build still writing it?); try again when it is finished",
+            )));
+        }
         let id = build_id(&bytes);
         let path = self.bin_dir.join(&id);
         if !path.is_file() {
             write_atomically(&self.bin_dir, &path, &bytes)?;
         }
-        // Only remember the stamp if the file did not change while we read it.
-        if std::fs::metadata(source).is_ok_and(|m| Stamp::of(&m) == stamp)
-            && let Ok(mut seen) = self.seen.lock()
-        {
+        if let Ok(mut seen) = self.seen.lock() {
             seen.insert(source.to_owned(), (stamp, id.clone()));
         }
         Ok(Installed { build_id: id, path })
