@@ -36,12 +36,19 @@ pub struct Config {
 pub struct GameConfig {
     /// Shown on the welcome screen.
     pub name: String,
+    /// A room with more characters than this is a crowd: arrivals and
+    /// departures are not announced in it, and `look` and `who` name this
+    /// many and count the rest. Bounds what one command can make the game
+    /// send (ten thousand players in one room would otherwise hear fifty
+    /// million arrivals while they log in).
+    pub crowd_size: usize,
 }
 
 impl Default for GameConfig {
     fn default() -> Self {
         Self {
             name: "ev demo".into(),
+            crowd_size: 100,
         }
     }
 }
@@ -233,6 +240,7 @@ impl Config {
             ("portal.max_connections", self.portal.max_connections),
             ("portal.sync_chunk", self.portal.sync_chunk),
             ("server.max_batch", self.server.max_batch),
+            ("game.crowd_size", self.game.crowd_size),
             ("server.heartbeat_ms", self.server.heartbeat_ms as usize),
             (
                 "server.heartbeat_timeout_ms",

@@ -215,6 +215,7 @@ pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
         failures_before_delay: config.auth.failures_before_delay,
         version: options.version_line(),
         test_commands: options.test_commands,
+        crowd_size: config.game.crowd_size,
     });
     let hello = link::Hello {
         major: options.link_major,

@@ -32,6 +32,7 @@ fn start(max_batch: usize) -> Running {
         failures_before_delay: 3,
         version: "v".into(),
         test_commands: false,
+        crowd_size: 100,
     });
     let engine = Engine::new(game, store, Hasher::cheap(), max_batch, Duration::ZERO);
     let (to_engine, inbound) = mpsc::channel(16);

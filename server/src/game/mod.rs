@@ -56,6 +56,9 @@ pub struct Rules {
     /// The test build's `@crash` (abort at once) and `@hang` (block the
     /// engine far past `server.command_timeout_ms`). Never in production.
     pub test_commands: bool,
+    /// `game.crowd_size`: above it a room announces no comings and goings,
+    /// and name lists are cut short.
+    pub crowd_size: usize,
 }
 
 /// How long `@hang` blocks: far past any command time limit, so only the
@@ -326,8 +329,9 @@ impl Game {
         }
         if let Some(ch) = session.character {
             self.world.leave(ch.room, id);
-            if announce {
-                for other in self.world.others(ch.room, id) {
+            let others = self.world.others(ch.room, id);
+            if announce && others.len() < self.rules.crowd_size {
+                for other in others {
                     out.output(other, format!("{} has left.", ch.name));
                 }
             }
@@ -744,8 +748,9 @@ impl Game {
         out.output(id, greeting);
         out.output(id, self.look(id));
         // A takeover is the same character staying put: nobody arrives.
-        if previous.is_none() {
-            for other in self.world.others(room, id) {
+        let others = self.world.others(room, id);
+        if previous.is_none() && others.len() < self.rules.crowd_size {
+            for other in others {
                 out.output(other, format!("{name} has arrived."));
             }
         }
@@ -776,7 +781,7 @@ impl Game {
         let here = if names.is_empty() {
             "You are alone here.".to_owned()
         } else {
-            format!("Here: {}", names.join(", "))
+            format!("Here: {}", self.name_list(&names))
         };
         format!("{}\n{}\n{here}", room.name, room.description)
     }
@@ -807,8 +812,22 @@ impl Game {
         sort_names(&mut names);
         out.output(
             id,
-            format!("Players online ({}): {}", names.len(), names.join(", ")),
+            format!(
+                "Players online ({}): {}",
+                names.len(),
+                self.name_list(&names)
+            ),
         );
+    }
+
+    /// `names`, or in a crowd the first `crowd_size` of them and a count.
+    fn name_list(&self, names: &[&str]) -> String {
+        let shown = names.len().min(self.rules.crowd_size);
+        let list = names[..shown].join(", ");
+        match names.len() - shown {
+            0 => list,
+            rest => format!("{list} and {rest} more"),
+        }
     }
 }
 

@@ -22,6 +22,7 @@ fn rules() -> Rules {
         failures_before_delay: 2,
         version: "ev-server test".into(),
         test_commands: false,
+        crowd_size: 100,
     }
 }
 
@@ -977,4 +978,30 @@ fn open_close_and_a_final_sync_forget_a_sessions_output() {
     assert_eq!(h.output_seq(S2), 0);
     // S3's delivered rows are pruned; what the Sync itself sent it stays.
     assert_eq!(texts(&h.outbox(S3, 0), S3), ["Bob has left."]);
+}
+
+#[test]
+fn a_crowd_is_not_told_of_each_arrival_and_lists_are_cut_short() {
+    let mut h = Harness::new();
+    h.game = Game::new(Rules {
+        crowd_size: 2,
+        ..rules()
+    });
+    h.player(S1, "Alice");
+    let out = h.player(S2, "Bob");
+    assert_eq!(texts(&out, S1), ["Bob has arrived."]);
+    h.player(S3, "Carol");
+    // Two others are there already: a crowd, so nobody is told.
+    let out = h.player(SessionId(4), "Dave");
+    assert!(texts(&out, S1).is_empty(), "{out:?}");
+    let out = h.input(S1, "look");
+    assert_eq!(
+        texts(&out, S1),
+        ["Limbo\nA quiet grey space where new arrivals gather.\nHere: Bob, Carol and 1 more"]
+    );
+    let out = h.input(S1, "who");
+    assert_eq!(
+        texts(&out, S1),
+        ["Players online (4): Alice, Bob and 2 more"]
+    );
 }
