@@ -9,6 +9,7 @@
 //!   socket paths in it.
 //! - [`uds`]: tonic over Unix sockets, both ends.
 //! - [`logging`]: tracing to a file under logs/.
+//! - [`procfs`]: whether a pid lives, and its command line.
 //! - [`version`]: the Link protocol version and this build's id.
 //! - [`sys`]: the only module with `unsafe`: detaching a process from its terminal.
 #![deny(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod config;
 pub mod ctl;
 pub mod gamedir;
 pub mod logging;
+pub mod procfs;
 pub mod sys;
 pub mod uds;
 pub mod version;

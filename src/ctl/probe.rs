@@ -5,34 +5,11 @@
 //! an unrelated process is never mistaken for the game.
 
 use crate::gamedir::GameDir;
+pub use crate::procfs::alive;
+use crate::procfs::cmdline;
 
 /// The processes with pidfiles, in the order they are reported.
 pub const PROCESSES: [&str; 3] = ["supervisor", "portal", "server"];
-
-/// Whether `pid` is a live process; a zombie counts as gone.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .unwrap_or("?");
-            !matches!(state, "Z" | "X" | "x")
-        }
-        Err(_) => false,
-    }
-}
-
-fn cmdline(pid: u32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|raw| {
-            raw.split(|&b| b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Whether `pid` is a live `process` of this game.
 pub fn is_ours(game: &GameDir, process: &str, pid: u32) -> bool {

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use ev::procfs::alive;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::watch;
@@ -220,36 +221,10 @@ impl Child {
     }
 }
 
-/// Whether `pid` is a live process; a zombie counts as gone.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .unwrap_or("?");
-            !matches!(state, "Z" | "X" | "x")
-        }
-        Err(_) => false,
-    }
-}
-
-/// Whether `pid` is alive and was started with `root` as an argument
-/// (`--game-dir ROOT`): a pidfile's pid reused by another program is not ours.
-pub fn runs_in(pid: u32, root: &std::path::Path) -> bool {
-    if !alive(pid) {
-        return false;
-    }
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let root = root.as_os_str().as_encoded_bytes();
-    raw.split(|&b| b == 0).any(|arg| arg == root)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ev::procfs::runs_in;
 
     fn sh(script: &str, log: PathBuf) -> Spec {
         Spec {

@@ -166,30 +166,7 @@ pub fn letters(mut n: usize) -> String {
     digits.iter().rev().collect()
 }
 
-/// Whether `pid` is a live process (a zombie counts as gone).
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .unwrap_or("?");
-            !matches!(state, "Z" | "X" | "x")
-        }
-        Err(_) => false,
-    }
-}
-
-fn cmdline(pid: u32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|raw| {
-            raw.split(|&b| b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use ev::procfs::{alive, cmdline};
 
 /// Writes an executable file atomically (temp file, chmod 755, rename), so a
 /// supervisor copying it never sees half a file.
