@@ -1027,7 +1027,6 @@ impl Hub {
             started: Instant::now(),
             reply: Some(reply),
         });
-        self.notice_all("[ev] The game is reloading; your commands will run in a moment.");
         match self.active.take() {
             Some(old) => {
                 tracing::info!(from = old, to, "hand-over: draining the old server");

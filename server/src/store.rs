@@ -252,6 +252,16 @@ fn read_version(conn: &Connection) -> Result<u32, StoreError> {
 }
 
 /// SQLite integers are signed; ids and seqs are stored bit for bit.
+/// One session's rows as a Sync finds them (see [`Tx::sync_state`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SyncState {
+    pub last_seq: u64,
+    /// The output counter; 0 when there is none.
+    pub output_seq: u64,
+    /// Its outbox rows, in seq order.
+    pub outbox: Vec<OutboxRow>,
+}
+
 fn sql_u64(value: u64) -> i64 {
     value as i64
 }
@@ -267,6 +277,7 @@ impl Tx<'_> {
     }
 
     /// The last input seq of `session` applied and committed; 0 if none.
+    #[cfg(test)]
     pub fn last_seq(&self, session: SessionId) -> Result<u64, StoreError> {
         let seq: Option<i64> = self
             .tx
@@ -365,6 +376,7 @@ impl Tx<'_> {
     }
 
     /// The outbox rows of `session` above `seq`, in order.
+    #[cfg(test)]
     pub fn outbox_after(&self, session: SessionId, seq: u64) -> Result<Vec<OutboxRow>, StoreError> {
         Ok(self
             .tx
@@ -383,22 +395,108 @@ impl Tx<'_> {
             .collect::<Result<_, _>>()?)
     }
 
+    /// What a Sync needs of each of `ids`, read in three statements for the
+    /// whole chunk rather than several per session: a new server's restore of
+    /// every session is the dark time of a reload.
+    pub fn sync_state(
+        &self,
+        ids: &[SessionId],
+    ) -> Result<std::collections::HashMap<SessionId, SyncState>, StoreError> {
+        let mut state: std::collections::HashMap<SessionId, SyncState> =
+            ids.iter().map(|id| (*id, SyncState::default())).collect();
+        if ids.is_empty() {
+            return Ok(state);
+        }
+        // Integers only, so listing them in the statement is safe.
+        let list = ids
+            .iter()
+            .map(|id| sql_u64(id.0).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let pairs = |table: &str| -> Result<Vec<(u64, u64)>, StoreError> {
+            let sql =
+                format!("SELECT session_id, last_seq FROM {table} WHERE session_id IN ({list})");
+            Ok(self
+                .tx
+                .prepare(&sql)?
+                .query_map([], |row| {
+                    Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<_, _>>()?)
+        };
+        for (id, seq) in pairs("session_seq")? {
+            if let Some(s) = state.get_mut(&SessionId(id)) {
+                s.last_seq = seq;
+            }
+        }
+        for (id, seq) in pairs("output_seq")? {
+            if let Some(s) = state.get_mut(&SessionId(id)) {
+                s.output_seq = seq;
+            }
+        }
+        let sql = format!(
+            "SELECT session_id, seq, kind, payload FROM outbox
+             WHERE session_id IN ({list}) ORDER BY session_id, seq"
+        );
+        let mut stmt = self.tx.prepare(&sql)?;
+        let rows = stmt.query_map([], |row| {
+            Ok(OutboxRow {
+                session: SessionId(row.get::<_, i64>(0)? as u64),
+                seq: row.get::<_, i64>(1)? as u64,
+                kind: row.get(2)?,
+                payload: row.get(3)?,
+            })
+        })?;
+        for row in rows {
+            let row = row?;
+            if let Some(s) = state.get_mut(&row.session) {
+                s.outbox.push(row);
+            }
+        }
+        Ok(state)
+    }
+
+    /// [`Tx::resync_output`] for a session whose [`SyncState`] was read
+    /// already: writes only what changes.
+    pub fn resync_output_from(
+        &self,
+        session: SessionId,
+        delivered: u64,
+        state: SyncState,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        if state.output_seq < delivered {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO output_seq (session_id, last_seq) VALUES (?1, ?2)
+                     ON CONFLICT (session_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+                )?
+                .execute([sql_u64(session.0), sql_u64(delivered)])?;
+        }
+        if state.outbox.iter().any(|row| row.seq <= delivered) {
+            self.prune_outbox(session, delivered)?;
+        }
+        Ok(state
+            .outbox
+            .into_iter()
+            .filter(|row| row.seq > delivered)
+            .collect())
+    }
+
     /// A Sync says the portal delivered `session`'s output up to
     /// `delivered`: its counter goes on from at least there, the rows up to
     /// it go, and the rows above it are returned, in order, to send again.
+    /// (The game does this a chunk at a time through [`Tx::sync_state`].)
+    #[cfg(test)]
     pub fn resync_output(
         &self,
         session: SessionId,
         delivered: u64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO output_seq (session_id, last_seq) VALUES (?1, ?2)
-                 ON CONFLICT (session_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
-            )?
-            .execute([sql_u64(session.0), sql_u64(delivered)])?;
-        self.prune_outbox(session, delivered)?;
-        self.outbox_after(session, delivered)
+        let state = self
+            .sync_state(&[session])?
+            .remove(&session)
+            .unwrap_or_default();
+        self.resync_output_from(session, delivered, state)
     }
 
     /// The account of this name, compared case-insensitively.

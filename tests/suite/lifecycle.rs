@@ -169,6 +169,8 @@ fn sighup_reloads_and_sigterm_stops() {
         game.pid("server")
             .is_some_and(|p| p != old_server && alive(p))
     });
+    // A short notice when the reload starts and when it ends.
+    player.expect("The game is reloading");
     player.expect("Reload complete");
     player.send_line("ping after-hup");
     player.expect("pong after-hup");

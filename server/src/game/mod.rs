@@ -36,7 +36,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::auth::{Outcome, Work};
 use crate::event::{Inbound, Outbound, SessionId, SessionState, Snapshot, Stage};
-use crate::store::{Account, Character, CreateError, StoreError, Tx};
+use crate::store::{Account, Character, CreateError, StoreError, SyncState, Tx};
 use command::Line;
 pub use command::valid_name;
 pub use world::START_ROOM;
@@ -222,6 +222,8 @@ pub struct Game {
     next_job: u64,
     /// The sessions listed so far by a Sync that has not had its last chunk.
     syncing: Option<HashSet<SessionId>>,
+    /// When the current Sync's first chunk came, for the log.
+    sync_started: Option<std::time::Instant>,
 }
 
 impl Game {
@@ -232,6 +234,7 @@ impl Game {
             sessions: HashMap::new(),
             next_job: 0,
             syncing: None,
+            sync_started: None,
         }
     }
 
@@ -345,11 +348,17 @@ impl Game {
         last: bool,
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
+        let started = *self
+            .sync_started
+            .get_or_insert_with(std::time::Instant::now);
+        let ids: Vec<SessionId> = sessions.iter().map(|s| s.session).collect();
+        let mut stored = tx.sync_state(&ids)?;
         for snapshot in sessions {
             self.syncing
                 .get_or_insert_with(HashSet::new)
                 .insert(snapshot.session);
-            self.restore(tx, snapshot, out)?;
+            let state = stored.remove(&snapshot.session).unwrap_or_default();
+            self.restore(tx, snapshot, state, out)?;
         }
         if last {
             let listed = self.syncing.take().unwrap_or_default();
@@ -367,11 +376,25 @@ impl Game {
             out.push(Outbound::Ready {
                 sessions: self.sessions.len() as u64,
             });
+            self.sync_started = None;
+            tracing::info!(
+                sessions = self.sessions.len(),
+                micros = started.elapsed().as_micros() as u64,
+                "sessions restored"
+            );
         }
         Ok(())
     }
 
-    fn restore(&mut self, tx: &Tx, snapshot: Snapshot, out: &mut Outbox) -> Result<(), StoreError> {
+    /// Restores one session of a Sync; `stored` is what the database held
+    /// for it when the chunk began (restoring touches no other session's rows).
+    fn restore(
+        &mut self,
+        tx: &Tx,
+        snapshot: Snapshot,
+        stored: SyncState,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
         let id = snapshot.session;
         if self.sessions.contains_key(&id) {
             self.remove(id, false, out);
@@ -381,7 +404,8 @@ impl Game {
         let mut state = snapshot.state;
         let mut left = false;
         let mut resent = Vec::new();
-        for row in tx.resync_output(id, snapshot.output_seq)? {
+        let last_seq = stored.last_seq;
+        for row in tx.resync_output_from(id, snapshot.output_seq, stored)? {
             let seq = row.seq;
             match Outbound::from_row(row) {
                 Some(event) => {
@@ -409,7 +433,7 @@ impl Game {
             // portal to close it, as before the crash.
             return Ok(());
         }
-        let mut session = Session::new(tx.last_seq(id)?);
+        let mut session = Session::new(last_seq);
         let snapshot = Snapshot { state, ..snapshot };
         match snapshot.state.stage {
             Stage::New => {
