@@ -132,6 +132,53 @@ impl From<rusqlite::Error> for CreateError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    _checkpoints: Checkpointer,
+}
+
+/// How often the WAL is copied back into the database, off the game's thread.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoints the WAL from a thread of its own with its own connection.
+/// SQLite's automatic checkpoint runs inside whichever commit crosses the
+/// threshold, which made that command's reply milliseconds late; a passive
+/// checkpoint here never blocks the game's writes. Stops when dropped.
+struct Checkpointer {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Checkpointer {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let path = path.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || {
+                let conn = match Connection::open(&path) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::error!("checkpoint connection to {}: {e}", path.display());
+                        return;
+                    }
+                };
+                let _ = conn.busy_timeout(BUSY_TIMEOUT);
+                // Until the Store (and so the sender) is dropped.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    let result: rusqlite::Result<(i64, i64, i64)> =
+                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        });
+                    if let Err(e) = result {
+                        tracing::warn!("WAL checkpoint: {e}");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the WAL checkpoint thread: {e}");
+        }
+        Checkpointer { _stop: stop }
+    }
 }
 
 impl Store {
@@ -164,9 +211,13 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // Checkpoints happen in the Checkpointer's thread instead.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(open_err)?;
         let store = Store {
             conn,
             path: path.to_owned(),
+            _checkpoints: Checkpointer::start(path),
         };
         store.check_version(store.schema_version()?)?;
         Ok(store)
@@ -604,6 +655,35 @@ fn taken_or(e: rusqlite::Error) -> CreateError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wal_is_checkpointed_off_the_game_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let db = dir.path().join("data/game.db");
+        let before = std::fs::metadata(&db).unwrap().len();
+        let tx = store.begin().unwrap();
+        for i in 0..2_000u64 {
+            tx.put_outbox(&OutboxRow {
+                session: SessionId(i),
+                seq: 1,
+                kind: 1,
+                payload: vec![b'x'; 200],
+            })
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        // No commit of ours checkpoints (autocheckpoint is off), yet the
+        // pages reach the database file.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&db).unwrap().len() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was never checkpointed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 
     fn open(dir: &Path) -> Store {
         let mut store = Store::open(&dir.join("data/game.db"), Synchronous::Normal).unwrap();
