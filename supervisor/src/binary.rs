@@ -42,6 +42,16 @@ pub struct InstallError {
     source: std::io::Error,
 }
 
+/// `map_err(err("reading", path))`: an io::Error with what was being done to which file.
+fn err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallError {
+    let path = path.to_owned();
+    move |source| InstallError {
+        action,
+        path,
+        source,
+    }
+}
+
 /// What identifies a file's content without reading it: when all of these
 /// are unchanged, so are the bytes (any write changes mtime and ctime).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,14 +94,6 @@ impl Installer {
     /// Copies `source` to bin_dir/<build-id> unless that is already there.
     /// Blocking: call it from `spawn_blocking`.
     pub fn install(&self, source: &Path) -> Result<Installed, InstallError> {
-        let err = |action, path: &Path| {
-            let path = path.to_owned();
-            move |source| InstallError {
-                action,
-                path,
-                source,
-            }
-        };
         let stamp = std::fs::metadata(source)
             .map(|m| Stamp::of(&m))
             .map_err(err("reading", source))?;
@@ -129,14 +131,6 @@ impl Installer {
 }
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
-    let err = |action, path: &Path| {
-        let path = path.to_owned();
-        move |source| InstallError {
-            action,
-            path,
-            source,
-        }
-    };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("bin");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
