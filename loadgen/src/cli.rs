@@ -83,6 +83,10 @@ pub struct Common {
     pub login_phase_timeout_ms: u64,
     #[arg(long, global = true, default_value_t = 5_000)]
     pub connect_timeout_ms: u64,
+    /// Accept MCCP2 compression (telnet option 86) when the game offers it,
+    /// as most MUD clients do; without it every option is refused.
+    #[arg(long, global = true)]
+    pub mccp2: bool,
     /// Print one JSON object on stdout (the human line goes to stderr).
     #[arg(long, global = true)]
     pub json: bool,

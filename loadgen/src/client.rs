@@ -1,9 +1,9 @@
-//! One telnet session: a socket, the telnet decoder, lines in, lines out, and
-//! the login dialogue.
+//! One telnet session: a socket, [`Inbound`] (telnet and MCCP2), lines in,
+//! lines out, and the login dialogue.
 //!
 //! [`Client::next_line`] is cancel-safe (its only await is a socket read whose
-//! bytes are decoded before the next await), so workloads put it in a
-//! `select!` beside their timers. Telnet refusals owed to the game are written
+//! bytes are inflated and decoded before the next await), so workloads put it
+//! in a `select!` beside their timers. Telnet refusals owed to the game are written
 //! at once when the socket takes them, else before the next line sent.
 
 use std::collections::VecDeque;
@@ -16,20 +16,19 @@ use tokio::sync::watch;
 use tokio::time::timeout_at;
 
 use crate::game::Game;
+use crate::inbound::Inbound;
 use crate::pattern::Vars;
-use crate::telnet::{Decoder, Lines, encode_line};
+use crate::telnet::encode_line;
 
 const READ_BUF: usize = 4096;
 
 pub struct Client {
     stream: TcpStream,
-    decoder: Decoder,
-    lines: Lines,
+    inbound: Inbound,
     ready: VecDeque<String>,
     /// Telnet answers not yet written.
     replies: Vec<u8>,
     buf: Box<[u8]>,
-    text: Vec<u8>,
     /// Lines read so far, whatever they were.
     pub lines_read: u64,
 }
@@ -95,12 +94,10 @@ impl Client {
         stream.set_nodelay(true).map_err(LoginError::Io)?;
         Ok(Client {
             stream,
-            decoder: Decoder::default(),
-            lines: Lines::default(),
+            inbound: Inbound::new(game.mccp2),
             ready: VecDeque::new(),
             replies: Vec::new(),
             buf: vec![0; READ_BUF].into_boxed_slice(),
-            text: Vec::new(),
             lines_read: 0,
         })
     }
@@ -116,10 +113,8 @@ impl Client {
             if n == 0 {
                 return Ok(None);
             }
-            self.text.clear();
-            self.decoder
-                .feed(&self.buf[..n], &mut self.text, &mut self.replies);
-            self.lines.push(&self.text, &mut self.ready);
+            self.inbound
+                .push(&self.buf[..n], &mut self.ready, &mut self.replies)?;
             if !self.replies.is_empty() {
                 match self.stream.try_write(&self.replies) {
                     Ok(written) => {

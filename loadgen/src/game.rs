@@ -30,6 +30,8 @@ pub struct Game {
     pub login_timeout: Duration,
     pub login_phase_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Accept MCCP2 compression when the game offers it.
+    pub mccp2: bool,
 }
 
 impl Game {
@@ -68,6 +70,7 @@ impl Game {
             login_timeout: Duration::from_millis(common.login_timeout_ms),
             login_phase_timeout: Duration::from_millis(common.login_phase_timeout_ms),
             connect_timeout: Duration::from_millis(common.connect_timeout_ms),
+            mccp2: common.mccp2,
         })
     }
 

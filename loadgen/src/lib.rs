@@ -10,10 +10,11 @@
 //!
 //! # Layout
 //! - `cli`: the command line (clap); `game`: what it resolves to.
-//! - `telnet`: sans-IO decoder (strips IAC sequences, refuses every option)
-//!   and line splitter.
+//! - `telnet`: sans-IO decoder (strips IAC sequences, refuses every option
+//!   but MCCP2 when `--mccp2` accepts it) and line splitter.
+//! - `inbound`: bytes in → lines out: telnet, and inflating MCCP2's stream.
 //! - `pattern`: command templates, reply patterns, probe tokens, account names.
-//! - `client`: one session: socket → telnet → lines, and the login dialogue.
+//! - `client`: one session: socket → inbound → lines, and the login dialogue.
 //! - `fleet`: logging in many sessions with bounded concurrency, every
 //!   session that is in still reading while the others log in.
 //! - `probe`: the probe bookkeeping (token → send time → reply) and the open
@@ -31,6 +32,7 @@ mod cli;
 mod client;
 mod fleet;
 mod game;
+mod inbound;
 mod limits;
 mod pattern;
 mod probe;

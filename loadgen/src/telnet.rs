@@ -2,10 +2,12 @@
 //!
 //! [`Decoder`] strips IAC sequences from what the game sends and answers every
 //! option request with a refusal (DO → WONT, WILL → DONT), which RFC 854 allows
-//! and which can never loop. [`Lines`] cuts the text into lines at `\n`, drops
-//! the `\r` of telnet's `\r\n`, and bounds a line's length. Both keep an
-//! incomplete sequence or line across calls, so any split of the input gives
-//! the same result.
+//! and which can never loop. The one exception, when asked for, is MCCP2:
+//! WILL 86 is accepted, and the decoder stops where the game's compressed
+//! stream begins so the caller can inflate the rest. [`Lines`] cuts the text
+//! into lines at `\n`, drops the `\r` of telnet's `\r\n`, and bounds a line's
+//! length. Both keep an incomplete sequence or line across calls, so any split
+//! of the input gives the same result.
 
 pub const IAC: u8 = 255;
 pub const DONT: u8 = 254;
@@ -14,6 +16,8 @@ pub const WONT: u8 = 252;
 pub const WILL: u8 = 251;
 pub const SB: u8 = 250;
 pub const SE: u8 = 240;
+/// MCCP version 2: after `IAC SB 86 IAC SE` the game's output is one zlib stream.
+pub const MCCP2: u8 = 86;
 
 /// A subnegotiation longer than this is taken to be garbage: the decoder goes
 /// back to text rather than swallowing everything the game sends after it.
@@ -33,17 +37,41 @@ enum State {
     SubIac,
 }
 
+/// How far [`Decoder::feed`] read.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fed {
+    /// All of the input was telnet.
+    All,
+    /// `input[..n]` was telnet and ended with the game's `IAC SB 86 IAC SE`:
+    /// from `input[n]` on the game sends a zlib stream, left unread.
+    CompressedFrom(usize),
+}
+
 #[derive(Debug, Default)]
 pub struct Decoder {
     state: State,
     sub_len: usize,
+    /// The first byte of the current subnegotiation: its option.
+    sub_option: u8,
+    accept_mccp2: bool,
+    /// We answered the game's WILL 86 with DO, and it has not said WONT since.
+    mccp2_agreed: bool,
 }
 
 impl Decoder {
+    /// A decoder that refuses every option, or all but MCCP2.
+    pub fn new(accept_mccp2: bool) -> Decoder {
+        Decoder {
+            accept_mccp2,
+            ..Decoder::default()
+        }
+    }
+
     /// Appends the text in `input` to `text` and the answers owed to the game
-    /// (refusals) to `replies`.
-    pub fn feed(&mut self, input: &[u8], text: &mut Vec<u8>, replies: &mut Vec<u8>) {
-        for &b in input {
+    /// to `replies`, stopping where compression begins.
+    pub fn feed(&mut self, input: &[u8], text: &mut Vec<u8>, replies: &mut Vec<u8>) -> Fed {
+        for (i, &b) in input.iter().enumerate() {
             self.state = match (self.state, b) {
                 (State::Text, IAC) => State::Iac,
                 (State::Text, b) => {
@@ -62,16 +90,14 @@ impl Decoder {
                 // NOP, GA, EOR, AYT...: nothing a load generator acts on.
                 (State::Iac, _) => State::Text,
                 (State::Verb(verb), option) => {
-                    match verb {
-                        DO => replies.extend_from_slice(&[IAC, WONT, option]),
-                        WILL => replies.extend_from_slice(&[IAC, DONT, option]),
-                        // WONT/DONT: we never enabled anything, nothing to acknowledge.
-                        _ => {}
-                    }
+                    self.answer(verb, option, replies);
                     State::Text
                 }
                 (State::Sub, IAC) => State::SubIac,
-                (State::Sub, _) => {
+                (State::Sub, b) => {
+                    if self.sub_len == 0 {
+                        self.sub_option = b;
+                    }
                     self.sub_len += 1;
                     if self.sub_len > MAX_SUBNEG {
                         State::Text
@@ -79,11 +105,42 @@ impl Decoder {
                         State::Sub
                     }
                 }
-                (State::SubIac, SE) => State::Text,
+                (State::SubIac, SE) => {
+                    self.state = State::Text;
+                    // Only the bare `SB 86 IAC SE` starts compression, and only
+                    // once we agreed: anything else is a subnegotiation to drop.
+                    if self.mccp2_agreed && self.sub_option == MCCP2 && self.sub_len == 1 {
+                        return Fed::CompressedFrom(i + 1);
+                    }
+                    State::Text
+                }
                 // IAC IAC inside SB is an escaped 255; anything else is malformed
                 // and stays inside the subnegotiation.
                 (State::SubIac, _) => State::Sub,
             };
+        }
+        Fed::All
+    }
+
+    fn answer(&mut self, verb: u8, option: u8, replies: &mut Vec<u8>) {
+        match verb {
+            // A game that ended its stream asks again with WILL to restart it
+            // and waits for DO, so every WILL 86 is answered. It cannot loop: a
+            // game does not answer DO for an option it already has on.
+            WILL if option == MCCP2 && self.accept_mccp2 => {
+                self.mccp2_agreed = true;
+                replies.extend_from_slice(&[IAC, DO, option]);
+            }
+            WILL => replies.extend_from_slice(&[IAC, DONT, option]),
+            DO => replies.extend_from_slice(&[IAC, WONT, option]),
+            // The game turned MCCP2 off; telnet wants the change acknowledged.
+            WONT if option == MCCP2 && self.mccp2_agreed => {
+                self.mccp2_agreed = false;
+                replies.extend_from_slice(&[IAC, DONT, option]);
+            }
+            // WONT/DONT for anything else: we never enabled it, nothing to
+            // acknowledge.
+            _ => {}
         }
     }
 }
@@ -141,13 +198,38 @@ mod tests {
 
     fn decode(input: &[u8]) -> (Vec<u8>, Vec<u8>) {
         let (mut text, mut replies) = (Vec::new(), Vec::new());
-        Decoder::default().feed(input, &mut text, &mut replies);
+        assert_eq!(
+            Decoder::default().feed(input, &mut text, &mut replies),
+            Fed::All
+        );
         (text, replies)
+    }
+
+    /// What a decoder made of `pieces` fed one after the other: text, replies,
+    /// and the bytes from where compression began (`None`: it never did).
+    fn decode_pieces(mccp2: bool, pieces: &[&[u8]]) -> (Vec<u8>, Vec<u8>, Option<Vec<u8>>) {
+        let mut decoder = Decoder::new(mccp2);
+        let (mut text, mut replies) = (Vec::new(), Vec::new());
+        let mut compressed: Option<Vec<u8>> = None;
+        for piece in pieces {
+            if let Some(rest) = &mut compressed {
+                rest.extend_from_slice(piece);
+            } else if let Fed::CompressedFrom(n) = decoder.feed(piece, &mut text, &mut replies) {
+                compressed = Some(piece[n..].to_vec());
+            }
+        }
+        (text, replies, compressed)
     }
 
     const SAMPLE: &[u8] = &[
         b'h', b'i', IAC, WILL, 1, IAC, DO, 24, b' ', IAC, IAC, IAC, SB, 24, 1, IAC, IAC, 2, IAC,
         SE, b'x', IAC, 249, IAC, DONT, 3, IAC, WONT, 5, b'\r', b'\n',
+    ];
+
+    /// MCCP2 offered, a stray SB 86 before it was agreed, then the real start.
+    const MCCP2_SAMPLE: &[u8] = &[
+        b'a', IAC, SB, MCCP2, IAC, SE, b'b', IAC, WILL, MCCP2, IAC, SB, MCCP2, 0, IAC, SE, b'c',
+        IAC, DO, 24, IAC, SB, MCCP2, IAC, SE, 0x78, 0x9c, IAC, IAC,
     ];
 
     #[test]
@@ -159,14 +241,46 @@ mod tests {
 
     #[test]
     fn every_split_gives_the_same_result() {
-        let whole = decode(SAMPLE);
-        for cut in 0..=SAMPLE.len() {
-            let mut decoder = Decoder::default();
-            let (mut text, mut replies) = (Vec::new(), Vec::new());
-            decoder.feed(&SAMPLE[..cut], &mut text, &mut replies);
-            decoder.feed(&SAMPLE[cut..], &mut text, &mut replies);
-            assert_eq!((text, replies), whole, "split at {cut}");
+        for (mccp2, sample) in [(false, SAMPLE), (false, MCCP2_SAMPLE), (true, MCCP2_SAMPLE)] {
+            let whole = decode_pieces(mccp2, &[sample]);
+            for cut in 0..=sample.len() {
+                let split = decode_pieces(mccp2, &[&sample[..cut], &sample[cut..]]);
+                assert_eq!(split, whole, "mccp2 {mccp2}, split at {cut}");
+            }
         }
+    }
+
+    #[test]
+    fn mccp2_is_refused_unless_asked_for() {
+        let (text, replies, compressed) = decode_pieces(false, &[MCCP2_SAMPLE]);
+        assert_eq!(replies, [IAC, DONT, MCCP2, IAC, WONT, 24]);
+        assert_eq!(compressed, None);
+        // Refused, the SB 86 is one more subnegotiation to strip.
+        assert_eq!(text, [b'a', b'b', b'c', 0x78, 0x9c, IAC]);
+    }
+
+    #[test]
+    fn accepted_mccp2_stops_after_the_bare_sb_86() {
+        let (text, replies, compressed) = decode_pieces(true, &[MCCP2_SAMPLE]);
+        assert_eq!(replies, [IAC, DO, MCCP2, IAC, WONT, 24]);
+        assert_eq!(text, b"abc");
+        assert_eq!(compressed.as_deref(), Some(&[0x78, 0x9c, IAC, IAC][..]));
+        // The offset is into the input of the call that saw the SE.
+        let mut decoder = Decoder::new(true);
+        let (mut text, mut replies) = (Vec::new(), Vec::new());
+        let start = [IAC, WILL, MCCP2, IAC, SB, MCCP2, IAC, SE, 1, 2];
+        let fed = decoder.feed(&start, &mut text, &mut replies);
+        assert_eq!(fed, Fed::CompressedFrom(8));
+    }
+
+    #[test]
+    fn wont_86_turns_mccp2_off() {
+        let input = [
+            IAC, WILL, MCCP2, IAC, WONT, MCCP2, IAC, SB, MCCP2, IAC, SE, b'z',
+        ];
+        let (text, replies, compressed) = decode_pieces(true, &[&input]);
+        assert_eq!(replies, [IAC, DO, MCCP2, IAC, DONT, MCCP2]);
+        assert_eq!((text.as_slice(), compressed), (&b"z"[..], None));
     }
 
     #[test]

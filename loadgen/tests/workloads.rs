@@ -1,3 +1,5 @@
+use std::sync::atomic::Ordering;
+
 use clap::Parser;
 use ev_loadgen::{Cli, Outcome};
 use serde_json::Value;
@@ -94,6 +96,30 @@ fn broadcast_delivers_every_say_to_every_listener() {
         &["broadcast", "--listeners", "5", "--duration", "0.5"],
     );
     assert!(out.ok, "{}", out.human);
+    let says = num(&out.json, "says_sent");
+    assert!(says > 10, "{}", out.human);
+    assert_eq!(num(&out.json, "lines_delivered"), says * 5);
+    assert_eq!(num(&out.json, "lines_missing"), 0);
+}
+
+#[test]
+fn mccp2_is_accepted_only_when_asked_for() {
+    let mud = FakeMud::start();
+    run(&mud, &["provision", "--sessions", "6"]);
+    assert_eq!(mud.compressed.load(Ordering::Relaxed), 0);
+    let out = run(
+        &mud,
+        &[
+            "--mccp2",
+            "broadcast",
+            "--listeners",
+            "5",
+            "--duration",
+            "0.5",
+        ],
+    );
+    assert!(out.ok, "{}", out.human);
+    assert_eq!(mud.compressed.load(Ordering::Relaxed), 6);
     let says = num(&out.json, "says_sent");
     assert!(says > 10, "{}", out.human);
     assert_eq!(num(&out.json, "lines_delivered"), says * 5);
