@@ -74,6 +74,11 @@ pub struct PortalConfig {
     pub max_connections: usize,
     /// Largest number of sessions in one Sync chunk sent to a new server.
     pub sync_chunk: usize,
+    /// Offer MCCP2 (compressed output, telnet option 86) to telnet clients.
+    pub mccp2: bool,
+    /// A compressing session that has had no output this long gives its
+    /// compressor (some 300 KiB) back; the stream goes on with a fresh one.
+    pub mccp2_idle_release_ms: u64,
 }
 
 impl Default for PortalConfig {
@@ -87,6 +92,8 @@ impl Default for PortalConfig {
             max_connections_per_ip: 64,
             max_connections: 20_000,
             sync_chunk: 1000,
+            mccp2: true,
+            mccp2_idle_release_ms: 5000,
         }
     }
 }

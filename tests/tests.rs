@@ -18,6 +18,8 @@ mod suite {
     mod builds;
     // Sessions on the server follow connections on the portal, across reloads too.
     mod session_sync;
+    // MCCP2 compressed output, on and off, with released compressors.
+    mod mccp;
     // A real third-party telnet client (Python telnetlib3) plays a short session.
     mod third_party;
 }

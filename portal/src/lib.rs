@@ -17,6 +17,7 @@
 mod hub;
 mod link;
 mod listener;
+mod mccp;
 mod session;
 pub mod telnet;
 
@@ -83,6 +84,10 @@ pub async fn run(
         output_queue: config.portal.output_queue,
         per_ip: config.portal.max_connections_per_ip,
         total: config.portal.max_connections,
+        mccp2: config
+            .portal
+            .mccp2
+            .then(|| Duration::from_millis(config.portal.mccp2_idle_release_ms)),
     };
     let accept = tokio::spawn(listener::run(
         listener,

@@ -22,6 +22,8 @@ pub struct Limits {
     pub output_queue: usize,
     pub per_ip: usize,
     pub total: usize,
+    /// Offer MCCP2; an idle player's compressor is released after this long.
+    pub mccp2: Option<Duration>,
 }
 
 /// Counts open connections per address; a slot is released when dropped.
@@ -150,6 +152,7 @@ fn start_session(
         kill,
         hub: hub.clone(),
         max_line: limits.max_line,
+        mccp2: limits.mccp2,
     };
     tracker.spawn(async move {
         connection.run().await;

@@ -2,7 +2,8 @@
 """Plays a short ev session with telnetlib3, a third-party telnet client.
 
 Usage: telnetlib3_login.py HOST PORT. Exits 0 when every reply came as
-expected, 1 with a message naming what was missing otherwise.
+expected, 1 with a message naming what was missing otherwise. telnetlib3 asks
+for MCCP2, and the session fails unless the output came compressed.
 """
 
 import asyncio
@@ -41,7 +42,12 @@ async def session(host, port):
     seen = []
     reader, writer = await asyncio.wait_for(
         telnetlib3.open_connection(
-            host, port, encoding="utf8", connect_minwait=0.05, connect_maxwait=1.0
+            host,
+            port,
+            encoding="utf8",
+            connect_minwait=0.05,
+            connect_maxwait=1.0,
+            compression=True,
         ),
         TIMEOUT,
     )
@@ -54,6 +60,8 @@ async def session(host, port):
         await expect(reader, 'You say, "hello"', lambda l: 'You say, "hello"' in l, seen)
         writer.write("ping x\r\n")
         await expect(reader, "pong x", lambda l: "pong x" in l, seen)
+        if not getattr(writer, "mccp2_active", False):
+            raise Failed("the replies came, but not MCCP2-compressed")
         writer.write("quit\r\n")
         await expect(reader, "Goodbye.", lambda l: "Goodbye." in l, seen)
     except Failed as e:
