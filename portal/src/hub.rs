@@ -21,10 +21,13 @@
 //!
 //! # Crashes
 //! A server that goes away without `Drained` crashed. The inputs it had but
-//! never acked are suspects: the next server gets them one at a time, each
-//! only after the previous one was acked, before anything else. A suspect in
-//! flight alone when a server crashes again crashed it twice: it is
-//! quarantined (dropped, the player told), never delivered a third time.
+//! never acked are suspects. Most crashes are not caused by an input (a kill,
+//! a bug in a timer), so the next server gets the suspects at once with
+//! everything else: one group commit, and the game is back. Inputs in flight
+//! in a second crash are replayed one at a time, each only after the previous
+//! one was acked, before anything else. An input in flight alone when a
+//! server crashes, having been in flight in an earlier crash, is the poison:
+//! it is quarantined (dropped, the player told), never delivered again.
 //!
 //! # Exactly-once output
 //! Output, SessionUpdate and Disconnect carry a per-session seq; the hub
@@ -243,7 +246,7 @@ pub struct Hub {
     undelivered_report: HashSet<SessionId>,
     last_heartbeat: Instant,
     nonce: u64,
-    /// After a crash: suspects are replayed one at a time; this one is in flight.
+    /// After a second crash: suspects are replayed one at a time; this one is in flight.
     careful: Option<(SessionId, u64)>,
     /// Set while no server serves after a crash, for the "back" notice.
     down: bool,
@@ -603,7 +606,7 @@ impl Hub {
     }
 
     /// Hands the active server every input it has not been given, or, after
-    /// a crash, the next suspect alone.
+    /// a second crash, the next suspect alone.
     fn send_pending(&mut self, conn: ConnId) {
         let suspect = self
             .sessions
@@ -611,7 +614,7 @@ impl Hub {
             .filter(|(_, s)| !s.closed_sent)
             .filter_map(|(id, s)| {
                 let p = s.pending.iter().find(|p| p.seq > s.sent)?;
-                (p.crashes > 0).then_some((*id, p.seq))
+                (p.crashes >= 2).then_some((*id, p.seq))
             })
             .min();
         if let Some((session, seq)) = suspect {
@@ -853,17 +856,25 @@ impl Hub {
     }
 
     /// The server that had inputs in flight went away without `Drained`.
-    /// Its unacked inputs become suspects (replayed alone); one that was in
-    /// flight in two crashes is quarantined.
+    /// Its unacked inputs become suspects; one in flight alone that was in
+    /// flight in an earlier crash too is quarantined.
     fn crashed(&mut self, reason: &str) {
         self.careful = None;
+        let in_flight: usize = self
+            .sessions
+            .values()
+            .map(|s| s.pending.iter().take_while(|p| p.seq <= s.sent).count())
+            .sum();
         let mut quarantined = Vec::new();
         for (&id, s) in self.sessions.iter_mut() {
             let sent = s.sent;
             for p in s.pending.iter_mut().filter(|p| p.seq <= sent) {
                 p.crashes = p.crashes.saturating_add(1);
             }
-            while let Some(p) = s.pending.front()
+            // Acked inputs leave `pending`, so one in flight is at the front.
+            if in_flight == 1
+                && let Some(p) = s.pending.front()
+                && p.seq <= sent
                 && p.crashes >= 2
             {
                 quarantined.push((id, p.seq, p.text.clone()));
@@ -879,12 +890,12 @@ impl Hub {
                 session,
                 seq,
                 command = %text,
-                "quarantined: this input was in flight in two server crashes; it will not be delivered again"
+                "quarantined: this input crashed the server again when replayed alone; it will not be delivered again"
             );
             self.send_to_player(
                 session,
                 Outbound::Text(format!(
-                    "[ev] Your command \"{text}\" crashed the game twice and was not run again."
+                    "[ev] Your command \"{text}\" crashed the game more than once and was not run again."
                 )),
             );
         }
@@ -1533,7 +1544,7 @@ mod crash_tests {
     }
 
     #[tokio::test]
-    async fn after_a_crash_suspects_go_alone_and_a_second_crash_quarantines() {
+    async fn after_a_crash_suspects_go_at_once_then_alone_and_the_poison_is_quarantined() {
         let h = start();
         let mut s = h.open(7, 16);
         let _t = h.open(8, 16);
@@ -1547,26 +1558,79 @@ mod crash_tests {
             reason: "killed".into(),
         });
         h.input(7, "say after");
-        // The next server gets the suspects one at a time, nothing else.
+        // The first crash may have had nothing to do with its inputs: the
+        // next server gets them all at once, and the new one too.
         let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
-        let events = b.take(3).await;
-        assert_eq!(inputs(&events), vec![(7, 1, "@crash".into())]);
-        // It crashes again on the same input: quarantined.
+        let mut got = inputs(&b.take(5).await);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (7, 1, "@crash".into()),
+                (7, 2, "say after".into()),
+                (8, 1, "look".into())
+            ]
+        );
+        // A second crash with them in flight: now they go one at a time.
         h.tx.send(HubEvent::Detached {
             conn: 2,
             reason: "killed".into(),
         });
         let mut c = h.attach(3, 3, ev::version::LINK_MAJOR);
         let events = c.take(3).await;
+        assert_eq!(inputs(&events), vec![(7, 1, "@crash".into())]);
+        // It crashes the server alone: quarantined.
+        h.tx.send(HubEvent::Detached {
+            conn: 3,
+            reason: "killed".into(),
+        });
+        let mut d = h.attach(4, 4, ev::version::LINK_MAJOR);
+        let events = d.take(3).await;
         assert_eq!(inputs(&events), vec![(8, 1, "look".into())]);
-        h.from(3, vec![FromServer::Ack { session: 8, seq: 1 }]);
+        h.from(4, vec![FromServer::Ack { session: 8, seq: 1 }]);
         // Suspects done: the rest flows, and the quarantined seq never again.
-        let events = c.take(1).await;
+        let events = d.take(1).await;
         assert_eq!(inputs(&events), vec![(7, 2, "say after".into())]);
         let mut told = false;
         while let Ok(msg) = s.out.try_recv() {
             if let Outbound::Text(t) = msg {
-                told |= t.contains("crashed the game twice");
+                told |= t.contains("crashed the game more than once");
+            }
+        }
+        assert!(told, "the player was not told their command was dropped");
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn an_input_alone_in_two_crashes_is_quarantined_after_the_second() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.input(7, "@crash");
+        a.take(1).await;
+        h.tx.send(HubEvent::Detached {
+            conn: 1,
+            reason: "killed".into(),
+        });
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        assert_eq!(inputs(&b.take(3).await), vec![(7, 1, "@crash".into())]);
+        h.tx.send(HubEvent::Detached {
+            conn: 2,
+            reason: "killed".into(),
+        });
+        let mut c = h.attach(3, 3, ev::version::LINK_MAJOR);
+        assert_eq!(
+            inputs(&c.take(2).await),
+            vec![],
+            "quarantined, not replayed"
+        );
+        h.input(7, "ping");
+        assert_eq!(inputs(&c.take(1).await), vec![(7, 2, "ping".into())]);
+        let mut told = false;
+        while let Ok(msg) = s.out.try_recv() {
+            if let Outbound::Text(t) = msg {
+                told |= t.contains("crashed the game more than once");
             }
         }
         assert!(told, "the player was not told their command was dropped");
