@@ -1,4 +1,5 @@
-//! The one place with `unsafe`: process set-up between fork and exec, and pidfds.
+//! The one place with `unsafe`: process set-up between fork and exec, pidfds,
+//! and the allocator's mmap threshold.
 #![allow(unsafe_code)]
 
 use std::os::unix::process::CommandExt;
@@ -13,6 +14,26 @@ pub fn detach(command: &mut std::process::Command) {
             Ok(())
         });
     }
+}
+
+/// Allocations of at least `bytes` get mappings of their own, unmapped the
+/// moment they are freed. glibc otherwise raises its threshold after the
+/// first such free and serves later ones from its heaps, where freed memory
+/// stays resident between other live allocations: a portal that gave back
+/// ten thousand idle players' MCCP2 compressors (see portal/src/mccp.rs)
+/// kept every byte of them. Other C libraries keep their own policy.
+pub fn unmap_large_frees(bytes: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let bytes = nix::libc::c_int::try_from(bytes).unwrap_or(nix::libc::c_int::MAX);
+        // SAFETY: mallopt only changes the allocator's tuning; any value is
+        // accepted or refused (returning 0), never undefined.
+        unsafe {
+            nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, bytes);
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = bytes;
 }
 
 /// A pidfd for `pid` (Linux 5.3+): it becomes readable when the process

@@ -15,6 +15,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // A released MCCP2 compressor's buffers (33 KiB and up) must leave RSS.
+    ev::sys::unmap_large_frees(32 * 1024);
     ev::logging::init("portal", 0);
     let game = ev::gamedir::GameDir::resolve(args.game_dir);
     let result = async {
