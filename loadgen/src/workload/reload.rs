@@ -5,7 +5,9 @@
 //! at once). The controller runs the reload command K times and the kill
 //! command M times, spaced out. Then every session is checked: connected, the
 //! probe still answered, and the check command (`look`) answered as a player
-//! in the game would be, not with the login screen. Any lost or doubled probe,
+//! in the game would be, not with the login screen. The checks wait until
+//! every prober has its last replies: ten thousand checks at once would
+//! otherwise queue ahead of them and show up as the run's longest wait. Any lost or doubled probe,
 //! closed connection, failed check or failed command makes the run fail.
 
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Barrier, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until};
 
@@ -102,6 +104,8 @@ pub async fn reload(game: Arc<Game>, args: ReloadArgs) -> anyhow::Result<Outcome
     let origin = Instant::now();
     let start = origin + Duration::from_millis(100);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (check_tx, check_rx) = watch::channel(false);
+    let probed = Arc::new(Barrier::new(args.probers as usize + 1));
     let mut tasks = JoinSet::new();
     for member in members {
         tasks.spawn(session(
@@ -110,7 +114,11 @@ pub async fn reload(game: Arc<Game>, args: ReloadArgs) -> anyhow::Result<Outcome
             member,
             origin,
             start,
-            stop_rx.clone(),
+            Phases {
+                stop: stop_rx.clone(),
+                probed: probed.clone(),
+                checks: check_rx.clone(),
+            },
         ));
     }
 
@@ -143,6 +151,8 @@ pub async fn reload(game: Arc<Game>, args: ReloadArgs) -> anyhow::Result<Outcome
     }
     sleep(Duration::from_millis(args.settle_ms)).await;
     let _ = stop_tx.send(true);
+    probed.wait().await;
+    let _ = check_tx.send(true);
 
     let mut results = Vec::with_capacity(args.sessions as usize);
     while let Some(joined) = tasks.join_next().await {
@@ -160,14 +170,27 @@ pub async fn reload(game: Arc<Game>, args: ReloadArgs) -> anyhow::Result<Outcome
     Ok(Outcome::new("reload", human, &report, ok))
 }
 
+/// The run's end, as each session sees it: probing stops, every prober
+/// has drained its replies, then the checks.
+struct Phases {
+    stop: watch::Receiver<bool>,
+    probed: Arc<Barrier>,
+    checks: watch::Receiver<bool>,
+}
+
 async fn session(
     game: Arc<Game>,
     args: Arc<ReloadArgs>,
     member: Member,
     origin: Instant,
     start: Instant,
-    mut stop: watch::Receiver<bool>,
+    phases: Phases,
 ) -> SessionResult {
+    let Phases {
+        mut stop,
+        probed,
+        mut checks,
+    } = phases;
     let Member {
         index,
         name,
@@ -188,6 +211,9 @@ async fn session(
         Ok(reply) => reply,
         Err(e) => {
             result.check = Check::NotLoggedIn(e.to_string());
+            if index < args.probers {
+                probed.wait().await;
+            }
             return result;
         }
     };
@@ -204,8 +230,10 @@ async fn session(
         result.sent = prober.sent();
         result.doubled = prober.doubled;
         result.foreign = prober.foreign;
-    } else {
-        result.closed = client.drain_until(&mut stop).await.is_err();
+        probed.wait().await;
+    }
+    if !result.closed {
+        result.closed = client.drain_until(&mut checks).await.is_err();
     }
     if !result.closed {
         let deadline = Instant::now() + drain;
