@@ -179,7 +179,7 @@ async fn telnet_line_crosses_the_link_and_the_reply_comes_back() {
             P::Ack(pb::Ack { session, seq: 1 }),
         ])
         .await;
-    // The refusal of DO TTYPE comes first, then the reply.
+    // The MCCP2 offer comes first, then the refusal of DO TTYPE, then the reply.
     let mut got = Vec::new();
     while !got.ends_with(b"pong 1\r\n") {
         let mut line = Vec::new();
@@ -190,7 +190,7 @@ async fn telnet_line_crosses_the_link_and_the_reply_comes_back() {
         assert!(!line.is_empty(), "connection closed early");
         got.extend(line);
     }
-    assert!(got.starts_with(&[255, 252, 0x18]), "{got:?}");
+    assert!(got.starts_with(&[255, 251, 86, 255, 252, 0x18]), "{got:?}");
 
     // The server asks for a disconnect: the portal closes the connection.
     server
@@ -216,7 +216,12 @@ async fn telnet_line_crosses_the_link_and_the_reply_comes_back() {
 
 #[tokio::test]
 async fn long_line_is_refused_and_never_reaches_the_server() {
-    let portal = start_portal(|c| c.portal.max_line_bytes = 16).await;
+    let portal = start_portal(|c| {
+        c.portal.max_line_bytes = 16;
+        // Plain lines only: no MCCP2 offer before the text.
+        c.portal.mccp2 = false;
+    })
+    .await;
     let (mut server, _) = FakeServer::attach(&portal.game, ev::version::LINK_MAJOR, 1).await;
     let mut client = telnet(&portal).await;
     client.get_mut().write_all(&[b'x'; 100]).await.unwrap();
