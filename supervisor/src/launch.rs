@@ -308,6 +308,20 @@ pub(crate) fn make_serving(shared: &Shared, started: &Started) -> Result<(), Str
             .unwrap_or_else(|| "exited".into());
         return Err(format!("new server {exit} right after attaching"));
     }
+    // Builds no server runs are of no more use: a crash restarts the
+    // serving build, a reload installs its binary afresh.
+    let keep: Vec<String> = shared.read(|s| {
+        s.servers
+            .values()
+            .map(|p| p.build_id.clone())
+            .chain(s.last_serving_build.clone())
+            .collect()
+    });
+    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    let removed = shared.installer.prune(&keep);
+    if removed > 0 {
+        tracing::info!("removed {removed} server binaries no server runs from run/bin");
+    }
     if let Err(e) = shared.game.write_pid("server", pid) {
         tracing::warn!(
             "cannot write {}: {e}",

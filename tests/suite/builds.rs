@@ -38,6 +38,9 @@ fn a_rebuilt_server_is_picked_up_by_the_next_reload() {
     let mut bob = game.login("Bob");
     let first = version(&mut alice);
     assert!(first.contains("ev-server"), "{first:?}");
+    let first_copies = installed(&game);
+    assert_eq!(first_copies.len(), 1, "{first_copies:?}");
+    let first_pid = game.pid("server").expect("a server pid");
 
     game.set_server_script(&exec_test_server("EV_TEST_VERSION=build-two"));
     let out = game.reload();
@@ -49,14 +52,35 @@ fn a_rebuilt_server_is_picked_up_by_the_next_reload() {
         "the reload did not run the rebuilt binary"
     );
 
+    // Copies of builds no server runs are removed at the next reload.
+    wait_until("the first server to exit", REPLY_TIMEOUT, || {
+        !alive(first_pid)
+    });
     game.set_server_script(&exec_test_server("EV_TEST_VERSION=build-three"));
     game.reload();
     assert_eq!(version(&mut bob).trim(), "build-three");
+    let copies = installed(&game);
+    assert!(
+        !copies.contains(&first_copies[0]) && copies.len() <= 2,
+        "run/bin keeps builds no server runs: {copies:?}"
+    );
 
     for c in [&mut alice, &mut bob] {
         c.look().unwrap_or_else(|e| panic!("{e}"));
     }
     assert_eq!(alice.who(), ["Alice", "Bob"]);
+}
+
+/// The server binaries copied into run/bin (named by build id).
+fn installed(game: &Game) -> Vec<String> {
+    let dir = game.root().join("run/bin");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
 }
 
 /// Runs one failing reload under light load and checks that the game is
