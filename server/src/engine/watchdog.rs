@@ -32,6 +32,11 @@ struct State {
     since: Option<Instant>,
     work: Option<Work>,
     stopped: bool,
+    /// The thread waits with no deadline (nothing was being applied): the
+    /// next `begin` must wake it. Otherwise it wakes by itself at the
+    /// deadline of the transaction it last saw and looks again, so a busy
+    /// engine does not pay a thread wake-up per transaction.
+    parked: bool,
 }
 
 struct Shared {
@@ -98,8 +103,11 @@ impl Watchdog {
         let mut state = self.shared.lock();
         state.since = Some(Instant::now());
         state.work = None;
+        let parked = std::mem::take(&mut state.parked);
         drop(state);
-        self.shared.wake.notify_one();
+        if parked {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// The transaction goes on to apply `work`.
@@ -129,10 +137,13 @@ fn watch(shared: &Shared, timeout: Duration, on_timeout: impl FnOnce(Duration, O
             return;
         }
         state = match state.since {
-            None => shared
-                .wake
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner),
+            None => {
+                state.parked = true;
+                shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner)
+            }
             Some(since) => {
                 let elapsed = since.elapsed();
                 if elapsed >= timeout {
@@ -223,6 +234,19 @@ mod tests {
         dog.end();
         // Idle far longer than the limit: nothing fires.
         assert!(fired.recv_timeout(Duration::from_millis(200)).is_err());
+        dog.begin();
+        assert_eq!(fired.recv_timeout(DEADLINE), Ok(None));
+    }
+
+    #[test]
+    fn a_hang_after_many_quick_transactions_is_reported() {
+        // The thread sleeps to an earlier transaction's deadline without
+        // being woken by each `begin`; it must still catch the last one.
+        let (dog, fired) = watchdog(Duration::from_millis(50));
+        for _ in 0..1000 {
+            dog.begin();
+            dog.end();
+        }
         dog.begin();
         assert_eq!(fired.recv_timeout(DEADLINE), Ok(None));
     }
