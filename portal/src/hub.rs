@@ -790,8 +790,10 @@ impl Hub {
         if let Some(reply) = switch.reply.take() {
             let _ = reply.send(Ok(Promoted { dark, sessions }));
         }
+        // No "reload complete" to everyone: the notice at the start said
+        // commands run in a moment, and a thousand writes at once right
+        // here delayed everyone's first replies by several milliseconds.
         self.switch = None;
-        self.notice_all("[ev] Reload complete.");
     }
 
     fn fail_switch(&mut self, error: String) {

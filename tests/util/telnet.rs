@@ -244,7 +244,7 @@ impl Client {
     pub fn expect_line(
         &mut self,
         what: &str,
-        pred: impl Fn(&str) -> bool,
+        mut pred: impl FnMut(&str) -> bool,
         timeout: Duration,
     ) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
