@@ -36,6 +36,29 @@ pub fn runs_in(pid: u32, root: &std::path::Path) -> bool {
     alive(pid) && cmdline(pid).iter().any(|a| *a == *root)
 }
 
+/// How long `pid` has been running (None if it is gone). /proc counts in
+/// USER_HZ, which is 100 on every architecture Linux has.
+pub fn age(pid: u32) -> Option<std::time::Duration> {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `starttime` is field 22; the fields after the command name start at 3.
+    let start_ticks: u64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()?;
+    let since_boot: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let age = (since_boot - start_ticks as f64 / USER_HZ).max(0.0);
+    Some(std::time::Duration::from_secs_f64(age))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +69,24 @@ mod tests {
         assert!(alive(me));
         assert!(!cmdline(me).is_empty());
         assert!(!runs_in(me, std::path::Path::new("/no/such/game")));
+    }
+
+    #[test]
+    fn a_process_started_later_is_younger() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let (me, young) = (age(std::process::id()), age(child.id()));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (me, young) = (me.unwrap(), young.unwrap());
+        assert!(young < std::time::Duration::from_secs(5), "{young:?}");
+        assert!(
+            me + std::time::Duration::from_millis(20) >= young,
+            "{me:?} < {young:?}"
+        );
+        assert_eq!(age(child.id()), None);
     }
 
     #[test]

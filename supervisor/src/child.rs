@@ -155,10 +155,12 @@ impl Child {
             }
             tx.send_replace(Some(Exit::Vanished));
         });
+        // Uptime counts from the process's start, not from its adoption.
+        let age = ev::procfs::age(pid).unwrap_or_default();
         Child {
             name,
             pid,
-            started: Instant::now(),
+            started: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
             exit,
         }
     }

@@ -628,6 +628,22 @@ fn a_killed_supervisor_is_replaced_by_one_that_adopts_the_game() {
     load.wait_progress(BEFORE);
     let (code, said) = status(&game);
     assert_eq!(code, Some(0), "evctl status after adoption: {said}");
+    // An adopted process's uptime counts from its own start, so the portal
+    // has been up longer than the supervisor that adopted it.
+    let json = game.evctl(&["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout)
+        .unwrap_or_else(|e| panic!("status --json ({e}): {}", text(&json)));
+    let uptime = |name: &str| {
+        value["processes"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["uptime_ms"].as_u64())
+            .unwrap_or_else(|| panic!("no {name} uptime in {value}"))
+    };
+    assert!(
+        uptime("portal") > uptime("supervisor"),
+        "the adopted portal's uptime counts from its adoption: {value}"
+    );
 
     let out = game.reload();
     assert!(text(&out).contains("dark for"), "{}", text(&out));
