@@ -6,13 +6,8 @@ use flate2::{Decompress, FlushDecompress, Status};
 
 use crate::util::{Game, PASSWORD, REPLY_TIMEOUT};
 
-const IAC: u8 = 255;
-const DONT: u8 = 254;
-const DO: u8 = 253;
-const WONT: u8 = 252;
-const WILL: u8 = 251;
-const SB: u8 = 250;
-const SE: u8 = 240;
+use crate::util::telnet::{DO, DONT, IAC, SB, SE, WILL, WONT};
+
 const MCCP2: u8 = 86;
 const START: [u8; 5] = [IAC, SB, MCCP2, IAC, SE];
 
@@ -162,6 +157,11 @@ fn mccp2_output_decodes_to_the_game_text_and_turns_off_on_dont() {
         c.send(format!("ping z{i}\r\n").as_bytes());
         c.expect_text(&format!("pong z{i}"));
     }
+    // The stream belongs to the portal: a reload goes on inside it.
+    game.reload();
+    c.expect_text("The game is reloading");
+    c.send(b"ping after-reload\r\n");
+    c.expect_text("pong after-reload");
     c.send(b"say compressed and clear\r\n");
     c.expect_text("You say, \"compressed and clear\"");
     assert!(c.inflate.is_some(), "still compressing");

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 /// How long a test waits for a reply unless it says otherwise.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
-const IAC: u8 = 255;
-const DONT: u8 = 254;
-const DO: u8 = 253;
-const WONT: u8 = 252;
-const WILL: u8 = 251;
-const SB: u8 = 250;
+pub const IAC: u8 = 255;
+pub const DONT: u8 = 254;
+pub const DO: u8 = 253;
+pub const WONT: u8 = 252;
+pub const WILL: u8 = 251;
+pub const SB: u8 = 250;
 const GA: u8 = 249;
-const SE: u8 = 240;
+pub const SE: u8 = 240;
 const EOR: u8 = 239;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
