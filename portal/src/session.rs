@@ -277,3 +277,82 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: [u8; 3] = [IAC, WILL, mccp::OPTION];
+    const START: [u8; 5] = [IAC, SB, mccp::OPTION, IAC, SE];
+
+    fn wire(w: &mut Writer) -> Vec<u8> {
+        w.seal().unwrap();
+        let bytes = w.wire.clone();
+        w.written();
+        bytes
+    }
+
+    fn offered() -> Writer {
+        let mut w = Writer::new(Some(Duration::from_secs(5)));
+        assert_eq!(wire(&mut w), OFFER);
+        w
+    }
+
+    #[test]
+    fn do_starts_compression_once() {
+        let mut w = offered();
+        w.negotiate(DO, mccp::OPTION).unwrap();
+        let first = wire(&mut w);
+        assert!(first.starts_with(&START), "{first:?}");
+        assert_eq!(
+            &first[START.len()..],
+            &[0x78, 0x9c],
+            "the zlib header follows"
+        );
+        // A repeated DO neither restarts the stream nor answers.
+        w.negotiate(DO, mccp::OPTION).unwrap();
+        assert_eq!(wire(&mut w), Vec::<u8>::new());
+        assert!(matches!(w.mccp, Mccp::On(_)));
+    }
+
+    #[test]
+    fn dont_refuses_the_offer_without_an_answer() {
+        let mut w = offered();
+        w.negotiate(DONT, mccp::OPTION).unwrap();
+        assert_eq!(wire(&mut w), Vec::<u8>::new());
+        assert!(matches!(w.mccp, Mccp::Off));
+        // The client changes its mind: we said we would, so we do.
+        w.negotiate(DO, mccp::OPTION).unwrap();
+        let again = wire(&mut w);
+        assert!(
+            again.starts_with(&[IAC, WILL, mccp::OPTION, IAC, SB]),
+            "{again:?}"
+        );
+    }
+
+    #[test]
+    fn not_offered_means_refused() {
+        let mut w = Writer::new(None);
+        assert_eq!(wire(&mut w), Vec::<u8>::new());
+        w.negotiate(DO, mccp::OPTION).unwrap();
+        assert_eq!(wire(&mut w), [IAC, WONT, mccp::OPTION]);
+        w.negotiate(WILL, mccp::OPTION).unwrap();
+        assert_eq!(wire(&mut w), [IAC, DONT, mccp::OPTION]);
+        assert!(matches!(w.mccp, Mccp::Off));
+    }
+
+    #[test]
+    fn text_after_dont_is_plain() {
+        let mut w = offered();
+        w.negotiate(DO, mccp::OPTION).unwrap();
+        w.plain.extend_from_slice(b"squeezed\r\n");
+        let compressed = wire(&mut w);
+        assert!(!compressed.windows(8).any(|x| x == b"squeezed"));
+        w.negotiate(DONT, mccp::OPTION).unwrap();
+        let end = wire(&mut w);
+        assert!(end.ends_with(&[IAC, WONT, mccp::OPTION]), "{end:?}");
+        w.plain.extend_from_slice(b"plain\r\n");
+        assert_eq!(wire(&mut w), b"plain\r\n");
+        assert_eq!(w.release_at, None, "no compressor left to release");
+    }
+}
