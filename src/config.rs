@@ -104,6 +104,11 @@ pub struct ServerConfig {
     /// The server binary. Empty: `ev-server` beside the supervisor's own binary.
     /// A reload copies it to run/bin/<build-id> and starts the copy.
     pub binary: PathBuf,
+    /// Reload by itself when `binary` is rebuilt (watched with inotify).
+    pub auto_reload: bool,
+    /// With `auto_reload`: how long the binary must stay unchanged after a
+    /// change before the reload starts (a build writes it in steps).
+    pub auto_reload_settle_ms: u64,
     /// How long a new server may take to start and attach to the portal.
     pub start_timeout_ms: u64,
     /// How long the old server may take to finish its work on a reload or stop.
@@ -124,6 +129,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             binary: PathBuf::new(),
+            auto_reload: false,
+            auto_reload_settle_ms: 500,
             start_timeout_ms: 10_000,
             drain_timeout_ms: 10_000,
             max_batch: 512,

@@ -16,6 +16,8 @@
 //! - `restart`: the keeper task: restarts a crashed portal or server, with
 //!   backoff and the crash-loop limit.
 //! - `reload`: the hand-over from the serving server to a new one.
+//! - `autoreload`: reloads when the server binary is rebuilt
+//!   (`server.auto_reload`, inotify through the `notify` crate).
 //! - `logtail`: a failed server's last lines out of the shared server.log.
 //! - `status`: the status report, with `sysinfo` figures.
 //! - `notify`: systemd's READY/RELOADING/STOPPING over `$NOTIFY_SOCKET`.
@@ -31,6 +33,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod autoreload;
 mod binary;
 mod child;
 mod control;

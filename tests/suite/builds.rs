@@ -184,3 +184,42 @@ fn processes_with_arg(needle: &str) -> bool {
         pid.is_some_and(alive) && raw.split(|&b| b == 0).any(|a| a == needle.as_bytes())
     })
 }
+
+/// `server.auto_reload`: rebuilding the binary reloads the game by itself,
+/// players stay in; rewriting it with the same content does not.
+#[test]
+fn auto_reload_picks_up_a_rebuild_by_itself() {
+    let game = Game::with_server_script(|c| {
+        c.server.auto_reload = true;
+        c.server.auto_reload_settle_ms = 100;
+    });
+    game.start();
+    let mut alice = game.login("Alice");
+    let first_server = game.pid("server").expect("a server");
+
+    // The same bytes again (a rebuild that changed nothing): no reload.
+    game.set_server_script(&exec_test_server(""));
+    wait_until(
+        "the supervisor to see the unchanged rebuild",
+        REPLY_TIMEOUT,
+        || supervisor_log(&game).contains("is the build that serves; not reloading"),
+    );
+    assert_eq!(game.pid("server"), Some(first_server));
+
+    game.set_server_script(&exec_test_server("EV_TEST_VERSION=build-auto"));
+    wait_until("the rebuilt server to serve", REPLY_TIMEOUT, || {
+        game.pid("server")
+            .is_some_and(|p| p != first_server && alive(p))
+    });
+    assert_eq!(version(&mut alice).trim(), "build-auto");
+    alice.look().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        supervisor_log(&game).contains("was rebuilt; reloading"),
+        "the supervisor log does not say why it reloaded{}",
+        game.log_tails()
+    );
+}
+
+fn supervisor_log(game: &Game) -> String {
+    std::fs::read_to_string(game.root().join("logs/supervisor.log")).unwrap_or_default()
+}
