@@ -1005,3 +1005,10 @@ fn a_crowd_is_not_told_of_each_arrival_and_lists_are_cut_short() {
         ["Players online (4): Alice, Bob and 2 more"]
     );
 }
+
+#[test]
+fn names_sort_ignoring_case_then_by_bytes() {
+    let mut names = vec!["bob", "Alice", "alice", "Carol", "ALICE", "al"];
+    super::sort_names(&mut names);
+    assert_eq!(names, ["al", "ALICE", "Alice", "alice", "bob", "Carol"]);
+}
