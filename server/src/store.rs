@@ -722,10 +722,12 @@ mod tests {
         conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)", [])
             .unwrap();
         let _checkpoints = Checkpointer::start(&db, Duration::from_millis(10), 64);
-        // Each commit rewrites at least one 4 KiB page: 6,000 of them are
-        // 24 MiB of log if it never starts over.
+        // Each commit rewrites at least one 4 KiB page: 20,000 of them are
+        // 80 MiB of log if it never starts over. With restarts the file stays
+        // near what is written between two checkpoints; the bound leaves room
+        // for a checkpointer slowed down by a busy machine.
         let payload = vec![7u8; 3000];
-        for k in 0..6_000i64 {
+        for k in 0..20_000i64 {
             conn.execute(
                 "INSERT OR REPLACE INTO t (k, v) VALUES (?1, ?2)",
                 rusqlite::params![k % 50, payload],
@@ -735,7 +737,7 @@ mod tests {
         let wal = std::fs::metadata(dir.path().join("game.db-wal"))
             .unwrap()
             .len();
-        assert!(wal < 8 << 20, "the WAL grew to {wal} bytes");
+        assert!(wal < 32 << 20, "the WAL grew to {wal} bytes");
     }
 
     fn open(dir: &Path) -> Store {

@@ -1009,6 +1009,18 @@ fn a_crowd_is_not_told_of_each_arrival_and_lists_are_cut_short() {
 #[test]
 fn names_sort_ignoring_case_then_by_bytes() {
     let mut names = vec!["bob", "Alice", "alice", "Carol", "ALICE", "al"];
-    super::sort_names(&mut names);
+    super::sort_names(&mut names, 10);
     assert_eq!(names, ["al", "ALICE", "Alice", "alice", "bob", "Carol"]);
+}
+
+#[test]
+fn only_the_names_shown_are_put_in_order() {
+    let mut names = vec!["e", "B", "d", "a", "C", "f"];
+    super::sort_names(&mut names, 3);
+    assert_eq!(names[..3], ["a", "B", "C"]);
+    let mut rest = names[3..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["d", "e", "f"]);
+    super::sort_names(&mut names, 0);
+    assert_eq!(names.len(), 6);
 }
