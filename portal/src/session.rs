@@ -63,10 +63,7 @@ impl Connection {
         let mut events = Vec::new();
         let mut buf = vec![0u8; READ_BUF];
         let mut out = Writer::new(self.mccp2);
-        if !out.wire.is_empty() {
-            wr.write_all(&out.wire).await?;
-            out.written();
-        }
+        out.flush(&mut wr).await?;
 
         loop {
             let release_at = out.release_at;
@@ -119,9 +116,7 @@ impl Connection {
                         Some(Line::TooLong) => {
                             let note = format!("Line too long (over {} bytes); it was not sent.\r\n", self.max_line);
                             out.plain.extend_from_slice(note.as_bytes());
-                            out.seal()?;
-                            wr.write_all(&out.wire).await?;
-                            out.written();
+                            out.flush(&mut wr).await?;
                         }
                         None => {}
                     }
@@ -142,11 +137,7 @@ impl Connection {
                             Event::Subnegotiation(..) | Event::Command(_) => {}
                         }
                     }
-                    out.seal()?;
-                    if !out.wire.is_empty() {
-                        wr.write_all(&out.wire).await?;
-                        out.written();
-                    }
+                    out.flush(&mut wr).await?;
                 }
             }
         }
@@ -171,8 +162,8 @@ struct Writer {
     plain: Vec<u8>,
     wire: Vec<u8>,
     mccp: Mccp,
-    offer: bool,
-    idle: Duration,
+    /// MCCP2 is offered, and an idle compressor goes back after this long.
+    idle: Option<Duration>,
     /// When the compressor goes back, unless more output comes first.
     release_at: Option<Instant>,
 }
@@ -183,11 +174,10 @@ impl Writer {
             plain: Vec::new(),
             wire: Vec::new(),
             mccp: Mccp::Off,
-            offer: mccp2.is_some(),
-            idle: mccp2.unwrap_or_default(),
+            idle: mccp2,
             release_at: None,
         };
-        if writer.offer {
+        if writer.idle.is_some() {
             writer.wire.extend_from_slice(&[IAC, WILL, mccp::OPTION]);
             writer.mccp = Mccp::Offered;
         }
@@ -195,7 +185,10 @@ impl Writer {
     }
 
     fn negotiate(&mut self, verb: u8, option: u8) -> std::io::Result<()> {
-        if option != mccp::OPTION {
+        // WILL/WONT 86 are about the client's side, where MCCP2 has no
+        // meaning: refused like any option we do not offer.
+        let ours = option == mccp::OPTION && self.idle.is_some() && matches!(verb, DO | DONT);
+        if !ours {
             if let Some(answer) = telnet::refuse(verb, option) {
                 self.plain.extend_from_slice(&answer);
             }
@@ -203,17 +196,14 @@ impl Writer {
         }
         match (verb, &self.mccp) {
             (DO, Mccp::Offered) => self.begin_compression(false)?,
-            // Asked without our offer: agree if we would have offered.
-            (DO, Mccp::Off) if self.offer => self.begin_compression(true)?,
-            (DO, Mccp::Off) => self.plain.extend_from_slice(&[IAC, WONT, mccp::OPTION]),
+            // Asked after a DONT: we offer it, so we agree.
+            (DO, Mccp::Off) => self.begin_compression(true)?,
             (DONT, Mccp::Offered) => self.mccp = Mccp::Off,
             (DONT, Mccp::On(_)) => {
                 self.end_compression()?;
                 self.plain.extend_from_slice(&[IAC, WONT, mccp::OPTION]);
             }
-            // WILL/WONT are about the client's side, where MCCP2 has no
-            // meaning; a repeated DO or DONT needs no answer.
-            (WILL, _) => self.plain.extend_from_slice(&[IAC, DONT, mccp::OPTION]),
+            // A repeated DO or DONT needs no answer.
             _ => {}
         }
         Ok(())
@@ -249,10 +239,20 @@ impl Writer {
             Mccp::On(stream) => {
                 stream.write(&self.plain, &mut self.wire)?;
                 self.plain.clear();
-                self.release_at = Some(Instant::now() + self.idle);
+                self.release_at = Some(Instant::now() + self.idle.unwrap_or_default());
             }
             _ if self.wire.is_empty() => std::mem::swap(&mut self.plain, &mut self.wire),
             _ => self.wire.append(&mut self.plain),
+        }
+        Ok(())
+    }
+
+    /// Seals what is staged and writes whatever is owed, if anything.
+    async fn flush(&mut self, wr: &mut (impl AsyncWriteExt + Unpin)) -> std::io::Result<()> {
+        self.seal()?;
+        if !self.wire.is_empty() {
+            wr.write_all(&self.wire).await?;
+            self.written();
         }
         Ok(())
     }
