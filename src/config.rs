@@ -77,7 +77,8 @@ pub struct PortalConfig {
     /// Offer MCCP2 (compressed output, telnet option 86) to telnet clients.
     pub mccp2: bool,
     /// A compressing session that has had no output this long gives its
-    /// compressor (some 300 KiB) back; the stream goes on with a fresh one.
+    /// compressor (about 150 KiB resident) back; the stream goes on with a
+    /// fresh one.
     pub mccp2_idle_release_ms: u64,
 }
 

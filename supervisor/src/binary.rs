@@ -128,7 +128,7 @@ impl Installer {
     /// reload for a debug build). Only names that are build ids go, so a
     /// temp file of an install in progress or an operator's file stays.
     /// Returns how many were removed.
-    pub fn prune(&self, keep: &[&str]) -> usize {
+    pub fn prune(&self, keep: &[String]) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.bin_dir) else {
             return 0;
         };
@@ -137,7 +137,7 @@ impl Installer {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let is_build_id = name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit());
-            if !is_build_id || keep.contains(&name) {
+            if !is_build_id || keep.iter().any(|k| k == name) {
                 continue;
             }
             match std::fs::remove_file(entry.path()) {
@@ -201,7 +201,7 @@ mod tests {
         std::fs::write(bin.join(".abc.123.tmp"), b"in progress").unwrap();
         std::fs::write(bin.join("README"), b"mine").unwrap();
 
-        assert_eq!(installer.prune(&[&ids[2]]), 2);
+        assert_eq!(installer.prune(&ids[2..]), 2);
         let mut names: Vec<String> = std::fs::read_dir(&bin)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

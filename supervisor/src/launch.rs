@@ -317,7 +317,6 @@ pub(crate) fn make_serving(shared: &Shared, started: &Started) -> Result<(), Str
             .chain(s.last_serving_build.clone())
             .collect()
     });
-    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
     let removed = shared.installer.prune(&keep);
     if removed > 0 {
         tracing::info!("removed {removed} server binaries no server runs from run/bin");
