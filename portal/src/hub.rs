@@ -1168,6 +1168,19 @@ pub(super) mod tests_support {
         pub kill: CancellationToken,
     }
 
+    impl FakeSession {
+        /// The text lines queued for this player so far.
+        pub fn texts(&mut self) -> Vec<String> {
+            let mut texts = Vec::new();
+            while let Ok(msg) = self.out.try_recv() {
+                if let Outbound::Text(t) = msg {
+                    texts.push(t);
+                }
+            }
+            texts
+        }
+    }
+
     pub fn start() -> Harness {
         let (tx, rx) = channel();
         let stop = CancellationToken::new();
@@ -1593,13 +1606,12 @@ mod crash_tests {
         // Suspects done: the rest flows, and the quarantined seq never again.
         let events = d.take(1).await;
         assert_eq!(inputs(&events), vec![(7, 2, "say after".into())]);
-        let mut told = false;
-        while let Ok(msg) = s.out.try_recv() {
-            if let Outbound::Text(t) = msg {
-                told |= t.contains("crashed the game more than once");
-            }
-        }
-        assert!(told, "the player was not told their command was dropped");
+        let told = s.texts();
+        assert!(
+            told.iter()
+                .any(|t| t.contains("crashed the game more than once")),
+            "the player was not told their command was dropped: {told:?}"
+        );
         h.stop.cancel();
     }
 
@@ -1629,13 +1641,12 @@ mod crash_tests {
         );
         h.input(7, "ping");
         assert_eq!(inputs(&c.take(1).await), vec![(7, 2, "ping".into())]);
-        let mut told = false;
-        while let Ok(msg) = s.out.try_recv() {
-            if let Outbound::Text(t) = msg {
-                told |= t.contains("crashed the game more than once");
-            }
-        }
-        assert!(told, "the player was not told their command was dropped");
+        let told = s.texts();
+        assert!(
+            told.iter()
+                .any(|t| t.contains("crashed the game more than once")),
+            "the player was not told their command was dropped: {told:?}"
+        );
         h.stop.cancel();
     }
 
