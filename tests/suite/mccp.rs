@@ -62,17 +62,17 @@ impl Mccp2Client {
             }
             Err(e) => panic!("read failed: {e}"),
         };
-        let mut input = &buf[..n];
+        let mut input = buf[..n].to_vec();
         while !input.is_empty() {
             match &mut self.inflate {
                 Some(z) => {
                     let before = z.total_in();
                     let mut out = Vec::with_capacity(64 * 1024);
                     let status = z
-                        .decompress_vec(input, &mut out, FlushDecompress::Sync)
+                        .decompress_vec(&input, &mut out, FlushDecompress::Sync)
                         .unwrap_or_else(|e| panic!("the compressed stream is corrupt: {e}"));
                     self.seen.extend_from_slice(&out);
-                    input = &input[(z.total_in() - before) as usize..];
+                    input.drain(..(z.total_in() - before) as usize);
                     if status == Status::StreamEnd {
                         self.inflate = None;
                         self.ended = true;
@@ -80,27 +80,17 @@ impl Mccp2Client {
                 }
                 None => {
                     let from = self.seen.len().saturating_sub(START.len() - 1);
-                    self.seen.extend_from_slice(input);
-                    input = &[];
+                    self.seen.append(&mut input);
                     let started =
                         find(&self.seen[from..], &START).map(|at| from + at + START.len());
                     if let (Some(at), false) = (started, self.ended) {
-                        // The bytes after the start sequence were compressed.
-                        let compressed = self.seen.split_off(at);
+                        // The bytes after the start sequence were compressed:
+                        // back through the loop, now inflating.
+                        input = self.seen.split_off(at);
                         self.inflate = Some(Decompress::new(true));
-                        self.seen_then_inflate(compressed);
                     }
                 }
             }
-        }
-    }
-
-    fn seen_then_inflate(&mut self, compressed: Vec<u8>) {
-        if let Some(z) = &mut self.inflate {
-            let mut out = Vec::with_capacity(64 * 1024);
-            z.decompress_vec(&compressed, &mut out, FlushDecompress::Sync)
-                .unwrap_or_else(|e| panic!("the compressed stream is corrupt: {e}"));
-            self.seen.extend_from_slice(&out);
         }
     }
 
