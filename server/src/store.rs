@@ -19,7 +19,7 @@
 //! active one still serves, and migrates ([`Store::migrate`]) only once that
 //! one has drained.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -384,25 +384,6 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Forgets every session but `keep` (after a full Sync, nothing else is open).
-    pub fn forget_sessions_except(&self, keep: &HashSet<SessionId>) -> Result<(), StoreError> {
-        let known: Vec<i64> = self
-            .tx
-            .prepare_cached(
-                "SELECT session_id FROM session_seq
-                 UNION SELECT session_id FROM output_seq
-                 UNION SELECT DISTINCT session_id FROM outbox",
-            )?
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        for id in known {
-            if !keep.contains(&SessionId(id as u64)) {
-                self.forget_session(SessionId(id as u64))?;
-            }
-        }
-        Ok(())
-    }
-
     /// The last output seq given to `session`; 0 if none.
     #[cfg(test)]
     pub fn output_seq(&self, session: SessionId) -> Result<u64, StoreError> {
@@ -469,50 +450,31 @@ impl Tx<'_> {
             .collect::<Result<_, _>>()?)
     }
 
-    /// What a Sync needs of each of `ids`, read in three statements for the
-    /// whole chunk rather than several per session: a new server's restore of
-    /// every session is the dark time of a reload.
-    pub fn sync_state(
-        &self,
-        ids: &[SessionId],
-    ) -> Result<std::collections::HashMap<SessionId, SyncState>, StoreError> {
-        let mut state: std::collections::HashMap<SessionId, SyncState> =
-            ids.iter().map(|id| (*id, SyncState::default())).collect();
-        if ids.is_empty() {
-            return Ok(state);
-        }
-        // Integers only, so listing them in the statement is safe.
-        let list = ids
-            .iter()
-            .map(|id| sql_u64(id.0).to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        let pairs = |table: &str| -> Result<Vec<(u64, u64)>, StoreError> {
-            let sql =
-                format!("SELECT session_id, last_seq FROM {table} WHERE session_id IN ({list})");
+    /// What a Sync needs of every session the database knows: three scans
+    /// with cached statements, once per Sync. (These tables hold only the
+    /// sessions of the last Sync and those opened since.) Statements listing
+    /// a chunk's ids cost a new server a third of its restore, the dark time
+    /// of a reload, in parsing the list.
+    pub fn sync_state(&self) -> Result<HashMap<SessionId, SyncState>, StoreError> {
+        let mut state: HashMap<SessionId, SyncState> = HashMap::new();
+        let pairs = |sql: &str| -> Result<Vec<(u64, u64)>, StoreError> {
             Ok(self
                 .tx
-                .prepare(&sql)?
+                .prepare_cached(sql)?
                 .query_map([], |row| {
                     Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
                 })?
                 .collect::<Result<_, _>>()?)
         };
-        for (id, seq) in pairs("session_seq")? {
-            if let Some(s) = state.get_mut(&SessionId(id)) {
-                s.last_seq = seq;
-            }
+        for (id, seq) in pairs("SELECT session_id, last_seq FROM session_seq")? {
+            state.entry(SessionId(id)).or_default().last_seq = seq;
         }
-        for (id, seq) in pairs("output_seq")? {
-            if let Some(s) = state.get_mut(&SessionId(id)) {
-                s.output_seq = seq;
-            }
+        for (id, seq) in pairs("SELECT session_id, last_seq FROM output_seq")? {
+            state.entry(SessionId(id)).or_default().output_seq = seq;
         }
-        let sql = format!(
-            "SELECT session_id, seq, kind, payload FROM outbox
-             WHERE session_id IN ({list}) ORDER BY session_id, seq"
-        );
-        let mut stmt = self.tx.prepare(&sql)?;
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT session_id, seq, kind, payload FROM outbox ORDER BY session_id, seq",
+        )?;
         let rows = stmt.query_map([], |row| {
             Ok(OutboxRow {
                 session: SessionId(row.get::<_, i64>(0)? as u64),
@@ -523,9 +485,7 @@ impl Tx<'_> {
         })?;
         for row in rows {
             let row = row?;
-            if let Some(s) = state.get_mut(&row.session) {
-                s.outbox.push(row);
-            }
+            state.entry(row.session).or_default().outbox.push(row);
         }
         Ok(state)
     }
@@ -559,17 +519,14 @@ impl Tx<'_> {
     /// A Sync says the portal delivered `session`'s output up to
     /// `delivered`: its counter goes on from at least there, the rows up to
     /// it go, and the rows above it are returned, in order, to send again.
-    /// (The game does this a chunk at a time through [`Tx::sync_state`].)
+    /// (The game reads every session's rows at once with [`Tx::sync_state`].)
     #[cfg(test)]
     pub fn resync_output(
         &self,
         session: SessionId,
         delivered: u64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let state = self
-            .sync_state(&[session])?
-            .remove(&session)
-            .unwrap_or_default();
+        let state = self.sync_state()?.remove(&session).unwrap_or_default();
         self.resync_output_from(session, delivered, state)
     }
 
@@ -825,10 +782,10 @@ mod tests {
         assert_eq!(tx.last_seq(SessionId(7)).unwrap(), 3);
         assert_eq!(tx.last_seq(SessionId(u64::MAX)).unwrap(), u64::MAX);
         assert_eq!(tx.last_seq(SessionId(8)).unwrap(), 0);
-        tx.forget_sessions_except(&HashSet::from([SessionId(7)]))
-            .unwrap();
-        assert_eq!(tx.last_seq(SessionId(u64::MAX)).unwrap(), 0);
-        assert_eq!(tx.last_seq(SessionId(7)).unwrap(), 3);
+        let known = tx.sync_state().unwrap();
+        assert_eq!(known.len(), 2);
+        assert_eq!(known[&SessionId(u64::MAX)].last_seq, u64::MAX);
+        assert_eq!(known[&SessionId(7)].last_seq, 3);
     }
 
     fn row(session: u64, seq: u64, text: &str) -> OutboxRow {
@@ -891,15 +848,10 @@ mod tests {
         assert!(tx.resync_output(SessionId(9), 7).unwrap().is_empty());
         assert_eq!(put(&tx, 9, "8"), 8);
         assert!(tx.resync_output(SessionId(3), 0).unwrap().is_empty());
-        // Forgetting: everything of a session, or of all but some.
+        // Forgetting: everything of a session.
         tx.forget_session(SessionId(9)).unwrap();
         assert_eq!(tx.output_seq(SessionId(9)).unwrap(), 0);
         assert!(tx.outbox_after(SessionId(9), 0).unwrap().is_empty());
-        put(&tx, 9, "again");
-        tx.forget_sessions_except(&HashSet::from([SessionId(8)]))
-            .unwrap();
-        assert!(tx.outbox_after(SessionId(9), 0).unwrap().is_empty());
-        assert_eq!(tx.output_seq(SessionId(3)).unwrap(), 0);
         assert_eq!(tx.outbox_after(SessionId(8), 0).unwrap().len(), 1);
     }
 

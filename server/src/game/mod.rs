@@ -220,10 +220,19 @@ pub struct Game {
     world: World,
     sessions: HashMap<SessionId, Session>,
     next_job: u64,
-    /// The sessions listed so far by a Sync that has not had its last chunk.
-    syncing: Option<HashSet<SessionId>>,
-    /// When the current Sync's first chunk came, for the log.
-    sync_started: Option<std::time::Instant>,
+    /// A Sync that has not had its last chunk.
+    syncing: Option<Syncing>,
+}
+
+/// What a Sync in progress has seen so far.
+struct Syncing {
+    /// When its first chunk came, for the log.
+    started: std::time::Instant,
+    /// The sessions listed so far.
+    listed: HashSet<SessionId>,
+    /// The database's rows of each session not yet restored, read at the
+    /// first chunk (restoring a session touches no other session's rows).
+    stored: HashMap<SessionId, SyncState>,
 }
 
 impl Game {
@@ -234,7 +243,6 @@ impl Game {
             sessions: HashMap::new(),
             next_job: 0,
             syncing: None,
-            sync_started: None,
         }
     }
 
@@ -348,41 +356,46 @@ impl Game {
         last: bool,
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
-        let started = *self
-            .sync_started
-            .get_or_insert_with(std::time::Instant::now);
-        let ids: Vec<SessionId> = sessions.iter().map(|s| s.session).collect();
-        let mut stored = tx.sync_state(&ids)?;
+        let mut syncing = match self.syncing.take() {
+            Some(syncing) => syncing,
+            None => Syncing {
+                started: std::time::Instant::now(),
+                listed: HashSet::new(),
+                stored: tx.sync_state()?,
+            },
+        };
         for snapshot in sessions {
-            self.syncing
-                .get_or_insert_with(HashSet::new)
-                .insert(snapshot.session);
-            let state = stored.remove(&snapshot.session).unwrap_or_default();
+            syncing.listed.insert(snapshot.session);
+            let state = syncing.stored.remove(&snapshot.session).unwrap_or_default();
             self.restore(tx, snapshot, state, out)?;
         }
-        if last {
-            let listed = self.syncing.take().unwrap_or_default();
-            let gone: Vec<SessionId> = self
-                .sessions
-                .keys()
-                .filter(|id| !listed.contains(id))
-                .copied()
-                .collect();
-            for id in gone {
-                self.remove(id, true, out);
-            }
-            out.seal(tx)?;
-            tx.forget_sessions_except(&listed)?;
-            out.push(Outbound::Ready {
-                sessions: self.sessions.len() as u64,
-            });
-            self.sync_started = None;
-            tracing::info!(
-                sessions = self.sessions.len(),
-                micros = started.elapsed().as_micros() as u64,
-                "sessions restored"
-            );
+        if !last {
+            self.syncing = Some(syncing);
+            return Ok(());
         }
+        let gone: Vec<SessionId> = self
+            .sessions
+            .keys()
+            .filter(|id| !syncing.listed.contains(id))
+            .copied()
+            .collect();
+        for &id in &gone {
+            self.remove(id, true, out);
+        }
+        out.seal(tx)?;
+        // Nothing but the listed sessions is open: forget the rest, including
+        // what a gone session was just sent ("X has left.").
+        for id in syncing.stored.into_keys().chain(gone) {
+            tx.forget_session(id)?;
+        }
+        out.push(Outbound::Ready {
+            sessions: self.sessions.len() as u64,
+        });
+        tracing::info!(
+            sessions = self.sessions.len(),
+            micros = syncing.started.elapsed().as_micros() as u64,
+            "sessions restored"
+        );
         Ok(())
     }
 

@@ -624,6 +624,29 @@ fn sync_restores_playing_sessions_with_their_characters() {
 }
 
 #[test]
+fn a_new_servers_sync_forgets_sessions_it_does_not_list() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.player(S2, "Bob");
+    assert!(h.last_seq(S1) > 0 && h.output_seq(S1) > 0);
+    assert!(!h.outbox(S1, 0).is_empty());
+    let bobs_seq = h.last_seq(S2);
+    // S1 closed while no server ran: the next one hears only of S2.
+    h.restart();
+    let bob = h.delivered(playing(S2, 2, 2));
+    let out = h.batch(vec![Inbound::Sync {
+        sessions: vec![bob],
+        last: true,
+    }]);
+    assert_eq!(out.last(), Some(&Outbound::Ready { sessions: 1 }));
+    assert_eq!(
+        (h.last_seq(S1), h.output_seq(S1), h.outbox(S1, 0)),
+        (0, 0, vec![])
+    );
+    assert_eq!(h.last_seq(S2), bobs_seq, "the listed session is kept");
+}
+
+#[test]
 fn sync_of_a_missing_character_goes_back_to_login() {
     let mut h = Harness::new();
     let out = h.batch(vec![Inbound::Sync {
