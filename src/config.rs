@@ -80,6 +80,11 @@ pub struct PortalConfig {
     /// compressor (about 150 KiB resident) back; the stream goes on with a
     /// fresh one.
     pub mccp2_idle_release_ms: u64,
+    /// Players are told of a pause (a reload's hand-over, a crashed server's
+    /// restart) only once their input has waited this long, and told when it
+    /// is over; 0 tells them at once. A reload takes milliseconds: a line to
+    /// every player would cost more than the pause it announces.
+    pub pause_notice_ms: u64,
 }
 
 impl Default for PortalConfig {
@@ -95,6 +100,7 @@ impl Default for PortalConfig {
             sync_chunk: 1000,
             mccp2: true,
             mccp2_idle_release_ms: 5000,
+            pause_notice_ms: 500,
         }
     }
 }

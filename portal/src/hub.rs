@@ -88,6 +88,10 @@ pub enum HubEvent {
     SwitchTimeout {
         switch: u64,
     },
+    /// A pause has lasted `pause_notice`: time to tell the players.
+    PauseNotice {
+        pause: u64,
+    },
     /// Periodic: report deliveries, send heartbeats.
     Tick,
 }
@@ -198,6 +202,8 @@ pub struct HubConfig {
     pub tick: Option<Duration>,
     pub heartbeat: Duration,
     pub telnet_addr: String,
+    /// How long a pause lasts before players are told of it (zero: at once).
+    pub pause_notice: Duration,
 }
 
 /// How often deliveries are reported to the server.
@@ -218,6 +224,36 @@ struct Switch {
     started: Instant,
     reply: Option<oneshot::Sender<Result<Promoted, String>>>,
 }
+
+/// Input waits for a server: a hand-over's drain and restore, or a crashed
+/// server's restart. It ends when a server reports Ready. Players hear of
+/// it only once it has lasted `pause_notice`: a reload takes milliseconds,
+/// and a line to every player costs more than that.
+struct Pause {
+    id: u64,
+    cause: Cause,
+    told: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Reload,
+    Crash,
+}
+
+impl Cause {
+    fn notice(self) -> &'static str {
+        match self {
+            Cause::Reload => "[ev] The game is reloading; your commands will run in a moment.",
+            Cause::Crash => {
+                "[ev] The game server stopped unexpectedly; it is restarting. Your commands will run when it is back."
+            }
+        }
+    }
+}
+
+/// Told at a pause's end, if its start was told.
+pub const BACK: &str = "[ev] The game is back.";
 
 enum Stopping {
     No,
@@ -248,8 +284,8 @@ pub struct Hub {
     nonce: u64,
     /// After a second crash: suspects are replayed one at a time; this one is in flight.
     careful: Option<(SessionId, u64)>,
-    /// Set while no server serves after a crash, for the "back" notice.
-    down: bool,
+    pause: Option<Pause>,
+    next_pause: u64,
     /// Cancelled when the portal should stop accepting connections.
     stop_accepting: CancellationToken,
 }
@@ -281,7 +317,8 @@ impl Hub {
             last_heartbeat: Instant::now(),
             nonce: 0,
             careful: None,
-            down: false,
+            pause: None,
+            next_pause: 1,
         }
     }
 
@@ -340,6 +377,7 @@ impl Hub {
             HubEvent::Detached { conn, reason } => self.detached(conn, reason),
             HubEvent::Admin(request) => self.admin(request),
             HubEvent::SwitchTimeout { switch } => self.switch_timeout(switch),
+            HubEvent::PauseNotice { pause } => self.tell_pause(pause),
             HubEvent::Tick => self.tick(),
         }
     }
@@ -598,10 +636,6 @@ impl Hub {
             s.sent = s.acked;
             s.reported = s.delivered;
         }
-        if self.down {
-            self.down = false;
-            self.notice_all("[ev] The game is back.");
-        }
         self.send_pending(conn);
     }
 
@@ -773,6 +807,9 @@ impl Hub {
     }
 
     fn ready(&mut self, conn: ConnId, sessions: u64) {
+        if self.active == Some(conn) {
+            self.pause_ends();
+        }
         let Some(switch) = &mut self.switch else {
             tracing::info!(conn, sessions, "server ready");
             return;
@@ -790,9 +827,6 @@ impl Hub {
         if let Some(reply) = switch.reply.take() {
             let _ = reply.send(Ok(Promoted { dark, sessions }));
         }
-        // No "reload complete" to everyone: the notice at the start said
-        // commands run in a moment, and a thousand writes at once right
-        // here delayed everyone's first replies by several milliseconds.
         self.switch = None;
     }
 
@@ -901,12 +935,61 @@ impl Hub {
                 )),
             );
         }
-        if matches!(self.stopping, Stopping::No) && !self.down {
-            self.down = true;
+        if matches!(self.stopping, Stopping::No) {
             tracing::error!("the serving server went away without draining: {reason}");
-            self.notice_all(
-                "[ev] The game server stopped unexpectedly; it is restarting. Your commands will run when it is back.",
-            );
+            self.pause_begins(Cause::Crash);
+        }
+    }
+
+    // === pauses ===
+
+    fn pause_begins(&mut self, cause: Cause) {
+        if let Some(pause) = &mut self.pause {
+            // A crash in a hand-over: who heard "reloading" hears why it
+            // takes longer.
+            if cause == Cause::Crash && pause.cause == Cause::Reload {
+                pause.cause = cause;
+                if pause.told {
+                    self.notice_all(cause.notice());
+                }
+            }
+            return;
+        }
+        let id = self.next_pause;
+        self.next_pause += 1;
+        self.pause = Some(Pause {
+            id,
+            cause,
+            told: false,
+        });
+        let after = self.config.pause_notice;
+        if after.is_zero() {
+            self.tell_pause(id);
+            return;
+        }
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            me.send(HubEvent::PauseNotice { pause: id });
+        });
+    }
+
+    fn tell_pause(&mut self, id: u64) {
+        if !matches!(self.stopping, Stopping::No) {
+            return;
+        }
+        let Some(pause) = &mut self.pause else { return };
+        if pause.id != id || pause.told {
+            return;
+        }
+        pause.told = true;
+        let text = pause.cause.notice();
+        self.notice_all(text);
+    }
+
+    fn pause_ends(&mut self) {
+        if self.pause.take().is_some_and(|p| p.told) {
+            self.notice_all(BACK);
         }
     }
 
@@ -1043,6 +1126,7 @@ impl Hub {
         match self.active.take() {
             Some(old) => {
                 tracing::info!(from = old, to, "hand-over: draining the old server");
+                self.pause_begins(Cause::Reload);
                 self.draining = Some(old);
                 self.push(
                     old,
@@ -1181,7 +1265,12 @@ pub(super) mod tests_support {
         }
     }
 
+    /// A hub that tells players of no pause a test could wait for.
     pub fn start() -> Harness {
+        start_with(Duration::from_secs(3600))
+    }
+
+    pub fn start_with(pause_notice: Duration) -> Harness {
         let (tx, rx) = channel();
         let stop = CancellationToken::new();
         let config = HubConfig {
@@ -1189,6 +1278,7 @@ pub(super) mod tests_support {
             tick: None,
             heartbeat: Duration::from_secs(3600),
             telnet_addr: "127.0.0.1:1".into(),
+            pause_notice,
         };
         let hub = Hub::new(rx, tx.clone(), config, stop.clone());
         tokio::spawn(hub.run());
@@ -1382,6 +1472,88 @@ mod tests {
         h.from(2, vec![FromServer::Ready { sessions: 1 }]);
         let done = promoted.await.unwrap().unwrap();
         assert_eq!(done.sessions, 1);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_quick_hand_over_tells_the_players_nothing() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        b.take(1).await;
+        let promoted = h.promote(2).await;
+        a.take(1).await;
+        h.from(1, vec![FromServer::Drained]);
+        b.take(1).await;
+        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+        promoted.await.unwrap().unwrap();
+        assert_eq!(s.texts(), Vec::<String>::new());
+        h.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hand_over_that_lasts_is_told_and_so_is_its_end() {
+        let h = start_with(Duration::from_millis(500));
+        let mut s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        b.take(1).await;
+        let promoted = h.promote(2).await;
+        a.take(1).await;
+        let drain_began = tokio::time::Instant::now();
+        // A takes its time to drain.
+        let Some(Outbound::Text(told)) = s.out.recv().await else {
+            panic!("the session was closed");
+        };
+        assert!(told.contains("The game is reloading"), "{told}");
+        assert!(drain_began.elapsed() >= Duration::from_millis(500));
+        h.from(1, vec![FromServer::Drained]);
+        b.take(1).await;
+        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+        promoted.await.unwrap().unwrap();
+        assert_eq!(s.texts(), [BACK]);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_crash_is_told_when_the_pause_notice_is_zero_and_so_is_its_end() {
+        let h = start_with(Duration::ZERO);
+        let mut s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.tx.send(HubEvent::Detached {
+            conn: 1,
+            reason: "killed".into(),
+        });
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        b.take(2).await;
+        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+        h.status().await;
+        let told = s.texts();
+        assert_eq!(told.len(), 2, "{told:?}");
+        assert!(told[0].contains("stopped unexpectedly"), "{told:?}");
+        assert_eq!(told[1], BACK);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_crash_with_a_quick_restart_tells_the_players_nothing() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.tx.send(HubEvent::Detached {
+            conn: 1,
+            reason: "killed".into(),
+        });
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        b.take(2).await;
+        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+        h.status().await;
+        assert_eq!(s.texts(), Vec::<String>::new());
         h.stop.cancel();
     }
 

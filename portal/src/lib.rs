@@ -68,6 +68,7 @@ pub async fn run(
             tick: Some(hub::TICK),
             heartbeat: Duration::from_millis(config.server.heartbeat_ms),
             telnet_addr: addr.to_string(),
+            pause_notice: Duration::from_millis(config.portal.pause_notice_ms),
         },
         stop_accepting.clone(),
     );

@@ -83,21 +83,10 @@ async fn hand_over(shared: &Arc<Shared>, begun: Instant) -> Result<Reloaded, Rel
     if !shared.read(|s| s.portal_ready) {
         return Err(failure("the portal is not running"));
     }
-    // Players hear of the reload now, while the new server starts, not in
-    // the hand-over: a thousand notices written then cost the dark time
-    // ten milliseconds on two cores.
-    let _ = shared.portal.notice(RELOADING).await;
-    let result = switch(shared, begun).await;
-    if result.is_err() {
-        let _ = shared.portal.notice(CALLED_OFF).await;
-    }
-    result
+    // Players hear nothing of a reload unless its hand-over lasts: the
+    // portal tells them after `portal.pause_notice_ms`.
+    switch(shared, begun).await
 }
-
-/// What players are told when a reload begins, and when it fails.
-pub(crate) const RELOADING: &str =
-    "[ev] The game is reloading; your commands will run in a moment.";
-pub(crate) const CALLED_OFF: &str = "[ev] The reload was called off; the game goes on as before.";
 
 /// Starts server B and hands over to it (the caller holds `ops`).
 async fn switch(shared: &Arc<Shared>, begun: Instant) -> Result<Reloaded, ReloadFailure> {

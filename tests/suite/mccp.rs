@@ -130,7 +130,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn mccp2_output_decodes_to_the_game_text_and_turns_off_on_dont() {
     // Released after every burst: each reply after the first starts a fresh
     // compressor, and the player's stream must not notice.
-    let game = Game::with_config(|c| c.portal.mccp2_idle_release_ms = 0);
+    // And told of the reload's pause, to see a notice go through the stream.
+    let game = Game::with_config(|c| {
+        c.portal.mccp2_idle_release_ms = 0;
+        c.portal.pause_notice_ms = 0;
+    });
     game.start();
     let mut c = Mccp2Client::connect(&game);
     c.expect(&[IAC, WILL, MCCP2]);
@@ -150,6 +154,7 @@ fn mccp2_output_decodes_to_the_game_text_and_turns_off_on_dont() {
     // The stream belongs to the portal: a reload goes on inside it.
     game.reload();
     c.expect_text("The game is reloading");
+    c.expect_text("The game is back.");
     c.send(b"ping after-reload\r\n");
     c.expect_text("pong after-reload");
     c.send(b"say compressed and clear\r\n");
