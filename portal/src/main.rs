@@ -12,18 +12,21 @@ struct Args {
     game_dir: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
     // A released MCCP2 compressor's buffers (33 KiB and up) must leave RSS.
     ev::sys::unmap_large_frees(32 * 1024);
     ev::logging::init("portal", 0);
     let game = ev::gamedir::GameDir::resolve(args.game_dir);
-    let result = async {
-        let config = ev::config::Config::load(&game.config_path())?;
-        ev_portal::run(game, config, ev_portal::signals()).await
-    }
-    .await;
+    let result = ev::config::Config::load(&game.config_path())
+        .map_err(anyhow::Error::from)
+        .and_then(|config| {
+            ev_portal::runtime(config.portal.threads)?.block_on(ev_portal::run(
+                game,
+                config,
+                ev_portal::signals(),
+            ))
+        });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
