@@ -36,6 +36,18 @@ pub fn unmap_large_frees(bytes: usize) {
     let _ = bytes;
 }
 
+/// Returns the allocator's free pages to the system, wherever they lie in
+/// its heaps (glibc's `malloc_trim`); elsewhere a no-op. Costs a walk of the
+/// heaps, so call it after a lot was freed, not after every free.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only hands free pages back; it never touches memory
+    // in use and takes no pointers.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
 /// A pidfd for `pid` (Linux 5.3+): it becomes readable when the process
 /// exits, so a process that is not our child can be awaited without polling
 /// and without being fooled by its pid being reused.

@@ -98,6 +98,10 @@ pub async fn run(
         tracker.clone(),
     ));
 
+    let trim = config
+        .portal
+        .mccp2
+        .then(|| tokio::spawn(mccp::trim_after_releases()));
     let hub_task = tokio::spawn(hub.run());
     tokio::pin!(shutdown);
     tokio::select! {
@@ -128,6 +132,9 @@ pub async fn run(
         tracing::warn!("some connections did not flush within {FLUSH_DEADLINE:?}");
     }
     stop_link.cancel();
+    if let Some(trim) = trim {
+        trim.abort();
+    }
     let _ = std::fs::remove_file(game.link_socket());
     tracing::info!("portal stopped");
     Ok(())
