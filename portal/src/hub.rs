@@ -1285,6 +1285,38 @@ pub(super) mod tests_support {
         Harness { tx, stop }
     }
 
+    /// Session 7 on server 1, server 2 standing by, and a promotion of 2
+    /// that has sent 1 its Drain.
+    pub struct HandOver {
+        pub s: FakeSession,
+        pub a: FakeServer,
+        pub b: FakeServer,
+        pub promoted: oneshot::Receiver<Result<Promoted, String>>,
+    }
+
+    pub async fn hand_over(h: &Harness) -> HandOver {
+        let s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        b.take(1).await;
+        let promoted = h.promote(2).await;
+        assert!(matches!(a.take(1).await[0], ToServer::Drain { .. }));
+        HandOver { s, a, b, promoted }
+    }
+
+    /// Ends a [`hand_over`]: server 1 drains, server 2 gets its Sync and is ready.
+    pub async fn drained_then_ready(
+        h: &Harness,
+        b: &mut FakeServer,
+        promoted: oneshot::Receiver<Result<Promoted, String>>,
+    ) {
+        h.from(1, vec![FromServer::Drained]);
+        b.take(1).await;
+        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+        promoted.await.unwrap().unwrap();
+    }
+
     pub fn hello(generation: u64, major: u32) -> Hello {
         Hello {
             major,
@@ -1478,17 +1510,13 @@ mod tests {
     #[tokio::test]
     async fn a_quick_hand_over_tells_the_players_nothing() {
         let h = start();
-        let mut s = h.open(7, 16);
-        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
-        a.take(2).await;
-        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
-        b.take(1).await;
-        let promoted = h.promote(2).await;
-        a.take(1).await;
-        h.from(1, vec![FromServer::Drained]);
-        b.take(1).await;
-        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
-        promoted.await.unwrap().unwrap();
+        let HandOver {
+            mut s,
+            mut b,
+            promoted,
+            ..
+        } = hand_over(&h).await;
+        drained_then_ready(&h, &mut b, promoted).await;
         assert_eq!(s.texts(), Vec::<String>::new());
         h.stop.cancel();
     }
@@ -1496,13 +1524,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hand_over_that_lasts_is_told_and_so_is_its_end() {
         let h = start_with(Duration::from_millis(500));
-        let mut s = h.open(7, 16);
-        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
-        a.take(2).await;
-        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
-        b.take(1).await;
-        let promoted = h.promote(2).await;
-        a.take(1).await;
+        let HandOver {
+            mut s,
+            mut b,
+            promoted,
+            ..
+        } = hand_over(&h).await;
         let drain_began = tokio::time::Instant::now();
         // A takes its time to drain.
         let Some(Outbound::Text(told)) = s.out.recv().await else {
@@ -1510,17 +1537,15 @@ mod tests {
         };
         assert!(told.contains("The game is reloading"), "{told}");
         assert!(drain_began.elapsed() >= Duration::from_millis(500));
-        h.from(1, vec![FromServer::Drained]);
-        b.take(1).await;
-        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
-        promoted.await.unwrap().unwrap();
+        drained_then_ready(&h, &mut b, promoted).await;
         assert_eq!(s.texts(), [BACK]);
         h.stop.cancel();
     }
 
-    #[tokio::test]
-    async fn a_crash_is_told_when_the_pause_notice_is_zero_and_so_is_its_end() {
-        let h = start_with(Duration::ZERO);
+    /// What a player is told across a kill of the server and the next
+    /// one's Ready.
+    async fn told_across_a_crash(pause_notice: Duration) -> Vec<String> {
+        let h = start_with(pause_notice);
         let mut s = h.open(7, 16);
         let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
         a.take(2).await;
@@ -1532,29 +1557,22 @@ mod tests {
         b.take(2).await;
         h.from(2, vec![FromServer::Ready { sessions: 1 }]);
         h.status().await;
-        let told = s.texts();
+        h.stop.cancel();
+        s.texts()
+    }
+
+    #[tokio::test]
+    async fn a_crash_is_told_when_the_pause_notice_is_zero_and_so_is_its_end() {
+        let told = told_across_a_crash(Duration::ZERO).await;
         assert_eq!(told.len(), 2, "{told:?}");
         assert!(told[0].contains("stopped unexpectedly"), "{told:?}");
         assert_eq!(told[1], BACK);
-        h.stop.cancel();
     }
 
     #[tokio::test]
     async fn a_crash_with_a_quick_restart_tells_the_players_nothing() {
-        let h = start();
-        let mut s = h.open(7, 16);
-        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
-        a.take(2).await;
-        h.tx.send(HubEvent::Detached {
-            conn: 1,
-            reason: "killed".into(),
-        });
-        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
-        b.take(2).await;
-        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
-        h.status().await;
-        assert_eq!(s.texts(), Vec::<String>::new());
-        h.stop.cancel();
+        let told = told_across_a_crash(Duration::from_secs(3600)).await;
+        assert_eq!(told, Vec::<String>::new());
     }
 
     #[tokio::test]
@@ -1857,13 +1875,12 @@ mod handover_failure_tests {
     #[tokio::test]
     async fn a_drained_server_is_never_reactivated() {
         let h = start();
-        let _s = h.open(7, 16);
-        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
-        a.take(2).await;
-        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
-        b.take(1).await;
-        let promoted = h.promote(2).await;
-        a.take(1).await;
+        let HandOver {
+            mut a,
+            mut b,
+            promoted,
+            ..
+        } = hand_over(&h).await;
         h.from(1, vec![FromServer::Drained]);
         b.take(1).await;
         h.tx.send(HubEvent::Detached {
