@@ -283,6 +283,11 @@ impl Config {
                 return Err(format!("key `{key}` must be greater than 0"));
             }
         }
+        if self.portal.threads > MAX_PORTAL_THREADS {
+            return Err(format!(
+                "key `portal.threads` must be at most {MAX_PORTAL_THREADS}"
+            ));
+        }
         if self.auth.argon2_memory_kib < 8 * self.auth.argon2_parallelism.max(1) {
             return Err("key `auth.argon2_memory_kib` must be at least 8 × parallelism".into());
         }
@@ -297,6 +302,9 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 }
+
+/// More threads than this would be a typo, not a tuning.
+const MAX_PORTAL_THREADS: usize = 256;
 
 /// toml's message, reworded to lead with the line number.
 fn describe(e: &toml::de::Error, text: &str) -> String {
@@ -351,6 +359,15 @@ mod tests {
     fn zero_limit_refused() {
         let err = parse("[portal]\ninput_queue = 0\n").unwrap_err();
         assert!(err.contains("portal.input_queue"), "{err}");
+    }
+
+    #[test]
+    fn portal_threads_must_be_a_sane_count() {
+        assert_eq!(parse("[portal]\nthreads = 4\n").unwrap().portal.threads, 4);
+        for bad in ["0", "100000"] {
+            let err = parse(&format!("[portal]\nthreads = {bad}\n")).unwrap_err();
+            assert!(err.contains("portal.threads"), "{err}");
+        }
     }
 
     #[test]
