@@ -1365,6 +1365,14 @@ pub(super) mod tests_support {
             FakeServer { rx }
         }
 
+        /// Server `conn` goes away without draining, as a kill does.
+        pub fn kill(&self, conn: ConnId) {
+            self.tx.send(HubEvent::Detached {
+                conn,
+                reason: "killed".into(),
+            });
+        }
+
         pub fn from(&self, conn: ConnId, events: Vec<FromServer>) {
             self.tx.send(HubEvent::FromServer { conn, events });
         }
@@ -1402,6 +1410,15 @@ pub(super) mod tests_support {
             }
             got
         }
+    }
+
+    pub fn assert_told_of_quarantine(s: &mut FakeSession) {
+        let told = s.texts();
+        assert!(
+            told.iter()
+                .any(|t| t.contains("crashed the game more than once")),
+            "the player was not told their command was dropped: {told:?}"
+        );
     }
 
     pub fn inputs(events: &[ToServer]) -> Vec<(u64, u64, String)> {
@@ -1549,10 +1566,7 @@ mod tests {
         let mut s = h.open(7, 16);
         let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
         a.take(2).await;
-        h.tx.send(HubEvent::Detached {
-            conn: 1,
-            reason: "killed".into(),
-        });
+        h.kill(1);
         let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
         b.take(2).await;
         h.from(2, vec![FromServer::Ready { sessions: 1 }]);
@@ -1587,10 +1601,7 @@ mod tests {
         b.take(1).await;
         let promoted = h.promote(2).await;
         a.take(1).await;
-        h.tx.send(HubEvent::Detached {
-            conn: 1,
-            reason: "killed".into(),
-        });
+        h.kill(1);
         let events = b.take(2).await;
         assert_eq!(inputs(&events), vec![(7, 1, "one".into())]);
         h.from(2, vec![FromServer::Ready { sessions: 1 }]);
@@ -1735,10 +1746,7 @@ mod crash_tests {
                 text: "x".into(),
             }],
         );
-        h.tx.send(HubEvent::Detached {
-            conn: 1,
-            reason: "killed".into(),
-        });
+        h.kill(1);
         let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
         let events = b.take(2).await;
         match &events[1] {
@@ -1758,10 +1766,7 @@ mod crash_tests {
         h.input(7, "@crash");
         h.input(8, "look");
         a.take(2).await;
-        h.tx.send(HubEvent::Detached {
-            conn: 1,
-            reason: "killed".into(),
-        });
+        h.kill(1);
         h.input(7, "say after");
         // The first crash may have had nothing to do with its inputs: the
         // next server gets them all at once, and the new one too.
@@ -1777,18 +1782,12 @@ mod crash_tests {
             ]
         );
         // A second crash with them in flight: now they go one at a time.
-        h.tx.send(HubEvent::Detached {
-            conn: 2,
-            reason: "killed".into(),
-        });
+        h.kill(2);
         let mut c = h.attach(3, 3, ev::version::LINK_MAJOR);
         let events = c.take(3).await;
         assert_eq!(inputs(&events), vec![(7, 1, "@crash".into())]);
         // It crashes the server alone: quarantined.
-        h.tx.send(HubEvent::Detached {
-            conn: 3,
-            reason: "killed".into(),
-        });
+        h.kill(3);
         let mut d = h.attach(4, 4, ev::version::LINK_MAJOR);
         let events = d.take(3).await;
         assert_eq!(inputs(&events), vec![(8, 1, "look".into())]);
@@ -1796,12 +1795,7 @@ mod crash_tests {
         // Suspects done: the rest flows, and the quarantined seq never again.
         let events = d.take(1).await;
         assert_eq!(inputs(&events), vec![(7, 2, "say after".into())]);
-        let told = s.texts();
-        assert!(
-            told.iter()
-                .any(|t| t.contains("crashed the game more than once")),
-            "the player was not told their command was dropped: {told:?}"
-        );
+        assert_told_of_quarantine(&mut s);
         h.stop.cancel();
     }
 
@@ -1813,16 +1807,10 @@ mod crash_tests {
         a.take(2).await;
         h.input(7, "@crash");
         a.take(1).await;
-        h.tx.send(HubEvent::Detached {
-            conn: 1,
-            reason: "killed".into(),
-        });
+        h.kill(1);
         let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
         assert_eq!(inputs(&b.take(3).await), vec![(7, 1, "@crash".into())]);
-        h.tx.send(HubEvent::Detached {
-            conn: 2,
-            reason: "killed".into(),
-        });
+        h.kill(2);
         let mut c = h.attach(3, 3, ev::version::LINK_MAJOR);
         assert_eq!(
             inputs(&c.take(2).await),
@@ -1831,12 +1819,7 @@ mod crash_tests {
         );
         h.input(7, "ping");
         assert_eq!(inputs(&c.take(1).await), vec![(7, 2, "ping".into())]);
-        let told = s.texts();
-        assert!(
-            told.iter()
-                .any(|t| t.contains("crashed the game more than once")),
-            "the player was not told their command was dropped: {told:?}"
-        );
+        assert_told_of_quarantine(&mut s);
         h.stop.cancel();
     }
 
@@ -1883,10 +1866,7 @@ mod handover_failure_tests {
         } = hand_over(&h).await;
         h.from(1, vec![FromServer::Drained]);
         b.take(1).await;
-        h.tx.send(HubEvent::Detached {
-            conn: 2,
-            reason: "killed".into(),
-        });
+        h.kill(2);
         assert!(promoted.await.unwrap().is_err());
         h.input(7, "look");
         let status = h.status().await;
