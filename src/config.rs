@@ -186,10 +186,30 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
-    /// Failed logins on one connection before each further attempt is delayed.
+    /// Failed logins, counted per connection, per account and per address,
+    /// before each further attempt on any of them is answered late.
     pub failures_before_delay: u32,
     /// The delay, in milliseconds.
     pub failure_delay_ms: u64,
+    /// Failed logins from one address before its attempts are refused
+    /// outright (no password is checked) until it has failed none for
+    /// `failure_window_s`. An account is never locked: its owner can always
+    /// log in from another address, at worst `failure_delay_ms` late.
+    pub failures_per_address: u32,
+    /// How long a failure is remembered, in seconds, counted from the
+    /// latest one.
+    pub failure_window_s: u64,
+    /// Accounts one address may create per hour (0: nobody may create one).
+    pub creates_per_address_per_hour: u32,
+    /// Accounts the whole game may create per minute (0: nobody may).
+    pub creates_per_minute: u32,
+    /// Passwords hashed at once. Each hash holds `argon2_memory_kib`, so the
+    /// server's memory under any login flood stays below this many hashes'
+    /// worth plus a small constant. 0: one per CPU core.
+    pub password_workers: usize,
+    /// Logins and account creations waiting for a free worker; when this
+    /// many wait, a new one is told to try again in a moment.
+    pub password_queue: usize,
     pub min_password_len: usize,
     pub max_name_len: usize,
 }
@@ -202,8 +222,24 @@ impl Default for AuthConfig {
             argon2_parallelism: 1,
             failures_before_delay: 3,
             failure_delay_ms: 2_000,
+            failures_per_address: 30,
+            failure_window_s: 900,
+            creates_per_address_per_hour: 10,
+            creates_per_minute: 60,
+            password_workers: 0,
+            password_queue: 64,
             min_password_len: 4,
             max_name_len: 20,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// `password_workers`, with 0 resolved to the number of CPU cores.
+    pub fn workers(&self) -> usize {
+        match self.password_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
     }
 }
@@ -267,6 +303,12 @@ impl Config {
             ("portal.sync_chunk", self.portal.sync_chunk),
             ("portal.threads", self.portal.threads),
             ("server.max_batch", self.server.max_batch),
+            ("auth.password_queue", self.auth.password_queue),
+            (
+                "auth.failures_per_address",
+                self.auth.failures_per_address as usize,
+            ),
+            ("auth.failure_window_s", self.auth.failure_window_s as usize),
             ("game.crowd_size", self.game.crowd_size),
             ("server.heartbeat_ms", self.server.heartbeat_ms as usize),
             (

@@ -1,10 +1,16 @@
 //! Passwords: argon2id hashes in PHC string form.
 //!
 //! Hashing is slow on purpose, so it never runs on an async thread: the game
-//! asks for [`Work`], the engine runs it with [`Hasher::run`] (on tokio's
-//! blocking pool) and hands the [`Outcome`] back to the game.
+//! asks for [`Work`], the engine runs it on a [`Pool`] (tokio's blocking
+//! threads, `auth.password_workers` at a time) and hands the [`Outcome`]
+//! back to the game.
+//!
+//! Each hash holds `auth.argon2_memory_kib` while it runs, so the pool's
+//! bound is the server's memory bound under a login flood; work whose
+//! session has gone ([`Abandon`]) is dropped before it takes a worker.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -49,6 +55,52 @@ pub enum Outcome {
     Verified(bool),
     /// The hash could not be made (or the hashing task died).
     Failed(String),
+    /// The session left before the work started; nothing was hashed.
+    Abandoned,
+}
+
+/// Set when the session a job is for has gone, so the job is dropped
+/// before it hashes (a flood of logins that disconnect at once must not
+/// keep the workers busy).
+#[derive(Debug, Clone, Default)]
+pub struct Abandon(Arc<AtomicBool>);
+
+impl Abandon {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs password work at most `workers` at a time. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    hasher: Hasher,
+    workers: Arc<tokio::sync::Semaphore>,
+}
+
+impl Pool {
+    pub fn new(hasher: Hasher, workers: usize) -> Pool {
+        Pool {
+            hasher,
+            workers: Arc::new(tokio::sync::Semaphore::new(workers.max(1))),
+        }
+    }
+
+    /// Waits for a worker, then does `work` on it, unless `abandon` was set
+    /// by then.
+    pub async fn run(&self, work: Work, abandon: &Abandon) -> Outcome {
+        let Ok(_worker) = self.workers.acquire().await else {
+            return Outcome::Failed("the password pool is closed".into());
+        };
+        if abandon.is_set() {
+            return Outcome::Abandoned;
+        }
+        self.hasher.run(work).await
+    }
 }
 
 /// argon2id with the parameters of `[auth]`. Cheap to clone.
@@ -164,6 +216,46 @@ mod tests {
             hash: None,
         };
         assert_eq!(h.run(work).await, Outcome::Verified(false));
+    }
+
+    #[tokio::test]
+    async fn abandoned_work_is_not_done() {
+        let pool = Pool::new(cheap(), 1);
+        let abandon = Abandon::default();
+        abandon.set();
+        let work = Work::Hash {
+            password: "secret".into(),
+        };
+        assert_eq!(pool.run(work, &abandon).await, Outcome::Abandoned);
+    }
+
+    #[tokio::test]
+    async fn the_pool_runs_at_most_its_workers_at_once() {
+        let pool = Pool::new(cheap(), 2);
+        let held: Vec<_> = (0..2)
+            .map(|_| pool.workers.clone().try_acquire_owned().unwrap())
+            .collect();
+        let abandon = Abandon::default();
+        let work = Work::Hash {
+            password: "secret".into(),
+        };
+        let mut waiting = Box::pin(pool.run(work, &abandon));
+        let polled = futures_poll_once(waiting.as_mut()).await;
+        assert!(polled.is_none(), "work ran with every worker busy");
+        drop(held);
+        assert!(matches!(waiting.await, Outcome::Hashed(_)));
+    }
+
+    /// Polls a future once: Some(output) if it was ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        let mut f = f;
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //! jobs. Each is applied inside one transaction (group commit: a whole
 //! received batch, split at `server.max_batch` inputs, plus whatever batches
 //! were already queued behind it), and what the game produced is sent as one
-//! batch only after the commit. Password jobs run on tokio's blocking pool
-//! and, after too many failed logins, wait out a delay on a timer; neither
-//! blocks the engine.
+//! batch only after the commit. Password jobs run on the auth [`Pool`]
+//! (after too many failed logins, once a delay has passed on a timer);
+//! neither blocks the engine. At most `password_workers + password_queue`
+//! jobs exist at once: each transaction's [`Outbox`] says how many more the
+//! game may start, and the game tells a player past that to try again.
+//!
+//! [`Pool`]: crate::auth::Pool
 //!
 //! A Drain stops the engine taking new work: it finishes the jobs in flight
 //! (and the inputs queued behind them), sends `Drained` and returns.
@@ -27,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::auth::{Hasher, Outcome};
+use crate::auth::{Outcome, Pool};
 use crate::event::{Batch, Inbound, Outbound, SessionId};
 use crate::failpoint::{Failpoint, Point};
 use crate::game::{Game, Job, JobId, Outbox};
@@ -57,7 +61,9 @@ struct Done {
 pub struct Engine {
     game: Game,
     store: Store,
-    hasher: Hasher,
+    pool: Pool,
+    /// Most password jobs in existence at once, running or waiting.
+    max_jobs: usize,
     max_batch: usize,
     failure_delay: Duration,
     jobs: JoinSet<Done>,
@@ -73,14 +79,16 @@ impl Engine {
     pub fn new(
         game: Game,
         store: Store,
-        hasher: Hasher,
+        pool: Pool,
+        max_jobs: usize,
         max_batch: usize,
         failure_delay: Duration,
     ) -> Engine {
         Engine {
             game,
             store,
-            hasher,
+            pool,
+            max_jobs,
             max_batch: max_batch.max(1),
             failure_delay,
             jobs: JoinSet::new(),
@@ -174,7 +182,7 @@ impl Engine {
         events: Vec<Inbound>,
         outbound: &mpsc::Sender<Batch>,
     ) -> Result<(), EngineError> {
-        let mut out = Outbox::default();
+        let mut out = Outbox::with_job_room(self.job_room());
         let inputs = if self.draining { 0 } else { inputs(&events) };
         let result = self.transact(events, inputs, &mut out);
         self.watched(Watchdog::end);
@@ -258,7 +266,7 @@ impl Engine {
         done: Vec<Done>,
         outbound: &mpsc::Sender<Batch>,
     ) -> Result<(), EngineError> {
-        let mut out = Outbox::default();
+        let mut out = Outbox::with_job_room(self.job_room());
         let result = self.resume(done, &mut out);
         self.watched(Watchdog::end);
         result?;
@@ -339,14 +347,20 @@ impl Engine {
         }
     }
 
+    /// How many more password jobs may start.
+    fn job_room(&self) -> usize {
+        self.max_jobs.saturating_sub(self.jobs.len())
+    }
+
     fn spawn(&mut self, job: Job) {
-        let hasher = self.hasher.clone();
+        let pool = self.pool.clone();
         let delay = job.delay.then_some(self.failure_delay);
         self.jobs.spawn(async move {
-            let outcome = hasher.run(job.work).await;
+            // The delay comes first and holds no worker.
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
             }
+            let outcome = pool.run(job.work, &job.abandon).await;
             Done {
                 job: job.id,
                 session: job.session,

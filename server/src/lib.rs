@@ -242,10 +242,12 @@ pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
     let watchdog =
         engine::Watchdog::aborting(Duration::from_millis(config.server.command_timeout_ms))
             .context("starting the command watchdog")?;
+    let workers = config.auth.workers();
     let engine = engine::Engine::new(
         game,
         store,
-        hasher,
+        auth::Pool::new(hasher, workers),
+        workers + config.auth.password_queue,
         config.server.max_batch,
         Duration::from_millis(config.auth.failure_delay_ms),
     )

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::*;
+use crate::auth::Hasher;
 use crate::event::{SessionId, SessionState, Stage};
 use crate::game::Rules;
 
@@ -34,7 +35,14 @@ fn start(max_batch: usize) -> Running {
         test_commands: false,
         crowd_size: 100,
     });
-    let engine = Engine::new(game, store, Hasher::cheap(), max_batch, Duration::ZERO);
+    let engine = Engine::new(
+        game,
+        store,
+        Pool::new(Hasher::cheap(), 2),
+        64,
+        max_batch,
+        Duration::ZERO,
+    );
     let (to_engine, inbound) = mpsc::channel(16);
     let (outbound, from_engine) = mpsc::channel(16);
     let task = tokio::spawn(engine.serve(inbound, outbound));

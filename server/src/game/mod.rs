@@ -28,13 +28,20 @@
 //! job, in order, while other sessions go on. [`Game::resume`] applies the
 //! result, records the seq, and runs the queue until it is empty or another
 //! job starts.
+//!
+//! The engine bounds the jobs in existence ([`Outbox::with_job_room`]): a
+//! command that would start one past the bound is answered "try again in a
+//! moment" and applied, so a login flood costs the server a bounded amount
+//! of memory, and so does its replay into the next server after a crash. A
+//! session that goes while its job waits abandons the job: no hash is made
+//! for a player who is no longer there.
 
 mod command;
 mod world;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::auth::{Outcome, Work};
+use crate::auth::{Abandon, Outcome, Work};
 use crate::event::{Inbound, Outbound, SessionId, SessionState, Snapshot, Stage};
 use crate::store::{Account, Character, CreateError, StoreError, SyncState, Tx};
 use command::Line;
@@ -61,6 +68,10 @@ pub struct Rules {
     pub crowd_size: usize,
 }
 
+/// The answer to a login or account creation while every password worker
+/// is busy and the queue is full.
+const BUSY: &str = "The game is busy with other logins; please try again in a moment.";
+
 /// How long `@hang` blocks: far past any command time limit, so only the
 /// watchdog ends it.
 const HANG: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -79,11 +90,13 @@ pub struct Job {
     pub work: Work,
     /// Too many failed logins: delay the answer.
     pub delay: bool,
+    /// Set by the game when the session goes before the job is done.
+    pub abandon: Abandon,
 }
 
 /// What one transaction's worth of events produced, in order, plus the
 /// password jobs to start once it is committed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outbox {
     events: Vec<Outbound>,
     /// `events[..sealed]` have their output seqs and are in the store.
@@ -92,9 +105,30 @@ pub struct Outbox {
     acks: Vec<(SessionId, u64)>,
     ack_index: HashMap<SessionId, usize>,
     jobs: Vec<Job>,
+    /// How many jobs this transaction may start.
+    job_room: usize,
+}
+
+impl Default for Outbox {
+    /// An outbox whose transaction may start any number of jobs.
+    fn default() -> Outbox {
+        Outbox::with_job_room(usize::MAX)
+    }
 }
 
 impl Outbox {
+    /// An outbox whose transaction may start at most `job_room` jobs.
+    pub fn with_job_room(job_room: usize) -> Outbox {
+        Outbox {
+            events: Vec::new(),
+            sealed: 0,
+            acks: Vec::new(),
+            ack_index: HashMap::new(),
+            jobs: Vec::new(),
+            job_room,
+        }
+    }
+
     pub fn push(&mut self, event: Outbound) {
         self.events.push(event);
     }
@@ -183,6 +217,7 @@ struct Pending {
     job: JobId,
     seq: u64,
     then: Then,
+    abandon: Abandon,
 }
 
 enum Queued {
@@ -313,6 +348,9 @@ impl Game {
     fn closed(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
         match self.sessions.get_mut(&id) {
             Some(s) if s.pending.is_some() => {
+                if let Some(pending) = &s.pending {
+                    pending.abandon.set();
+                }
                 s.queue.push_back(Queued::Close);
                 Ok(())
             }
@@ -333,6 +371,9 @@ impl Game {
         let Some(session) = self.sessions.remove(&id) else {
             return;
         };
+        if let Some(pending) = &session.pending {
+            pending.abandon.set();
+        }
         for queued in session.queue {
             if let Queued::Input { seq, .. } = queued {
                 out.ack(id, seq);
@@ -527,17 +568,28 @@ impl Game {
     ) -> Result<(), StoreError> {
         match self.command(tx, id, text, out)? {
             Flow::Done => self.applied(tx, id, seq, out),
+            Flow::Wait { .. } if out.jobs.len() >= out.job_room => {
+                out.output(id, BUSY);
+                self.applied(tx, id, seq, out)
+            }
             Flow::Wait { work, then, delay } => {
                 let job = JobId(self.next_job);
                 self.next_job += 1;
+                let abandon = Abandon::default();
                 if let Some(session) = self.sessions.get_mut(&id) {
-                    session.pending = Some(Pending { job, seq, then });
+                    session.pending = Some(Pending {
+                        job,
+                        seq,
+                        then,
+                        abandon: abandon.clone(),
+                    });
                 }
                 out.jobs.push(Job {
                     id: job,
                     session: id,
                     work,
                     delay,
+                    abandon,
                 });
                 Ok(())
             }
@@ -737,6 +789,8 @@ impl Game {
                 }
                 out.output(id, "Wrong name or password.");
             }
+            // Only a closed session abandons its job: nobody to answer.
+            (_, Outcome::Abandoned) => {}
             (_, outcome) => {
                 tracing::error!(session = %id, ?outcome, "password work failed");
                 out.output(id, "Something went wrong; please try again.");

@@ -69,13 +69,28 @@ impl Harness {
         out.finish()
     }
 
-    /// Completes one job in its own transaction.
+    /// Completes one job in its own transaction, as the pool would: an
+    /// abandoned job is not run.
     fn resume(&mut self, job: Job) -> (Vec<Outbound>, Vec<Job>) {
-        let outcome = self.hasher.run_blocking(job.work);
+        let outcome = if job.abandon.is_set() {
+            Outcome::Abandoned
+        } else {
+            self.hasher.run_blocking(job.work)
+        };
+        self.resume_with(job.id, job.session, outcome)
+    }
+
+    /// Hands the game `outcome` for job `id` in its own transaction.
+    fn resume_with(
+        &mut self,
+        id: JobId,
+        session: SessionId,
+        outcome: Outcome,
+    ) -> (Vec<Outbound>, Vec<Job>) {
         let mut out = Outbox::default();
         let tx = self.store.begin().unwrap();
         self.game
-            .resume(&tx, job.id, job.session, outcome, &mut out)
+            .resume(&tx, id, session, outcome, &mut out)
             .unwrap();
         tx.commit().unwrap();
         out.finish()
@@ -704,17 +719,19 @@ fn inputs_wait_behind_a_password_hash_and_other_sessions_go_on() {
 }
 
 #[test]
-fn a_close_waits_behind_the_hash_too() {
+fn a_close_waits_behind_a_hash_already_running() {
     let mut h = Harness::new();
     h.player(S2, "Bob");
     h.open(S1);
-    let (_, jobs) = h.step(vec![
-        input(S1, 1, "create Alice secret"),
+    let (_, jobs) = h.step(vec![input(S1, 1, "create Alice secret")]);
+    let [job] = <[Job; 1]>::try_from(jobs).unwrap();
+    // The pool has started it: the close comes too late to abandon it.
+    let outcome = h.hasher.run_blocking(job.work.clone());
+    h.step(vec![
         Inbound::Closed { session: S1 },
         input(S1, 2, "say too late"),
     ]);
-    let [job] = <[Job; 1]>::try_from(jobs).unwrap();
-    let (out, _) = h.resume(job);
+    let (out, _) = h.resume_with(job.id, job.session, outcome);
     assert_eq!(texts(&out, S2), ["Alice has arrived.", "Alice has left."]);
     assert_eq!(acks(&out), [(S1, 2)]);
     assert_eq!(h.game.session_count(), 1);
@@ -725,6 +742,51 @@ fn a_close_waits_behind_the_hash_too() {
         texts(&h.input(S3, "connect alice secret"), S3)[0],
         "Welcome back, Alice!"
     );
+}
+
+#[test]
+fn a_close_abandons_a_hash_not_yet_started() {
+    let mut h = Harness::new();
+    h.player(S2, "Bob");
+    h.open(S1);
+    let (_, jobs) = h.step(vec![
+        input(S1, 1, "create Alice secret"),
+        Inbound::Closed { session: S1 },
+    ]);
+    let [job] = <[Job; 1]>::try_from(jobs).unwrap();
+    assert!(job.abandon.is_set(), "the close abandons the waiting job");
+    let (out, _) = h.resume(job);
+    assert_eq!(texts(&out, S2), Vec::<&str>::new());
+    assert_eq!(acks(&out), [(S1, 1)]);
+    assert_eq!(h.game.session_count(), 1);
+    h.open(S3);
+    assert_eq!(
+        texts(&h.input(S3, "connect alice secret"), S3)[0],
+        "Wrong name or password."
+    );
+}
+
+#[test]
+fn past_the_job_room_a_login_is_told_to_try_again_and_applied() {
+    let mut h = Harness::new();
+    for id in [S1, S2, S3] {
+        h.open(id);
+    }
+    let mut out = Outbox::with_job_room(2);
+    let tx = h.store.begin().unwrap();
+    for (i, id) in [S1, S2, S3].into_iter().enumerate() {
+        let text = format!("create Name{} secret", ["a", "b", "c"][i]);
+        h.game.handle(&tx, input(id, 1, &text), &mut out).unwrap();
+    }
+    tx.commit().unwrap();
+    let (sent, jobs) = out.finish();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(texts(&sent, S3), [BUSY]);
+    assert_eq!(acks(&sent), [(S3, 1)]);
+    assert_eq!(h.last_seq(S3), 1);
+    // The busy session is not waiting: its next input runs at once.
+    let (sent, _) = h.step(vec![input(S3, 2, "ping")]);
+    assert_eq!(texts(&sent, S3), ["pong"]);
 }
 
 #[test]
