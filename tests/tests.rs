@@ -20,6 +20,8 @@ mod suite {
     mod session_sync;
     // MCCP2 compressed output, on and off, with released compressors.
     mod mccp;
+    // Logins under attack: bounded password work, failures per address, creation limits.
+    mod login;
     // A real third-party telnet client (Python telnetlib3) plays a short session.
     mod third_party;
 }

@@ -53,6 +53,8 @@ impl SessionState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub session: SessionId,
+    /// Where the player connects from, as the portal wrote it (`ip:port`).
+    pub peer: String,
     pub state: SessionState,
     /// The highest output seq the portal delivered to the player: the
     /// outbox is re-sent above it and pruned at and below it.
@@ -64,6 +66,8 @@ pub struct Snapshot {
 pub enum Inbound {
     Opened {
         session: SessionId,
+        /// Where the player connects from, as the portal wrote it (`ip:port`).
+        peer: String,
     },
     /// `seq` counts the session's inputs from 1, without gaps.
     Input {

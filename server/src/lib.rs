@@ -212,7 +212,7 @@ pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
         game_name: config.game.name.clone(),
         max_name_len: config.auth.max_name_len,
         min_password_len: config.auth.min_password_len,
-        failures_before_delay: config.auth.failures_before_delay,
+        login: game::Limits::from_config(&config.auth),
         version: options.version_line(),
         test_commands: options.test_commands,
         crowd_size: config.game.crowd_size,

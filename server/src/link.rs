@@ -385,9 +385,13 @@ impl TryFrom<pb::ServerEvent> for Inbound {
                 session: SessionId(d.session),
                 seq: d.seq,
             },
-            In::Opened(o) => Inbound::Opened {
-                session: SessionId(o.session.ok_or(Malformed::NoSession("SessionOpened"))?.id),
-            },
+            In::Opened(o) => {
+                let session = o.session.ok_or(Malformed::NoSession("SessionOpened"))?;
+                Inbound::Opened {
+                    session: SessionId(session.id),
+                    peer: session.peer,
+                }
+            }
             In::Input(i) => Inbound::Input {
                 session: SessionId(i.session),
                 seq: i.seq,
@@ -427,6 +431,7 @@ impl TryFrom<pb::SessionSnapshot> for Snapshot {
         let portal = s.portal.ok_or(Malformed::NoSession("SessionSnapshot"))?;
         Ok(Snapshot {
             session: SessionId(portal.id),
+            peer: portal.peer,
             state: s.server.map(SessionState::from).unwrap_or(SessionState {
                 stage: Stage::New,
                 account_id: 0,
@@ -537,6 +542,7 @@ mod tests {
                     pb::SessionSnapshot {
                         portal: Some(pb::PortalSession {
                             id: 4,
+                            peer: "10.1.2.3:555".into(),
                             ..Default::default()
                         }),
                         server: Some(pb::ServerSession {
@@ -562,6 +568,7 @@ mod tests {
                 Inbound::Sync {
                     sessions: vec![Snapshot {
                         session: SessionId(4),
+                        peer: "10.1.2.3:555".into(),
                         state: SessionState {
                             stage: Stage::New,
                             account_id: 0,

@@ -137,8 +137,31 @@ impl Client {
             .unwrap_or_else(|e| panic!("{label}: cannot connect to telnet {addr}: {e}"))
     }
 
+    /// A connection from another loopback address (any 127.x.y.z is this
+    /// host), so per-address limits see a different player.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr, label: &str) -> Client {
+        let connect = || -> io::Result<TcpStream> {
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                None,
+            )?;
+            socket.bind(&SocketAddr::new(source, 0).into())?;
+            socket.connect_timeout(&addr.into(), Duration::from_secs(10))?;
+            Ok(socket.into())
+        };
+        let stream = connect()
+            .unwrap_or_else(|e| panic!("{label}: cannot connect from {source} to {addr}: {e}"));
+        Client::from_stream(stream, label)
+            .unwrap_or_else(|e| panic!("{label}: setting up the socket: {e}"))
+    }
+
     pub fn try_connect(addr: SocketAddr, label: &str) -> io::Result<Client> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        Client::from_stream(stream, label)
+    }
+
+    fn from_stream(stream: TcpStream, label: &str) -> io::Result<Client> {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(Duration::from_secs(10)))?;
         Ok(Client {

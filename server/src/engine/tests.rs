@@ -30,7 +30,10 @@ fn start(max_batch: usize) -> Running {
         game_name: "T".into(),
         max_name_len: 20,
         min_password_len: 4,
-        failures_before_delay: 3,
+        login: crate::game::Limits {
+            failures_before_delay: 3,
+            ..crate::game::test_limits()
+        },
         version: "v".into(),
         test_commands: false,
         crowd_size: 100,
@@ -90,6 +93,7 @@ fn sync_new(ids: &[SessionId]) -> Inbound {
             .iter()
             .map(|&session| crate::event::Snapshot {
                 session,
+                peer: "127.0.0.1:4000".into(),
                 state: SessionState {
                     stage: Stage::Login,
                     ..SessionState::login()

@@ -37,6 +37,7 @@
 //! for a player who is no longer there.
 
 mod command;
+mod throttle;
 mod world;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -46,6 +47,8 @@ use crate::event::{Inbound, Outbound, SessionId, SessionState, Snapshot, Stage};
 use crate::store::{Account, Character, CreateError, StoreError, SyncState, Tx};
 use command::Line;
 pub use command::valid_name;
+pub use throttle::Limits;
+use throttle::{Origin, Throttle, Verdict};
 pub use world::START_ROOM;
 use world::World;
 
@@ -56,8 +59,8 @@ pub struct Rules {
     pub game_name: String,
     pub max_name_len: usize,
     pub min_password_len: usize,
-    /// Failed logins on one session before further answers are delayed.
-    pub failures_before_delay: u32,
+    /// Failed logins and account creations: what is delayed or refused.
+    pub login: Limits,
     /// What `version` prints.
     pub version: String,
     /// The test build's `@crash` (abort at once) and `@hang` (block the
@@ -209,8 +212,14 @@ enum Flow {
 
 /// How to finish a command once its password work is done.
 enum Then {
-    Create { name: String },
-    Connect { account: Option<Account> },
+    Create {
+        name: String,
+    },
+    /// `name` as typed, to count its failures whether or not it exists.
+    Connect {
+        name: String,
+        account: Option<Account>,
+    },
 }
 
 struct Pending {
@@ -227,6 +236,8 @@ enum Queued {
 
 struct Session {
     state: SessionState,
+    /// Where it connects from, for the login throttle.
+    origin: Option<Origin>,
     /// Some exactly when `state.stage` is Playing.
     character: Option<Character>,
     last_applied: u64,
@@ -237,9 +248,10 @@ struct Session {
 }
 
 impl Session {
-    fn new(last_applied: u64) -> Session {
+    fn new(last_applied: u64, peer: &str) -> Session {
         Session {
             state: SessionState::login(),
+            origin: Origin::of_peer(peer),
             character: None,
             last_applied,
             last_received: last_applied,
@@ -254,6 +266,7 @@ pub struct Game {
     rules: Rules,
     world: World,
     sessions: HashMap<SessionId, Session>,
+    throttle: Throttle,
     next_job: u64,
     /// A Sync that has not had its last chunk.
     syncing: Option<Syncing>,
@@ -273,6 +286,7 @@ struct Syncing {
 impl Game {
     pub fn new(rules: Rules) -> Game {
         Game {
+            throttle: Throttle::new(rules.login.clone(), std::time::Instant::now()),
             rules,
             world: World::default(),
             sessions: HashMap::new(),
@@ -291,7 +305,7 @@ impl Game {
     /// What it sends is sealed into the outbox before it returns.
     pub fn handle(&mut self, tx: &Tx, event: Inbound, out: &mut Outbox) -> Result<(), StoreError> {
         match event {
-            Inbound::Opened { session } => self.opened(tx, session, out)?,
+            Inbound::Opened { session, peer } => self.opened(tx, session, &peer, out)?,
             Inbound::Input { session, seq, text } => self.input(tx, session, seq, text, out)?,
             Inbound::Closed { session } => self.closed(tx, session, out)?,
             Inbound::Sync { sessions, last } => self.sync(tx, sessions, last, out)?,
@@ -327,7 +341,13 @@ impl Game {
 
     // === session life ===
 
-    fn opened(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
+    fn opened(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        peer: &str,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
         if self.sessions.contains_key(&id) {
             tracing::warn!(session = %id, "opened twice; starting it afresh");
             self.remove(id, false, out);
@@ -335,7 +355,7 @@ impl Game {
         // A new session has applied and been sent nothing, whatever an old
         // one of the same number left behind.
         forget(tx, id, out)?;
-        self.sessions.insert(id, Session::new(0));
+        self.sessions.insert(id, Session::new(0, peer));
         self.greet(id, out);
         Ok(())
     }
@@ -487,7 +507,7 @@ impl Game {
             // portal to close it, as before the crash.
             return Ok(());
         }
-        let mut session = Session::new(last_seq);
+        let mut session = Session::new(last_seq, &snapshot.peer);
         let snapshot = Snapshot { state, ..snapshot };
         match snapshot.state.stage {
             Stage::New => {
@@ -706,6 +726,9 @@ impl Game {
             out.output(id, format!("Passwords need at least {min} characters."));
         } else if tx.name_taken(name)? {
             out.output(id, "That name is taken.");
+        } else if let Verdict::Refuse(why) = self.throttle.create(self.origin(id), now()) {
+            tracing::info!(session = %id, "account creation refused: {why}");
+            out.output(id, why);
         } else {
             return Ok(Flow::Wait {
                 work: Work::Hash {
@@ -738,13 +761,25 @@ impl Game {
             None
         };
         let failures = self.sessions.get(&id).map_or(0, |s| s.failures);
+        let delay = match self.throttle.login(self.origin(id), name, failures, now()) {
+            Verdict::Go => false,
+            Verdict::Delay => true,
+            Verdict::Refuse(why) => {
+                tracing::info!(session = %id, "login refused: {why}");
+                out.output(id, why);
+                return Ok(Flow::Done);
+            }
+        };
         Ok(Flow::Wait {
             work: Work::Verify {
                 password: password.to_owned(),
                 hash: account.as_ref().map(|a| a.password_hash.clone()),
             },
-            then: Then::Connect { account },
-            delay: failures >= self.rules.failures_before_delay,
+            then: Then::Connect {
+                name: name.to_owned(),
+                account,
+            },
+            delay,
         })
     }
 
@@ -770,11 +805,13 @@ impl Game {
             }
             (
                 Then::Connect {
+                    name,
                     account: Some(account),
                 },
                 Outcome::Verified(true),
             ) => match tx.character_of(account.id)? {
                 Some(ch) => {
+                    self.throttle.succeeded(&name);
                     let greeting = format!("Welcome back, {}!", ch.name);
                     self.enter_game(id, ch, greeting, out);
                 }
@@ -783,7 +820,8 @@ impl Game {
                     out.output(id, "That account has no character.");
                 }
             },
-            (Then::Connect { .. }, Outcome::Verified(false)) => {
+            (Then::Connect { name, .. }, Outcome::Verified(false)) => {
+                self.throttle.failed(self.origin(id), &name, now());
                 if let Some(session) = self.sessions.get_mut(&id) {
                     session.failures = session.failures.saturating_add(1);
                 }
@@ -845,6 +883,10 @@ impl Game {
                 out.output(other, format!("{name} has arrived."));
             }
         }
+    }
+
+    fn origin(&self, id: SessionId) -> Option<Origin> {
+        self.sessions.get(&id)?.origin
     }
 
     fn character(&self, id: SessionId) -> Option<&Character> {
@@ -920,6 +962,21 @@ impl Game {
             rest => format!("{list} and {rest} more"),
         }
     }
+}
+
+/// Limits no unit test runs into by accident.
+#[cfg(test)]
+pub(crate) fn test_limits() -> Limits {
+    Limits {
+        creates_per_address_per_hour: 10_000,
+        creates_per_minute: 10_000,
+        ..Limits::from_config(&ev::config::AuthConfig::default())
+    }
+}
+
+/// The login throttle's clock.
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 /// Forgets a session in the store, after sealing what was already sent to it

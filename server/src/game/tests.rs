@@ -19,7 +19,10 @@ fn rules() -> Rules {
         game_name: "Testgame".into(),
         max_name_len: 20,
         min_password_len: 4,
-        failures_before_delay: 2,
+        login: Limits {
+            failures_before_delay: 2,
+            ..test_limits()
+        },
         version: "ev-server test".into(),
         test_commands: false,
         crowd_size: 100,
@@ -115,7 +118,10 @@ impl Harness {
     }
 
     fn open(&mut self, id: SessionId) -> Vec<Outbound> {
-        self.batch(vec![Inbound::Opened { session: id }])
+        self.batch(vec![Inbound::Opened {
+            session: id,
+            peer: peer(id),
+        }])
     }
 
     fn input(&mut self, id: SessionId, text: &str) -> Vec<Outbound> {
@@ -155,6 +161,11 @@ impl Harness {
             .map(|row| Outbound::from_row(row).unwrap())
             .collect()
     }
+}
+
+/// Every test session connects from an address of its own.
+fn peer(id: SessionId) -> String {
+    format!("10.0.{}.{}:4000", id.0 / 256 % 256, id.0 % 256)
 }
 
 fn input(session: SessionId, seq: u64, text: &str) -> Inbound {
@@ -216,6 +227,7 @@ fn acks(out: &[Outbound]) -> Vec<(SessionId, u64)> {
 fn playing(session: SessionId, account_id: i64, character_id: i64) -> Snapshot {
     Snapshot {
         session,
+        peer: peer(session),
         state: SessionState {
             stage: Stage::Playing,
             account_id,
@@ -460,6 +472,77 @@ fn failed_logins_delay_later_answers() {
 }
 
 #[test]
+fn failures_follow_the_address_across_connections_and_the_owner_still_gets_in() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.input(S1, "quit");
+    let attacker = "10.66.0.1:5000";
+    let per_address = test_limits().failures_per_address;
+    let mut answers = Vec::new();
+    for n in 0..=u64::from(per_address) {
+        // A new connection for every guess.
+        let id = SessionId(100 + n);
+        h.batch(vec![Inbound::Opened {
+            session: id,
+            peer: attacker.into(),
+        }]);
+        let (out, jobs) = h.step(vec![input(id, 1, "connect alice wrong")]);
+        match <[Job; 1]>::try_from(jobs) {
+            Ok([job]) => {
+                answers.push(if job.delay { "late" } else { "at once" }.to_owned());
+                h.resume(job);
+            }
+            Err(_) => answers.push(texts(&out, id)[0].to_owned()),
+        }
+    }
+    let late = per_address as usize - 2;
+    assert_eq!(answers[..2], ["at once"; 2]);
+    assert_eq!(answers[2..answers.len() - 1], vec!["late"; late][..]);
+    assert_eq!(answers.last().unwrap(), throttle::TOO_MANY_FAILURES);
+    // The owner, elsewhere, is slowed but let in; then the count is cleared.
+    h.open(S2);
+    let (_, jobs) = h.step(vec![input(S2, 1, "connect alice secret")]);
+    let [job] = <[Job; 1]>::try_from(jobs).unwrap();
+    assert!(job.delay);
+    let (out, _) = h.resume(job);
+    assert_eq!(texts(&out, S2)[0], "Welcome back, Alice!");
+    h.open(S3);
+    let (_, jobs) = h.step(vec![input(S3, 1, "connect alice secret")]);
+    assert!(!jobs[0].delay);
+}
+
+#[test]
+fn account_creation_is_limited_per_address() {
+    let mut h = Harness::new();
+    h.game = Game::new(Rules {
+        login: Limits {
+            creates_per_address_per_hour: 1,
+            ..test_limits()
+        },
+        ..rules()
+    });
+    for id in [S1, S2] {
+        h.batch(vec![Inbound::Opened {
+            session: id,
+            peer: "10.7.7.7:1".into(),
+        }]);
+    }
+    assert_eq!(
+        texts(&h.input(S1, "create Alice secret"), S1)[0],
+        "Welcome, Alice!"
+    );
+    assert_eq!(
+        texts(&h.input(S2, "create Bob secret"), S2),
+        [throttle::TOO_MANY_CREATES_HERE]
+    );
+    h.open(S3);
+    assert_eq!(
+        texts(&h.input(S3, "create Bob secret"), S3)[0],
+        "Welcome, Bob!"
+    );
+}
+
+#[test]
 fn arrival_is_seen_by_others_on_connect_and_a_takeover_moves_the_character() {
     let mut h = Harness::new();
     h.player(S1, "Alice");
@@ -573,6 +656,7 @@ fn sync_restores_playing_sessions_with_their_characters() {
     let s2 = h.delivered(playing(S2, 2, 2));
     let s3 = h.delivered(Snapshot {
         session: S3,
+        peer: peer(S3),
         state: SessionState::login(),
         output_seq: 0,
     });
@@ -587,6 +671,7 @@ fn sync_restores_playing_sessions_with_their_characters() {
                 s3,
                 Snapshot {
                     session: SessionId(4),
+                    peer: peer(SessionId(4)),
                     state: SessionState {
                         stage: Stage::New,
                         ..SessionState::login()
@@ -986,6 +1071,7 @@ fn a_login_whose_update_was_not_delivered_is_restored_logged_in() {
     let out = h.batch(vec![Inbound::Sync {
         sessions: vec![Snapshot {
             session: S1,
+            peer: peer(S1),
             state: SessionState::login(),
             output_seq: 2,
         }],
@@ -1046,7 +1132,10 @@ fn open_close_and_a_final_sync_forget_a_sessions_output() {
     // Opened again (a stale number): the counter starts over, old rows go.
     let out = h.batch(vec![
         Inbound::Closed { session: S1 },
-        Inbound::Opened { session: S1 },
+        Inbound::Opened {
+            session: S1,
+            peer: peer(S1),
+        },
     ]);
     assert_eq!(seqs(&out, S1), [1, 2]);
     assert_eq!(seqs(&h.outbox(S1, 0), S1), [1, 2]);
