@@ -11,6 +11,7 @@
 //! - [`logging`]: tracing to a file under logs/.
 //! - [`procfs`]: whether a pid lives, and its command line.
 //! - [`version`]: the Link protocol version and this build's id.
+//! - [`text`]: what of a player's text may reach other players' screens.
 //! - [`sys`]: the only module with `unsafe`: detaching a process from its terminal.
 #![deny(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod gamedir;
 pub mod logging;
 pub mod procfs;
 pub mod sys;
+pub mod text;
 pub mod uds;
 pub mod version;
 

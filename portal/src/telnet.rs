@@ -172,7 +172,7 @@ impl LineAssembler {
                     } else {
                         let text = String::from_utf8_lossy(&self.buf);
                         let text = text.trim_end_matches('\r');
-                        let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+                        let clean = ev::text::printable(text);
                         out.extend([Line::Text(clean)]);
                     }
                     self.buf.clear();

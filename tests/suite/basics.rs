@@ -59,6 +59,17 @@ fn say_reaches_the_speaker_and_the_room() {
 }
 
 #[test]
+fn say_passes_no_terminal_controls_or_bidi_overrides_to_others() {
+    let game = Game::started();
+    let mut alice = game.login("Alice");
+    let mut bob = game.login("Bob");
+    // An escape sequence, a C1 control and a right-to-left override.
+    alice.send_raw("say clear\u{1b}[2J \u{9b}31m rev\u{202E}desrever\r\n".as_bytes());
+    let heard = bob.expect("Alice says, ");
+    assert_eq!(heard.trim(), "Alice says, \"clear[2J 31m revdesrever\"");
+}
+
+#[test]
 fn ping_answers_the_sender_alone() {
     let game = Game::started();
     let mut alice = game.login("Alice");

@@ -35,11 +35,9 @@ pub fn parse(line: &str) -> Line<'_> {
     }
 }
 
-/// What another player may see of text someone typed: no control characters
-/// (a raw escape sequence would reach their terminal).
-pub fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).collect()
-}
+/// What another player may see of text someone typed (the portal cleans
+/// input with the same function; this guards every other way in).
+pub use ev::text::printable;
 
 /// ASCII letters only, so names compare case-insensitively in SQLite too.
 pub fn valid_name(name: &str, max_len: usize) -> bool {
