@@ -20,6 +20,7 @@ mod client;
 mod init;
 mod logs;
 mod password;
+pub use password::ADMIN_PASSWORD_VAR;
 mod probe;
 mod reload;
 mod start;

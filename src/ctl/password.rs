@@ -8,8 +8,12 @@ use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
 
 use super::Failure;
 
+/// Where `evctl init` takes the admin password from, and `ev-server
+/// create-admin` too; removed from the environment of every long-lived process.
+pub const ADMIN_PASSWORD_VAR: &str = "EV_ADMIN_PASSWORD";
+
 pub fn admin_password(name: &str) -> Result<String, Failure> {
-    if let Ok(password) = std::env::var("EV_ADMIN_PASSWORD") {
+    if let Ok(password) = std::env::var(ADMIN_PASSWORD_VAR) {
         if password.is_empty() {
             return Err(Failure::new("EV_ADMIN_PASSWORD is empty"));
         }

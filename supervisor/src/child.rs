@@ -110,6 +110,9 @@ impl Child {
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             // Only the supervisor speaks to systemd.
             .env_remove("NOTIFY_SOCKET")
+            // A supervisor started by hand or by a unit with the admin
+            // password still exported must not pass it on.
+            .env_remove(ev::ctl::ADMIN_PASSWORD_VAR)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

@@ -195,3 +195,28 @@ fn sighup_reloads_and_sigterm_stops() {
     let status = game.evctl(&["status"]);
     assert_eq!(status.status.code(), Some(3), "{}", text(&status));
 }
+
+/// Issue 9: `EV_ADMIN_PASSWORD=… evctl init` in a script leaves it exported
+/// for the `evctl start` after it; no running process may keep it.
+#[test]
+fn the_admin_password_is_in_no_running_process_environment() {
+    let game = Game::new();
+    let mut cmd = crate::util::evctl_command();
+    cmd.env("EV_ADMIN_PASSWORD", "hunter2-in-the-env")
+        .arg("-g")
+        .arg(game.root())
+        .arg("start");
+    let out = crate::util::run(cmd, Duration::from_secs(90));
+    assert!(out.status.success(), "evctl start: {}", text(&out));
+    let pids = game.pids();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    for (name, pid) in pids {
+        let environ = std::fs::read(format!("/proc/{pid}/environ"))
+            .unwrap_or_else(|e| panic!("reading the environment of {name} (pid {pid}): {e}"));
+        let environ = String::from_utf8_lossy(&environ);
+        assert!(
+            !environ.contains("EV_ADMIN_PASSWORD") && !environ.contains("hunter2-in-the-env"),
+            "{name} (pid {pid}) has the admin password in its environment"
+        );
+    }
+}
