@@ -11,6 +11,11 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// Binds `path`, replacing a stale socket file, readable by the owner only.
 /// The caller must hold whatever lock proves no live process serves it.
 pub fn bind(path: &Path) -> std::io::Result<UnixListenerStream> {
+    bind_listener(path).map(UnixListenerStream::new)
+}
+
+/// [`bind`], as a listener.
+pub fn bind_listener(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -19,7 +24,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListenerStream> {
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(UnixListenerStream::new(listener))
+    Ok(listener)
 }
 
 /// A channel to the gRPC service on the Unix socket at `path`. Connects

@@ -12,6 +12,17 @@ pub async fn connect(game: &GameDir) -> Result<ControlClient<Channel>, tonic::tr
     Ok(ControlClient::new(channel))
 }
 
+/// What to tell an operator when the supervisor (`pid`) runs but could not
+/// be reached on its socket.
+pub fn unreachable(game: &GameDir, what: &str, pid: u32, error: &dyn std::fmt::Display) -> Failure {
+    Failure::new(format!(
+        "{what}: the supervisor (pid {pid}) is running but does not answer on {} ({error}). \
+         It binds that socket again within a second if it was deleted: try again. \
+         If this persists, `kill -TERM {pid}` stops the game.",
+        game.control_socket().display()
+    ))
+}
+
 /// `what failed: why` for a failed call.
 pub fn call_failed(what: &str, status: &tonic::Status) -> Failure {
     Failure::new(format!(

@@ -5,12 +5,12 @@ use crate::gamedir::GameDir;
 use crate::pb::control::{ReloadReply, ReloadRequest};
 
 pub async fn run(game: &GameDir) -> Outcome {
-    if probe::supervisor(game).is_none() {
+    let Some(pid) = probe::supervisor(game) else {
         return Err(Failure::not_running("cannot reload: ev is not running"));
-    }
+    };
     let mut control = client::connect(game)
         .await
-        .map_err(|e| Failure::new(format!("reload failed: cannot reach the supervisor: {e}")))?;
+        .map_err(|e| client::unreachable(game, "reload failed", pid, &e))?;
     let reply = control
         .reload(ReloadRequest {})
         .await

@@ -62,12 +62,14 @@ impl From<StatusReply> for Status {
 }
 
 pub async fn run(game: &GameDir, json: bool) -> Outcome {
-    let reply = match probe::supervisor(game) {
-        Some(_) => ask(game).await,
-        None => None,
-    };
-    let Some(reply) = reply else {
+    let Some(pid) = probe::supervisor(game) else {
         return not_running(game, json);
+    };
+    let reply = match ask(game).await {
+        Ok(reply) => reply,
+        // It may have exited between the probe and the call.
+        Err(_) if probe::supervisor(game).is_none() => return not_running(game, json),
+        Err(e) => return Err(client::unreachable(game, "no status", pid, &e)),
     };
     let status = Status::from(reply);
     if json {
@@ -80,9 +82,12 @@ pub async fn run(game: &GameDir, json: bool) -> Outcome {
     Ok(EXIT_OK)
 }
 
-async fn ask(game: &GameDir) -> Option<StatusReply> {
-    let mut control = client::connect(game).await.ok()?;
-    Some(control.status(StatusRequest {}).await.ok()?.into_inner())
+async fn ask(game: &GameDir) -> Result<StatusReply, String> {
+    let mut control = client::connect(game).await.map_err(|e| e.to_string())?;
+    match control.status(StatusRequest {}).await {
+        Ok(reply) => Ok(reply.into_inner()),
+        Err(status) => Err(status.message().to_owned()),
+    }
 }
 
 fn not_running(game: &GameDir, json: bool) -> Outcome {

@@ -8,28 +8,29 @@ use crate::gamedir::GameDir;
 use crate::pb::control::StopRequest;
 
 pub async fn run(game: &GameDir) -> Outcome {
-    if probe::supervisor(game).is_none() {
+    let Some(supervisor) = probe::supervisor(game) else {
         say("ev is not running")?;
         if let Some(note) = probe::orphan_note(game) {
             say(note)?;
         }
         return Ok(EXIT_OK);
-    }
+    };
     // Read before the stop: the supervisor removes the pidfiles on its way out.
     let pids = probe::live(game);
     let config = config_or_default(game);
-    let stop = async {
-        let mut control = client::connect(game).await.map_err(|e| e.to_string())?;
-        control
-            .stop(StopRequest {})
-            .await
-            .map_err(|s| s.message().to_owned())
-    };
-    if let Err(why) = stop.await {
-        // It may have exited between the probe and the call.
-        if probe::supervisor(game).is_some() {
-            return Err(Failure::new(format!("stop failed: {why}")));
+    match client::connect(game).await {
+        Ok(mut control) => {
+            if let Err(status) = control.stop(StopRequest {}).await {
+                // It may have exited between the probe and the call.
+                if probe::supervisor(game).is_some() {
+                    return Err(client::call_failed("stop failed", &status));
+                }
+            }
         }
+        Err(e) if probe::supervisor(game).is_some() => {
+            return Err(client::unreachable(game, "stop failed", supervisor, &e));
+        }
+        Err(_) => {}
     }
     let timeout = Duration::from_millis(config.supervisor.stop_timeout_ms) + Duration::from_secs(5);
     let deadline = Instant::now() + timeout;

@@ -2,6 +2,7 @@
 //! 0700 run directory). Besides `portal_client`, the only module that sees pb
 //! types: it converts the supervisor's answers into replies.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,18 +11,75 @@ use ev::pb::control::{
     WaitReadyReply, WaitReadyRequest,
     control_server::{Control, ControlServer},
 };
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::supervisor::Shared;
 use crate::{reload, status};
 
+/// How often the supervisor checks that its socket file is still there.
+const SOCKET_CHECK: Duration = Duration::from_secs(1);
+
+/// Binds run/control.sock; the connections on it, and on the socket bound
+/// again whenever the file is deleted or replaced, arrive on the stream.
+pub(crate) fn bind(path: &Path) -> std::io::Result<ReceiverStream<std::io::Result<UnixStream>>> {
+    let listener = ev::uds::bind_listener(path)?;
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(keep_bound(path.to_owned(), listener, tx));
+    Ok(ReceiverStream::new(rx))
+}
+
+/// Without its socket file a live game cannot be stopped or reloaded by
+/// evctl (a `rm -rf run/*` or a tmp cleaner does it), so the file is
+/// checked and the socket bound anew when it went.
+async fn keep_bound(
+    path: PathBuf,
+    mut listener: UnixListener,
+    tx: mpsc::Sender<std::io::Result<UnixStream>>,
+) {
+    let mut bound = identity(&path);
+    let mut check = tokio::time::interval(SOCKET_CHECK);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if tx.send(accepted.map(|(stream, _)| stream)).await.is_err() {
+                    return;
+                }
+            }
+            _ = check.tick() => {
+                if identity(&path) == bound {
+                    continue;
+                }
+                match ev::uds::bind_listener(&path) {
+                    Ok(fresh) => {
+                        tracing::warn!("{} was deleted or replaced; bound it again", path.display());
+                        listener = fresh;
+                        bound = identity(&path);
+                    }
+                    Err(e) => tracing::error!("{} is gone and cannot be bound again: {e}", path.display()),
+                }
+            }
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Which file `path` is (device and inode), if it exists.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
 /// Serves until `done`: through the stop too, so `evctl status` still
 /// answers while the children are shutting down.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
-    incoming: UnixListenerStream,
+    incoming: ReceiverStream<std::io::Result<UnixStream>>,
     done: CancellationToken,
 ) {
     let result = tonic::transport::Server::builder()

@@ -252,7 +252,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         shared.server_bin.display()
     );
 
-    let incoming = ev::uds::bind(&shared.game.control_socket())
+    let incoming = crate::control::bind(&shared.game.control_socket())
         .with_context(|| format!("binding {}", shared.game.control_socket().display()))?;
     let done = CancellationToken::new();
     let control = tokio::spawn(crate::control::serve(

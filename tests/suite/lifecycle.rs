@@ -220,3 +220,25 @@ fn the_admin_password_is_in_no_running_process_environment() {
         );
     }
 }
+
+/// Issue 9: a deleted run/control.sock left a live game that evctl called
+/// "not running" and could not stop.
+#[test]
+fn a_deleted_control_socket_is_bound_again() {
+    let game = Game::started();
+    let socket = game.root().join("run/control.sock");
+    std::fs::remove_file(&socket).expect("deleting run/control.sock");
+    wait_until(
+        "evctl status to answer again",
+        Duration::from_secs(20),
+        || game.evctl(&["status"]).status.success(),
+    );
+    let pids = game.pids();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    let out = game.evctl(&["stop"]);
+    assert!(out.status.success(), "evctl stop: {}", text(&out));
+    assert!(
+        pids.iter().all(|&(_, pid)| !alive(pid)),
+        "still running after stop: {pids:?}"
+    );
+}
