@@ -68,6 +68,28 @@ pub struct PortalConfig {
     /// Output lines queued per session. A client that falls this far behind is
     /// disconnected, so it cannot stall the Link or other players.
     pub output_queue: usize,
+    /// Output bytes queued per session; past it the client is disconnected
+    /// as for `output_queue`. Bounds what a player who does not read costs
+    /// the portal however long the lines sent to them are.
+    pub output_queue_bytes: usize,
+    /// Commands a session may send per second, on average. Past it (and the
+    /// burst) the player is told once and their input waits, unread, until
+    /// the rate allows it: input is never dropped.
+    pub commands_per_second: u32,
+    /// Commands a session may send at once before `commands_per_second`
+    /// applies (a client's aliases, a pasted script).
+    pub command_burst: u32,
+    /// Like `commands_per_second`, for all connections from one IP address
+    /// together, so opening more connections does not multiply the rate.
+    pub commands_per_second_per_ip: u32,
+    /// Like `command_burst`, for all connections from one IP address together.
+    pub command_burst_per_ip: u32,
+    /// Seconds a connection may take to log in before it is told and closed
+    /// (counted again from a logout); 0: no limit.
+    pub login_timeout_s: u64,
+    /// Seconds a logged-in player may send no command before they are told
+    /// and disconnected; 0 (the default): no limit.
+    pub idle_timeout_s: u64,
     /// Open connections allowed from one IP address.
     pub max_connections_per_ip: usize,
     /// Open connections in all.
@@ -99,6 +121,13 @@ impl Default for PortalConfig {
             max_line_bytes: 4096,
             input_queue: 256,
             output_queue: 4096,
+            output_queue_bytes: 1024 * 1024,
+            commands_per_second: 20,
+            command_burst: 60,
+            commands_per_second_per_ip: 60,
+            command_burst_per_ip: 180,
+            login_timeout_s: 120,
+            idle_timeout_s: 0,
             max_connections_per_ip: 64,
             max_connections: 20_000,
             sync_chunk: 1000,
@@ -295,6 +324,20 @@ impl Config {
             ("portal.max_line_bytes", self.portal.max_line_bytes),
             ("portal.input_queue", self.portal.input_queue),
             ("portal.output_queue", self.portal.output_queue),
+            ("portal.output_queue_bytes", self.portal.output_queue_bytes),
+            (
+                "portal.commands_per_second",
+                self.portal.commands_per_second as usize,
+            ),
+            ("portal.command_burst", self.portal.command_burst as usize),
+            (
+                "portal.commands_per_second_per_ip",
+                self.portal.commands_per_second_per_ip as usize,
+            ),
+            (
+                "portal.command_burst_per_ip",
+                self.portal.command_burst_per_ip as usize,
+            ),
             (
                 "portal.max_connections_per_ip",
                 self.portal.max_connections_per_ip,
@@ -401,6 +444,22 @@ mod tests {
     fn zero_limit_refused() {
         let err = parse("[portal]\ninput_queue = 0\n").unwrap_err();
         assert!(err.contains("portal.input_queue"), "{err}");
+    }
+
+    #[test]
+    fn command_rates_must_be_positive_and_timeouts_may_be_off() {
+        for key in [
+            "output_queue_bytes",
+            "commands_per_second",
+            "command_burst",
+            "commands_per_second_per_ip",
+            "command_burst_per_ip",
+        ] {
+            let err = parse(&format!("[portal]\n{key} = 0\n")).unwrap_err();
+            assert!(err.contains(&format!("portal.{key}")), "{err}");
+        }
+        let c = parse("[portal]\nlogin_timeout_s = 0\nidle_timeout_s = 0\n").unwrap();
+        assert_eq!((c.portal.login_timeout_s, c.portal.idle_timeout_s), (0, 0));
     }
 
     #[test]

@@ -24,4 +24,7 @@ mod suite {
     mod login;
     // A real third-party telnet client (Python telnetlib3) plays a short session.
     mod third_party;
+    // Limits for an exposed game (issue 9): output bytes, command rates,
+    // login and idle timeouts, half-closed clients, a silent server.
+    mod limits;
 }

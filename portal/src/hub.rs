@@ -39,13 +39,15 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::link::{
     FromServer, Hello, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, PortalPart, Role, ServerPart,
     SessionId, Snapshot, ToServer,
 };
+use crate::outqueue::{OutSender, Refused};
+use crate::unanswered::Unanswered;
 
 pub type ConnId = u64;
 
@@ -59,13 +61,20 @@ pub enum Outbound {
 pub enum HubEvent {
     Opened {
         portal: PortalPart,
-        out: mpsc::Sender<Outbound>,
+        out: OutSender,
         credits: Arc<Semaphore>,
         kill: CancellationToken,
+        /// Whether the server has the session logged in, for its timeouts.
+        logged_in: watch::Sender<bool>,
     },
     Input {
         session: SessionId,
         text: String,
+    },
+    /// The client half-closed its side after its last input: close the
+    /// connection once every input is answered and the answers are queued.
+    InputEnded {
+        session: SessionId,
     },
     Closed {
         session: SessionId,
@@ -168,9 +177,12 @@ struct Session {
     reported: u64,
     /// Highest seq handed to the active server.
     sent: u64,
-    out: Option<mpsc::Sender<Outbound>>,
+    out: Option<OutSender>,
     credits: Arc<Semaphore>,
     kill: CancellationToken,
+    logged_in: watch::Sender<bool>,
+    /// The client sent its last input; see [`HubEvent::InputEnded`].
+    input_ended: bool,
     /// The connection has gone; kept while inputs are still owed to a server.
     closed: Option<String>,
     closed_sent: bool,
@@ -225,18 +237,41 @@ struct Switch {
     reply: Option<oneshot::Sender<Result<Promoted, String>>>,
 }
 
-/// Input waits for a server: a hand-over's drain and restore, or a crashed
-/// server's restart. It ends when a server reports Ready. Players hear of
-/// it only once it has lasted `pause_notice`: a reload takes milliseconds,
-/// and a line to every player costs more than that.
+/// Input waits for a server: a hand-over's drain and restore, a crashed
+/// server's restart, or an active server that leaves inputs unanswered (hung,
+/// or holding commands while its storage fails). A reload or crash ends when
+/// a server reports Ready, unanswered inputs when none has waited
+/// `pause_notice` any more. Players hear of it only once it has lasted
+/// `pause_notice`: a reload takes milliseconds, and a line to every player
+/// costs more than that.
 struct Pause {
     id: u64,
     cause: Cause,
-    told: bool,
+    told: Told,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who heard that the game is paused, and so hears when it is back.
+enum Told {
+    Nobody,
+    Everyone,
+    /// Unanswered inputs: only the players whose input waits hear of it.
+    Only(HashSet<SessionId>),
+}
+
+impl Told {
+    fn anybody(&self) -> bool {
+        match self {
+            Told::Nobody => false,
+            Told::Everyone => true,
+            Told::Only(these) => !these.is_empty(),
+        }
+    }
+}
+
+/// Ordered by how much it says: a later, graver cause replaces the notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Cause {
+    Unanswered,
     Reload,
     Crash,
 }
@@ -244,6 +279,7 @@ enum Cause {
 impl Cause {
     fn notice(self) -> &'static str {
         match self {
+            Cause::Unanswered => "[ev] The game is paused; your commands will run when it is back.",
             Cause::Reload => "[ev] The game is reloading; your commands will run in a moment.",
             Cause::Crash => {
                 "[ev] The game server stopped unexpectedly; it is restarting. Your commands will run when it is back."
@@ -286,6 +322,8 @@ pub struct Hub {
     careful: Option<(SessionId, u64)>,
     pause: Option<Pause>,
     next_pause: u64,
+    /// Inputs the active server has and has not acked, by age.
+    unanswered: Unanswered,
     /// Cancelled when the portal should stop accepting connections.
     stop_accepting: CancellationToken,
 }
@@ -319,6 +357,7 @@ impl Hub {
             careful: None,
             pause: None,
             next_pause: 1,
+            unanswered: Unanswered::default(),
         }
     }
 
@@ -362,8 +401,15 @@ impl Hub {
                 out,
                 credits,
                 kill,
-            } => self.opened(portal, out, credits, kill),
+                logged_in,
+            } => self.opened(portal, out, credits, kill, logged_in),
             HubEvent::Input { session, text } => self.input(session, text),
+            HubEvent::InputEnded { session } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.input_ended = true;
+                }
+                self.close_if_answered(session);
+            }
             HubEvent::Closed { session, reason } => self.closed(session, reason),
             HubEvent::Attach { conn, hello, tx } => self.attach(conn, hello, tx),
             HubEvent::FromServer { conn, events } => {
@@ -383,6 +429,7 @@ impl Hub {
     }
 
     fn tick(&mut self) {
+        self.check_unanswered();
         if let Some(active) = self.active {
             let sessions: Vec<SessionId> = self.undelivered_report.drain().collect();
             for session in sessions {
@@ -418,9 +465,10 @@ impl Hub {
     fn opened(
         &mut self,
         portal: PortalPart,
-        out: mpsc::Sender<Outbound>,
+        out: OutSender,
         credits: Arc<Semaphore>,
         kill: CancellationToken,
+        logged_in: watch::Sender<bool>,
     ) {
         let id = portal.id;
         if !matches!(self.stopping, Stopping::No) {
@@ -441,6 +489,8 @@ impl Hub {
                 out: Some(out),
                 credits,
                 kill,
+                logged_in,
+                input_ended: false,
                 closed: None,
                 closed_sent: false,
             },
@@ -465,6 +515,8 @@ impl Hub {
             && self.careful.is_none()
         {
             s.sent = seq;
+            self.unanswered
+                .sent(tokio::time::Instant::now(), session, seq);
             self.push(active, ToServer::Input { session, seq, text });
         }
     }
@@ -510,14 +562,29 @@ impl Hub {
         };
         let Some(out) = &s.out else { return };
         if let Err(e) = out.try_send(message) {
-            if let mpsc::error::TrySendError::Full(_) = e {
+            if e == Refused::Full {
                 tracing::warn!(
                     session,
-                    "output queue full: disconnecting a client that stopped reading"
+                    "output queue full (portal.output_queue or portal.output_queue_bytes): disconnecting a client that stopped reading"
                 );
             }
             s.kill.cancel();
             s.out = None;
+        }
+    }
+
+    /// Closes a half-closed connection once its last input is answered:
+    /// the answers are queued before the close, so the client gets them.
+    fn close_if_answered(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if s.input_ended && s.pending.is_empty() {
+            s.input_ended = false;
+            self.send_to_player(
+                session,
+                Outbound::Close("client closed the connection".into()),
+            );
         }
     }
 
@@ -604,6 +671,7 @@ impl Hub {
     /// input not yet acked, in order.
     fn activate(&mut self, conn: ConnId) {
         self.active = Some(conn);
+        self.unanswered.clear();
         let chunk = self.config.sync_chunk;
         let mut snapshots: Vec<Snapshot> = Vec::with_capacity(chunk);
         let mut chunks = Vec::new();
@@ -663,6 +731,8 @@ impl Hub {
             {
                 s.sent = seq;
                 let text = p.text.clone();
+                self.unanswered
+                    .sent(tokio::time::Instant::now(), session, seq);
                 self.push(conn, ToServer::Input { session, seq, text });
             }
             return;
@@ -688,7 +758,11 @@ impl Hub {
                 })
                 .collect();
             s.sent = s.last_seq;
+            let now = tokio::time::Instant::now();
             for input in inputs {
+                if let ToServer::Input { session, seq, .. } = &input {
+                    self.unanswered.sent(now, *session, *seq);
+                }
                 self.push(conn, input);
             }
             self.settle_closed(id);
@@ -728,6 +802,9 @@ impl Hub {
                     && let Some(s) = self.sessions.get_mut(&session)
                 {
                     s.server = server;
+                    let now_in = s.server.logged_in();
+                    s.logged_in
+                        .send_if_modified(|was| std::mem::replace(was, now_in) != now_in);
                 }
             }
             FromServer::Disconnect {
@@ -762,6 +839,8 @@ impl Hub {
         s.credits.add_permits(freed);
         if s.closed.is_some() {
             self.settle_closed(session);
+        } else {
+            self.close_if_answered(session);
         }
         if let Some((suspect, n)) = self.careful
             && suspect == session
@@ -896,6 +975,7 @@ impl Hub {
     /// flight in an earlier crash too is quarantined.
     fn crashed(&mut self, reason: &str) {
         self.careful = None;
+        self.unanswered.clear();
         let in_flight: usize = self
             .sessions
             .values()
@@ -945,13 +1025,21 @@ impl Hub {
 
     fn pause_begins(&mut self, cause: Cause) {
         if let Some(pause) = &mut self.pause {
-            // A crash in a hand-over: who heard "reloading" hears why it
-            // takes longer.
-            if cause == Cause::Crash && pause.cause == Cause::Reload {
-                pause.cause = cause;
-                if pause.told {
-                    self.notice_all(cause.notice());
-                }
+            if cause <= pause.cause {
+                return;
+            }
+            // A crash in a hand-over, or a server that stopped answering and
+            // is now replaced: who heard of the pause hears why it lasts.
+            let from_silence = pause.cause == Cause::Unanswered;
+            pause.cause = cause;
+            if pause.told.anybody() {
+                pause.told = Told::Everyone;
+                self.notice_all(cause.notice());
+            } else if from_silence {
+                // Nobody was told, so no notice timer runs: start one.
+                pause.told = Told::Nobody;
+                let id = pause.id;
+                self.notice_later(id);
             }
             return;
         }
@@ -960,8 +1048,13 @@ impl Hub {
         self.pause = Some(Pause {
             id,
             cause,
-            told: false,
+            told: Told::Nobody,
         });
+        self.notice_later(id);
+    }
+
+    /// Tells everyone of pause `id` if it lasts `pause_notice`.
+    fn notice_later(&mut self, id: u64) {
         let after = self.config.pause_notice;
         if after.is_zero() {
             self.tell_pause(id);
@@ -979,17 +1072,77 @@ impl Hub {
             return;
         }
         let Some(pause) = &mut self.pause else { return };
-        if pause.id != id || pause.told {
+        if pause.id != id || matches!(pause.told, Told::Everyone) {
             return;
         }
-        pause.told = true;
+        pause.told = Told::Everyone;
         let text = pause.cause.notice();
         self.notice_all(text);
     }
 
     fn pause_ends(&mut self) {
-        if self.pause.take().is_some_and(|p| p.told) {
-            self.notice_all(BACK);
+        match self.pause.take().map(|p| p.told) {
+            Some(Told::Everyone) => self.notice_all(BACK),
+            Some(Told::Only(these)) => {
+                for session in these {
+                    self.send_to_player(session, Outbound::Text(BACK.into()));
+                }
+            }
+            Some(Told::Nobody) | None => {}
+        }
+    }
+
+    /// An active server that leaves inputs unanswered for `pause_notice` is a
+    /// pause like a reload's, told to the players whose input waits; it is
+    /// over when no input has waited that long any more.
+    fn check_unanswered(&mut self) {
+        let silent = matches!(&self.pause, Some(p) if p.cause == Cause::Unanswered);
+        if self.active.is_none()
+            || self.switch.is_some()
+            || !matches!(self.stopping, Stopping::No)
+            || (self.pause.is_some() && !silent)
+        {
+            return;
+        }
+        let Some(cutoff) = tokio::time::Instant::now().checked_sub(self.config.pause_notice) else {
+            return;
+        };
+        let sessions = &self.sessions;
+        let mut overdue = Vec::new();
+        let stalled = self.unanswered.check(
+            cutoff,
+            |session, seq| sessions.get(&session).is_none_or(|s| s.acked >= seq),
+            |session| overdue.push(session),
+        );
+        if !stalled {
+            if silent {
+                tracing::info!("the server answers again");
+                self.pause_ends();
+            }
+            return;
+        }
+        if !silent {
+            tracing::warn!(
+                "inputs unanswered for {:?}: telling their players the game is paused",
+                self.config.pause_notice
+            );
+            let id = self.next_pause;
+            self.next_pause += 1;
+            self.pause = Some(Pause {
+                id,
+                cause: Cause::Unanswered,
+                told: Told::Only(HashSet::new()),
+            });
+        }
+        for session in overdue {
+            if let Some(Pause {
+                told: Told::Only(these),
+                ..
+            }) = &mut self.pause
+                && these.insert(session)
+            {
+                self.send_to_player(session, Outbound::Text(Cause::Unanswered.notice().into()));
+            }
         }
     }
 
@@ -1247,9 +1400,10 @@ pub(super) mod tests_support {
     }
 
     pub struct FakeSession {
-        pub out: mpsc::Receiver<Outbound>,
+        pub out: crate::outqueue::OutReceiver,
         pub credits: Arc<Semaphore>,
         pub kill: CancellationToken,
+        pub logged_in: watch::Receiver<bool>,
     }
 
     impl FakeSession {
@@ -1329,9 +1483,10 @@ pub(super) mod tests_support {
 
     impl Harness {
         pub fn open(&self, id: SessionId, output_queue: usize) -> FakeSession {
-            let (out, out_rx) = mpsc::channel(output_queue);
+            let (out, out_rx) = crate::outqueue::channel(output_queue, usize::MAX);
             let credits = Arc::new(Semaphore::new(8));
             let kill = CancellationToken::new();
+            let (logged_in, logged_in_rx) = watch::channel(false);
             self.tx.send(HubEvent::Opened {
                 portal: PortalPart {
                     id,
@@ -1340,11 +1495,13 @@ pub(super) mod tests_support {
                 out,
                 credits: credits.clone(),
                 kill: kill.clone(),
+                logged_in,
             });
             FakeSession {
                 out: out_rx,
                 credits,
                 kill,
+                logged_in: logged_in_rx,
             }
         }
 
@@ -1885,6 +2042,141 @@ mod handover_failure_tests {
                 ..
             }
         ));
+        h.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    fn stage(session: SessionId, seq: u64, playing: bool) -> FromServer {
+        let server = if playing {
+            ServerPart::playing()
+        } else {
+            ServerPart::default()
+        };
+        FromServer::Update {
+            session,
+            seq,
+            server,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_connection_hears_when_the_server_logs_its_session_in_and_out() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let _a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        h.from(1, vec![stage(7, 1, true)]);
+        s.logged_in.changed().await.unwrap();
+        assert!(*s.logged_in.borrow_and_update());
+        // A new snapshot with the same stage is not news.
+        h.from(1, vec![stage(7, 2, true), stage(7, 3, false)]);
+        s.logged_in.changed().await.unwrap();
+        assert!(!*s.logged_in.borrow_and_update());
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_half_closed_connection_closes_after_the_answers_to_its_input() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.input(7, "ping");
+        h.tx.send(HubEvent::InputEnded { session: 7 });
+        a.take(1).await;
+        assert!(s.out.try_recv().is_err(), "closed before the answer");
+        h.from(
+            1,
+            vec![
+                FromServer::Output {
+                    session: 7,
+                    seq: 1,
+                    text: "pong".into(),
+                },
+                FromServer::Ack { session: 7, seq: 1 },
+            ],
+        );
+        assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == "pong"));
+        assert!(matches!(s.out.recv().await, Some(Outbound::Close(_))));
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_half_closed_connection_with_nothing_owed_closes_at_once() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        h.tx.send(HubEvent::InputEnded { session: 7 });
+        assert!(matches!(s.out.recv().await, Some(Outbound::Close(_))));
+        h.stop.cancel();
+    }
+
+    /// Sessions 7 and 8 on server 1; 7's input waits past the pause notice.
+    async fn unanswered(h: &Harness) -> (FakeSession, FakeSession, FakeServer) {
+        let mut s = h.open(7, 16);
+        let t = h.open(8, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.input(7, "ping");
+        a.take(1).await;
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        assert_eq!(s.texts(), Vec::<String>::new(), "told too soon");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        let told = s.texts();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0].contains("The game is paused"), "{told:?}");
+        (s, t, a)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inputs_left_unanswered_are_told_and_so_is_the_answer() {
+        let h = start_with(Duration::from_millis(500));
+        let (mut s, mut t, _a) = unanswered(&h).await;
+        assert_eq!(t.texts(), Vec::<String>::new(), "8 waits for nothing");
+        // Told once, however long it lasts.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        assert_eq!(s.texts(), Vec::<String>::new());
+        h.from(
+            1,
+            vec![
+                FromServer::Output {
+                    session: 7,
+                    seq: 1,
+                    text: "pong".into(),
+                },
+                FromServer::Ack { session: 7, seq: 1 },
+            ],
+        );
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        assert_eq!(s.texts(), ["pong", BACK]);
+        assert_eq!(t.texts(), Vec::<String>::new());
+        h.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_that_is_killed_is_told_as_a_crash() {
+        let h = start_with(Duration::from_millis(500));
+        let (mut s, mut t, _a) = unanswered(&h).await;
+        h.kill(1);
+        h.status().await;
+        let crash = Cause::Crash.notice();
+        assert_eq!(s.texts(), [crash]);
+        assert_eq!(t.texts(), [crash], "a crash is told to everyone");
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        b.take(3).await;
+        h.from(2, vec![FromServer::Ready { sessions: 2 }]);
+        h.status().await;
+        assert_eq!(s.texts(), [BACK]);
+        assert_eq!(t.texts(), [BACK]);
         h.stop.cancel();
     }
 }

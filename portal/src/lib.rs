@@ -2,11 +2,16 @@
 //!
 //! # Layout
 //! - `listener`: accepts telnet connections, enforces the connection limits.
+//! - `address`: per IP address, for every protocol: open connections and
+//!   the command bucket they share (`bucket`).
 //! - `session`: one task per connection: socket ⇄ `telnet` ⇄ hub, with
-//!   bounded input credit and a bounded output queue.
+//!   bounded input credit and a bounded output queue (`outqueue`), its
+//!   command rate limit (`throttle`) and login and idle timeouts (`timeout`).
 //! - `telnet`: the sans-IO telnet parser and line assembler.
 //! - `hub`: the one owner of the session table; routes input to the active
-//!   server, output to players, and runs the reload hand-over.
+//!   server, output to players, and runs the reload hand-over; tells players
+//!   of pauses, including inputs left unanswered (`unanswered`).
+//! - `trim`: gives memory back to the system after large frees.
 //! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock; the only
 //!   module that sees protobuf types.
 //!
@@ -14,12 +19,19 @@
 //! server → Link → hub → session → connection.
 #![forbid(unsafe_code)]
 
+mod address;
+mod bucket;
 mod hub;
 mod link;
 mod listener;
 mod mccp;
+mod outqueue;
 mod session;
 pub mod telnet;
+mod throttle;
+mod timeout;
+mod trim;
+mod unanswered;
 
 use std::future::Future;
 use std::time::Duration;
@@ -83,8 +95,21 @@ pub async fn run(
         max_line: config.portal.max_line_bytes,
         input_queue: config.portal.input_queue,
         output_queue: config.portal.output_queue,
-        per_ip: config.portal.max_connections_per_ip,
-        total: config.portal.max_connections,
+        output_queue_bytes: config.portal.output_queue_bytes,
+        commands: throttle::Rate {
+            per_second: config.portal.commands_per_second,
+            burst: config.portal.command_burst,
+        },
+        timeouts: timeout::Timeouts::from_secs(
+            config.portal.login_timeout_s,
+            config.portal.idle_timeout_s,
+        ),
+        addresses: address::AddressLimits {
+            per_ip: config.portal.max_connections_per_ip,
+            total: config.portal.max_connections,
+            commands_per_second: config.portal.commands_per_second_per_ip,
+            command_burst: config.portal.command_burst_per_ip,
+        },
         mccp2: config
             .portal
             .mccp2
@@ -98,10 +123,7 @@ pub async fn run(
         tracker.clone(),
     ));
 
-    let trim = config
-        .portal
-        .mccp2
-        .then(|| tokio::spawn(mccp::trim_after_releases()));
+    let trim = tokio::spawn(trim::after_frees());
     let hub_task = tokio::spawn(hub.run());
     tokio::pin!(shutdown);
     tokio::select! {
@@ -132,9 +154,7 @@ pub async fn run(
         tracing::warn!("some connections did not flush within {FLUSH_DEADLINE:?}");
     }
     stop_link.cancel();
-    if let Some(trim) = trim {
-        trim.abort();
-    }
+    trim.abort();
     let _ = std::fs::remove_file(game.link_socket());
     tracing::info!("portal stopped");
     Ok(())

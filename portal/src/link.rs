@@ -34,7 +34,7 @@ pub struct PortalPart {
 }
 
 /// What the server told the portal to keep for it. The portal reads only
-/// `stage`, to count players.
+/// `stage`: to count players, and for the login and idle timeouts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerPart {
     pub stage: i32,
@@ -46,6 +46,15 @@ pub struct ServerPart {
 impl ServerPart {
     pub fn logged_in(&self) -> bool {
         self.stage == pb::Stage::Playing as i32
+    }
+
+    /// A logged-in player's, for tests.
+    #[cfg(test)]
+    pub fn playing() -> ServerPart {
+        ServerPart {
+            stage: pb::Stage::Playing as i32,
+            ..ServerPart::default()
+        }
     }
 }
 

@@ -1,72 +1,35 @@
 //! Accepts telnet connections, enforces the connection limits and starts a
 //! session task for each player.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::address::{AddressLimits, Addresses, Slot};
 use crate::hub::{HubEvent, HubSender};
 use crate::link::PortalPart;
+use crate::outqueue;
 use crate::session::Connection;
+use crate::throttle::{Rate, Throttle};
+use crate::timeout::{Clock, Timeouts};
 
 pub struct Limits {
     pub max_line: usize,
     pub input_queue: usize,
     pub output_queue: usize,
-    pub per_ip: usize,
-    pub total: usize,
+    pub output_queue_bytes: usize,
+    pub commands: Rate,
+    pub timeouts: Timeouts,
+    pub addresses: AddressLimits,
     /// Offer MCCP2; an idle player's compressor is released after this long.
     pub mccp2: Option<Duration>,
-}
-
-/// Counts open connections per address; a slot is released when dropped.
-#[derive(Clone, Default)]
-struct Counter(Arc<Mutex<(usize, HashMap<IpAddr, usize>)>>);
-
-struct Slot {
-    counter: Counter,
-    ip: IpAddr,
-}
-
-impl Counter {
-    fn take(&self, ip: IpAddr, limits: &Limits) -> Result<Slot, &'static str> {
-        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, per_ip) = &mut *guard;
-        if *total >= limits.total {
-            return Err("The game is full; please try again later.");
-        }
-        let n = per_ip.entry(ip).or_insert(0);
-        if *n >= limits.per_ip {
-            return Err("Too many connections from your address.");
-        }
-        *n += 1;
-        *total += 1;
-        Ok(Slot {
-            counter: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut guard = self.counter.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, per_ip) = &mut *guard;
-        *total -= 1;
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// Session ids grow across portal restarts: they start from the start time in
@@ -85,7 +48,7 @@ pub async fn run(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let counter = Counter::default();
+    let addresses = Addresses::new(limits.addresses);
     let mut next_id = first_session_id();
     loop {
         let accepted = tokio::select! {
@@ -103,7 +66,9 @@ pub async fn run(
                 }
             }
         };
-        let slot = match counter.take(peer.ip(), &limits) {
+        // Counted before the telnet handshake: a connection that never
+        // speaks holds its place like any other.
+        let slot = match addresses.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(message) => {
                 tracker.spawn(refuse(stream, message));
@@ -125,9 +90,10 @@ fn start_session(
     tracker: &TaskTracker,
     slot: Slot,
 ) {
-    let (out_tx, out_rx) = mpsc::channel(limits.output_queue);
+    let (out_tx, out_rx) = outqueue::channel(limits.output_queue, limits.output_queue_bytes);
     let credits = Arc::new(Semaphore::new(limits.input_queue));
     let kill = CancellationToken::new();
+    let (logged_in, logged_in_rx) = watch::channel(false);
     hub.send(HubEvent::Opened {
         portal: PortalPart {
             id,
@@ -143,7 +109,9 @@ fn start_session(
         out: out_tx,
         credits: credits.clone(),
         kill: kill.clone(),
+        logged_in,
     });
+    let now = Instant::now();
     let connection = Connection {
         id,
         stream,
@@ -153,11 +121,11 @@ fn start_session(
         hub: hub.clone(),
         max_line: limits.max_line,
         mccp2: limits.mccp2,
+        throttle: Throttle::new(limits.commands, slot, now),
+        clock: Clock::new(limits.timeouts, now),
+        logged_in: logged_in_rx,
     };
-    tracker.spawn(async move {
-        connection.run().await;
-        drop(slot);
-    });
+    tracker.spawn(connection.run());
 }
 
 async fn refuse(mut stream: TcpStream, message: &'static str) {

@@ -12,7 +12,6 @@
 //! bytes), and the compressor exists only while the player is getting output.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::{Compress, Compression, FlushCompress};
 
@@ -25,27 +24,6 @@ const HEADER: [u8; 2] = [0x78, 0x9c];
 const FINAL_EMPTY_BLOCK: [u8; 5] = [0x01, 0x00, 0x00, 0xff, 0xff];
 /// zlib's default trade of speed for size.
 const LEVEL: u32 = 6;
-
-/// Set when a compressor is given back; see [`trim_after_releases`].
-static RELEASED: AtomicBool = AtomicBool::new(false);
-
-/// How often freed compressors' memory is handed back to the system.
-const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Hands freed compressors' memory back to the system, at most once a
-/// [`TRIM_EVERY`]. Their big buffers are unmapped as they are freed (see
-/// `ev::sys::unmap_large_frees`), but the smaller ones stay in the heap among
-/// live allocations: ten thousand idle players kept 13 KiB each of it.
-pub async fn trim_after_releases() {
-    let mut every = tokio::time::interval(TRIM_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        if RELEASED.swap(false, Ordering::Relaxed) {
-            ev::sys::trim_heap();
-        }
-    }
-}
 
 /// The compressed half of a connection once MCCP2 is on.
 pub struct Stream {
@@ -92,7 +70,7 @@ impl Stream {
     /// Gives the compressor's memory back; the next write starts a fresh one.
     pub fn release(&mut self) {
         if self.deflate.take().is_some() {
-            RELEASED.store(true, Ordering::Relaxed);
+            crate::trim::freed();
         }
     }
 

@@ -5,8 +5,14 @@
 //!   (`portal.input_queue`); the hub returns permits as the server acks. With
 //!   no server attached the credit runs out and this task stops reading the
 //!   socket, so the client's own buffers fill; nothing is dropped.
-//! - output: the hub `try_send`s into a bounded queue (`portal.output_queue`);
-//!   a client that stops reading fills it and is disconnected by the hub.
+//! - output: the hub `try_send`s into a queue bounded in lines and bytes
+//!   (`portal.output_queue`, `portal.output_queue_bytes`); a client that stops
+//!   reading fills it and is disconnected by the hub.
+//!
+//! Commands over the rate limit ([`Throttle`]) wait here, and the socket is
+//! not read meanwhile; the login and idle timeouts ([`Clock`]) close the
+//! connection with a notice. A client that half-closes its side gets the
+//! answers to what it sent before the connection closes.
 //!
 //! Telnet options are refused, but for MCCP2 when `portal.mccp2` offers it:
 //! then [`Writer`] compresses what follows the client's DO.
@@ -17,28 +23,37 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{HubEvent, HubSender, Outbound};
 use crate::link::SessionId;
 use crate::mccp;
+use crate::outqueue::OutReceiver;
 use crate::telnet::{self, DO, DONT, Event, IAC, Line, LineAssembler, Parser, SB, SE, WILL, WONT};
+use crate::throttle::{TOO_FAST, Throttle, Verdict};
+use crate::timeout::{Clock, Expired};
 
 const READ_BUF: usize = 1024;
 const STALLED: &str = "disconnected: output queue full (the client stopped reading)";
+/// How long a timed-out client gets to take its goodbye: it may not be reading.
+const GOODBYE_DEADLINE: Duration = Duration::from_secs(5);
 
 pub struct Connection {
     pub id: SessionId,
     pub stream: TcpStream,
-    pub out: mpsc::Receiver<Outbound>,
+    pub out: OutReceiver,
     pub credits: Arc<Semaphore>,
     pub kill: CancellationToken,
     pub hub: HubSender,
     pub max_line: usize,
     /// Offer MCCP2, and release an idle player's compressor after this long.
     pub mccp2: Option<Duration>,
+    pub throttle: Throttle,
+    pub clock: Clock,
+    /// The server's word on whether the session is logged in, via the hub.
+    pub logged_in: watch::Receiver<bool>,
 }
 
 impl Connection {
@@ -64,9 +79,20 @@ impl Connection {
         let mut buf = vec![0u8; READ_BUF];
         let mut out = Writer::new(self.mccp2);
         out.flush(&mut wr).await?;
+        // A command over the rate limit waits at the front of `lines` until then.
+        let mut held_until: Option<Instant> = None;
+        // The client half-closed its side (or went): read no more.
+        let mut eof = false;
+        let mut told_hub_eof = false;
+        let mut watching_login = true;
 
         loop {
+            if eof && lines.is_empty() && !told_hub_eof {
+                told_hub_eof = true;
+                self.hub.send(HubEvent::InputEnded { session: self.id });
+            }
             let release_at = out.release_at;
+            let expiry = self.clock.next();
             tokio::select! {
                 biased;
                 _ = self.kill.cancelled() => return Ok(STALLED.into()),
@@ -103,30 +129,69 @@ impl Connection {
                         return Ok(reason);
                     }
                 }
+                _ = tokio::time::sleep_until(expiry.map_or_else(Instant::now, |(at, _)| at)), if expiry.is_some() => {
+                    let Some((_, expired)) = expiry else { continue };
+                    goodbye(&mut out, &mut wr, expired.notice()).await;
+                    return Ok(expired.reason().into());
+                }
+                changed = self.logged_in.changed(), if watching_login => {
+                    match changed {
+                        Ok(()) => {
+                            let yes = *self.logged_in.borrow_and_update();
+                            self.clock.logged_in(yes, Instant::now());
+                        }
+                        // The hub forgot the session; the close follows.
+                        Err(_) => watching_login = false,
+                    }
+                }
                 _ = tokio::time::sleep_until(release_at.unwrap_or_else(Instant::now)), if release_at.is_some() => {
                     out.release_idle();
                 }
-                permit = self.credits.acquire(), if !lines.is_empty() => {
+                _ = tokio::time::sleep_until(held_until.unwrap_or_else(Instant::now)), if held_until.is_some() => {
+                    held_until = None;
+                }
+                permit = self.credits.acquire(), if !lines.is_empty() && held_until.is_none() => {
                     let Ok(permit) = permit else { return Ok("the portal is stopping".into()) };
                     match lines.pop_front() {
                         Some(Line::Text(text)) => {
-                            permit.forget();
-                            self.hub.send(HubEvent::Input { session: self.id, text });
+                            let now = Instant::now();
+                            match self.throttle.admit(now) {
+                                Verdict::Go => {
+                                    permit.forget();
+                                    self.clock.command(now);
+                                    self.hub.send(HubEvent::Input { session: self.id, text });
+                                }
+                                Verdict::Hold { until, tell } => {
+                                    lines.push_front(Line::Text(text));
+                                    held_until = Some(until);
+                                    if tell {
+                                        telnet::encode_text(TOO_FAST, &mut out.plain);
+                                        out.plain.extend_from_slice(b"\r\n");
+                                        if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                                            return Ok(reason);
+                                        }
+                                    }
+                                }
+                            }
                         }
                         Some(Line::TooLong) => {
                             let note = format!("Line too long (over {} bytes); it was not sent.\r\n", self.max_line);
                             out.plain.extend_from_slice(note.as_bytes());
-                            out.flush(&mut wr).await?;
+                            if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                                return Ok(reason);
+                            }
                         }
                         None => {}
                     }
                 }
-                n = rd.read(&mut buf), if lines.is_empty() => {
+                n = rd.read(&mut buf), if lines.is_empty() && !eof => {
                     let n = n?;
                     if n == 0 {
-                        // Inputs already read still go to the server; the
-                        // hub keeps them until they are applied.
-                        return Ok("client closed the connection".into());
+                        // Perhaps only its sending side (shutdown(SHUT_WR)
+                        // after a last command): what it sent is answered
+                        // and delivered, then the hub closes the connection.
+                        eof = true;
+                        continue;
                     }
                     events.clear();
                     parser.receive(&buf[..n], &mut events);
@@ -137,11 +202,45 @@ impl Connection {
                             Event::Subnegotiation(..) | Event::Command(_) => {}
                         }
                     }
-                    out.flush(&mut wr).await?;
+                    if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                        return Ok(reason);
+                    }
                 }
             }
         }
     }
+}
+
+/// Writes what is owed, unless the hub cuts the client off or its timeout
+/// comes first (then the reason to close): a client that does not read must
+/// not keep its connection by never taking a refusal or a negotiation answer.
+async fn flush_or_end(
+    out: &mut Writer,
+    wr: &mut (impl AsyncWriteExt + Unpin),
+    kill: &CancellationToken,
+    expiry: Option<(Instant, Expired)>,
+) -> std::io::Result<Option<String>> {
+    let at = expiry.map_or_else(Instant::now, |(at, _)| at);
+    tokio::select! {
+        r = out.flush(wr) => r.map(|()| None),
+        _ = kill.cancelled() => Ok(Some(STALLED.into())),
+        _ = tokio::time::sleep_until(at), if expiry.is_some() => {
+            Ok(expiry.map(|(_, expired)| expired.reason().into()))
+        }
+    }
+}
+
+/// Tells the player why the connection ends and closes it, giving up on a
+/// client that does not take the line within [`GOODBYE_DEADLINE`].
+async fn goodbye(out: &mut Writer, wr: &mut (impl AsyncWriteExt + Unpin), text: &str) {
+    telnet::encode_text(text, &mut out.plain);
+    out.plain.extend_from_slice(b"\r\n");
+    let _ = tokio::time::timeout(GOODBYE_DEADLINE, async {
+        out.end_compression()?;
+        out.flush(wr).await?;
+        wr.shutdown().await
+    })
+    .await;
 }
 
 /// Where MCCP2 stands with this client (RFC 1143's states, for our side of

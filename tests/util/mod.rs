@@ -178,13 +178,18 @@ pub fn write_executable(path: &Path, contents: &str) {
 }
 
 /// The settings every test game starts from: port 0, cheap hashing, short
-/// delays, and room for many connections and accounts from 127.0.0.1.
+/// delays, and room for many connections, commands and accounts from
+/// 127.0.0.1 (load clients ping every 20 ms, all from one address).
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.game.name = "ev test".into();
     c.portal.telnet = "127.0.0.1:0".parse().unwrap();
     c.portal.web = "127.0.0.1:0".parse().unwrap();
     c.portal.max_connections_per_ip = 1000;
+    c.portal.commands_per_second = 100_000;
+    c.portal.command_burst = 100_000;
+    c.portal.commands_per_second_per_ip = 1_000_000;
+    c.portal.command_burst_per_ip = 1_000_000;
     c.auth.argon2_memory_kib = 8;
     c.auth.argon2_iterations = 1;
     c.auth.argon2_parallelism = 1;

@@ -192,6 +192,13 @@ impl Client {
         self.stream.write_all(format!("{line}\r\n").as_bytes())
     }
 
+    /// Closes the sending side only (`shutdown(SHUT_WR)`); replies still come.
+    pub fn shutdown_write(&mut self) {
+        if let Err(e) = self.stream.shutdown(std::net::Shutdown::Write) {
+            panic!("{}: shutting down the sending side failed: {e}", self.label);
+        }
+    }
+
     /// Sends raw bytes (no line ending added).
     pub fn send_raw(&mut self, bytes: &[u8]) {
         if let Err(e) = self.stream.write_all(bytes) {
