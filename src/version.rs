@@ -3,7 +3,7 @@
 /// A peer with a different major is refused. Bump it for any change an older
 /// peer would misread; additions only bump [`LINK_MINOR`].
 pub const LINK_MAJOR: u32 = 1;
-pub const LINK_MINOR: u32 = 0;
+pub const LINK_MINOR: u32 = 1;
 
 /// The crate version; build ids of server binaries are content hashes taken by
 /// the supervisor (see `run/bin/`), this is what a process says of itself.

@@ -169,6 +169,10 @@ struct Session {
     server: ServerPart,
     last_seq: u64,
     acked: u64,
+    /// The active server's word that input `working` waits on work off its
+    /// game thread: until the ack passes it, the session's waiting inputs
+    /// are no sign of a stalled server.
+    working: u64,
     /// Inputs not yet acked, oldest first.
     pending: VecDeque<Pending>,
     /// Highest output seq delivered to the connection.
@@ -482,6 +486,7 @@ impl Hub {
                 server: ServerPart::default(),
                 last_seq: 0,
                 acked: 0,
+                working: 0,
                 pending: VecDeque::new(),
                 delivered: 0,
                 reported: 0,
@@ -703,6 +708,8 @@ impl Hub {
         for s in self.sessions.values_mut() {
             s.sent = s.acked;
             s.reported = s.delivered;
+            // Only the server doing the work can say it is working.
+            s.working = 0;
         }
         self.send_pending(conn);
     }
@@ -793,6 +800,13 @@ impl Hub {
                 }
             }
             FromServer::Ack { session, seq } => self.ack(conn, session, seq),
+            FromServer::Working { session, seq } => {
+                if self.active == Some(conn)
+                    && let Some(s) = self.sessions.get_mut(&session)
+                {
+                    s.working = s.working.max(seq);
+                }
+            }
             FromServer::Update {
                 session,
                 seq,
@@ -1111,7 +1125,11 @@ impl Hub {
         let mut overdue = Vec::new();
         let stalled = self.unanswered.check(
             cutoff,
-            |session, seq| sessions.get(&session).is_none_or(|s| s.acked >= seq),
+            |session, seq| {
+                sessions
+                    .get(&session)
+                    .is_none_or(|s| s.acked >= seq || s.working > s.acked)
+            },
             |session| overdue.push(session),
         );
         if !stalled {
@@ -2159,6 +2177,42 @@ mod limits_tests {
         h.status().await;
         assert_eq!(s.texts(), ["pong", BACK]);
         assert_eq!(t.texts(), Vec::<String>::new());
+        h.stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_input_the_server_works_on_is_no_pause() {
+        let h = start_with(Duration::from_millis(500));
+        let mut s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.input(7, "connect alice wrongpw");
+        h.input(7, "look");
+        a.take(2).await;
+        // A delayed login: the server took it and hashes off its thread.
+        h.from(1, vec![FromServer::Working { session: 7, seq: 1 }]);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        assert_eq!(
+            s.texts(),
+            Vec::<String>::new(),
+            "a login's wait read as a pause"
+        );
+        // Once the work is answered, a new input left waiting is a pause.
+        h.from(1, vec![FromServer::Ack { session: 7, seq: 2 }]);
+        h.input(7, "look");
+        a.take(1).await;
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        tokio::time::advance(Duration::from_millis(600)).await;
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        let told = s.texts();
+        assert!(
+            told.len() == 1 && told[0].contains("The game is paused"),
+            "{told:?}"
+        );
         h.stop.cancel();
     }
 

@@ -127,6 +127,11 @@ pub enum FromServer {
         session: SessionId,
         seq: u64,
     },
+    /// Input `seq` waits on work off the server's game thread.
+    Working {
+        session: SessionId,
+        seq: u64,
+    },
     Update {
         session: SessionId,
         seq: u64,
@@ -254,6 +259,10 @@ impl TryFrom<pb::PortalEvent> for FromServer {
             Kind::Ack(a) => FromServer::Ack {
                 session: a.session,
                 seq: a.seq,
+            },
+            Kind::Working(w) => FromServer::Working {
+                session: w.session,
+                seq: w.seq,
             },
             Kind::Update(u) => FromServer::Update {
                 session: u.session,

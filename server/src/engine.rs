@@ -326,6 +326,11 @@ impl Engine {
             self.hit(Point::AfterOutput);
             events = acks;
         }
+        // The portal must not take a login's wait for a stalled server.
+        events.extend(jobs.iter().map(|job| Outbound::Working {
+            session: job.session,
+            seq: job.seq,
+        }));
         if !events.is_empty() {
             send(outbound, events).await?;
         }

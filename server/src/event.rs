@@ -132,6 +132,11 @@ pub enum Outbound {
         nonce: u64,
     },
     Drained,
+    /// Input `seq` of `session` waits on password work: no sign of a stall.
+    Working {
+        session: SessionId,
+        seq: u64,
+    },
 }
 
 /// One message for the portal. `handed`, if set, is fired once the Link

@@ -496,6 +496,10 @@ impl From<Outbound> for pb::PortalEvent {
                 session: session.0,
                 seq,
             }),
+            Outbound::Working { session, seq } => Out::Working(pb::Working {
+                session: session.0,
+                seq,
+            }),
             Outbound::Update {
                 session,
                 seq,

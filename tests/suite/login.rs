@@ -173,3 +173,26 @@ fn account_creation_is_limited_per_address() {
     // Another address may.
     game.login("Dee");
 }
+
+/// A login answered late on purpose is no pause of the game: the portal
+/// tells players of a pause when input waits on a stalled server, not on a
+/// password check.
+#[test]
+fn a_delayed_login_is_not_told_as_a_pause() {
+    let game = Game::with_config(|c| {
+        c.portal.pause_notice_ms = 50;
+        c.auth.failures_before_delay = 0;
+        c.auth.failure_delay_ms = 1_000;
+    });
+    game.start();
+    let mut c = game.guest("slow");
+    c.send_line("connect nobody wrongpass");
+    let line = c
+        .expect_line(
+            "the login's answer",
+            |l| l.contains("Wrong name or password.") || l.contains("[ev]"),
+            REPLY_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.contains("Wrong name or password."), "told {line:?}");
+}

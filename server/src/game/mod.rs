@@ -90,6 +90,8 @@ pub struct JobId(u64);
 pub struct Job {
     pub id: JobId,
     pub session: SessionId,
+    /// The input that waits on it.
+    pub seq: u64,
     pub work: Work,
     /// Too many failed logins: delay the answer.
     pub delay: bool,
@@ -607,6 +609,7 @@ impl Game {
                 out.jobs.push(Job {
                     id: job,
                     session: id,
+                    seq,
                     work,
                     delay,
                     abandon,
