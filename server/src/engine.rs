@@ -446,10 +446,18 @@ impl Engine {
         error: StoreError,
         outbound: &mpsc::Sender<Batch>,
     ) -> Result<(), EngineError> {
+        // With its causes (SQLite's own message is the source).
+        let error = anyhow::Error::new(error);
+        if let Some(outage) = &self.outage {
+            tracing::warn!(
+                attempts = outage.attempts,
+                "storage still failing after {} ms: {error:#}",
+                outage.since.elapsed().as_millis()
+            );
+        }
         let outage = self.outage.get_or_insert_with(|| {
             tracing::error!(
-                "storage failed: {:#}; holding the batch and retrying until it commits (nothing is answered meanwhile; the portal tells players the game is paused)",
-                anyhow::Error::new(error)
+                "storage failed: {error:#}; holding the batch and retrying until it commits (nothing is answered meanwhile; the portal tells players the game is paused)"
             );
             Outage {
                 since: Instant::now(),
@@ -508,7 +516,6 @@ impl Engine {
                         self.send(out, outbound, inputs).await?;
                     }
                     Err(e) if e.is_outage() => {
-                        self.still_failing(&e);
                         self.stall(Held::Applied { out, inputs }, e, outbound)
                             .await?;
                         self.requeue(backlog);
@@ -540,16 +547,6 @@ impl Engine {
     fn requeue(&mut self, backlog: VecDeque<Intake>) {
         if let Some(stalled) = &mut self.stalled {
             stalled.backlog.extend(backlog);
-        }
-    }
-
-    fn still_failing(&self, error: &StoreError) {
-        if let Some(outage) = &self.outage {
-            tracing::warn!(
-                attempts = outage.attempts,
-                "storage still failing after {} ms: {error:#}",
-                outage.since.elapsed().as_millis()
-            );
         }
     }
 

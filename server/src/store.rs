@@ -557,7 +557,7 @@ impl Store {
                 dir.display()
             )));
         }
-        let free = u64::from(fs.blocks_available()).saturating_mul(u64::from(fs.fragment_size()));
+        let free = fs.blocks_available().saturating_mul(fs.fragment_size());
         if free < min_free {
             return Err(unwritable(format!(
                 "only {} MiB free on the filesystem of {}, less than database.min_free_mb = {}",
