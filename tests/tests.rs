@@ -20,6 +20,8 @@ mod suite {
     mod session_sync;
     // MCCP2 compressed output, on and off, with released compressors.
     mod mccp;
+    // Storage faults stall the game, not crash it; reloads onto bad storage fail; the file shrinks.
+    mod storage;
     // A real third-party telnet client (Python telnetlib3) plays a short session.
     mod third_party;
 }
