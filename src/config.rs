@@ -197,6 +197,14 @@ pub struct DatabaseConfig {
     /// SQLite file, relative to the game directory.
     pub path: PathBuf,
     pub synchronous: Synchronous,
+    /// Free space (MiB) the database's filesystem must have for a new server
+    /// to start; below it a reload fails and the old server keeps serving.
+    /// 0: not checked.
+    pub min_free_mb: u64,
+    /// A commit that fails on storage (disk full, read-only, I/O error) is
+    /// retried after 50 ms, the wait doubling up to this, until it commits;
+    /// meanwhile no command is answered.
+    pub retry_max_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -204,6 +212,8 @@ impl Default for DatabaseConfig {
         Self {
             path: "data/game.db".into(),
             synchronous: Synchronous::Normal,
+            min_free_mb: 64,
+            retry_max_ms: 2_000,
         }
     }
 }
@@ -362,6 +372,7 @@ impl Config {
                 "server.command_timeout_ms",
                 self.server.command_timeout_ms as usize,
             ),
+            ("database.retry_max_ms", self.database.retry_max_ms as usize),
         ];
         for (key, value) in positive {
             if value == 0 {

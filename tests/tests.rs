@@ -22,6 +22,8 @@ mod suite {
     mod mccp;
     // Logins under attack: bounded password work, failures per address, creation limits.
     mod login;
+    // Storage faults stall the game, not crash it; reloads onto bad storage fail; the file shrinks.
+    mod storage;
     // A real third-party telnet client (Python telnetlib3) plays a short session.
     mod third_party;
     // Limits for an exposed game (issue 9): output bytes, command rates,

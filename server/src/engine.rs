@@ -22,11 +22,26 @@
 //!
 //! A [`Watchdog`] thread aborts the process if one transaction runs past
 //! `server.command_timeout_ms`. The test build also arms a [`Failpoint`].
+//!
+//! # Storage faults
+//! A transaction that fails because storage does (disk full, read-only,
+//! I/O error: [`StoreError::is_outage`]) is not a crash: the engine
+//! *stalls*. If the failure came before the game saw any event (the start of
+//! the transaction), the events are held as they are. If it came at the
+//! commit, the game in memory has already applied them; the store kept the
+//! transaction's writes, and [`Store::retry`] makes them again. Either way
+//! the engine retries after 50 ms, the wait doubling up to
+//! `database.retry_max_ms`, until it commits, then sends what it produced
+//! and runs what arrived meanwhile, in order. While stalled it answers the
+//! portal's heartbeats (it is not hung) and nothing else: no input is acked,
+//! so the portal keeps them all and tells players the game is paused.
+//! A storage error in the middle of the game's work leaves memory half-way
+//! through a batch; only then does the process exit (a crash, as before).
 
 mod watchdog;
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -51,6 +66,56 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// The first wait before retrying a transaction that failed on storage.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+
+/// How a transaction failed.
+enum Failed<T> {
+    /// On storage, before the game saw anything: here is the work back.
+    Before(StoreError, T),
+    /// On storage, at the commit: the game applied it, the store kept its
+    /// writes for [`Store::retry`].
+    Commit(StoreError),
+    /// Anything else: the process cannot go on.
+    Fatal(StoreError),
+}
+
+/// What the engine takes in, kept in order while it is stalled.
+enum Intake {
+    Events(Vec<Inbound>),
+    Jobs(Vec<Done>),
+}
+
+/// What a stalled engine holds.
+enum Held {
+    /// Applied in memory, not committed: [`Store::retry`], then send `out`.
+    Applied { out: Outbox, inputs: bool },
+    /// Not applied at all: run it again.
+    Work(Intake),
+}
+
+/// The engine is stalled on storage.
+struct Stalled {
+    held: Held,
+    /// What came in since, to run in order after `held`.
+    backlog: VecDeque<Intake>,
+    next: tokio::time::Instant,
+}
+
+/// A storage outage, from the first failure to the commit that ends it.
+struct Outage {
+    since: Instant,
+    attempts: u32,
+}
+
+/// The wait before retry number `attempts` (from 0): [`RETRY_FIRST`],
+/// doubling up to `max`.
+fn retry_delay(attempts: u32, max: Duration) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1u32 << attempts.min(20))
+        .min(max.max(RETRY_FIRST))
+}
+
 /// A finished password job.
 struct Done {
     job: JobId,
@@ -73,6 +138,9 @@ pub struct Engine {
     delivered: HashMap<SessionId, u64>,
     failpoint: Option<Failpoint>,
     watchdog: Option<Watchdog>,
+    stalled: Option<Stalled>,
+    outage: Option<Outage>,
+    retry_max: Duration,
 }
 
 impl Engine {
@@ -97,7 +165,17 @@ impl Engine {
             delivered: HashMap::new(),
             failpoint: None,
             watchdog: None,
+            stalled: None,
+            outage: None,
+            retry_max: Duration::from_secs(2),
         }
+    }
+
+    /// The longest wait between two retries of a commit that failed on
+    /// storage (`database.retry_max_ms`).
+    pub fn with_retry_max(mut self, max: Duration) -> Engine {
+        self.retry_max = max;
+        self
     }
 
     /// Arms a failpoint (test build only).
@@ -119,16 +197,24 @@ impl Engine {
         outbound: mpsc::Sender<Batch>,
     ) -> Result<(), EngineError> {
         loop {
-            if self.draining && self.jobs.is_empty() {
+            if self.draining && self.jobs.is_empty() && self.stalled.is_none() {
                 send(&outbound, vec![Outbound::Drained]).await?;
                 tracing::info!("drained");
                 return Ok(());
             }
+            let retry_at = self.stalled.as_ref().map(|s| s.next);
             tokio::select! {
                 batch = inbound.recv() => {
                     let Some(mut events) = batch else {
+                        if self.stalled.is_some() {
+                            tracing::error!("the portal went away while storage was failing; nothing held was acknowledged, so the next server gets it all");
+                        }
                         return Err(EngineError::PortalGone);
                     };
+                    if self.stalled.is_some() {
+                        self.hold(Intake::Events(events), &outbound).await?;
+                        continue;
+                    }
                     // Whatever is already queued joins this group commit.
                     while inputs(&events) < self.max_batch && !has_drain(&events) {
                         match inbound.try_recv() {
@@ -137,6 +223,9 @@ impl Engine {
                         }
                     }
                     self.apply(events, &outbound).await?;
+                }
+                () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
+                    self.retry(&outbound).await?;
                 }
                 Some(joined) = self.jobs.join_next(), if !self.jobs.is_empty() => {
                     let mut done = Vec::new();
@@ -147,6 +236,10 @@ impl Engine {
                             Err(e) => tracing::error!("password job lost: {e}"),
                         }
                         next = self.jobs.try_join_next();
+                    }
+                    if self.stalled.is_some() {
+                        self.hold(Intake::Jobs(done), &outbound).await?;
+                        continue;
                     }
                     self.complete(done, &outbound).await?;
                 }
@@ -162,13 +255,22 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let mut chunk = Vec::new();
         let mut count = 0;
-        for event in events {
+        let mut events = events.into_iter();
+        while let Some(event) = events.next() {
             count += usize::from(matches!(event, Inbound::Input { .. }));
             chunk.push(event);
             if count >= self.max_batch {
                 self.apply_chunk(std::mem::take(&mut chunk), outbound)
                     .await?;
                 count = 0;
+                if let Some(stalled) = &mut self.stalled {
+                    // The rest waits its turn behind the stalled chunk.
+                    let rest: Vec<Inbound> = events.collect();
+                    if !rest.is_empty() {
+                        stalled.backlog.push_back(Intake::Events(rest));
+                    }
+                    return Ok(());
+                }
             }
         }
         if !chunk.is_empty() {
@@ -184,9 +286,35 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let mut out = Outbox::with_job_room(self.job_room());
         let inputs = if self.draining { 0 } else { inputs(&events) };
+        // Answered at once should the commit fail (again after it succeeds).
+        let beats: Vec<Outbound> = events
+            .iter()
+            .filter_map(|e| match e {
+                Inbound::Heartbeat { nonce } => Some(Outbound::Heartbeat { nonce: *nonce }),
+                _ => None,
+            })
+            .collect();
         let result = self.transact(events, inputs, &mut out);
         self.watched(Watchdog::end);
-        result?;
+        match result {
+            Ok(()) => {}
+            Err(Failed::Before(error, events)) => {
+                return self
+                    .stall(Held::Work(Intake::Events(events)), error, outbound)
+                    .await;
+            }
+            Err(Failed::Commit(error)) => {
+                if !beats.is_empty() {
+                    send(outbound, beats).await?;
+                }
+                let held = Held::Applied {
+                    out,
+                    inputs: inputs > 0,
+                };
+                return self.stall(held, error, outbound).await;
+            }
+            Err(Failed::Fatal(error)) => return Err(error.into()),
+        }
         if inputs > 0 {
             self.hit(Point::AfterCommit);
         }
@@ -200,17 +328,24 @@ impl Engine {
         events: Vec<Inbound>,
         inputs: usize,
         out: &mut Outbox,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Failed<Vec<Inbound>>> {
         let needs_tx = !self.draining && events.iter().any(is_game_event);
-        if needs_tx {
-            self.migrate_once()?;
+        if needs_tx && let Err(e) = self.migrate_once() {
+            return Err(before(e, events));
         }
         let tx = if needs_tx {
             self.watched(Watchdog::begin);
-            let tx = self.store.begin()?;
-            for (session, seq) in self.delivered.drain() {
-                tx.prune_outbox(session, seq)?;
+            let tx = match self.store.begin() {
+                Ok(tx) => tx,
+                Err(e) => return Err(before(e, events)),
+            };
+            for (&session, &seq) in &self.delivered {
+                if let Err(e) = tx.prune_outbox(session, seq) {
+                    return Err(before(e, events));
+                }
             }
+            // In this transaction's writes now, a retry included.
+            self.delivered.clear();
             Some(tx)
         } else {
             None
@@ -243,7 +378,7 @@ impl Engine {
                                 text: watchdog::loggable(text),
                             });
                         }
-                        self.game.handle(tx, event, out)?;
+                        self.game.handle(tx, event, out).map_err(midway)?;
                         applied += usize::from(input);
                         if input && inputs >= 2 && applied == inputs / 2 {
                             if let Some(failpoint) = &mut self.failpoint {
@@ -256,7 +391,7 @@ impl Engine {
             }
         }
         match tx {
-            Some(tx) => tx.commit(),
+            Some(tx) => tx.commit().map_err(at_commit),
             None => Ok(()),
         }
     }
@@ -269,26 +404,179 @@ impl Engine {
         let mut out = Outbox::with_job_room(self.job_room());
         let result = self.resume(done, &mut out);
         self.watched(Watchdog::end);
-        result?;
-        self.send(out, outbound, false).await
+        match result {
+            Ok(()) => self.send(out, outbound, false).await,
+            Err(Failed::Before(error, done)) => {
+                self.stall(Held::Work(Intake::Jobs(done)), error, outbound)
+                    .await
+            }
+            Err(Failed::Commit(error)) => {
+                let held = Held::Applied { out, inputs: false };
+                self.stall(held, error, outbound).await
+            }
+            Err(Failed::Fatal(error)) => Err(error.into()),
+        }
     }
 
     /// Applies finished jobs in one transaction and commits it. (Kept out of
     /// the async functions: a transaction must never live across an await.)
-    fn resume(&mut self, done: Vec<Done>, out: &mut Outbox) -> Result<(), StoreError> {
-        self.migrate_once()?;
-        self.watched(Watchdog::begin);
-        let tx = self.store.begin()?;
-        for (session, seq) in self.delivered.drain() {
-            tx.prune_outbox(session, seq)?;
+    fn resume(&mut self, done: Vec<Done>, out: &mut Outbox) -> Result<(), Failed<Vec<Done>>> {
+        if let Err(e) = self.migrate_once() {
+            return Err(before(e, done));
         }
+        self.watched(Watchdog::begin);
+        let tx = match self.store.begin() {
+            Ok(tx) => tx,
+            Err(e) => return Err(before(e, done)),
+        };
+        for (&session, &seq) in &self.delivered {
+            if let Err(e) = tx.prune_outbox(session, seq) {
+                return Err(before(e, done));
+            }
+        }
+        self.delivered.clear();
         for d in done {
             if let Some(dog) = &self.watchdog {
                 dog.applying(Work::Password { session: d.session });
             }
-            self.game.resume(&tx, d.job, d.session, d.outcome, out)?;
+            self.game
+                .resume(&tx, d.job, d.session, d.outcome, out)
+                .map_err(midway)?;
         }
-        tx.commit()
+        tx.commit().map_err(at_commit)
+    }
+
+    /// Storage failed: hold `held` and retry it later. The first failure of
+    /// an outage is an error in the log, the rest warnings.
+    async fn stall(
+        &mut self,
+        held: Held,
+        error: StoreError,
+        outbound: &mpsc::Sender<Batch>,
+    ) -> Result<(), EngineError> {
+        // With its causes (SQLite's own message is the source).
+        let error = anyhow::Error::new(error);
+        if let Some(outage) = &self.outage {
+            tracing::warn!(
+                attempts = outage.attempts,
+                "storage still failing after {} ms: {error:#}",
+                outage.since.elapsed().as_millis()
+            );
+        }
+        let outage = self.outage.get_or_insert_with(|| {
+            tracing::error!(
+                "storage failed: {error:#}; holding the batch and retrying until it commits (nothing is answered meanwhile; the portal tells players the game is paused)"
+            );
+            Outage {
+                since: Instant::now(),
+                attempts: 0,
+            }
+        });
+        let delay = retry_delay(outage.attempts, self.retry_max);
+        outage.attempts = outage.attempts.saturating_add(1);
+        let held = match held {
+            Held::Work(work) => Held::Work(answer_heartbeats(work, outbound).await?),
+            held => held,
+        };
+        self.stalled = Some(Stalled {
+            held,
+            backlog: VecDeque::new(),
+            next: tokio::time::Instant::now() + delay,
+        });
+        Ok(())
+    }
+
+    /// Stalled: heartbeats are answered, the rest waits its turn.
+    async fn hold(
+        &mut self,
+        work: Intake,
+        outbound: &mpsc::Sender<Batch>,
+    ) -> Result<(), EngineError> {
+        let work = answer_heartbeats(work, outbound).await?;
+        if matches!(&work, Intake::Events(events) if events.is_empty()) {
+            return Ok(());
+        }
+        if let Some(stalled) = &mut self.stalled {
+            stalled.backlog.push_back(work);
+        }
+        Ok(())
+    }
+
+    /// Tries the held transaction again; once it commits, runs the backlog
+    /// in order (which may stall again).
+    async fn retry(&mut self, outbound: &mpsc::Sender<Batch>) -> Result<(), EngineError> {
+        let Some(stalled) = self.stalled.take() else {
+            return Ok(());
+        };
+        let Stalled { held, backlog, .. } = stalled;
+        let mut backlog = backlog;
+        match held {
+            Held::Applied { out, inputs } => {
+                self.watched(Watchdog::begin);
+                let result = self.store.retry();
+                self.watched(Watchdog::end);
+                match result {
+                    Ok(()) => {
+                        self.recovered();
+                        if inputs {
+                            self.hit(Point::AfterCommit);
+                        }
+                        self.send(out, outbound, inputs).await?;
+                    }
+                    Err(e) if e.is_outage() => {
+                        self.stall(Held::Applied { out, inputs }, e, outbound)
+                            .await?;
+                        self.requeue(backlog);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Held::Work(work) => {
+                self.run(work, outbound).await?;
+                if self.stalled.is_some() {
+                    self.requeue(backlog);
+                    return Ok(());
+                }
+                self.recovered();
+            }
+        }
+        while let Some(work) = backlog.pop_front() {
+            self.run(work, outbound).await?;
+            if self.stalled.is_some() {
+                self.requeue(backlog);
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Stalled again: what was waiting goes after what the new stall holds.
+    fn requeue(&mut self, backlog: VecDeque<Intake>) {
+        if let Some(stalled) = &mut self.stalled {
+            stalled.backlog.extend(backlog);
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(outage) = self.outage.take() {
+            tracing::warn!(
+                attempts = outage.attempts,
+                "storage is back after {} ms; the held batch committed",
+                outage.since.elapsed().as_millis()
+            );
+        }
+    }
+
+    async fn run(
+        &mut self,
+        work: Intake,
+        outbound: &mpsc::Sender<Batch>,
+    ) -> Result<(), EngineError> {
+        match work {
+            Intake::Events(events) => self.apply(events, outbound).await,
+            Intake::Jobs(done) => self.complete(done, outbound).await,
+        }
     }
 
     /// Sends what a committed transaction produced and starts its jobs.
@@ -383,6 +671,58 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+fn before<T>(error: StoreError, work: T) -> Failed<T> {
+    if error.is_outage() {
+        Failed::Before(error, work)
+    } else {
+        Failed::Fatal(error)
+    }
+}
+
+fn at_commit<T>(error: StoreError) -> Failed<T> {
+    if error.is_outage() {
+        Failed::Commit(error)
+    } else {
+        Failed::Fatal(error)
+    }
+}
+
+/// The game stopped half-way through its work: memory is ahead of any
+/// transaction that could be retried.
+fn midway<T>(error: StoreError) -> Failed<T> {
+    if error.is_outage() {
+        tracing::error!(
+            "storage failed in the middle of a batch, not at its commit; the game in memory cannot be rolled back, so this server exits and the next one restores from the database"
+        );
+    }
+    Failed::Fatal(error)
+}
+
+/// Answers the heartbeats in `work` at once: a stalled engine is waiting,
+/// not hung, and the supervisor kills a server that stops answering.
+async fn answer_heartbeats(
+    work: Intake,
+    outbound: &mpsc::Sender<Batch>,
+) -> Result<Intake, EngineError> {
+    let Intake::Events(events) = work else {
+        return Ok(work);
+    };
+    let (beats, rest): (Vec<Inbound>, Vec<Inbound>) = events
+        .into_iter()
+        .partition(|e| matches!(e, Inbound::Heartbeat { .. }));
+    let answers: Vec<Outbound> = beats
+        .into_iter()
+        .filter_map(|e| match e {
+            Inbound::Heartbeat { nonce } => Some(Outbound::Heartbeat { nonce }),
+            _ => None,
+        })
+        .collect();
+    if !answers.is_empty() {
+        send(outbound, answers).await?;
+    }
+    Ok(Intake::Events(rest))
 }
 
 async fn send(outbound: &mpsc::Sender<Batch>, events: Vec<Outbound>) -> Result<(), EngineError> {

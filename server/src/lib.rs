@@ -44,6 +44,9 @@
 //!   supervisor restarts the server.
 //! - 2: the portal refused this server, or it speaks another Link major
 //!   version; starting the same binary again would fail the same way.
+//! - 4: the database cannot be written (read-only, no room): found before
+//!   attaching, so a reload fails and the old server keeps serving; the
+//!   supervisor does not count it towards the crash-loop limit.
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -90,6 +93,9 @@ pub struct ServerOptions {
     pub failpoint: Option<Failpoint>,
     /// Enables `@crash` and `@hang` (test build only).
     pub test_commands: bool,
+    /// While this file exists, database writes fail as on a disk that
+    /// refuses them (test build only, from `EV_STORAGE_FAULT`).
+    pub storage_fault: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -112,6 +118,7 @@ impl ServerOptions {
             version_text: None,
             failpoint: None,
             test_commands: false,
+            storage_fault: None,
         })
     }
 
@@ -189,8 +196,15 @@ pub fn execute(command: Option<Command>, options: ServerOptions) -> ExitCode {
     }
 }
 
-/// 2 when the portal refused this server or speaks another Link major, else 1.
+/// The exit code for a storage that cannot be written (see the crate docs).
+pub const EXIT_UNWRITABLE: u8 = 4;
+
+/// 2 when the portal refused this server or speaks another Link major, 4
+/// when the database cannot be written, else 1.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(StoreError::Unwritable { .. }) = error.downcast_ref::<StoreError>() {
+        return EXIT_UNWRITABLE;
+    }
     match error.downcast_ref::<LinkError>() {
         Some(e) if e.is_refusal() => 2,
         _ => 1,
@@ -206,7 +220,11 @@ pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
     let store = store::Store::open(
         &game_dir.root().join(&config.database.path),
         config.database.synchronous,
-    )?;
+    )?
+    .with_fault(options.storage_fault.clone());
+    // Before attaching: a server that could not write must fail its reload
+    // (the old one keeps serving), not crash at its first commit.
+    store.preflight(config.database.min_free_mb.saturating_mul(1 << 20))?;
     let hasher = auth::Hasher::new(&config.auth)?;
     let game = game::Game::new(game::Rules {
         game_name: config.game.name.clone(),
@@ -252,7 +270,8 @@ pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
         Duration::from_millis(config.auth.failure_delay_ms),
     )
     .with_failpoint(options.failpoint.clone())
-    .with_watchdog(watchdog);
+    .with_watchdog(watchdog)
+    .with_retry_max(Duration::from_millis(config.database.retry_max_ms));
     engine.serve(link.inbound, link.outbound).await?;
     link.closed.wait(CLOSE_GRACE).await;
     Ok(())

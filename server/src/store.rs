@@ -17,10 +17,27 @@
 //! written by a newer ev-server is refused, never downgraded. [`Store::open`]
 //! only checks the version: a standby server opens the database while the
 //! active one still serves, and migrates ([`Store::migrate`]) only once that
-//! one has drained.
+//! one has drained. Before it attaches, [`Store::preflight`] proves it will be
+//! able to write, without writing.
+//!
+//! # Storage faults
+//! A disk that is full, read-only or failing makes a commit fail; the engine
+//! keeps what the transaction did to the game in memory and retries the
+//! commit ([`Store::retry`]) until storage is back. So nothing may reach the
+//! disk before the commit (the page cache never spills mid-transaction,
+//! temporary data stays in memory, the file is never mapped: a mapped file
+//! that cannot be written is a SIGBUS, not an error), and a [`Tx`] records
+//! every write it makes so that [`Store::retry`] can make them again.
+//!
+//! # Space
+//! The database uses incremental auto-vacuum: the checkpoint thread gives
+//! free pages back to the filesystem once a burst of outbox rows is gone.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ev::config::Synchronous;
@@ -96,6 +113,38 @@ pub enum StoreError {
     },
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database {path} cannot be written: {why}")]
+    Unwritable { path: PathBuf, why: String },
+    #[error(
+        "retrying a failed commit gave other results than the first attempt ({0}); another process wrote to the database meanwhile, so the game in memory no longer matches it"
+    )]
+    Diverged(String),
+}
+
+impl StoreError {
+    /// Whether this is the storage failing (full, read-only, I/O error,
+    /// locked) rather than the data or the program: the same write may
+    /// succeed once storage is back.
+    pub fn is_outage(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(
+                    C::SystemIoFailure
+                        | C::DiskFull
+                        | C::ReadOnly
+                        | C::CannotOpen
+                        | C::DatabaseBusy
+                        | C::DatabaseLocked
+                        | C::PermissionDenied
+                        | C::FileLockingProtocolFailed
+                        | C::NoLargeFileSupport
+                )
+            ),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +182,15 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     _checkpoints: Checkpointer,
+    /// The writes of the transaction in progress, or of the one whose commit
+    /// failed, for [`Store::retry`].
+    redo: RefCell<Vec<(Write, i64)>>,
+    /// Set once this server may change the database (it migrated): only then
+    /// does the checkpoint thread give free pages back, which is a write.
+    active: Arc<AtomicBool>,
+    /// Test build only: while this file exists, writes fail (see
+    /// [`Store::with_fault`]).
+    fault: Option<PathBuf>,
 }
 
 /// How often the WAL is copied back into the database, off the game's thread.
@@ -141,6 +199,27 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 const WAL_RESTART_FRAMES: i64 = 8192;
 /// The WAL file is cut back to this when the log restarts after a peak.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// Free pages are given back once there are this many (4 MiB of 4 KiB
+/// pages)...
+const RECLAIM_MIN_PAGES: i64 = 1024;
+/// ...and they are at least a quarter of the file: outbox churn reuses its
+/// free pages at once, so moving them for a small gain would only be undone.
+const RECLAIM_FRACTION: i64 = 4;
+/// Most pages given back per pass: incremental vacuum holds the write lock,
+/// so a game commit waits for it; a pass this size takes a few ms.
+const RECLAIM_STEP: i64 = 1024;
+
+/// What every connection to the database sets first: never map the file
+/// (a mapped page that cannot be written faults the process), and keep
+/// temporary data and a transaction's dirty pages in memory until the
+/// commit, so a write transaction touches the disk only at its commit.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "mmap_size", 0)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_spill", false)?;
+    Ok(())
+}
 
 /// Checkpoints the WAL from a thread of its own with its own connection.
 /// SQLite's automatic checkpoint runs inside whichever commit crosses the
@@ -159,7 +238,13 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(path: &Path, every: Duration, restart_frames: i64) -> Checkpointer {
+    /// Once `reclaim` is set, each pass also gives free pages back.
+    fn start(
+        path: &Path,
+        every: Duration,
+        restart_frames: i64,
+        reclaim: Arc<AtomicBool>,
+    ) -> Checkpointer {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let path = path.to_owned();
         let spawned = std::thread::Builder::new()
@@ -172,7 +257,9 @@ impl Checkpointer {
                         return;
                     }
                 };
-                let _ = conn.busy_timeout(BUSY_TIMEOUT);
+                if let Err(e) = configure(&conn) {
+                    tracing::warn!("checkpoint connection to {}: {e}", path.display());
+                }
                 let _ = conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT);
                 let checkpoint = |mode: &str| -> rusqlite::Result<i64> {
                     // (busy, frames in the log, frames checkpointed)
@@ -184,6 +271,11 @@ impl Checkpointer {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(every)
                 {
+                    if reclaim.load(Ordering::Relaxed)
+                        && let Err(e) = give_back_free_pages(&conn)
+                    {
+                        tracing::warn!("giving free database pages back: {e}");
+                    }
                     let result = checkpoint("PASSIVE").and_then(|frames| {
                         if frames > restart_frames {
                             checkpoint("RESTART")?;
@@ -202,6 +294,22 @@ impl Checkpointer {
     }
 }
 
+/// Incremental vacuum of up to [`RECLAIM_STEP`] pages when enough are free;
+/// the next checkpoint that copies the whole log back cuts the file.
+fn give_back_free_pages(conn: &Connection) -> rusqlite::Result<()> {
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |row| row.get(0))?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+    if free < RECLAIM_MIN_PAGES || free * RECLAIM_FRACTION < pages {
+        return Ok(());
+    }
+    // Each step of the statement frees a page; it must run to the end.
+    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({RECLAIM_STEP})"))?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    tracing::debug!(free, pages, "gave free database pages back");
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if missing) the database at `path` and checks that its
     /// schema is not newer than this binary's. Changes nothing in the schema.
@@ -217,7 +325,7 @@ impl Store {
             source,
         };
         let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(open_err)?;
@@ -237,10 +345,19 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
             .map_err(open_err)?;
+        let active = Arc::new(AtomicBool::new(false));
         let store = Store {
             conn,
             path: path.to_owned(),
-            _checkpoints: Checkpointer::start(path, CHECKPOINT_EVERY, WAL_RESTART_FRAMES),
+            _checkpoints: Checkpointer::start(
+                path,
+                CHECKPOINT_EVERY,
+                WAL_RESTART_FRAMES,
+                active.clone(),
+            ),
+            redo: RefCell::new(Vec::new()),
+            active,
+            fault: None,
         };
         store.check_version(store.schema_version()?)?;
         Ok(store)
@@ -251,9 +368,52 @@ impl Store {
         read_version(&self.conn)
     }
 
+    /// Test build only: while the file at `path` exists, writes fail with an
+    /// I/O error (at the commit; at the start of the transaction if the file
+    /// says `begin`) and [`Store::preflight`] fails, as on a disk that cannot
+    /// be written.
+    pub fn with_fault(mut self, path: Option<PathBuf>) -> Store {
+        self.fault = path;
+        self
+    }
+
     /// Brings the schema up to [`SCHEMA_VERSION`], forward only, in one
-    /// transaction. Does nothing when it is already there.
+    /// transaction, and turns incremental auto-vacuum on. Does nothing when
+    /// both are done. From here on this server may change the database.
     pub fn migrate(&mut self) -> Result<(), StoreError> {
+        self.migrate_schema()?;
+        self.enable_reclaim()?;
+        self.active.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A database made before auto-vacuum was on is rebuilt once (VACUUM),
+    /// the only way to switch it; a new one has it from its first table.
+    fn enable_reclaim(&mut self) -> Result<(), StoreError> {
+        let mode: i64 = self
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
+        // 2: INCREMENTAL.
+        if mode == 2 {
+            return Ok(());
+        }
+        let began = std::time::Instant::now();
+        self.conn
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+        tracing::info!(
+            ms = began.elapsed().as_millis() as u64,
+            "database {} rebuilt with incremental auto-vacuum, so its free space can be given back",
+            self.path.display()
+        );
+        Ok(())
+    }
+
+    fn migrate_schema(&mut self) -> Result<(), StoreError> {
+        if read_version(&self.conn)? == 0 {
+            // Takes effect with the first table; too late after it.
+            self.conn
+                .pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
         let path = self.path.clone();
         let tx = self
             .conn
@@ -292,10 +452,126 @@ impl Store {
     /// Starts a write transaction. It takes the write lock at once, so it
     /// never fails half-way for want of it.
     pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Ok(Tx { tx })
+        if self.fault_at("begin") {
+            return Err(injected_fault());
+        }
+        let Store {
+            conn, redo, fault, ..
+        } = self;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        redo.get_mut().clear();
+        Ok(Tx {
+            tx,
+            redo,
+            fault: fault.as_deref(),
+        })
+    }
+
+    /// Makes again, in a new transaction, every write of the transaction
+    /// whose commit failed, and commits. Each write must give what it gave
+    /// the first time (the same seq, row id or count of rows), or the game
+    /// in memory, which went on from those, would not match the database:
+    /// that is [`StoreError::Diverged`], never an outage. Only another
+    /// process writing meanwhile (`ev-server create-admin`) can cause it.
+    pub fn retry(&mut self) -> Result<(), StoreError> {
+        let writes = self.redo.take();
+        let result = self.redo_writes(&writes);
+        // Kept for the next attempt until one commits.
+        *self.redo.get_mut() = writes;
+        result
+    }
+
+    fn redo_writes(&mut self, writes: &[(Write, i64)]) -> Result<(), StoreError> {
+        let tx = self.begin()?;
+        for (write, first) in writes {
+            let again = execute(&tx.tx, write)?;
+            if again != *first {
+                return Err(StoreError::Diverged(format!(
+                    "{} gave {again}, not {first}",
+                    write.name()
+                )));
+            }
+        }
+        tx.commit()
+    }
+
+    /// Proves, without writing to the database or locking it, that this
+    /// server will be able to write: SQLite opened the file for writing, the
+    /// file, its `-wal` and `-shm` and their directory are writable, the
+    /// filesystem is not read-only and has `min_free` bytes free. A standby
+    /// changes nothing, so this is all it can know before it is promoted.
+    pub fn preflight(&self, min_free: u64) -> Result<(), StoreError> {
+        use nix::sys::statvfs::{FsFlags, statvfs};
+        use nix::unistd::{AccessFlags, access};
+        let unwritable = |why: String| StoreError::Unwritable {
+            path: self.path.clone(),
+            why,
+        };
+        if let Some(fault) = self.fault.as_deref().filter(|f| f.exists()) {
+            return Err(unwritable(format!(
+                "storage fault injected ({} exists)",
+                fault.display()
+            )));
+        }
+        if self.conn.is_readonly("main")? {
+            return Err(unwritable(
+                "SQLite could open it only for reading (check its owner and mode)".into(),
+            ));
+        }
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let mut files = vec![self.path.clone()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = self.path.clone().into_os_string();
+            name.push(suffix);
+            let file = PathBuf::from(name);
+            if file.exists() {
+                files.push(file);
+            }
+        }
+        for file in &files {
+            access(file, AccessFlags::W_OK).map_err(|e| {
+                unwritable(format!("{} is not writable: {}", file.display(), e.desc()))
+            })?;
+        }
+        // SQLite creates and deletes the -wal and -shm files beside it.
+        access(&dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+            unwritable(format!(
+                "its directory {} is not writable: {}",
+                dir.display(),
+                e.desc()
+            ))
+        })?;
+        let fs = statvfs(&dir).map_err(|e| {
+            unwritable(format!(
+                "cannot check the filesystem of {}: {}",
+                dir.display(),
+                e.desc()
+            ))
+        })?;
+        if fs.flags().contains(FsFlags::ST_RDONLY) {
+            return Err(unwritable(format!(
+                "the filesystem of {} is mounted read-only",
+                dir.display()
+            )));
+        }
+        let free = fs.blocks_available().saturating_mul(fs.fragment_size());
+        if free < min_free {
+            return Err(unwritable(format!(
+                "only {} MiB free on the filesystem of {}, less than database.min_free_mb = {}",
+                free >> 20,
+                dir.display(),
+                min_free >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the test build's fault file exists and asks to fail at `at`.
+    fn fault_at(&self, at: &str) -> bool {
+        fault_at(self.fault.as_deref(), at)
     }
 
     fn check_version(&self, found: u32) -> Result<(), StoreError> {
@@ -343,11 +619,178 @@ fn sql_u64(value: u64) -> i64 {
 /// One write transaction; dropped without [`Tx::commit`] it rolls back.
 pub struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
+    redo: &'a RefCell<Vec<(Write, i64)>>,
+    fault: Option<&'a Path>,
+}
+
+/// One write of a transaction, as [`Store::retry`] makes it again.
+#[derive(Debug, Clone, PartialEq)]
+enum Write {
+    LastSeq {
+        session: i64,
+        seq: i64,
+    },
+    Forget {
+        session: i64,
+    },
+    NextOutputSeq {
+        session: i64,
+    },
+    RaiseOutputSeq {
+        session: i64,
+        to: i64,
+    },
+    Outbox(OutboxRow),
+    Prune {
+        session: i64,
+        upto: i64,
+    },
+    Account {
+        name: String,
+        hash: String,
+        is_admin: bool,
+        created_at: i64,
+    },
+    Character {
+        account_id: i64,
+        name: String,
+        room: i64,
+    },
+}
+
+impl Write {
+    fn name(&self) -> &'static str {
+        match self {
+            Write::LastSeq { .. } => "recording an applied input",
+            Write::Forget { .. } => "forgetting a session",
+            Write::NextOutputSeq { .. } => "taking an output seq",
+            Write::RaiseOutputSeq { .. } => "raising an output seq",
+            Write::Outbox(_) => "writing an outbox row",
+            Write::Prune { .. } => "pruning the outbox",
+            Write::Account { .. } => "creating an account",
+            Write::Character { .. } => "creating a character",
+        }
+    }
+}
+
+/// Makes one write; gives what the caller goes on from (a seq, a row id) or
+/// else the number of rows changed, which a retry must match.
+fn execute(conn: &Connection, write: &Write) -> rusqlite::Result<i64> {
+    let changed = |n: usize| n as i64;
+    Ok(match write {
+        Write::LastSeq { session, seq } => changed(
+            conn.prepare_cached(
+                "INSERT INTO session_seq (session_id, last_seq) VALUES (?1, ?2)
+                 ON CONFLICT (session_id) DO UPDATE SET last_seq = excluded.last_seq",
+            )?
+            .execute([session, seq])?,
+        ),
+        Write::Forget { session } => {
+            let mut n = 0;
+            for sql in [
+                "DELETE FROM session_seq WHERE session_id = ?1",
+                "DELETE FROM output_seq WHERE session_id = ?1",
+                "DELETE FROM outbox WHERE session_id = ?1",
+            ] {
+                n += conn.prepare_cached(sql)?.execute([session])?;
+            }
+            changed(n)
+        }
+        Write::NextOutputSeq { session } => conn
+            .prepare_cached(
+                "INSERT INTO output_seq (session_id, last_seq) VALUES (?1, 1)
+                 ON CONFLICT (session_id) DO UPDATE SET last_seq = last_seq + 1
+                 RETURNING last_seq",
+            )?
+            .query_row([session], |row| row.get(0))?,
+        Write::RaiseOutputSeq { session, to } => changed(
+            conn.prepare_cached(
+                "INSERT INTO output_seq (session_id, last_seq) VALUES (?1, ?2)
+                 ON CONFLICT (session_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+            )?
+            .execute([session, to])?,
+        ),
+        Write::Outbox(row) => changed(
+            conn.prepare_cached(
+                "INSERT INTO outbox (session_id, seq, kind, payload) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                sql_u64(row.session.0),
+                sql_u64(row.seq),
+                row.kind,
+                row.payload
+            ])?,
+        ),
+        Write::Prune { session, upto } => changed(
+            conn.prepare_cached("DELETE FROM outbox WHERE session_id = ?1 AND seq <= ?2")?
+                .execute([session, upto])?,
+        ),
+        Write::Account {
+            name,
+            hash,
+            is_admin,
+            created_at,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO accounts (name, password_hash, is_admin, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![name, hash, is_admin, created_at])?;
+            conn.last_insert_rowid()
+        }
+        Write::Character {
+            account_id,
+            name,
+            room,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO characters (account_id, name, room) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![account_id, name, room])?;
+            conn.last_insert_rowid()
+        }
+    })
+}
+
+/// Whether the fault file exists and names `at` (empty means `commit`).
+fn fault_at(fault: Option<&Path>, at: &str) -> bool {
+    let Some(path) = fault else {
+        return false;
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let text = text.trim();
+            text == at || (text.is_empty() && at == "commit")
+        }
+        Err(_) => false,
+    }
+}
+
+/// What the test build's fault file makes a write return: what SQLite
+/// returns when the disk refuses a write.
+fn injected_fault() -> StoreError {
+    StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+        Some("storage fault injected by the test build".into()),
+    ))
 }
 
 impl Tx<'_> {
+    /// Commits; on failure everything is rolled back and the writes are
+    /// kept for [`Store::retry`].
     pub fn commit(self) -> Result<(), StoreError> {
+        if fault_at(self.fault, "commit") {
+            // Dropping the transaction rolls it back, as a failed commit does.
+            return Err(injected_fault());
+        }
         Ok(self.tx.commit()?)
+    }
+
+    /// Makes `write` and records it for a retry.
+    fn write(&self, write: Write) -> rusqlite::Result<i64> {
+        let got = execute(&self.tx, &write)?;
+        self.redo.borrow_mut().push((write, got));
+        Ok(got)
     }
 
     /// The last input seq of `session` applied and committed; 0 if none.
@@ -362,25 +805,19 @@ impl Tx<'_> {
     }
 
     pub fn set_last_seq(&self, session: SessionId, seq: u64) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO session_seq (session_id, last_seq) VALUES (?1, ?2)
-                 ON CONFLICT (session_id) DO UPDATE SET last_seq = excluded.last_seq",
-            )?
-            .execute([sql_u64(session.0), sql_u64(seq)])?;
+        self.write(Write::LastSeq {
+            session: sql_u64(session.0),
+            seq: sql_u64(seq),
+        })?;
         Ok(())
     }
 
     /// Forgets a session: its applied input seq, its output counter and
     /// its outbox rows.
     pub fn forget_session(&self, session: SessionId) -> Result<(), StoreError> {
-        for sql in [
-            "DELETE FROM session_seq WHERE session_id = ?1",
-            "DELETE FROM output_seq WHERE session_id = ?1",
-            "DELETE FROM outbox WHERE session_id = ?1",
-        ] {
-            self.tx.prepare_cached(sql)?.execute([sql_u64(session.0)])?;
-        }
+        self.write(Write::Forget {
+            session: sql_u64(session.0),
+        })?;
         Ok(())
     }
 
@@ -397,36 +834,23 @@ impl Tx<'_> {
 
     /// Gives `session` its next output seq and records it.
     pub fn next_output_seq(&self, session: SessionId) -> Result<u64, StoreError> {
-        let seq: i64 = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO output_seq (session_id, last_seq) VALUES (?1, 1)
-                 ON CONFLICT (session_id) DO UPDATE SET last_seq = last_seq + 1
-                 RETURNING last_seq",
-            )?
-            .query_row([sql_u64(session.0)], |row| row.get(0))?;
+        let seq = self.write(Write::NextOutputSeq {
+            session: sql_u64(session.0),
+        })?;
         Ok(seq as u64)
     }
 
     pub fn put_outbox(&self, row: &OutboxRow) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO outbox (session_id, seq, kind, payload) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                sql_u64(row.session.0),
-                sql_u64(row.seq),
-                row.kind,
-                row.payload
-            ])?;
+        self.write(Write::Outbox(row.clone()))?;
         Ok(())
     }
 
     /// Drops the outbox rows of `session` up to `seq`: the portal delivered them.
     pub fn prune_outbox(&self, session: SessionId, seq: u64) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("DELETE FROM outbox WHERE session_id = ?1 AND seq <= ?2")?
-            .execute([sql_u64(session.0), sql_u64(seq)])?;
+        self.write(Write::Prune {
+            session: sql_u64(session.0),
+            upto: sql_u64(seq),
+        })?;
         Ok(())
     }
 
@@ -499,12 +923,10 @@ impl Tx<'_> {
         state: SyncState,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         if state.output_seq < delivered {
-            self.tx
-                .prepare_cached(
-                    "INSERT INTO output_seq (session_id, last_seq) VALUES (?1, ?2)
-                     ON CONFLICT (session_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
-                )?
-                .execute([sql_u64(session.0), sql_u64(delivered)])?;
+            self.write(Write::RaiseOutputSeq {
+                session: sql_u64(session.0),
+                to: sql_u64(delivered),
+            })?;
         }
         if state.outbox.iter().any(|row| row.seq <= delivered) {
             self.prune_outbox(session, delivered)?;
@@ -574,20 +996,23 @@ impl Tx<'_> {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs() as i64;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO accounts (name, password_hash, is_admin, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![name, password_hash, is_admin, now])
+        let account_id = self
+            .write(Write::Account {
+                name: name.to_owned(),
+                hash: password_hash.to_owned(),
+                is_admin,
+                created_at: now,
+            })
             .map_err(taken_or)?;
-        let account_id = self.tx.last_insert_rowid();
-        self.tx
-            .prepare_cached("INSERT INTO characters (account_id, name, room) VALUES (?1, ?2, ?3)")?
-            .execute(params![account_id, name, room])
+        let id = self
+            .write(Write::Character {
+                account_id,
+                name: name.to_owned(),
+                room,
+            })
             .map_err(taken_or)?;
         Ok(Character {
-            id: self.tx.last_insert_rowid(),
+            id,
             account_id,
             name: name.to_owned(),
             room,
@@ -678,7 +1103,12 @@ mod tests {
         conn.busy_timeout(BUSY_TIMEOUT).unwrap();
         conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)", [])
             .unwrap();
-        let _checkpoints = Checkpointer::start(&db, Duration::from_millis(10), 64);
+        let _checkpoints = Checkpointer::start(
+            &db,
+            Duration::from_millis(10),
+            64,
+            Arc::new(AtomicBool::new(false)),
+        );
         // Each commit rewrites at least one 4 KiB page: 20,000 of them are
         // 80 MiB of log if it never starts over. With restarts the file stays
         // near what is written between two checkpoints; the bound leaves room
@@ -875,5 +1305,224 @@ mod tests {
         let tx = store.begin().unwrap();
         assert_eq!(tx.last_seq(SessionId(4)).unwrap(), 12);
         assert_eq!(put(&tx, 4, "x"), 1);
+    }
+
+    fn sqlite_error(code: std::ffi::c_int) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn storage_failures_are_told_from_other_errors() {
+        use rusqlite::ffi;
+        for code in [
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_IOERR_WRITE,
+            ffi::SQLITE_IOERR_FSYNC,
+            ffi::SQLITE_READONLY,
+            ffi::SQLITE_CANTOPEN,
+            ffi::SQLITE_BUSY,
+        ] {
+            assert!(sqlite_error(code).is_outage(), "{code}");
+        }
+        for code in [
+            ffi::SQLITE_CONSTRAINT,
+            ffi::SQLITE_CORRUPT,
+            ffi::SQLITE_MISUSE,
+        ] {
+            assert!(!sqlite_error(code).is_outage(), "{code}");
+        }
+        assert!(!StoreError::Diverged("x".into()).is_outage());
+        assert!(injected_fault().is_outage());
+    }
+
+    #[test]
+    fn connections_never_map_the_file_nor_spill_before_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let get = |name: &str| -> i64 {
+            store
+                .conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(get("mmap_size"), 0);
+        assert_eq!(get("cache_spill"), 0);
+        // 2: MEMORY.
+        assert_eq!(get("temp_store"), 2);
+    }
+
+    /// The writes of a transaction whose commit failed, made again.
+    #[test]
+    fn a_failed_commit_is_made_again_by_retry_with_the_same_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let fault = dir.path().join("fault");
+        let mut store = open(dir.path()).with_fault(Some(fault.clone()));
+        let tx = store.begin().unwrap();
+        put(&tx, 1, "before");
+        tx.commit().unwrap();
+
+        std::fs::write(&fault, "").unwrap();
+        let tx = store.begin().unwrap();
+        assert_eq!(put(&tx, 1, "held"), 2);
+        tx.set_last_seq(SessionId(1), 9).unwrap();
+        let ch = tx.create_account("Held", "h", false, 1).unwrap();
+        tx.prune_outbox(SessionId(1), 1).unwrap();
+        let err = tx.commit().unwrap_err();
+        assert!(err.is_outage(), "{err}");
+        // Still failing: retried, kept.
+        assert!(store.retry().unwrap_err().is_outage());
+
+        std::fs::remove_file(&fault).unwrap();
+        store.retry().unwrap();
+        let tx = store.begin().unwrap();
+        assert_eq!(
+            tx.outbox_after(SessionId(1), 0).unwrap(),
+            [row(1, 2, "held")]
+        );
+        assert_eq!(tx.last_seq(SessionId(1)).unwrap(), 9);
+        let account = tx.account_by_name("Held").unwrap().unwrap();
+        assert_eq!(tx.character_of(account.id).unwrap(), Some(ch));
+        assert_eq!(put(&tx, 1, "next"), 3, "no seq is skipped or reused");
+    }
+
+    #[test]
+    fn a_retry_after_another_writer_is_refused_as_diverged() {
+        let dir = tempfile::tempdir().unwrap();
+        let fault = dir.path().join("fault");
+        let mut store = open(dir.path()).with_fault(Some(fault.clone()));
+        std::fs::write(&fault, "").unwrap();
+        let tx = store.begin().unwrap();
+        tx.create_account("Mine", "h", false, 1).unwrap();
+        assert!(tx.commit().is_err());
+        std::fs::remove_file(&fault).unwrap();
+        // `create-admin` meanwhile: the next row id is taken.
+        let other = Connection::open(dir.path().join("data/game.db")).unwrap();
+        other
+            .execute(
+                "INSERT INTO accounts (name, password_hash, created_at) VALUES ('Admin', 'h', 0)",
+                [],
+            )
+            .unwrap();
+        let err = store.retry().unwrap_err();
+        assert!(matches!(err, StoreError::Diverged(_)), "{err}");
+        assert!(!err.is_outage());
+    }
+
+    #[test]
+    fn a_fault_at_begin_fails_the_transaction_before_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let fault = dir.path().join("fault");
+        let mut store = open(dir.path()).with_fault(Some(fault.clone()));
+        std::fs::write(&fault, "begin\n").unwrap();
+        assert!(store.begin().err().unwrap().is_outage());
+        std::fs::remove_file(&fault).unwrap();
+        store.begin().unwrap().commit().unwrap();
+    }
+
+    #[test]
+    fn preflight_passes_on_a_writable_database_and_names_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let fault = dir.path().join("fault");
+        let store = open(dir.path()).with_fault(Some(fault.clone()));
+        store.preflight(1 << 20).unwrap();
+
+        let err = store.preflight(u64::MAX).unwrap_err().to_string();
+        assert!(
+            err.contains("MiB free") && err.contains("database.min_free_mb"),
+            "{err}"
+        );
+        assert!(err.contains("game.db"), "{err}");
+
+        std::fs::write(&fault, "").unwrap();
+        let err = store.preflight(0).unwrap_err().to_string();
+        assert!(err.contains("storage fault injected"), "{err}");
+    }
+
+    /// Permissions only bind a process that is not root.
+    #[test]
+    fn preflight_fails_on_a_read_only_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        if nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let data = dir.path().join("data");
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let result = store.preflight(0);
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("is not writable"), "{err}");
+    }
+
+    #[test]
+    fn new_and_old_databases_get_incremental_auto_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mode = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(mode(&store.conn), 2);
+        drop(store);
+
+        let path = dir.path().join("old/game.db");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE meta (schema_version INTEGER NOT NULL);
+                 INSERT INTO meta VALUES (1);
+                 INSERT INTO session_seq VALUES (4, 12);",
+            )
+            .unwrap();
+            assert_eq!(mode(&conn), 0);
+        }
+        let mut store = Store::open(&path, Synchronous::Normal).unwrap();
+        assert_eq!(mode(&store.conn), 0, "open alone changes nothing");
+        store.migrate().unwrap();
+        assert_eq!(mode(&store.conn), 2);
+        let tx = store.begin().unwrap();
+        assert_eq!(tx.last_seq(SessionId(4)).unwrap(), 12);
+    }
+
+    #[test]
+    fn the_file_shrinks_after_a_burst_of_outbox_rows_is_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let db = dir.path().join("data/game.db");
+        let tx = store.begin().unwrap();
+        for i in 0..5_000u64 {
+            tx.put_outbox(&OutboxRow {
+                session: SessionId(i % 50),
+                seq: i,
+                kind: 1,
+                payload: vec![b'x'; 4000],
+            })
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::fs::metadata(&db).unwrap().len() < 16 << 20 {
+            assert!(std::time::Instant::now() < deadline, "never checkpointed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let tx = store.begin().unwrap();
+        for session in 0..50 {
+            tx.prune_outbox(SessionId(session), u64::MAX >> 1).unwrap();
+        }
+        tx.commit().unwrap();
+        while std::fs::metadata(&db).unwrap().len() > 6 << 20 {
+            let len = std::fs::metadata(&db).unwrap().len();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the file stayed at {len} bytes"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

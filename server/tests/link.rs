@@ -88,6 +88,7 @@ fn options(game_dir: &GameDir) -> ev_server::ServerOptions {
         version_text: None,
         failpoint: None,
         test_commands: false,
+        storage_fault: None,
     }
 }
 

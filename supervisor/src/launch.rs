@@ -18,6 +18,10 @@ use crate::supervisor::{Role, ServerProc, Shared};
 /// A served at least this long was healthy: its crash starts a new count.
 pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
+/// ev-server's exit status when it found before attaching that it could not
+/// write its database: storage, not the build, so no crash.
+const EXIT_UNWRITABLE: i32 = 4;
+
 /// Spawns the portal and waits until `PortalAdmin.Status` answers.
 /// Caller holds `ops`.
 pub(crate) async fn start_portal(shared: &Arc<Shared>) -> Result<(), String> {
@@ -133,6 +137,8 @@ pub(crate) struct Started {
 pub(crate) struct StartError {
     pub error: String,
     pub log_tail: Vec<String>,
+    /// It exited because its database could not be written.
+    pub storage: bool,
 }
 
 impl StartError {
@@ -140,6 +146,7 @@ impl StartError {
         StartError {
             error: error.into(),
             log_tail: Vec::new(),
+            storage: false,
         }
     }
 }
@@ -259,6 +266,7 @@ pub(crate) async fn start_server(
             Err(StartError {
                 error,
                 log_tail: logtail::read(&log, offset, &tag),
+                storage: child.exit() == Some(crate::child::Exit::Code(EXIT_UNWRITABLE)),
             })
         }
     }

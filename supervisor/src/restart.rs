@@ -60,7 +60,7 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
                 ))
             } else if s.portal_ready && s.serving().is_none() && !s.crash_looped {
                 Need::Server(backoff(
-                    s.crash_streak,
+                    s.crash_streak.max(s.storage_streak),
                     sup.restart_backoff_ms,
                     sup.restart_backoff_max_ms,
                 ))
@@ -117,6 +117,20 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
                     if shared.stopping() {
                         return;
                     }
+                    if e.storage {
+                        // A full or read-only disk comes back by itself; a
+                        // crash loop would leave the game down after it did.
+                        tracing::error!(
+                            "server cannot start until its database can be written: {}; retrying",
+                            e.error
+                        );
+                        shared.update(|s| {
+                            s.storage_streak = s.storage_streak.saturating_add(1);
+                            s.last_exit_reason = e.error;
+                        });
+                        continue;
+                    }
+                    let e = e.error;
                     tracing::error!("server failed to start: {e}");
                     let limit = sup.crash_loop_limit;
                     let looped = shared.update(|s| {
@@ -140,15 +154,14 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
     }
 }
 
-async fn start_serving(shared: &Arc<Shared>) -> Result<(), String> {
-    let started = launch::start_server(shared, launch::Build::LastServing)
-        .await
-        .map_err(|e| e.error)?;
+async fn start_serving(shared: &Arc<Shared>) -> Result<(), launch::StartError> {
+    let started = launch::start_server(shared, launch::Build::LastServing).await?;
     if let Err(e) = launch::activate(shared, &started).await {
         started.child.kill().await;
-        return Err(e);
+        return Err(launch::StartError::new(e));
     }
-    launch::make_serving(shared, &started)?;
+    launch::make_serving(shared, &started).map_err(launch::StartError::new)?;
+    shared.update(|s| s.storage_streak = 0);
     shared.notifier.ready();
     Ok(())
 }

@@ -73,6 +73,9 @@ pub(crate) struct State {
     pub crash_streak: u32,
     /// `crash_loop_limit` reached: no more automatic restarts.
     pub crash_looped: bool,
+    /// Server starts in a row that failed because the database could not be
+    /// written: they back off like crashes but never end the restarts.
+    pub storage_streak: u32,
     pub stopping: bool,
     /// Why the supervisor stops, when it is not because it was asked to.
     pub stop_reason: String,

@@ -3,7 +3,10 @@
 //! refusal), `EV_TEST_VERSION` (what `version` prints, to prove that a
 //! reload picked up a rebuilt binary) and `EV_FAILPOINT=NAME[:N]` (abort in
 //! a chosen window of the exactly-once protocol: `after_commit`,
-//! `after_output`, `mid_batch`), and it knows two commands players must
+//! `after_output`, `mid_batch`), `EV_STORAGE_FAULT=PATH` (while that file
+//! exists, database commits fail with an I/O error, or the start of each
+//! transaction if the file says `begin`, and a new server refuses to attach
+//! as if the disk could not be written), and it knows two commands players must
 //! never have: `@crash` (abort at once) and `@hang` (block the engine until
 //! the command watchdog aborts the server). Never ship it.
 #![forbid(unsafe_code)]
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    options.storage_fault = std::env::var_os("EV_STORAGE_FAULT").map(Into::into);
     options.test_commands = true;
     ev_server::execute(cli.command, options)
 }

@@ -24,8 +24,18 @@ struct Running {
 }
 
 fn start(max_batch: usize) -> Running {
+    start_with(max_batch, |_| None)
+}
+
+/// `fault(dir)` names the store's fault file, if any.
+fn start_with(
+    max_batch: usize,
+    fault: impl FnOnce(&std::path::Path) -> Option<std::path::PathBuf>,
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("game.db"), Synchronous::Normal).unwrap();
+    let store = Store::open(&dir.path().join("game.db"), Synchronous::Normal)
+        .unwrap()
+        .with_fault(fault(dir.path()));
     let game = Game::new(Rules {
         game_name: "T".into(),
         max_name_len: 20,
@@ -45,7 +55,8 @@ fn start(max_batch: usize) -> Running {
         64,
         max_batch,
         Duration::ZERO,
-    );
+    )
+    .with_retry_max(Duration::from_millis(100));
     let (to_engine, inbound) = mpsc::channel(16);
     let (outbound, from_engine) = mpsc::channel(16);
     let task = tokio::spawn(engine.serve(inbound, outbound));
@@ -284,4 +295,99 @@ async fn delivered_prunes_the_outbox_in_the_next_transaction_without_opening_one
     .await;
     r.recv().await;
     assert_eq!(outbox_seqs(&r, S1), [4]);
+}
+
+fn pong(session: SessionId, seq: u64, text: &str) -> Outbound {
+    Outbound::Output {
+        session,
+        seq,
+        text: text.into(),
+    }
+}
+
+/// Storage fails (at the commit, or at the start of each transaction): the
+/// engine answers heartbeats and nothing else, and once storage is back
+/// every input is answered exactly once, in order, with nothing skipped.
+async fn an_outage_holds_everything_until_storage_is_back(mode: &str) {
+    let fault = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = fault.clone();
+    let mut r = start_with(8, move |dir| {
+        let path = dir.join("fault");
+        *seen.lock().unwrap() = Some(path.clone());
+        Some(path)
+    });
+    let path = fault.lock().unwrap().clone().unwrap();
+    r.send(vec![sync_new(&[S1]), input(S1, 1, "ping a")]).await;
+    assert_eq!(
+        r.recv().await,
+        vec![
+            Outbound::Ready { sessions: 1 },
+            pong(S1, 1, "pong a"),
+            Outbound::Ack {
+                session: S1,
+                seq: 1
+            }
+        ]
+    );
+
+    std::fs::write(&path, mode).unwrap();
+    r.send(vec![input(S1, 2, "ping b")]).await;
+    r.send(vec![
+        Inbound::Heartbeat { nonce: 7 },
+        input(S1, 3, "ping c"),
+    ])
+    .await;
+    // Retried several times meanwhile (every 50 to 100 ms), yet only the
+    // heartbeat is answered.
+    assert_eq!(r.recv().await, vec![Outbound::Heartbeat { nonce: 7 }]);
+    r.send(vec![Inbound::Heartbeat { nonce: 8 }]).await;
+    assert_eq!(r.recv().await, vec![Outbound::Heartbeat { nonce: 8 }]);
+
+    std::fs::remove_file(&path).unwrap();
+    let mut got = Vec::new();
+    while !got.contains(&Outbound::Ack {
+        session: S1,
+        seq: 3,
+    }) {
+        got.extend(r.recv().await);
+    }
+    let outputs: Vec<&Outbound> = got
+        .iter()
+        .filter(|e| matches!(e, Outbound::Output { .. }))
+        .collect();
+    assert_eq!(outputs, [&pong(S1, 2, "pong b"), &pong(S1, 3, "pong c")]);
+
+    // And the game goes on from there, in memory and on disk alike.
+    r.send(vec![input(S1, 4, "ping d")]).await;
+    assert_eq!(
+        r.recv().await,
+        vec![
+            pong(S1, 4, "pong d"),
+            Outbound::Ack {
+                session: S1,
+                seq: 4
+            }
+        ]
+    );
+    assert!(matches!(r.finish().await, Err(EngineError::PortalGone)));
+}
+
+#[tokio::test]
+async fn a_failed_commit_is_retried_with_its_writes_not_lost_or_doubled() {
+    an_outage_holds_everything_until_storage_is_back("commit").await;
+}
+
+#[tokio::test]
+async fn a_transaction_that_cannot_begin_waits_with_its_events() {
+    an_outage_holds_everything_until_storage_is_back("begin").await;
+}
+
+#[test]
+fn retries_wait_50_ms_doubling_to_the_limit() {
+    let max = Duration::from_millis(1000);
+    let waits: Vec<u128> = (0..7).map(|n| retry_delay(n, max).as_millis()).collect();
+    assert_eq!(waits, [50, 100, 200, 400, 800, 1000, 1000]);
+    assert_eq!(retry_delay(u32::MAX, max), max);
+    // A limit below the first wait does not make the retries spin.
+    assert_eq!(retry_delay(3, Duration::ZERO), RETRY_FIRST);
 }
