@@ -1499,6 +1499,22 @@ pub(super) mod tests_support {
         }
     }
 
+    /// What a server sends for session `session`'s first input, a `ping`:
+    /// its answer (output seq 1) and an ack up to `acked`.
+    pub fn pong(session: SessionId, acked: u64) -> Vec<FromServer> {
+        vec![
+            FromServer::Output {
+                session,
+                seq: 1,
+                text: "pong".into(),
+            },
+            FromServer::Ack {
+                session,
+                seq: acked,
+            },
+        ]
+    }
+
     impl Harness {
         pub fn open(&self, id: SessionId, output_queue: usize) -> FakeSession {
             let (out, out_rx) = crate::outqueue::channel(output_queue, usize::MAX);
@@ -1648,17 +1664,7 @@ mod tests {
         );
         // The ack frees the credit and the output reaches the player.
         let before = s.credits.available_permits();
-        h.from(
-            1,
-            vec![
-                FromServer::Output {
-                    session: 7,
-                    seq: 1,
-                    text: "pong".into(),
-                },
-                FromServer::Ack { session: 7, seq: 2 },
-            ],
-        );
+        h.from(1, pong(7, 2));
         assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == "pong"));
         assert_eq!(h.status().await.buffered_inputs, 0);
         assert_eq!(s.credits.available_permits(), before + 2);
@@ -2107,17 +2113,7 @@ mod limits_tests {
         h.tx.send(HubEvent::InputEnded { session: 7 });
         a.take(1).await;
         assert!(s.out.try_recv().is_err(), "closed before the answer");
-        h.from(
-            1,
-            vec![
-                FromServer::Output {
-                    session: 7,
-                    seq: 1,
-                    text: "pong".into(),
-                },
-                FromServer::Ack { session: 7, seq: 1 },
-            ],
-        );
+        h.from(1, pong(7, 1));
         assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == "pong"));
         assert!(matches!(s.out.recv().await, Some(Outbound::Close(_))));
         h.stop.cancel();
@@ -2162,17 +2158,7 @@ mod limits_tests {
         h.tx.send(HubEvent::Tick);
         h.status().await;
         assert_eq!(s.texts(), Vec::<String>::new());
-        h.from(
-            1,
-            vec![
-                FromServer::Output {
-                    session: 7,
-                    seq: 1,
-                    text: "pong".into(),
-                },
-                FromServer::Ack { session: 7, seq: 1 },
-            ],
-        );
+        h.from(1, pong(7, 1));
         h.tx.send(HubEvent::Tick);
         h.status().await;
         assert_eq!(s.texts(), ["pong", BACK]);

@@ -1285,21 +1285,25 @@ mod tests {
         assert_eq!(tx.outbox_after(SessionId(8), 0).unwrap().len(), 1);
     }
 
+    /// A database as schema version 1 left it, session 4 at seq 12.
+    fn version_1_database(path: &Path) -> Connection {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (schema_version INTEGER NOT NULL);
+             INSERT INTO meta VALUES (1);
+             INSERT INTO session_seq VALUES (4, 12);",
+        )
+        .unwrap();
+        conn
+    }
+
     #[test]
     fn a_version_1_database_is_migrated_keeping_its_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data/game.db");
-        {
-            std::fs::create_dir_all(dir.path().join("data")).unwrap();
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE meta (schema_version INTEGER NOT NULL);
-                 INSERT INTO meta VALUES (1);
-                 INSERT INTO session_seq VALUES (4, 12);",
-            )
-            .unwrap();
-        }
+        drop(version_1_database(&path));
         let mut store = open(dir.path());
         assert_eq!(store.schema_version().unwrap(), 2);
         let tx = store.begin().unwrap();
@@ -1470,18 +1474,7 @@ mod tests {
         drop(store);
 
         let path = dir.path().join("old/game.db");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE meta (schema_version INTEGER NOT NULL);
-                 INSERT INTO meta VALUES (1);
-                 INSERT INTO session_seq VALUES (4, 12);",
-            )
-            .unwrap();
-            assert_eq!(mode(&conn), 0);
-        }
+        assert_eq!(mode(&version_1_database(&path)), 0);
         let mut store = Store::open(&path, Synchronous::Normal).unwrap();
         assert_eq!(mode(&store.conn), 0, "open alone changes nothing");
         store.migrate().unwrap();
