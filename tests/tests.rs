@@ -2,6 +2,9 @@
 //! in its own temp game directory and talks telnet to it. `cargo test
 //! --workspace` builds every binary first; the harness finds them beside evctl.
 
+// A test that fails should say where: unwrap, expect and panic are how.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod util;
 
 mod suite {

@@ -1,6 +1,9 @@
 //! The portal in process, on a real Unix socket and a real TCP port, with a
 //! fake server on the Link: checks the wire protocols end to end.
 
+// A test that fails should say where: unwrap, expect and panic are how.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use ev::config::Config;

@@ -3,6 +3,9 @@
 //! conversation, and through the real binaries for exit codes and
 //! `create-admin`. Every wait has a deadline; nothing waits by sleeping.
 
+// A test that fails should say where: unwrap, expect and panic are how.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;

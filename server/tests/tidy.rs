@@ -1,5 +1,8 @@
 //! Hygiene checks on the server's own source, run as plain tests.
 
+// A test that fails should say where: unwrap, expect and panic are how.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 fn sources() -> Vec<(PathBuf, String)> {

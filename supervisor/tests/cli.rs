@@ -2,6 +2,9 @@
 //! `cargo test --workspace` build `ev-supervisor`, which the black-box suite
 //! in the root package starts through evctl.)
 
+// A test that fails should say where: unwrap, expect and panic are how.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::Command;
 
 #[test]
