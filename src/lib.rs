@@ -8,11 +8,13 @@
 //! - [`gamedir`]: the layout of a game directory (run/, data/, logs/) and the
 //!   socket paths in it.
 //! - [`uds`]: tonic over Unix sockets, both ends.
-//! - [`logging`]: tracing to a file under logs/.
+//! - [`logging`]: tagged tracing lines to stderr, which whoever spawns the
+//!   process points at logs/<process>.log.
 //! - [`procfs`]: whether a pid lives, and its command line.
 //! - [`version`]: the Link protocol version and this build's id.
 //! - [`text`]: what of a player's text may reach other players' screens.
-//! - [`sys`]: the only module with `unsafe`: detaching a process from its terminal.
+//! - [`sys`]: the only module with `unsafe`: detaching a process from its
+//!   terminal, pidfds, the allocator's mmap threshold and `malloc_trim`.
 #![deny(unsafe_code)]
 
 pub mod config;

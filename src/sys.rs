@@ -1,5 +1,5 @@
 //! The one place with `unsafe`: process set-up between fork and exec, pidfds,
-//! and the allocator's mmap threshold.
+//! and the allocator (its mmap threshold, `malloc_trim`).
 #![allow(unsafe_code)]
 
 use std::os::unix::process::CommandExt;
