@@ -317,40 +317,63 @@ impl Stream {
     }
 }
 
-fn run_client(me: usize, mut c: Client, spec: &Spec, shared: &Shared) -> ClientReport {
-    let owner = format!("c{me} ({})", c.label());
-    let mut report = ClientReport::default();
-    let sayer = me < spec.sayers;
-    let mut pongs = Stream::new(format!("pong c{me}-"));
-    let mut own_says = Stream::new(format!("own `You say` s{me}-"));
-    let mut heard: Vec<Stream> = (0..spec.sayers)
-        .map(|s| Stream::new(format!("heard say s{s}-")))
-        .collect();
-    let started = Instant::now();
-    let mut next_ping = Instant::now();
-    // Spread the says so the sayers do not all speak at once.
-    let mut next_say = Instant::now() + spec.say_every * (me as u32 + 1) / (spec.sayers as u32 + 1);
+/// One client's run: it pings (and says, if a sayer) until told to stop,
+/// waits for every answer, then checks it is still logged in. Every line it
+/// sees goes through [`ClientRun::handle`], which holds the exactly-once,
+/// in-order checks.
+struct ClientRun<'a> {
+    me: usize,
+    owner: String,
+    c: Client,
+    spec: &'a Spec,
+    shared: &'a Shared,
+    report: ClientReport,
+    sayer: bool,
+    pongs: Stream,
+    own_says: Stream,
+    heard: Vec<Stream>,
+}
 
-    let handle = |line: &str,
-                  report: &mut ClientReport,
-                  pongs: &mut Stream,
-                  own_says: &mut Stream,
-                  heard: &mut Vec<Stream>| {
-        let f = &mut report.failures;
+fn run_client(me: usize, c: Client, spec: &Spec, shared: &Shared) -> ClientReport {
+    let mut run = ClientRun {
+        me,
+        owner: format!("c{me} ({})", c.label()),
+        c,
+        spec,
+        shared,
+        report: ClientReport::default(),
+        sayer: me < spec.sayers,
+        pongs: Stream::new(format!("pong c{me}-")),
+        own_says: Stream::new(format!("own `You say` s{me}-")),
+        heard: (0..spec.sayers)
+            .map(|s| Stream::new(format!("heard say s{s}-")))
+            .collect(),
+    };
+    run.send();
+    if run.drain() {
+        run.still_logged_in();
+    }
+    run.report
+}
+
+impl ClientRun<'_> {
+    fn handle(&mut self, line: &str) {
+        let (me, owner) = (self.me, &self.owner);
+        let f = &mut self.report.failures;
         if line.contains("pong c") {
             match numbered(line, "pong c") {
-                Some((i, n)) if i == me => pongs.got(n, f, &owner),
+                Some((i, n)) if i == me => self.pongs.got(n, f, owner),
                 Some((i, n)) => f.push(format!("{owner}: got another client's pong c{i}-{n}")),
                 None => f.push(format!("{owner}: unreadable pong line {line:?}")),
             }
         } else if line.contains("You say, \"s") {
             match numbered(line, "You say, \"s") {
-                Some((i, n)) if i == me => own_says.got(n, f, &owner),
+                Some((i, n)) if i == me => self.own_says.got(n, f, owner),
                 _ => f.push(format!("{owner}: unexpected `You say` line {line:?}")),
             }
         } else if line.contains(" says, \"s") {
             match numbered(line, " says, \"s") {
-                Some((i, n)) if i < heard.len() => heard[i].got(n, f, &owner),
+                Some((i, n)) if i < self.heard.len() => self.heard[i].got(n, f, owner),
                 _ => f.push(format!("{owner}: unexpected say line {line:?}")),
             }
         } else if line.contains("Welcome to ") {
@@ -358,146 +381,169 @@ fn run_client(me: usize, mut c: Client, spec: &Spec, shared: &Shared) -> ClientR
                 "{owner}: was shown the login screen again: {line:?}"
             ));
         }
-    };
+    }
 
-    // Phase 1: send on the period until told to stop.
-    while !shared.stop.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        if now - started > MAX_RUN {
-            report
-                .failures
-                .push(format!("{owner}: load still running after {MAX_RUN:?}"));
-            break;
+    /// Sends `text`; false (and a failure) if the connection took none of it.
+    fn try_send(&mut self, text: &str) -> bool {
+        match self.c.try_send_line(text) {
+            Ok(()) => true,
+            Err(e) => {
+                self.report.failures.push(format!(
+                    "{}: sending {text:?} failed: {e}{}",
+                    self.owner,
+                    self.c.context()
+                ));
+                false
+            }
         }
-        if now >= next_ping {
-            let text = format!("ping c{me}-{}", report.pings);
-            if let Err(e) = c.try_send_line(&text) {
-                report.failures.push(format!(
-                    "{owner}: sending {text:?} failed: {e}{}",
-                    c.context()
+    }
+
+    /// Phase 1: send on the period until told to stop.
+    fn send(&mut self) {
+        let (me, spec) = (self.me, self.spec);
+        let started = Instant::now();
+        let mut next_ping = Instant::now();
+        // Spread the says so the sayers do not all speak at once.
+        let mut next_say =
+            Instant::now() + spec.say_every * (me as u32 + 1) / (spec.sayers as u32 + 1);
+        while !self.shared.stop.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            if now - started > MAX_RUN {
+                let owner = &self.owner;
+                self.report
+                    .failures
+                    .push(format!("{owner}: load still running after {MAX_RUN:?}"));
+                break;
+            }
+            if now >= next_ping {
+                if !self.try_send(&format!("ping c{me}-{}", self.report.pings)) {
+                    break;
+                }
+                self.report.pings += 1;
+                next_ping = (next_ping + spec.ping_every).max(now);
+            }
+            if self.sayer && now >= next_say {
+                if !self.try_send(&format!("say s{me}-{}", self.report.says)) {
+                    break;
+                }
+                self.report.says += 1;
+                next_say = (next_say + spec.say_every).max(now);
+            }
+            let wake = if self.sayer {
+                next_ping.min(next_say)
+            } else {
+                next_ping
+            };
+            for line in self
+                .c
+                .poll_lines(wake.saturating_duration_since(Instant::now()))
+            {
+                self.handle(&line);
+            }
+            self.shared.pongs[me].store(self.pongs.next, Ordering::SeqCst);
+            if self.c.seen_closed() {
+                self.report.failures.push(format!(
+                    "{}: connection closed after sending ping {} (pongs received: {}){}",
+                    self.owner,
+                    self.report.pings,
+                    self.pongs.next,
+                    self.c.context()
                 ));
                 break;
             }
-            report.pings += 1;
-            next_ping = (next_ping + spec.ping_every).max(now);
         }
-        if sayer && now >= next_say {
-            let text = format!("say s{me}-{}", report.says);
-            if let Err(e) = c.try_send_line(&text) {
-                report.failures.push(format!(
-                    "{owner}: sending {text:?} failed: {e}{}",
-                    c.context()
-                ));
-                break;
-            }
-            report.says += 1;
-            next_say = (next_say + spec.say_every).max(now);
+        if self.sayer {
+            self.shared.says_final[me].store(self.report.says, Ordering::SeqCst);
+            self.shared.says_done[me].store(true, Ordering::SeqCst);
         }
-        let wake = if sayer {
-            next_ping.min(next_say)
-        } else {
-            next_ping
-        };
-        for line in c.poll_lines(wake.saturating_duration_since(Instant::now())) {
-            handle(&line, &mut report, &mut pongs, &mut own_says, &mut heard);
-        }
-        shared.pongs[me].store(pongs.next, Ordering::SeqCst);
-        if c.seen_closed() {
-            report.failures.push(format!(
-                "{owner}: connection closed after sending ping {} (pongs received: {}){}",
-                report.pings,
-                pongs.next,
-                c.context()
-            ));
-            break;
-        }
-    }
-    if sayer {
-        shared.says_final[me].store(report.says, Ordering::SeqCst);
-        shared.says_done[me].store(true, Ordering::SeqCst);
     }
 
-    // Phase 2: wait for every reply to what was sent, and every say heard.
-    let deadline = Instant::now() + DRAIN;
-    loop {
-        // A sayer sees its own says as `You say`, counted in `own_says`.
-        let heard_all = (0..heard.len()).filter(|&s| s != me).all(|s| {
-            shared.says_done[s].load(Ordering::SeqCst)
-                && heard[s].next >= shared.says_final[s].load(Ordering::SeqCst)
-        });
-        let done =
-            pongs.next >= report.pings && (!sayer || own_says.next >= report.says) && heard_all;
-        if done || c.seen_closed() || Instant::now() >= deadline {
-            if !done {
-                let missing: Vec<String> = (0..heard.len())
-                    .filter(|&s| {
-                        s != me && heard[s].next < shared.says_final[s].load(Ordering::SeqCst)
-                    })
-                    .map(|s| {
-                        format!(
-                            "says of s{s}: {}/{}",
-                            heard[s].next,
-                            shared.says_final[s].load(Ordering::SeqCst)
-                        )
-                    })
+    /// Says of sayer `s` this client has not heard yet, as "heard/said".
+    fn missing_says(&self, s: usize) -> Option<String> {
+        let said = self.shared.says_final[s].load(Ordering::SeqCst);
+        (s != self.me && self.heard[s].next < said)
+            .then(|| format!("says of s{s}: {}/{said}", self.heard[s].next))
+    }
+
+    /// Phase 2: wait for every reply to what was sent, and every say heard.
+    /// False (and a failure) if something was missing at the deadline.
+    fn drain(&mut self) -> bool {
+        let me = self.me;
+        let deadline = Instant::now() + DRAIN;
+        loop {
+            // A sayer sees its own says as `You say`, counted in `own_says`.
+            let heard_all = (0..self.heard.len()).filter(|&s| s != me).all(|s| {
+                self.shared.says_done[s].load(Ordering::SeqCst) && self.missing_says(s).is_none()
+            });
+            let done = self.pongs.next >= self.report.pings
+                && (!self.sayer || self.own_says.next >= self.report.says)
+                && heard_all;
+            if done {
+                return true;
+            }
+            if self.c.seen_closed() || Instant::now() >= deadline {
+                let missing: Vec<String> = (0..self.heard.len())
+                    .filter_map(|s| self.missing_says(s))
                     .collect();
-                report.failures.push(format!(
-                    "{owner}: after sending stopped, {} (pongs {}/{}, own says {}/{}, {}){}",
-                    if c.seen_closed() {
+                self.report.failures.push(format!(
+                    "{}: after sending stopped, {} (pongs {}/{}, own says {}/{}, {}){}",
+                    self.owner,
+                    if self.c.seen_closed() {
                         "the connection closed"
                     } else {
                         "replies were missing at the deadline"
                     },
-                    pongs.next,
-                    report.pings,
-                    own_says.next,
-                    if sayer { report.says } else { 0 },
+                    self.pongs.next,
+                    self.report.pings,
+                    self.own_says.next,
+                    if self.sayer { self.report.says } else { 0 },
                     missing.join(", "),
-                    c.context()
+                    self.c.context()
                 ));
-                return report;
+                return false;
             }
-            break;
+            for line in self.c.poll_lines(Duration::from_millis(50)) {
+                self.handle(&line);
+            }
+            self.shared.pongs[me].store(self.pongs.next, Ordering::SeqCst);
         }
-        for line in c.poll_lines(Duration::from_millis(50)) {
-            handle(&line, &mut report, &mut pongs, &mut own_says, &mut heard);
-        }
-        shared.pongs[me].store(pongs.next, Ordering::SeqCst);
     }
 
-    // Phase 3: still logged in. Lines before the look output still go
-    // through the checks, so a late duplicate is caught too.
-    c.send_line("look");
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    let mut room = false;
-    loop {
-        let Some(line) = c.next_line(deadline) else {
-            report.failures.push(format!(
-                "{owner}: no answer to `look` after the load{}",
-                c.context()
-            ));
-            break;
-        };
-        room |= line.contains("Limbo");
-        if line.contains("Here: ") || line.contains("You are alone here.") {
-            if !room {
-                report.failures.push(format!(
-                    "{owner}: `look` after the load showed no room{}",
-                    c.context()
-                ));
+    /// Phase 3: still logged in. Lines before the look output still go
+    /// through the checks, so a late duplicate is caught too.
+    fn still_logged_in(&mut self) {
+        self.c.send_line("look");
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        let mut room = false;
+        loop {
+            let Some(line) = self.c.next_line(deadline) else {
+                let why = format!("no answer to `look` after the load{}", self.c.context());
+                self.fail(why);
+                return;
+            };
+            room |= line.contains("Limbo");
+            if line.contains("Here: ") || line.contains("You are alone here.") {
+                if !room {
+                    let why = format!("`look` after the load showed no room{}", self.c.context());
+                    self.fail(why);
+                }
+                return;
             }
-            break;
+            if line.contains("Unknown command") {
+                let why = format!(
+                    "`look` after the load is an unknown command: logged out{}",
+                    self.c.context()
+                );
+                self.fail(why);
+                return;
+            }
+            self.handle(&line);
         }
-        if line.contains("Unknown command") {
-            report.failures.push(format!(
-                "{owner}: `look` after the load is an unknown command: logged out{}",
-                c.context()
-            ));
-            break;
-        }
-        handle(&line, &mut report, &mut pongs, &mut own_says, &mut heard);
     }
-    report
+
+    fn fail(&mut self, why: String) {
+        self.report.failures.push(format!("{}: {why}", self.owner));
+    }
 }
 
 fn run_creator(addr: std::net::SocketAddr, shared: &Shared) -> CreatorReport {
