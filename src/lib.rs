@@ -10,7 +10,7 @@
 //! - [`uds`]: tonic over Unix sockets, both ends.
 //! - [`logging`]: tagged tracing lines to stderr, which whoever spawns the
 //!   process points at logs/<process>.log.
-//! - [`procfs`]: whether a pid lives, and its command line.
+//! - [`process`]: whether a pid lives, its command line and age (sysinfo).
 //! - [`version`]: the Link protocol version and this build's id.
 //! - [`text`]: what of a player's text may reach other players' screens.
 //! - [`sys`]: the only module with `unsafe`: detaching a process from its
@@ -21,7 +21,7 @@ pub mod config;
 pub mod ctl;
 pub mod gamedir;
 pub mod logging;
-pub mod procfs;
+pub mod process;
 pub mod sys;
 pub mod text;
 pub mod uds;

@@ -5,8 +5,8 @@
 //! an unrelated process is never mistaken for the game.
 
 use crate::gamedir::GameDir;
-pub use crate::procfs::alive;
-use crate::procfs::cmdline;
+pub use crate::process::alive;
+use crate::process::cmdline;
 
 /// The processes with pidfiles, in the order they are reported.
 pub const PROCESSES: [&str; 3] = ["supervisor", "portal", "server"];

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ev::procfs::alive;
+use ev::process::alive;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::watch;
@@ -159,7 +159,7 @@ impl Child {
             tx.send_replace(Some(Exit::Vanished));
         });
         // Uptime counts from the process's start, not from its adoption.
-        let age = ev::procfs::age(pid).unwrap_or_default();
+        let age = ev::process::age(pid).unwrap_or_default();
         Child {
             name,
             pid,
@@ -229,7 +229,7 @@ impl Child {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ev::procfs::runs_in;
+    use ev::process::runs_in;
 
     fn sh(script: &str, log: PathBuf) -> Spec {
         Spec {

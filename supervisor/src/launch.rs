@@ -400,7 +400,7 @@ fn save_generation(shared: &Shared, generation: u64) {
 /// not answer, a standby server, a server without a portal) is killed, so the
 /// fresh start below does not run beside it. Caller holds `ops`.
 pub(crate) async fn adopt(shared: &Arc<Shared>) -> bool {
-    use ev::procfs::runs_in;
+    use ev::process::runs_in;
     let game = &shared.game;
     let root = game.root();
     let saved: u64 = std::fs::read_to_string(generation_path(shared))

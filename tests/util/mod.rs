@@ -166,7 +166,7 @@ pub fn letters(mut n: usize) -> String {
     digits.iter().rev().collect()
 }
 
-pub use ev::procfs::{alive, cmdline};
+pub use ev::process::{alive, cmdline};
 
 /// Writes an executable file atomically (temp file, chmod 755, rename), so a
 /// supervisor copying it never sees half a file.
