@@ -393,10 +393,48 @@ impl Config {
         Ok(())
     }
 
+    /// Every key whose value differs in `other`, as `section.key` with both
+    /// values as ev.toml writes them, in file order.
+    pub fn differences(&self, other: &Config) -> Vec<Difference> {
+        let table = |config: &Config| match toml::Value::try_from(config) {
+            Ok(toml::Value::Table(table)) => table,
+            _ => toml::Table::new(),
+        };
+        let (mine, theirs) = (table(self), table(other));
+        let mut found = Vec::new();
+        for (section, keys) in &mine {
+            let (Some(keys), Some(other_keys)) = (
+                keys.as_table(),
+                theirs.get(section).and_then(toml::Value::as_table),
+            ) else {
+                continue;
+            };
+            for (key, was) in keys {
+                if let Some(now) = other_keys.get(key).filter(|now| *now != was) {
+                    found.push(Difference {
+                        key: format!("{section}.{key}"),
+                        was: was.to_string(),
+                        now: now.to_string(),
+                    });
+                }
+            }
+        }
+        found
+    }
+
     /// The file `evctl init` writes: every default, with the given addresses.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// One key that differs between two configs (see [`Config::differences`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// `section.key`, as in ev.toml.
+    pub key: String,
+    pub was: String,
+    pub now: String,
 }
 
 /// More threads than this would be a typo, not a tuning.

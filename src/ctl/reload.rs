@@ -29,14 +29,22 @@ pub async fn run(game: &GameDir) -> Outcome {
 }
 
 fn success(reply: &ReloadReply) -> String {
-    format!(
+    let mut text = format!(
         "reloaded: server generation {} (build {}, pid {}), dark for {:.1} ms, total {} ms",
         reply.generation,
         reply.build_id,
         reply.pid,
         reply.dark_micros as f64 / 1000.0,
         reply.total_ms
-    )
+    );
+    if !reply.restart_needed.is_empty() {
+        text.push_str("\nchanged in ev.toml, applied only by a restart (evctl stop, then start):");
+        for key in &reply.restart_needed {
+            text.push_str("\n    ");
+            text.push_str(key);
+        }
+    }
+    text
 }
 
 fn one_line(text: &str) -> String {
@@ -66,6 +74,25 @@ mod tests {
         assert_eq!(
             success(&reply),
             "reloaded: server generation 4 (build 0123456789abcdef, pid 4242), dark for 1.2 ms, total 87 ms"
+        );
+    }
+
+    #[test]
+    fn keys_a_reload_could_not_apply_are_listed_after_it() {
+        let reply = ReloadReply {
+            ok: true,
+            generation: 2,
+            build_id: "b".into(),
+            pid: 7,
+            restart_needed: vec!["portal.max_line_bytes (running 4096, ev.toml 100)".into()],
+            ..ReloadReply::default()
+        };
+        let text = success(&reply);
+        assert!(
+            text.ends_with(
+                "applied only by a restart (evctl stop, then start):\n    portal.max_line_bytes (running 4096, ev.toml 100)"
+            ),
+            "{text}"
         );
     }
 

@@ -21,10 +21,13 @@ use crate::supervisor::Shared;
 
 /// Runs until stop. Does nothing unless `server.auto_reload` is on.
 pub(crate) async fn watch(shared: Arc<Shared>) {
-    if !shared.config.server.auto_reload {
+    let settings = shared.config();
+    if !settings.server.auto_reload {
         return;
     }
-    let binary = shared.server_bin.clone();
+    // Read once: a reload that names another binary is told that only a
+    // restart moves the watch (`settings::restart_only_changes`).
+    let binary = settings.server_bin.clone();
     let changed = Arc::new(Notify::new());
     let _watcher = match watch_file(&binary, changed.clone()) {
         Ok(watcher) => watcher,
@@ -34,7 +37,7 @@ pub(crate) async fn watch(shared: Arc<Shared>) {
         }
     };
     tracing::info!("auto-reload: watching {}", binary.display());
-    let settle = Duration::from_millis(shared.config.server.auto_reload_settle_ms);
+    let settle = Duration::from_millis(settings.server.auto_reload_settle_ms);
     loop {
         tokio::select! {
             () = changed.notified() => {}
@@ -68,9 +71,12 @@ pub(crate) async fn watch(shared: Arc<Shared>) {
 /// reload then reports it.
 async fn is_serving(shared: &Arc<Shared>) -> bool {
     let installing = shared.clone();
-    let installed =
-        tokio::task::spawn_blocking(move || installing.installer.install(&installing.server_bin))
-            .await;
+    let installed = tokio::task::spawn_blocking(move || {
+        installing
+            .installer
+            .install(&installing.config().server_bin)
+    })
+    .await;
     let serving = shared.read(|s| s.last_serving_build.clone());
     matches!(installed, Ok(Ok(i)) if Some(&i.build_id) == serving.as_ref())
 }

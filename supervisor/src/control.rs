@@ -154,6 +154,7 @@ impl Control for ControlService {
                 pid: done.pid,
                 build_id: done.build_id,
                 total_ms: done.total_ms,
+                restart_needed: done.restart_needed,
                 ..ReloadReply::default()
             },
             Err(failed) => ReloadReply {

@@ -182,7 +182,7 @@ pub(crate) async fn start_server(
         installed
     } else {
         let shared = shared.clone();
-        tokio::task::spawn_blocking(move || shared.installer.install(&shared.server_bin))
+        tokio::task::spawn_blocking(move || shared.installer.install(&shared.config().server_bin))
             .await
             .map_err(|e| StartError::new(format!("installing the server binary: {e}")))?
             .map_err(|e| StartError::new(format!("cannot install the server binary: {e}")))?
@@ -345,7 +345,7 @@ pub(crate) fn make_serving(shared: &Shared, started: &Started) -> Result<(), Str
 
 async fn watch_server(shared: Arc<Shared>, child: Child) {
     let exit = child.exited().await;
-    let limit = shared.config.supervisor.crash_loop_limit;
+    let limit = shared.config().supervisor.crash_loop_limit;
     let seen = shared.update(|s| {
         let p = s.servers.remove(&child.pid)?;
         let crashed = p.role == Role::Serving && !s.stopping;

@@ -5,6 +5,8 @@
 //! - `supervisor`: the shared state and the supervisor's life ([`run`]):
 //!   lock, bind the control socket, start the portal, keep going until a
 //!   stop, then the graceful stop.
+//! - `settings`: ev.toml as read at start and again at each reload, and
+//!   which changed keys only a restart applies.
 //! - `pidfile`: run/supervisor.pid, flock-ed for the supervisor's whole life.
 //! - `child`: spawning one process (own process group, output appended to
 //!   logs/<name>.log) and watching it until it exits.
@@ -44,6 +46,7 @@ mod pidfile;
 mod portal_client;
 mod reload;
 mod restart;
+mod settings;
 mod status;
 mod supervisor;
 mod watchdog;

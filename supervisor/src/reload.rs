@@ -20,6 +20,8 @@ use crate::supervisor::{Role, Shared};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Reloaded {
+    /// Keys changed in ev.toml that this reload could not apply.
+    pub restart_needed: Vec<String>,
     pub generation: u64,
     pub pid: u32,
     pub build_id: String,
@@ -62,9 +64,16 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<Reloaded, ReloadFailu
     if shared.stopping() {
         return Err(failure("ev is stopping"));
     }
+    let restart_needed = match shared.reread_config() {
+        Ok(keys) => keys,
+        Err(e) => return Err(failure(format!("ev.toml was not reloaded: {e}"))),
+    };
     tracing::info!("reload begins");
     shared.notifier.reloading();
-    let result = hand_over(shared, begun).await;
+    let result = hand_over(shared, begun).await.map(|done| Reloaded {
+        restart_needed,
+        ..done
+    });
     if !shared.stopping() && shared.read(|s| s.serving().is_some()) {
         shared.notifier.ready();
     }
@@ -147,6 +156,7 @@ async fn switch(shared: &Arc<Shared>, begun: Instant) -> Result<Reloaded, Reload
         a.exit_or_kill(shared.drain_timeout()).await;
     }
     Ok(Reloaded {
+        restart_needed: Vec::new(),
         generation: new.generation,
         pid: new.child.pid,
         build_id: new.build_id,

@@ -47,7 +47,8 @@ enum Need {
 
 /// Runs until stop: starts the portal or a server whenever one is missing.
 pub(crate) async fn keep(shared: Arc<Shared>) {
-    let sup = &shared.config.supervisor;
+    let config = shared.config();
+    let sup = &config.supervisor;
     let mut changed = shared.subscribe();
     loop {
         changed.borrow_and_update();

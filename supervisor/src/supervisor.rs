@@ -23,6 +23,7 @@ use crate::child::Child;
 use crate::notify::Notifier;
 use crate::pidfile::PidLock;
 use crate::portal_client::PortalClient;
+use crate::settings::Settings;
 
 /// What the supervisor tells players when the game stops.
 pub const GOODBYE: &str = "The game is shutting down. Goodbye!";
@@ -91,9 +92,12 @@ impl State {
 
 pub(crate) struct Shared {
     pub game: GameDir,
-    pub config: Config,
+    /// ev.toml as last read: at start, and again at each reload.
+    settings: std::sync::RwLock<Arc<Settings>>,
+    /// Where the supervisor's own binary is: ev-portal and the default
+    /// ev-server are found beside it.
+    beside: PathBuf,
     pub portal_bin: PathBuf,
-    pub server_bin: PathBuf,
     pub installer: Installer,
     pub portal: PortalClient,
     pub notifier: Notifier,
@@ -111,14 +115,11 @@ impl Shared {
     fn new(game: GameDir, config: Config) -> anyhow::Result<Shared> {
         let exe = std::env::current_exe().context("finding the supervisor's own executable")?;
         let beside = exe.parent().map(Path::to_owned).unwrap_or_default();
-        let server_bin = if config.server.binary.as_os_str().is_empty() {
-            beside.join("ev-server")
-        } else {
-            game.root().join(&config.server.binary)
-        };
+        let settings = Settings::new(config, &game, &beside);
         Ok(Shared {
             portal_bin: beside.join("ev-portal"),
-            server_bin,
+            settings: std::sync::RwLock::new(Arc::new(settings)),
+            beside,
             installer: Installer::new(game.bin_dir()),
             portal: PortalClient::new(&game.link_socket()),
             notifier: Notifier::from_env(),
@@ -129,8 +130,27 @@ impl Shared {
             ops: tokio::sync::Mutex::new(()),
             reload_busy: tokio::sync::Mutex::new(()),
             game,
-            config,
         })
+    }
+
+    /// ev.toml as last read.
+    pub fn config(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads ev.toml again for a reload: what a reload applies takes effect
+    /// (the new server reads the file itself; the supervisor's own settings
+    /// are read where they are used). Returns the changed keys that only a
+    /// restart applies; a file that does not load changes nothing.
+    pub fn reread_config(&self) -> Result<Vec<String>, String> {
+        let fresh = Config::load(&self.game.config_path()).map_err(|e| e.to_string())?;
+        let mut settings = self.settings.write().unwrap_or_else(|e| e.into_inner());
+        let pending = crate::settings::restart_only_changes(&settings.running, &fresh);
+        *settings = Arc::new(settings.reread(fresh, &self.game, &self.beside));
+        Ok(pending)
     }
 
     /// Changes the state and wakes everyone waiting for a change.
@@ -176,11 +196,11 @@ impl Shared {
     }
 
     pub fn start_timeout(&self) -> Duration {
-        Duration::from_millis(self.config.server.start_timeout_ms)
+        Duration::from_millis(self.config().server.start_timeout_ms)
     }
 
     pub fn drain_timeout(&self) -> Duration {
-        Duration::from_millis(self.config.server.drain_timeout_ms)
+        Duration::from_millis(self.config().server.drain_timeout_ms)
     }
 
     /// run/telnet.addr, as the portal wrote it.
@@ -252,7 +272,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "supervisor for {} (portal {}, server {})",
         shared.game.root().display(),
         shared.portal_bin.display(),
-        shared.server_bin.display()
+        shared.config().server_bin.display()
     );
 
     let incoming = crate::control::bind(&shared.game.control_socket())
@@ -338,7 +358,7 @@ async fn handle_signals(shared: Arc<Shared>) -> std::io::Result<()> {
 /// still alive at the deadline is killed. Then the run files go.
 async fn shutdown(shared: &Shared) {
     shared.notifier.stopping();
-    let timeout = Duration::from_millis(shared.config.supervisor.stop_timeout_ms);
+    let timeout = Duration::from_millis(shared.config().supervisor.stop_timeout_ms);
     let deadline = tokio::time::Instant::now() + timeout;
     let (portal, servers) = shared.read(|s| {
         let servers: Vec<Child> = s.servers.values().map(|p| p.child.clone()).collect();

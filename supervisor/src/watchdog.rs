@@ -17,9 +17,11 @@ use crate::supervisor::Shared;
 
 /// Runs until stop.
 pub(crate) async fn watch(shared: Arc<Shared>) {
-    let every = Duration::from_millis(shared.config.server.heartbeat_ms.max(100));
-    let limit = Duration::from_millis(shared.config.server.heartbeat_timeout_ms);
+    // The portal's heartbeat period is set at its start; the limit is
+    // read each round, so a reload applies a changed one.
+    let every = Duration::from_millis(shared.config().running.server.heartbeat_ms.max(100));
     loop {
+        let limit = Duration::from_millis(shared.config().server.heartbeat_timeout_ms);
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = shared.stop.cancelled() => return,

@@ -223,3 +223,46 @@ fn auto_reload_picks_up_a_rebuild_by_itself() {
 fn supervisor_log(game: &Game) -> String {
     std::fs::read_to_string(game.root().join("logs/supervisor.log")).unwrap_or_default()
 }
+
+/// Issue 11: `evctl reload` reads ev.toml again. A `server.binary` changed
+/// there is what the reload starts; a key only a restart applies is named;
+/// a file that does not load fails the reload and changes nothing.
+#[test]
+fn a_reload_reads_ev_toml_again() {
+    let game = Game::with_server_script(|_| {});
+    game.start();
+    let mut alice = game.login("Alice");
+    let running = std::fs::read_to_string(game.config_path()).expect("reading ev.toml");
+
+    // Another binary, named only in ev.toml.
+    let other = game.tmp().join("other-server");
+    crate::util::write_executable(
+        &other,
+        &format!(
+            "#!/bin/sh\n{}\n",
+            exec_test_server("EV_TEST_VERSION=build-other")
+        ),
+    );
+    let script = game.server_script_path().display().to_string();
+    let edited = running
+        .replace(&script, &other.display().to_string())
+        .replace("max_line_bytes = 4096", "max_line_bytes = 2048");
+    assert_ne!(edited, running, "the test's edits found nothing to change");
+    game.write_config(&edited);
+    let out = game.reload();
+    let said = text(&out);
+    assert_eq!(version(&mut alice).trim(), "build-other", "{said}");
+    assert!(
+        said.contains("applied only by a restart")
+            && said.contains("portal.max_line_bytes (running 4096, ev.toml 2048)"),
+        "{said}"
+    );
+
+    // A broken file: the reload fails and the running server goes on.
+    game.write_config(&format!("{edited}\n[server\n"));
+    let out = game.evctl(&["reload"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("ev.toml"), "{said}");
+    assert_eq!(version(&mut alice).trim(), "build-other");
+}
