@@ -6,12 +6,9 @@
 //! server. So a crash loses either a whole batch (which the portal re-delivers)
 //! or nothing.
 //!
-//! What a batch sends to players is part of it: every Output, SessionUpdate
-//! and Disconnect is written to `outbox` under its session's next output seq
-//! (`output_seq` holds the counter) in the same transaction. Rows go when the
-//! portal reports them delivered, when the session closes or opens afresh, or
-//! when a Sync says the portal already delivered them; a server that crashed
-//! before sending re-sends the rest after the next Sync.
+//! What a batch sends to players is part of it, in the runtime's delivery
+//! tables ([`delivery`]: applied input seqs, output seqs, the outbox). The
+//! game's own tables, accounts and characters, are apart ([`accounts`]).
 //!
 //! The schema and its migrations are in [`schema`]. Before a standby
 //! attaches, [`Store::preflight`] proves it will be able to write, without
@@ -31,21 +28,23 @@
 //! free pages back to the filesystem once a burst of outbox rows is gone.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ev::config::Synchronous;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 
-use crate::event::{OutboxRow, SessionId};
-
+mod accounts;
 mod checkpoint;
+mod delivery;
 mod schema;
 
 use checkpoint::{CHECKPOINT_EVERY, Checkpointer, WAL_RESTART_FRAMES, WAL_SIZE_LIMIT};
+// The game's tables, the seam for the game-API issue (see `accounts`).
+pub use accounts::{Account, Character, CreateError};
+pub use delivery::SyncState;
 pub use schema::SCHEMA_VERSION;
 
 /// How long a writer waits for another (e.g. `create-admin`) to finish.
@@ -104,37 +103,6 @@ impl StoreError {
             ),
             _ => false,
         }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: i64,
-    pub name: String,
-    pub password_hash: String,
-    pub is_admin: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Character {
-    pub id: i64,
-    pub account_id: i64,
-    pub name: String,
-    pub room: i64,
-}
-
-/// Why an account could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum CreateError {
-    #[error("the name is taken")]
-    Taken,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<rusqlite::Error> for CreateError {
-    fn from(e: rusqlite::Error) -> CreateError {
-        CreateError::Store(e.into())
     }
 }
 
@@ -353,21 +321,6 @@ impl Store {
     }
 }
 
-/// SQLite integers are signed; ids and seqs are stored bit for bit.
-/// One session's rows as a Sync finds them (see [`Tx::sync_state`]).
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct SyncState {
-    pub last_seq: u64,
-    /// The output counter; 0 when there is none.
-    pub output_seq: u64,
-    /// Its outbox rows, in seq order.
-    pub outbox: Vec<OutboxRow>,
-}
-
-fn sql_u64(value: u64) -> i64 {
-    value as i64
-}
-
 /// One write transaction; dropped without [`Tx::commit`] it rolls back.
 pub struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
@@ -375,133 +328,42 @@ pub struct Tx<'a> {
     fault: Option<&'a Path>,
 }
 
-/// One write of a transaction, as [`Store::retry`] makes it again.
+/// One write of a transaction, as [`Store::retry`] makes it again: to the
+/// delivery tables or to the game's.
 #[derive(Debug, Clone, PartialEq)]
 enum Write {
-    LastSeq {
-        session: i64,
-        seq: i64,
-    },
-    Forget {
-        session: i64,
-    },
-    NextOutputSeq {
-        session: i64,
-    },
-    RaiseOutputSeq {
-        session: i64,
-        to: i64,
-    },
-    Outbox(OutboxRow),
-    Prune {
-        session: i64,
-        upto: i64,
-    },
-    Account {
-        name: String,
-        hash: String,
-        is_admin: bool,
-        created_at: i64,
-    },
-    Character {
-        account_id: i64,
-        name: String,
-        room: i64,
-    },
+    Delivery(delivery::Write),
+    Accounts(accounts::Write),
 }
 
 impl Write {
     fn name(&self) -> &'static str {
         match self {
-            Write::LastSeq { .. } => "recording an applied input",
-            Write::Forget { .. } => "forgetting a session",
-            Write::NextOutputSeq { .. } => "taking an output seq",
-            Write::RaiseOutputSeq { .. } => "raising an output seq",
-            Write::Outbox(_) => "writing an outbox row",
-            Write::Prune { .. } => "pruning the outbox",
-            Write::Account { .. } => "creating an account",
-            Write::Character { .. } => "creating a character",
+            Write::Delivery(write) => write.name(),
+            Write::Accounts(write) => write.name(),
         }
+    }
+}
+
+impl From<delivery::Write> for Write {
+    fn from(write: delivery::Write) -> Write {
+        Write::Delivery(write)
+    }
+}
+
+impl From<accounts::Write> for Write {
+    fn from(write: accounts::Write) -> Write {
+        Write::Accounts(write)
     }
 }
 
 /// Makes one write; gives what the caller goes on from (a seq, a row id) or
 /// else the number of rows changed, which a retry must match.
 fn execute(conn: &Connection, write: &Write) -> rusqlite::Result<i64> {
-    let changed = |n: usize| n as i64;
-    Ok(match write {
-        Write::LastSeq { session, seq } => changed(
-            conn.prepare_cached(
-                "INSERT INTO session_seq (session_id, last_seq) VALUES (?1, ?2)
-                 ON CONFLICT (session_id) DO UPDATE SET last_seq = excluded.last_seq",
-            )?
-            .execute([session, seq])?,
-        ),
-        Write::Forget { session } => {
-            let mut n = 0;
-            for sql in [
-                "DELETE FROM session_seq WHERE session_id = ?1",
-                "DELETE FROM output_seq WHERE session_id = ?1",
-                "DELETE FROM outbox WHERE session_id = ?1",
-            ] {
-                n += conn.prepare_cached(sql)?.execute([session])?;
-            }
-            changed(n)
-        }
-        Write::NextOutputSeq { session } => conn
-            .prepare_cached(
-                "INSERT INTO output_seq (session_id, last_seq) VALUES (?1, 1)
-                 ON CONFLICT (session_id) DO UPDATE SET last_seq = last_seq + 1
-                 RETURNING last_seq",
-            )?
-            .query_row([session], |row| row.get(0))?,
-        Write::RaiseOutputSeq { session, to } => changed(
-            conn.prepare_cached(
-                "INSERT INTO output_seq (session_id, last_seq) VALUES (?1, ?2)
-                 ON CONFLICT (session_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
-            )?
-            .execute([session, to])?,
-        ),
-        Write::Outbox(row) => changed(
-            conn.prepare_cached(
-                "INSERT INTO outbox (session_id, seq, kind, payload) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                sql_u64(row.session.0),
-                sql_u64(row.seq),
-                row.kind,
-                row.payload
-            ])?,
-        ),
-        Write::Prune { session, upto } => changed(
-            conn.prepare_cached("DELETE FROM outbox WHERE session_id = ?1 AND seq <= ?2")?
-                .execute([session, upto])?,
-        ),
-        Write::Account {
-            name,
-            hash,
-            is_admin,
-            created_at,
-        } => {
-            conn.prepare_cached(
-                "INSERT INTO accounts (name, password_hash, is_admin, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![name, hash, is_admin, created_at])?;
-            conn.last_insert_rowid()
-        }
-        Write::Character {
-            account_id,
-            name,
-            room,
-        } => {
-            conn.prepare_cached(
-                "INSERT INTO characters (account_id, name, room) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![account_id, name, room])?;
-            conn.last_insert_rowid()
-        }
-    })
+    match write {
+        Write::Delivery(write) => write.execute(conn),
+        Write::Accounts(write) => write.execute(conn),
+    }
 }
 
 /// Whether the fault file exists and names `at` (empty means `commit`).
@@ -539,323 +401,23 @@ impl Tx<'_> {
     }
 
     /// Makes `write` and records it for a retry.
-    fn write(&self, write: Write) -> rusqlite::Result<i64> {
+    fn write(&self, write: impl Into<Write>) -> rusqlite::Result<i64> {
+        let write = write.into();
         let got = execute(&self.tx, &write)?;
         self.redo.borrow_mut().push((write, got));
         Ok(got)
-    }
-
-    /// The last input seq of `session` applied and committed; 0 if none.
-    #[cfg(test)]
-    pub fn last_seq(&self, session: SessionId) -> Result<u64, StoreError> {
-        let seq: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT last_seq FROM session_seq WHERE session_id = ?1")?
-            .query_row([sql_u64(session.0)], |row| row.get(0))
-            .optional()?;
-        Ok(seq.unwrap_or(0) as u64)
-    }
-
-    pub fn set_last_seq(&self, session: SessionId, seq: u64) -> Result<(), StoreError> {
-        self.write(Write::LastSeq {
-            session: sql_u64(session.0),
-            seq: sql_u64(seq),
-        })?;
-        Ok(())
-    }
-
-    /// Forgets a session: its applied input seq, its output counter and
-    /// its outbox rows.
-    pub fn forget_session(&self, session: SessionId) -> Result<(), StoreError> {
-        self.write(Write::Forget {
-            session: sql_u64(session.0),
-        })?;
-        Ok(())
-    }
-
-    /// The last output seq given to `session`; 0 if none.
-    #[cfg(test)]
-    pub fn output_seq(&self, session: SessionId) -> Result<u64, StoreError> {
-        let seq: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT last_seq FROM output_seq WHERE session_id = ?1")?
-            .query_row([sql_u64(session.0)], |row| row.get(0))
-            .optional()?;
-        Ok(seq.unwrap_or(0) as u64)
-    }
-
-    /// Gives `session` its next output seq and records it.
-    pub fn next_output_seq(&self, session: SessionId) -> Result<u64, StoreError> {
-        let seq = self.write(Write::NextOutputSeq {
-            session: sql_u64(session.0),
-        })?;
-        Ok(seq as u64)
-    }
-
-    pub fn put_outbox(&self, row: &OutboxRow) -> Result<(), StoreError> {
-        self.write(Write::Outbox(row.clone()))?;
-        Ok(())
-    }
-
-    /// Drops the outbox rows of `session` up to `seq`: the portal delivered them.
-    pub fn prune_outbox(&self, session: SessionId, seq: u64) -> Result<(), StoreError> {
-        self.write(Write::Prune {
-            session: sql_u64(session.0),
-            upto: sql_u64(seq),
-        })?;
-        Ok(())
-    }
-
-    /// The outbox rows of `session` above `seq`, in order.
-    #[cfg(test)]
-    pub fn outbox_after(&self, session: SessionId, seq: u64) -> Result<Vec<OutboxRow>, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT seq, kind, payload FROM outbox
-                 WHERE session_id = ?1 AND seq > ?2 ORDER BY seq",
-            )?
-            .query_map([sql_u64(session.0), sql_u64(seq)], |row| {
-                Ok(OutboxRow {
-                    session,
-                    seq: row.get::<_, i64>(0)? as u64,
-                    kind: row.get(1)?,
-                    payload: row.get(2)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?)
-    }
-
-    /// What a Sync needs of every session the database knows: three scans
-    /// with cached statements, once per Sync. (These tables hold only the
-    /// sessions of the last Sync and those opened since.) Statements listing
-    /// a chunk's ids cost a new server a third of its restore, the dark time
-    /// of a reload, in parsing the list.
-    pub fn sync_state(&self) -> Result<HashMap<SessionId, SyncState>, StoreError> {
-        let mut state: HashMap<SessionId, SyncState> = HashMap::new();
-        let pairs = |sql: &str| -> Result<Vec<(u64, u64)>, StoreError> {
-            Ok(self
-                .tx
-                .prepare_cached(sql)?
-                .query_map([], |row| {
-                    Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
-                })?
-                .collect::<Result<_, _>>()?)
-        };
-        for (id, seq) in pairs("SELECT session_id, last_seq FROM session_seq")? {
-            state.entry(SessionId(id)).or_default().last_seq = seq;
-        }
-        for (id, seq) in pairs("SELECT session_id, last_seq FROM output_seq")? {
-            state.entry(SessionId(id)).or_default().output_seq = seq;
-        }
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT session_id, seq, kind, payload FROM outbox ORDER BY session_id, seq",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            Ok(OutboxRow {
-                session: SessionId(row.get::<_, i64>(0)? as u64),
-                seq: row.get::<_, i64>(1)? as u64,
-                kind: row.get(2)?,
-                payload: row.get(3)?,
-            })
-        })?;
-        for row in rows {
-            let row = row?;
-            state.entry(row.session).or_default().outbox.push(row);
-        }
-        Ok(state)
-    }
-
-    /// [`Tx::resync_output`] for a session whose [`SyncState`] was read
-    /// already: writes only what changes.
-    pub fn resync_output_from(
-        &self,
-        session: SessionId,
-        delivered: u64,
-        state: SyncState,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
-        if state.output_seq < delivered {
-            self.write(Write::RaiseOutputSeq {
-                session: sql_u64(session.0),
-                to: sql_u64(delivered),
-            })?;
-        }
-        if state.outbox.iter().any(|row| row.seq <= delivered) {
-            self.prune_outbox(session, delivered)?;
-        }
-        Ok(state
-            .outbox
-            .into_iter()
-            .filter(|row| row.seq > delivered)
-            .collect())
-    }
-
-    /// A Sync says the portal delivered `session`'s output up to
-    /// `delivered`: its counter goes on from at least there, the rows up to
-    /// it go, and the rows above it are returned, in order, to send again.
-    /// (The game reads every session's rows at once with [`Tx::sync_state`].)
-    #[cfg(test)]
-    pub fn resync_output(
-        &self,
-        session: SessionId,
-        delivered: u64,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
-        let state = self.sync_state()?.remove(&session).unwrap_or_default();
-        self.resync_output_from(session, delivered, state)
-    }
-
-    /// The account of this name, compared case-insensitively.
-    pub fn account_by_name(&self, name: &str) -> Result<Option<Account>, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT id, name, password_hash, is_admin FROM accounts WHERE name = ?1",
-            )?
-            .query_row([name], |row| {
-                Ok(Account {
-                    id: row.get(0)?,
-                    name: row.get(1)?,
-                    password_hash: row.get(2)?,
-                    is_admin: row.get(3)?,
-                })
-            })
-            .optional()?)
-    }
-
-    /// Whether an account or a character already has this name (any case).
-    pub fn name_taken(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM accounts WHERE name = ?1)
-                     OR EXISTS (SELECT 1 FROM characters WHERE name = ?1)",
-            )?
-            .query_row([name], |row| row.get(0))?)
-    }
-
-    /// Creates an account and its character of the same name in `room`.
-    pub fn create_account(
-        &self,
-        name: &str,
-        password_hash: &str,
-        is_admin: bool,
-        room: i64,
-    ) -> Result<Character, CreateError> {
-        if self.name_taken(name)? {
-            return Err(CreateError::Taken);
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs() as i64;
-        let account_id = self
-            .write(Write::Account {
-                name: name.to_owned(),
-                hash: password_hash.to_owned(),
-                is_admin,
-                created_at: now,
-            })
-            .map_err(taken_or)?;
-        let id = self
-            .write(Write::Character {
-                account_id,
-                name: name.to_owned(),
-                room,
-            })
-            .map_err(taken_or)?;
-        Ok(Character {
-            id,
-            account_id,
-            name: name.to_owned(),
-            room,
-        })
-    }
-
-    pub fn character(&self, id: i64) -> Result<Option<Character>, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached("SELECT id, account_id, name, room FROM characters WHERE id = ?1")?
-            .query_row([id], character_row)
-            .optional()?)
-    }
-
-    /// The account's first character.
-    pub fn character_of(&self, account_id: i64) -> Result<Option<Character>, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT id, account_id, name, room FROM characters
-                 WHERE account_id = ?1 ORDER BY id LIMIT 1",
-            )?
-            .query_row([account_id], character_row)
-            .optional()?)
-    }
-}
-
-fn character_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Character> {
-    Ok(Character {
-        id: row.get(0)?,
-        account_id: row.get(1)?,
-        name: row.get(2)?,
-        room: row.get(3)?,
-    })
-}
-
-/// A UNIQUE violation means another writer took the name first.
-fn taken_or(e: rusqlite::Error) -> CreateError {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) => CreateError::Taken,
-        _ => CreateError::Store(e.into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{OutboxRow, SessionId};
 
     pub(super) fn open(dir: &Path) -> Store {
         let mut store = Store::open(&dir.join("data/game.db"), Synchronous::Normal).unwrap();
         store.migrate().unwrap();
         store
-    }
-
-    #[test]
-    fn names_are_unique_in_any_case() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = open(dir.path());
-        let tx = store.begin().unwrap();
-        let c = tx.create_account("Alice", "h", false, 1).unwrap();
-        assert!(matches!(
-            tx.create_account("aLICE", "h", false, 1),
-            Err(CreateError::Taken)
-        ));
-        let a = tx.account_by_name("ALICE").unwrap().unwrap();
-        assert_eq!(a.name, "Alice");
-        assert_eq!(tx.character_of(a.id).unwrap().unwrap(), c);
-        tx.commit().unwrap();
-    }
-
-    #[test]
-    fn session_seq_survives_a_reopen_only_when_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = open(dir.path());
-        let tx = store.begin().unwrap();
-        tx.set_last_seq(SessionId(7), 3).unwrap();
-        tx.set_last_seq(SessionId(u64::MAX), u64::MAX).unwrap();
-        tx.commit().unwrap();
-        let tx = store.begin().unwrap();
-        tx.set_last_seq(SessionId(7), 4).unwrap();
-        drop(tx); // rolled back
-        drop(store);
-        let mut store = open(dir.path());
-        let tx = store.begin().unwrap();
-        assert_eq!(tx.last_seq(SessionId(7)).unwrap(), 3);
-        assert_eq!(tx.last_seq(SessionId(u64::MAX)).unwrap(), u64::MAX);
-        assert_eq!(tx.last_seq(SessionId(8)).unwrap(), 0);
-        let known = tx.sync_state().unwrap();
-        assert_eq!(known.len(), 2);
-        assert_eq!(known[&SessionId(u64::MAX)].last_seq, u64::MAX);
-        assert_eq!(known[&SessionId(7)].last_seq, 3);
     }
 
     pub(super) fn row(session: u64, seq: u64, text: &str) -> OutboxRow {
@@ -872,57 +434,6 @@ mod tests {
         let seq = tx.next_output_seq(SessionId(session)).unwrap();
         tx.put_outbox(&row(session, seq, text)).unwrap();
         seq
-    }
-
-    #[test]
-    fn outbox_rows_and_counters_are_kept_only_when_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = open(dir.path());
-        let tx = store.begin().unwrap();
-        assert_eq!(put(&tx, 1, "a"), 1);
-        assert_eq!(put(&tx, 1, "b"), 2);
-        assert_eq!(put(&tx, 2, "c"), 1);
-        tx.commit().unwrap();
-        let tx = store.begin().unwrap();
-        assert_eq!(put(&tx, 1, "lost"), 3);
-        drop(tx);
-        drop(store);
-        let mut store = open(dir.path());
-        let tx = store.begin().unwrap();
-        assert_eq!(tx.output_seq(SessionId(1)).unwrap(), 2);
-        assert_eq!(
-            tx.outbox_after(SessionId(1), 0).unwrap(),
-            [row(1, 1, "a"), row(1, 2, "b")]
-        );
-        assert_eq!(put(&tx, 1, "d"), 3, "no seq is skipped or reused");
-    }
-
-    #[test]
-    fn resync_prunes_up_to_the_mark_and_returns_the_rest_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = open(dir.path());
-        let tx = store.begin().unwrap();
-        for text in ["1", "2", "3", "4", "5"] {
-            put(&tx, 9, text);
-        }
-        put(&tx, 8, "other");
-        assert_eq!(
-            tx.resync_output(SessionId(9), 3).unwrap(),
-            [row(9, 4, "4"), row(9, 5, "5")]
-        );
-        assert_eq!(tx.outbox_after(SessionId(9), 0).unwrap().len(), 2);
-        assert_eq!(tx.output_seq(SessionId(9)).unwrap(), 5);
-        tx.prune_outbox(SessionId(9), 4).unwrap();
-        assert_eq!(tx.outbox_after(SessionId(9), 0).unwrap(), [row(9, 5, "5")]);
-        // A mark above the counter moves the counter.
-        assert!(tx.resync_output(SessionId(9), 7).unwrap().is_empty());
-        assert_eq!(put(&tx, 9, "8"), 8);
-        assert!(tx.resync_output(SessionId(3), 0).unwrap().is_empty());
-        // Forgetting: everything of a session.
-        tx.forget_session(SessionId(9)).unwrap();
-        assert_eq!(tx.output_seq(SessionId(9)).unwrap(), 0);
-        assert!(tx.outbox_after(SessionId(9), 0).unwrap().is_empty());
-        assert_eq!(tx.outbox_after(SessionId(8), 0).unwrap().len(), 1);
     }
 
     fn sqlite_error(code: std::ffi::c_int) -> StoreError {
