@@ -1,0 +1,229 @@
+//! The game's tables: accounts and characters.
+//!
+//! This is the seam the game-API issue cuts along: it will move these tables
+//! behind the game's own API. So this module depends on the store's
+//! transaction ([`Tx`], and its recording of writes for
+//! [`Store::retry`](super::Store::retry)) and [`StoreError`], and on nothing
+//! of the delivery tables; nothing outside the game and `create-admin` uses
+//! it. (Its tables are made by the first migration, in `schema`.)
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreError, Tx};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Character {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    pub room: i64,
+}
+
+/// Why an account could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("the name is taken")]
+    Taken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for CreateError {
+    fn from(e: rusqlite::Error) -> CreateError {
+        CreateError::Store(e.into())
+    }
+}
+
+/// A write to the game's tables, as a [`Tx`] records it for
+/// [`Store::retry`](super::Store::retry).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Write {
+    Account {
+        name: String,
+        hash: String,
+        is_admin: bool,
+        created_at: i64,
+    },
+    Character {
+        account_id: i64,
+        name: String,
+        room: i64,
+    },
+}
+
+impl Write {
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Write::Account { .. } => "creating an account",
+            Write::Character { .. } => "creating a character",
+        }
+    }
+
+    /// Makes the write; gives the new row's id.
+    pub(super) fn execute(&self, conn: &Connection) -> rusqlite::Result<i64> {
+        Ok(match self {
+            Write::Account {
+                name,
+                hash,
+                is_admin,
+                created_at,
+            } => {
+                conn.prepare_cached(
+                    "INSERT INTO accounts (name, password_hash, is_admin, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![name, hash, is_admin, created_at])?;
+                conn.last_insert_rowid()
+            }
+            Write::Character {
+                account_id,
+                name,
+                room,
+            } => {
+                conn.prepare_cached(
+                    "INSERT INTO characters (account_id, name, room) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![account_id, name, room])?;
+                conn.last_insert_rowid()
+            }
+        })
+    }
+}
+
+impl Tx<'_> {
+    /// The account of this name, compared case-insensitively.
+    pub fn account_by_name(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT id, name, password_hash, is_admin FROM accounts WHERE name = ?1",
+            )?
+            .query_row([name], |row| {
+                Ok(Account {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    password_hash: row.get(2)?,
+                    is_admin: row.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Whether an account or a character already has this name (any case).
+    pub fn name_taken(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM accounts WHERE name = ?1)
+                     OR EXISTS (SELECT 1 FROM characters WHERE name = ?1)",
+            )?
+            .query_row([name], |row| row.get(0))?)
+    }
+
+    /// Creates an account and its character of the same name in `room`.
+    pub fn create_account(
+        &self,
+        name: &str,
+        password_hash: &str,
+        is_admin: bool,
+        room: i64,
+    ) -> Result<Character, CreateError> {
+        if self.name_taken(name)? {
+            return Err(CreateError::Taken);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
+        let account_id = self
+            .write(Write::Account {
+                name: name.to_owned(),
+                hash: password_hash.to_owned(),
+                is_admin,
+                created_at: now,
+            })
+            .map_err(taken_or)?;
+        let id = self
+            .write(Write::Character {
+                account_id,
+                name: name.to_owned(),
+                room,
+            })
+            .map_err(taken_or)?;
+        Ok(Character {
+            id,
+            account_id,
+            name: name.to_owned(),
+            room,
+        })
+    }
+
+    pub fn character(&self, id: i64) -> Result<Option<Character>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT id, account_id, name, room FROM characters WHERE id = ?1")?
+            .query_row([id], character_row)
+            .optional()?)
+    }
+
+    /// The account's first character.
+    pub fn character_of(&self, account_id: i64) -> Result<Option<Character>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT id, account_id, name, room FROM characters
+                 WHERE account_id = ?1 ORDER BY id LIMIT 1",
+            )?
+            .query_row([account_id], character_row)
+            .optional()?)
+    }
+}
+
+fn character_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Character> {
+    Ok(Character {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        name: row.get(2)?,
+        room: row.get(3)?,
+    })
+}
+
+/// A UNIQUE violation means another writer took the name first.
+fn taken_or(e: rusqlite::Error) -> CreateError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => CreateError::Taken,
+        _ => CreateError::Store(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::open;
+
+    #[test]
+    fn names_are_unique_in_any_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        let c = tx.create_account("Alice", "h", false, 1).unwrap();
+        assert!(matches!(
+            tx.create_account("aLICE", "h", false, 1),
+            Err(CreateError::Taken)
+        ));
+        let a = tx.account_by_name("ALICE").unwrap().unwrap();
+        assert_eq!(a.name, "Alice");
+        assert_eq!(tx.character_of(a.id).unwrap().unwrap(), c);
+        tx.commit().unwrap();
+    }
+}

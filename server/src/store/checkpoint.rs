@@ -1,0 +1,233 @@
+//! The WAL checkpoint thread, and giving free pages back to the filesystem.
+//!
+//! The game's connection never checkpoints (`wal_autocheckpoint` is 0): a
+//! thread of its own, with its own connection, copies the WAL back into the
+//! database every [`CHECKPOINT_EVERY`] and restarts the log when it grows, so
+//! no command's reply waits on a checkpoint and the WAL stays bounded. Once
+//! this server may write (it migrated), the same thread gives free pages back
+//! with incremental auto-vacuum, so the file shrinks after a burst of outbox
+//! rows is gone.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::configure;
+
+/// How often the WAL is copied back into the database, off the game's thread.
+pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// WAL frames (pages) past which the checkpointer also restarts the log.
+pub(super) const WAL_RESTART_FRAMES: i64 = 8192;
+/// The WAL file is cut back to this when the log restarts after a peak.
+pub(super) const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// Free pages are given back once there are this many (4 MiB of 4 KiB
+/// pages)...
+const RECLAIM_MIN_PAGES: i64 = 1024;
+/// ...and they are at least a quarter of the file: outbox churn reuses its
+/// free pages at once, so moving them for a small gain would only be undone.
+const RECLAIM_FRACTION: i64 = 4;
+/// Most pages given back per pass: incremental vacuum holds the write lock,
+/// so a game commit waits for it; a pass this size takes a few ms.
+const RECLAIM_STEP: i64 = 1024;
+
+/// Checkpoints the WAL from a thread of its own with its own connection.
+/// SQLite's automatic checkpoint runs inside whichever commit crosses the
+/// threshold, which made that command's reply milliseconds late; a passive
+/// checkpoint here never blocks the game's writes.
+///
+/// A passive checkpoint alone never lets the log start over while the game
+/// commits without pause (new frames always land behind it): under
+/// sustained load the WAL grew to 3.4 GB and every commit got slower. So
+/// once the log is over `restart_frames`, a RESTART checkpoint follows the
+/// passive one. It holds the game's next commit back only while it copies
+/// what was committed since the passive pass, a few milliseconds, and then
+/// the log is written from its start again. Stops when dropped.
+pub(super) struct Checkpointer {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    /// Once `reclaim` is set, each pass also gives free pages back.
+    pub(super) fn start(
+        path: &Path,
+        every: Duration,
+        restart_frames: i64,
+        reclaim: Arc<AtomicBool>,
+    ) -> Checkpointer {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let path = path.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || {
+                let conn = match Connection::open(&path) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::error!("checkpoint connection to {}: {e}", path.display());
+                        return;
+                    }
+                };
+                if let Err(e) = configure(&conn) {
+                    tracing::warn!("checkpoint connection to {}: {e}", path.display());
+                }
+                let _ = conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT);
+                let checkpoint = |mode: &str| -> rusqlite::Result<i64> {
+                    // (busy, frames in the log, frames checkpointed)
+                    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+                        row.get(1)
+                    })
+                };
+                // Until the Store (and so the sender) is dropped.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    if reclaim.load(Ordering::Relaxed)
+                        && let Err(e) = give_back_free_pages(&conn)
+                    {
+                        tracing::warn!("giving free database pages back: {e}");
+                    }
+                    let result = checkpoint("PASSIVE").and_then(|frames| {
+                        if frames > restart_frames {
+                            checkpoint("RESTART")?;
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = result {
+                        tracing::warn!("WAL checkpoint: {e}");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the WAL checkpoint thread: {e}");
+        }
+        Checkpointer { _stop: stop }
+    }
+}
+
+/// Incremental vacuum of up to [`RECLAIM_STEP`] pages when enough are free;
+/// the next checkpoint that copies the whole log back cuts the file.
+fn give_back_free_pages(conn: &Connection) -> rusqlite::Result<()> {
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |row| row.get(0))?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+    if free < RECLAIM_MIN_PAGES || free * RECLAIM_FRACTION < pages {
+        return Ok(());
+    }
+    // Each step of the statement frees a page; it must run to the end.
+    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({RECLAIM_STEP})"))?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    tracing::debug!(free, pages, "gave free database pages back");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{OutboxRow, SessionId};
+    use crate::store::BUSY_TIMEOUT;
+    use crate::store::tests::open;
+
+    #[test]
+    fn the_wal_is_checkpointed_off_the_game_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let db = dir.path().join("data/game.db");
+        let before = std::fs::metadata(&db).unwrap().len();
+        let tx = store.begin().unwrap();
+        for i in 0..2_000u64 {
+            tx.put_outbox(&OutboxRow {
+                session: SessionId(i),
+                seq: 1,
+                kind: 1,
+                payload: vec![b'x'; 200],
+            })
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        // No commit of ours checkpoints (autocheckpoint is off), yet the
+        // pages reach the database file.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&db).unwrap().len() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was never checkpointed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn the_wal_starts_over_under_writes_without_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("game.db");
+        let conn = Connection::open(&db).unwrap();
+        let _: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .unwrap();
+        conn.pragma_update(None, "synchronous", "OFF").unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        conn.busy_timeout(BUSY_TIMEOUT).unwrap();
+        conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)", [])
+            .unwrap();
+        let _checkpoints = Checkpointer::start(
+            &db,
+            Duration::from_millis(10),
+            64,
+            Arc::new(AtomicBool::new(false)),
+        );
+        // Each commit rewrites at least one 4 KiB page: 20,000 of them are
+        // 80 MiB of log if it never starts over. With restarts the file stays
+        // near what is written between two checkpoints; the bound leaves room
+        // for a checkpointer slowed down by a busy machine.
+        let payload = vec![7u8; 3000];
+        for k in 0..20_000i64 {
+            conn.execute(
+                "INSERT OR REPLACE INTO t (k, v) VALUES (?1, ?2)",
+                rusqlite::params![k % 50, payload],
+            )
+            .unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("game.db-wal"))
+            .unwrap()
+            .len();
+        assert!(wal < 32 << 20, "the WAL grew to {wal} bytes");
+    }
+
+    #[test]
+    fn the_file_shrinks_after_a_burst_of_outbox_rows_is_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let db = dir.path().join("data/game.db");
+        let tx = store.begin().unwrap();
+        for i in 0..5_000u64 {
+            tx.put_outbox(&OutboxRow {
+                session: SessionId(i % 50),
+                seq: i,
+                kind: 1,
+                payload: vec![b'x'; 4000],
+            })
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::fs::metadata(&db).unwrap().len() < 16 << 20 {
+            assert!(std::time::Instant::now() < deadline, "never checkpointed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let tx = store.begin().unwrap();
+        for session in 0..50 {
+            tx.prune_outbox(SessionId(session), u64::MAX >> 1).unwrap();
+        }
+        tx.commit().unwrap();
+        while std::fs::metadata(&db).unwrap().len() > 6 << 20 {
+            let len = std::fs::metadata(&db).unwrap().len();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the file stayed at {len} bytes"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
