@@ -42,12 +42,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::link::{
+use crate::outqueue::{OutSender, Refused};
+use crate::unanswered::Unanswered;
+use crate::wire::{
     FromServer, Hello, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, PortalPart, Role, ServerPart,
     SessionId, Snapshot, ToServer,
 };
-use crate::outqueue::{OutSender, Refused};
-use crate::unanswered::Unanswered;
 
 pub type ConnId = u64;
 

@@ -12,8 +12,10 @@
 //!   server, output to players, and runs the reload hand-over; tells players
 //!   of pauses, including inputs left unanswered (`unanswered`).
 //! - `trim`: gives memory back to the system after large frees.
-//! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock; the only
-//!   module that sees protobuf types.
+//! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock.
+//! - `wire`: the Link's domain model (sessions, events, limits) and its
+//!   protobuf conversion; with `link`, the only module that sees protobuf
+//!   types. It imports nothing of the portal: `link` → `hub` → `wire`.
 //!
 //! Data flows one way: connection → session → hub → Link → server, and
 //! server → Link → hub → session → connection.
@@ -32,6 +34,7 @@ mod throttle;
 mod timeout;
 mod trim;
 mod unanswered;
+mod wire;
 
 use std::future::Future;
 use std::time::Duration;

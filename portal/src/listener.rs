@@ -14,11 +14,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::address::{AddressLimits, Addresses, Slot};
 use crate::hub::{HubEvent, HubSender};
-use crate::link::PortalPart;
 use crate::outqueue;
 use crate::session::Connection;
 use crate::throttle::{Rate, Throttle};
 use crate::timeout::{Clock, Timeouts};
+use crate::wire::PortalPart;
 
 pub struct Limits {
     pub max_line: usize,
