@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::hub::{AdminRequest, ConnId, HubEvent, HubSender};
+use crate::hub::api::{AdminRequest, ConnId, HubEvent, HubSender};
 use crate::wire::{FromServer, Hello, Role, ToServer};
 
 fn hello_of(msg: pb::ToPortal) -> Option<Hello> {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::address::{AddressLimits, Addresses, Slot};
-use crate::hub::{HubEvent, HubSender};
+use crate::hub::api::{HubEvent, HubSender};
 use crate::outqueue;
 use crate::session::Connection;
 use crate::throttle::{Rate, Throttle};

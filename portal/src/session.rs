@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{HubEvent, HubSender, Outbound};
+use crate::hub::api::{HubEvent, HubSender, Outbound};
 use crate::mccp;
 use crate::outqueue::OutReceiver;
 use crate::telnet::{self, DO, DONT, Event, IAC, Line, LineAssembler, Parser, SB, SE, WILL, WONT};
