@@ -118,6 +118,15 @@ impl HubSender {
     pub async fn closed(&self) {
         self.0.closed().await
     }
+
+    /// Sends `event` once `delay` has passed: the hub's timers.
+    pub(super) fn after(&self, delay: Duration, event: HubEvent) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            me.send(event);
+        });
+    }
 }
 
 pub fn channel() -> (HubSender, mpsc::UnboundedReceiver<HubEvent>) {

@@ -66,11 +66,8 @@ impl Hub {
         }
         let id = self.next_switch;
         self.next_switch += 1;
-        let timer = self.me.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            timer.send(HubEvent::SwitchTimeout { switch: id });
-        });
+        self.me
+            .after(timeout, HubEvent::SwitchTimeout { switch: id });
         self.switch = Some(Switch {
             id,
             to,

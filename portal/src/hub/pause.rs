@@ -101,11 +101,7 @@ impl Hub {
             self.tell_pause(id);
             return;
         }
-        let me = self.me.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            me.send(HubEvent::PauseNotice { pause: id });
-        });
+        self.me.after(after, HubEvent::PauseNotice { pause: id });
     }
 
     pub(super) fn tell_pause(&mut self, id: u64) {

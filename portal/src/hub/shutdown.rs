@@ -53,11 +53,8 @@ impl Hub {
                     started: Instant::now(),
                     reply: None,
                 });
-                let timer = self.me.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(timeout).await;
-                    timer.send(HubEvent::SwitchTimeout { switch: id });
-                });
+                self.me
+                    .after(timeout, HubEvent::SwitchTimeout { switch: id });
             }
             None => {
                 self.stopping = Stopping::Draining(reply);
