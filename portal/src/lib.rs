@@ -10,10 +10,14 @@
 //! - `telnet`: the sans-IO telnet parser and line assembler.
 //! - `hub`: the one owner of the session table; routes input to the active
 //!   server, output to players, and runs the reload hand-over; tells players
-//!   of pauses, including inputs left unanswered (`unanswered`).
+//!   of pauses, including inputs left unanswered (`unanswered`). A directory
+//!   of one file per concept; `link`, `session`, `listener` and `outqueue`
+//!   import only its `api`.
 //! - `trim`: gives memory back to the system after large frees.
-//! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock; the only
-//!   module that sees protobuf types.
+//! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock.
+//! - `wire`: the Link's domain model (sessions, events, limits) and its
+//!   protobuf conversion; with `link`, the only module that sees protobuf
+//!   types. It imports nothing of the portal: `link` → `hub` → `wire`.
 //!
 //! Data flows one way: connection → session → hub → Link → server, and
 //! server → Link → hub → session → connection.
@@ -32,6 +36,7 @@ mod throttle;
 mod timeout;
 mod trim;
 mod unanswered;
+mod wire;
 
 use std::future::Future;
 use std::time::Duration;
@@ -71,7 +76,7 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let stop_link = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let (hub_tx, hub_rx) = hub::channel();
+    let (hub_tx, hub_rx) = hub::api::channel();
     let hub = hub::Hub::new(
         hub_rx,
         hub_tx.clone(),
@@ -130,7 +135,7 @@ pub async fn run(
         _ = &mut shutdown => {
             tracing::info!("signal: shutting down");
             let (tx, rx) = tokio::sync::oneshot::channel();
-            hub_tx.send(hub::HubEvent::Admin(hub::AdminRequest::Shutdown {
+            hub_tx.send(hub::api::HubEvent::Admin(hub::api::AdminRequest::Shutdown {
                 message: "The game is shutting down. Goodbye!".into(),
                 timeout: Duration::from_millis(config.server.drain_timeout_ms),
                 reply: tx,

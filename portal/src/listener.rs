@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::address::{AddressLimits, Addresses, Slot};
-use crate::hub::{HubEvent, HubSender};
-use crate::link::PortalPart;
+use crate::hub::api::{HubEvent, HubSender};
 use crate::outqueue;
 use crate::session::Connection;
 use crate::throttle::{Rate, Throttle};
 use crate::timeout::{Clock, Timeouts};
+use crate::wire::PortalPart;
 
 pub struct Limits {
     pub max_line: usize,

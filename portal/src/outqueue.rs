@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::hub::Outbound;
+use crate::hub::api::Outbound;
 
 /// A queue that held this much and drained gives its memory back.
 const TRIM_AFTER: usize = 256 * 1024;

@@ -27,13 +27,13 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{HubEvent, HubSender, Outbound};
-use crate::link::SessionId;
+use crate::hub::api::{HubEvent, HubSender, Outbound};
 use crate::mccp;
 use crate::outqueue::OutReceiver;
 use crate::telnet::{self, DO, DONT, Event, IAC, Line, LineAssembler, Parser, SB, SE, WILL, WONT};
 use crate::throttle::{TOO_FAST, Throttle, Verdict};
 use crate::timeout::{Clock, Expired};
+use crate::wire::SessionId;
 
 const READ_BUF: usize = 1024;
 const STALLED: &str = "disconnected: output queue full (the client stopped reading)";

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
-use crate::link::SessionId;
+use crate::wire::SessionId;
 
 #[derive(Default)]
 pub struct Unanswered {

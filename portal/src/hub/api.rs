@@ -1,0 +1,135 @@
+//! The hub's API: the events the link, the sessions and the listener send
+//! it, the supervisor's admin requests and their answers, and the handle
+//! they send through. Nothing here knows the hub's state; the hub's other
+//! files are private to it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::outqueue::OutSender;
+use crate::wire::{FromServer, Hello, PortalPart, Role, SessionId, ToServer};
+
+pub type ConnId = u64;
+
+/// Text or a close request for one player's connection task.
+#[derive(Debug)]
+pub enum Outbound {
+    Text(String),
+    Close(String),
+}
+
+pub enum HubEvent {
+    Opened {
+        portal: PortalPart,
+        out: OutSender,
+        credits: Arc<Semaphore>,
+        kill: CancellationToken,
+        /// Whether the server has the session logged in, for its timeouts.
+        logged_in: watch::Sender<bool>,
+    },
+    Input {
+        session: SessionId,
+        text: String,
+    },
+    /// The client half-closed its side after its last input: close the
+    /// connection once every input is answered and the answers are queued.
+    InputEnded {
+        session: SessionId,
+    },
+    Closed {
+        session: SessionId,
+        reason: String,
+    },
+    Attach {
+        conn: ConnId,
+        hello: Hello,
+        tx: mpsc::UnboundedSender<Vec<ToServer>>,
+    },
+    FromServer {
+        conn: ConnId,
+        events: Vec<FromServer>,
+    },
+    Detached {
+        conn: ConnId,
+        reason: String,
+    },
+    Admin(AdminRequest),
+    SwitchTimeout {
+        switch: u64,
+    },
+    /// A pause has lasted `pause_notice`: time to tell the players.
+    PauseNotice {
+        pause: u64,
+    },
+    /// Periodic: report deliveries, send heartbeats.
+    Tick,
+}
+
+pub struct StatusInfo {
+    pub sessions: u64,
+    pub logged_in: u64,
+    /// Each server, its role and how long since the portal heard from it.
+    pub servers: Vec<(Hello, Role, Duration)>,
+    pub buffered_inputs: u64,
+    pub telnet_addr: String,
+    pub started_at_ms: u64,
+}
+
+pub struct Promoted {
+    pub dark: Duration,
+    pub sessions: u64,
+}
+
+pub enum AdminRequest {
+    Status(oneshot::Sender<StatusInfo>),
+    WaitAttached {
+        generation: u64,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Promote {
+        generation: u64,
+        timeout: Duration,
+        reply: oneshot::Sender<Result<Promoted, String>>,
+    },
+    Notice {
+        text: String,
+    },
+    Shutdown {
+        message: String,
+        timeout: Duration,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A cloneable handle for sending to the hub; sending never blocks.
+#[derive(Clone)]
+pub struct HubSender(mpsc::UnboundedSender<HubEvent>);
+
+impl HubSender {
+    pub fn send(&self, event: HubEvent) {
+        // Fails only once the hub has ended, when nobody is left to tell.
+        let _ = self.0.send(event);
+    }
+
+    /// Resolves once the hub has ended.
+    pub async fn closed(&self) {
+        self.0.closed().await
+    }
+
+    /// Sends `event` once `delay` has passed: the hub's timers.
+    pub(super) fn after(&self, delay: Duration, event: HubEvent) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            me.send(event);
+        });
+    }
+}
+
+pub fn channel() -> (HubSender, mpsc::UnboundedReceiver<HubEvent>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (HubSender(tx), rx)
+}

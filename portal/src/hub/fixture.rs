@@ -1,0 +1,240 @@
+//! The hub tests' fixture: a hub on its own task, fake sessions and fake
+//! servers driven through its API, and what every hub test imports.
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::api::{ConnId, HubSender, Promoted, StatusInfo, channel};
+use super::{Hub, HubConfig};
+use crate::wire::{Hello, PortalPart};
+
+pub use super::api::{AdminRequest, HubEvent, Outbound};
+pub use crate::wire::{FromServer, Role, ServerPart, SessionId, ToServer};
+pub use std::time::Duration;
+pub use tokio::sync::oneshot;
+
+pub struct Harness {
+    pub tx: HubSender,
+    pub stop: CancellationToken,
+}
+
+pub struct FakeServer {
+    pub rx: mpsc::UnboundedReceiver<Vec<ToServer>>,
+}
+
+pub struct FakeSession {
+    pub out: crate::outqueue::OutReceiver,
+    pub credits: Arc<Semaphore>,
+    pub kill: CancellationToken,
+    pub logged_in: watch::Receiver<bool>,
+}
+
+impl FakeSession {
+    /// The text lines queued for this player so far.
+    pub fn texts(&mut self) -> Vec<String> {
+        let mut texts = Vec::new();
+        while let Ok(msg) = self.out.try_recv() {
+            if let Outbound::Text(t) = msg {
+                texts.push(t);
+            }
+        }
+        texts
+    }
+}
+
+/// A hub that tells players of no pause a test could wait for.
+pub fn start() -> Harness {
+    start_with(Duration::from_secs(3600))
+}
+
+pub fn start_with(pause_notice: Duration) -> Harness {
+    let (tx, rx) = channel();
+    let stop = CancellationToken::new();
+    let config = HubConfig {
+        sync_chunk: 2,
+        tick: None,
+        heartbeat: Duration::from_secs(3600),
+        telnet_addr: "127.0.0.1:1".into(),
+        pause_notice,
+    };
+    let hub = Hub::new(rx, tx.clone(), config, stop.clone());
+    tokio::spawn(hub.run());
+    Harness { tx, stop }
+}
+
+/// Session 7 on server 1, server 2 standing by, and a promotion of 2
+/// that has sent 1 its Drain.
+pub struct HandOver {
+    pub s: FakeSession,
+    pub a: FakeServer,
+    pub b: FakeServer,
+    pub promoted: oneshot::Receiver<Result<Promoted, String>>,
+}
+
+pub async fn hand_over(h: &Harness) -> HandOver {
+    let s = h.open(7, 16);
+    let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+    a.take(2).await;
+    let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+    b.take(1).await;
+    let promoted = h.promote(2).await;
+    assert!(matches!(a.take(1).await[0], ToServer::Drain { .. }));
+    HandOver { s, a, b, promoted }
+}
+
+/// Ends a [`hand_over`]: server 1 drains, server 2 gets its Sync and is ready.
+pub async fn drained_then_ready(
+    h: &Harness,
+    b: &mut FakeServer,
+    promoted: oneshot::Receiver<Result<Promoted, String>>,
+) {
+    h.from(1, vec![FromServer::Drained]);
+    b.take(1).await;
+    h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+    promoted.await.unwrap().unwrap();
+}
+
+pub fn hello(generation: u64, major: u32) -> Hello {
+    Hello {
+        major,
+        minor: 0,
+        build_id: "test".into(),
+        generation,
+        pid: 1,
+    }
+}
+
+/// What a server sends for session `session`'s first input, a `ping`:
+/// its answer (output seq 1) and an ack up to `acked`.
+pub fn pong(session: SessionId, acked: u64) -> Vec<FromServer> {
+    vec![
+        FromServer::Output {
+            session,
+            seq: 1,
+            text: "pong".into(),
+        },
+        FromServer::Ack {
+            session,
+            seq: acked,
+        },
+    ]
+}
+
+impl Harness {
+    pub fn open(&self, id: SessionId, output_queue: usize) -> FakeSession {
+        let (out, out_rx) = crate::outqueue::channel(output_queue, usize::MAX);
+        let credits = Arc::new(Semaphore::new(8));
+        let kill = CancellationToken::new();
+        let (logged_in, logged_in_rx) = watch::channel(false);
+        self.tx.send(HubEvent::Opened {
+            portal: PortalPart {
+                id,
+                ..Default::default()
+            },
+            out,
+            credits: credits.clone(),
+            kill: kill.clone(),
+            logged_in,
+        });
+        FakeSession {
+            out: out_rx,
+            credits,
+            kill,
+            logged_in: logged_in_rx,
+        }
+    }
+
+    pub fn input(&self, session: SessionId, text: &str) {
+        self.tx.send(HubEvent::Input {
+            session,
+            text: text.into(),
+        });
+    }
+
+    pub fn attach(&self, conn: ConnId, generation: u64, major: u32) -> FakeServer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.tx.send(HubEvent::Attach {
+            conn,
+            hello: hello(generation, major),
+            tx,
+        });
+        FakeServer { rx }
+    }
+
+    /// Server `conn` goes away without draining, as a kill does.
+    pub fn kill(&self, conn: ConnId) {
+        self.tx.send(HubEvent::Detached {
+            conn,
+            reason: "killed".into(),
+        });
+    }
+
+    pub fn from(&self, conn: ConnId, events: Vec<FromServer>) {
+        self.tx.send(HubEvent::FromServer { conn, events });
+    }
+
+    pub async fn promote(&self, generation: u64) -> oneshot::Receiver<Result<Promoted, String>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(HubEvent::Admin(AdminRequest::Promote {
+            generation,
+            timeout: Duration::from_secs(30),
+            reply,
+        }));
+        rx
+    }
+
+    pub async fn status(&self) -> StatusInfo {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(HubEvent::Admin(AdminRequest::Status(tx)));
+        rx.await.unwrap()
+    }
+}
+
+impl FakeServer {
+    /// Everything sent so far, waiting until at least `n` events came.
+    pub async fn take(&mut self, n: usize) -> Vec<ToServer> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let batch = tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
+                .await
+                .expect("timed out waiting for Link events")
+                .expect("link closed");
+            got.extend(batch);
+        }
+        got
+    }
+}
+
+pub fn assert_told_of_quarantine(s: &mut FakeSession) {
+    let told = s.texts();
+    assert!(
+        told.iter()
+            .any(|t| t.contains("crashed the game more than once")),
+        "the player was not told their command was dropped: {told:?}"
+    );
+}
+
+pub fn inputs(events: &[ToServer]) -> Vec<(u64, u64, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ToServer::Input { session, seq, text } => Some((*session, *seq, text.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn synced(events: &[ToServer]) -> Vec<SessionId> {
+    let mut ids: Vec<SessionId> = events
+        .iter()
+        .filter_map(|e| match e {
+            ToServer::Sync { sessions, .. } => Some(sessions.iter().map(|s| s.portal.id)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    ids.sort();
+    ids
+}

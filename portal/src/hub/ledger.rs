@@ -1,0 +1,581 @@
+//! The exactly-once ledger: every session, its inputs not yet acked, and
+//! how far its output was delivered.
+//!
+//! # Exactly-once input
+//! Each input gets the next per-session seq and stays in the session's
+//! `pending` queue until the server acks it. A server that goes away before
+//! acking (crash, drain) leaves the inputs there; the next server gets them
+//! again after its Sync and skips those its database says it applied.
+//!
+//! # Exactly-once output
+//! Output, SessionUpdate and Disconnect carry a per-session seq; the hub
+//! drops any at or below what it already delivered (a server re-sending its
+//! outbox after a crash), and tells the server what was delivered on each
+//! tick so it can prune its outbox.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::Hub;
+use super::api::{ConnId, Outbound};
+use super::shutdown::Stopping;
+use crate::outqueue::{OutSender, Refused};
+use crate::wire::{PortalPart, ServerPart, SessionId, Snapshot, ToServer};
+
+pub(super) struct Session {
+    pub(super) portal: PortalPart,
+    pub(super) server: ServerPart,
+    pub(super) last_seq: u64,
+    pub(super) acked: u64,
+    /// The active server's word that input `working` waits on work off its
+    /// game thread: until the ack passes it, the session's waiting inputs
+    /// are no sign of a stalled server.
+    pub(super) working: u64,
+    /// Inputs not yet acked, oldest first.
+    pub(super) pending: VecDeque<Pending>,
+    /// Highest output seq delivered to the connection.
+    pub(super) delivered: u64,
+    /// Highest output seq reported to the active server.
+    pub(super) reported: u64,
+    /// Highest seq handed to the active server.
+    pub(super) sent: u64,
+    pub(super) out: Option<OutSender>,
+    pub(super) credits: Arc<Semaphore>,
+    pub(super) kill: CancellationToken,
+    pub(super) logged_in: watch::Sender<bool>,
+    /// The client sent its last input; see [`super::api::HubEvent::InputEnded`].
+    pub(super) input_ended: bool,
+    /// The connection has gone; kept while inputs are still owed to a server.
+    pub(super) closed: Option<String>,
+    pub(super) closed_sent: bool,
+}
+
+pub(super) struct Pending {
+    pub(super) seq: u64,
+    pub(super) text: String,
+    /// Servers that crashed while this input was in flight.
+    pub(super) crashes: u8,
+}
+
+impl Hub {
+    pub(super) fn opened(
+        &mut self,
+        portal: PortalPart,
+        out: OutSender,
+        credits: Arc<Semaphore>,
+        kill: CancellationToken,
+        logged_in: watch::Sender<bool>,
+    ) {
+        let id = portal.id;
+        if !matches!(self.stopping, Stopping::No) {
+            let _ = out.try_send(Outbound::Close("the game is shutting down".into()));
+            return;
+        }
+        self.sessions.insert(
+            id,
+            Session {
+                portal: portal.clone(),
+                server: ServerPart::default(),
+                last_seq: 0,
+                acked: 0,
+                working: 0,
+                pending: VecDeque::new(),
+                delivered: 0,
+                reported: 0,
+                sent: 0,
+                out: Some(out),
+                credits,
+                kill,
+                logged_in,
+                input_ended: false,
+                closed: None,
+                closed_sent: false,
+            },
+        );
+        if let Some(active) = self.active {
+            self.push(active, ToServer::Opened(portal));
+        }
+    }
+
+    pub(super) fn input(&mut self, session: SessionId, text: String) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        s.last_seq += 1;
+        let seq = s.last_seq;
+        s.pending.push_back(Pending {
+            seq,
+            text: text.clone(),
+            crashes: 0,
+        });
+        if let Some(active) = self.active
+            && self.careful.is_none()
+        {
+            s.sent = seq;
+            self.unanswered
+                .sent(tokio::time::Instant::now(), session, seq);
+            self.push(active, ToServer::Input { session, seq, text });
+        }
+    }
+
+    /// See [`super::api::HubEvent::InputEnded`].
+    pub(super) fn input_ended(&mut self, session: SessionId) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.input_ended = true;
+        }
+        self.close_if_answered(session);
+    }
+
+    pub(super) fn closed(&mut self, session: SessionId, reason: String) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        s.out = None;
+        s.closed = Some(reason);
+        self.settle_closed(session);
+    }
+
+    /// Tells the server a closed session is gone once every input of it has
+    /// been handed over, and forgets the session once they are all acked.
+    fn settle_closed(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let Some(reason) = s.closed.clone() else {
+            return;
+        };
+        match self.active {
+            Some(active) if !s.closed_sent && s.sent == s.last_seq => {
+                s.closed_sent = true;
+                self.push(active, ToServer::Closed { session, reason });
+            }
+            None if s.pending.is_empty() => {
+                // No server to tell; the next one is never told of it.
+                s.closed_sent = true;
+            }
+            _ => {}
+        }
+        let s = &self.sessions[&session];
+        if s.closed_sent && s.pending.is_empty() {
+            self.sessions.remove(&session);
+        }
+    }
+
+    pub(super) fn send_to_player(&mut self, session: SessionId, message: Outbound) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let Some(out) = &s.out else { return };
+        if let Err(e) = out.try_send(message) {
+            if e == Refused::Full {
+                tracing::warn!(
+                    session,
+                    "output queue full (portal.output_queue or portal.output_queue_bytes): disconnecting a client that stopped reading"
+                );
+            }
+            s.kill.cancel();
+            s.out = None;
+        }
+    }
+
+    /// Closes a half-closed connection once its last input is answered:
+    /// the answers are queued before the close, so the client gets them.
+    fn close_if_answered(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if s.input_ended && s.pending.is_empty() {
+            s.input_ended = false;
+            self.send_to_player(
+                session,
+                Outbound::Close("client closed the connection".into()),
+            );
+        }
+    }
+
+    pub(super) fn notice_all(&mut self, text: &str) {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.send_to_player(id, Outbound::Text(text.to_string()));
+        }
+    }
+
+    /// Makes `conn` the server that gets input: every session, then every
+    /// input not yet acked, in order.
+    pub(super) fn activate(&mut self, conn: ConnId) {
+        self.active = Some(conn);
+        self.unanswered.clear();
+        let chunk = self.config.sync_chunk;
+        let mut snapshots: Vec<Snapshot> = Vec::with_capacity(chunk);
+        let mut chunks = Vec::new();
+        for s in self.sessions.values() {
+            if s.closed_sent {
+                continue;
+            }
+            snapshots.push(Snapshot {
+                portal: s.portal.clone(),
+                server: s.server.clone(),
+                acked_seq: s.acked,
+                output_seq: s.delivered,
+            });
+            if snapshots.len() == chunk {
+                chunks.push(std::mem::take(&mut snapshots));
+            }
+        }
+        chunks.push(snapshots);
+        let n = chunks.len();
+        for (i, sessions) in chunks.into_iter().enumerate() {
+            self.push(
+                conn,
+                ToServer::Sync {
+                    sessions,
+                    last: i + 1 == n,
+                },
+            );
+        }
+        for s in self.sessions.values_mut() {
+            s.sent = s.acked;
+            s.reported = s.delivered;
+            // Only the server doing the work can say it is working.
+            s.working = 0;
+        }
+        self.send_pending(conn);
+    }
+
+    /// Hands the active server every input it has not been given, or, after
+    /// a second crash, the next suspect alone.
+    fn send_pending(&mut self, conn: ConnId) {
+        if self.replay_suspect_alone(conn) {
+            return;
+        }
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if s.closed_sent {
+                continue;
+            }
+            let sent = s.sent;
+            let inputs: Vec<ToServer> = s
+                .pending
+                .iter()
+                .filter(|p| p.seq > sent)
+                .map(|p| ToServer::Input {
+                    session: id,
+                    seq: p.seq,
+                    text: p.text.clone(),
+                })
+                .collect();
+            s.sent = s.last_seq;
+            let now = tokio::time::Instant::now();
+            for input in inputs {
+                if let ToServer::Input { session, seq, .. } = &input {
+                    self.unanswered.sent(now, *session, *seq);
+                }
+                self.push(conn, input);
+            }
+            self.settle_closed(id);
+        }
+    }
+
+    /// True if this sequenced event is new; marks it delivered.
+    fn fresh(&mut self, session: SessionId, seq: u64) -> bool {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        if seq == 0 {
+            return true;
+        }
+        if seq <= s.delivered {
+            return false;
+        }
+        s.delivered = seq;
+        self.undelivered_report.insert(session);
+        true
+    }
+
+    /// Hands a sequenced message to the player unless it was delivered before.
+    pub(super) fn deliver(&mut self, session: SessionId, seq: u64, message: Outbound) {
+        if self.fresh(session, seq) {
+            self.send_to_player(session, message)
+        }
+    }
+
+    /// The server's new state of a session, once.
+    pub(super) fn update(&mut self, session: SessionId, seq: u64, server: ServerPart) {
+        if self.fresh(session, seq)
+            && let Some(s) = self.sessions.get_mut(&session)
+        {
+            s.server = server;
+            let now_in = s.server.logged_in();
+            s.logged_in
+                .send_if_modified(|was| std::mem::replace(was, now_in) != now_in);
+        }
+    }
+
+    /// The active server's word that input `seq` waits on work off its game
+    /// thread: no sign of a stall.
+    pub(super) fn working(&mut self, conn: ConnId, session: SessionId, seq: u64) {
+        if self.active == Some(conn)
+            && let Some(s) = self.sessions.get_mut(&session)
+        {
+            s.working = s.working.max(seq);
+        }
+    }
+
+    pub(super) fn ack(&mut self, conn: ConnId, session: SessionId, seq: u64) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let mut freed = 0;
+        while s.pending.front().is_some_and(|p| p.seq <= seq) {
+            s.pending.pop_front();
+            freed += 1;
+        }
+        s.acked = s.acked.max(seq);
+        s.credits.add_permits(freed);
+        if s.closed.is_some() {
+            self.settle_closed(session);
+        } else {
+            self.close_if_answered(session);
+        }
+        if let Some((suspect, n)) = self.careful
+            && suspect == session
+            && n <= seq
+            && self.active == Some(conn)
+        {
+            self.send_pending(conn);
+        }
+    }
+
+    /// Tells the active server how far each session's output was delivered,
+    /// so it can prune its outbox.
+    pub(super) fn report_deliveries(&mut self) {
+        if let Some(active) = self.active {
+            let sessions: Vec<SessionId> = self.undelivered_report.drain().collect();
+            for session in sessions {
+                let Some(s) = self.sessions.get_mut(&session) else {
+                    continue;
+                };
+                if s.delivered > s.reported {
+                    s.reported = s.delivered;
+                    let seq = s.delivered;
+                    self.push(active, ToServer::Delivered { session, seq });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::hub::fixture::*;
+
+    #[tokio::test]
+    async fn input_waits_for_a_server_then_arrives_after_the_sync_in_order() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        h.input(7, "look");
+        h.input(7, "say hi");
+        assert_eq!(h.status().await.buffered_inputs, 2);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        let events = a.take(4).await;
+        assert!(matches!(
+            events[0],
+            ToServer::Hello {
+                role: Role::Active,
+                ..
+            }
+        ));
+        assert!(matches!(events[1], ToServer::Sync { last: true, .. }));
+        assert_eq!(
+            inputs(&events),
+            vec![(7, 1, "look".into()), (7, 2, "say hi".into())]
+        );
+        // The ack frees the credit and the output reaches the player.
+        let before = s.credits.available_permits();
+        h.from(1, pong(7, 2));
+        assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == "pong"));
+        assert_eq!(h.status().await.buffered_inputs, 0);
+        assert_eq!(s.credits.available_permits(), before + 2);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_closed_session_still_delivers_its_input_then_closes() {
+        let h = start();
+        let _s = h.open(7, 16);
+        h.input(7, "say bye");
+        h.tx.send(HubEvent::Closed {
+            session: 7,
+            reason: "gone".into(),
+        });
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        let events = a.take(4).await;
+        assert_eq!(synced(&events), vec![7]);
+        assert_eq!(inputs(&events), vec![(7, 1, "say bye".into())]);
+        assert!(matches!(
+            events.last(),
+            Some(ToServer::Closed { session: 7, .. })
+        ));
+        h.from(1, vec![FromServer::Ack { session: 7, seq: 1 }]);
+        assert_eq!(h.status().await.buffered_inputs, 0);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        let h = start();
+        let s = h.open(7, 2);
+        let _a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        let flood = (0..3)
+            .map(|i| FromServer::Output {
+                session: 7,
+                seq: 0,
+                text: format!("line {i}"),
+            })
+            .collect();
+        h.from(1, flood);
+        tokio::time::timeout(Duration::from_secs(5), s.kill.cancelled())
+            .await
+            .expect("the slow client was not disconnected");
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn large_sync_is_chunked() {
+        let h = start();
+        let _sessions: Vec<_> = (1..=5).map(|id| h.open(id, 4)).collect();
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        let events = a.take(4).await;
+        let chunks: Vec<usize> = events
+            .iter()
+            .filter_map(|e| match e {
+                ToServer::Sync { sessions, .. } => Some(sessions.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(chunks, vec![2, 2, 1]);
+        assert!(matches!(
+            events.last(),
+            Some(ToServer::Sync { last: true, .. })
+        ));
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn output_already_delivered_is_dropped_and_deliveries_are_reported() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        let out = |seq, text: &str| FromServer::Output {
+            session: 7,
+            seq,
+            text: text.into(),
+        };
+        // A restarted server re-sends seq 1 and 2 from its outbox.
+        h.from(
+            1,
+            vec![
+                out(1, "one"),
+                out(2, "two"),
+                out(1, "one"),
+                out(2, "two"),
+                out(3, "three"),
+            ],
+        );
+        for want in ["one", "two", "three"] {
+            assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == want));
+        }
+        h.tx.send(HubEvent::Tick);
+        let events = a.take(1).await;
+        assert_eq!(events, vec![ToServer::Delivered { session: 7, seq: 3 }]);
+        assert!(
+            s.out.try_recv().is_err(),
+            "a doubled line reached the player"
+        );
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn the_next_server_learns_what_was_delivered() {
+        let h = start();
+        let _s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.from(
+            1,
+            vec![FromServer::Output {
+                session: 7,
+                seq: 5,
+                text: "x".into(),
+            }],
+        );
+        h.kill(1);
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        let events = b.take(2).await;
+        match &events[1] {
+            ToServer::Sync { sessions, .. } => assert_eq!(sessions[0].output_seq, 5),
+            other => panic!("{other:?}"),
+        }
+        h.stop.cancel();
+    }
+
+    fn stage(session: SessionId, seq: u64, playing: bool) -> FromServer {
+        let server = if playing {
+            ServerPart::playing()
+        } else {
+            ServerPart::default()
+        };
+        FromServer::Update {
+            session,
+            seq,
+            server,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_connection_hears_when_the_server_logs_its_session_in_and_out() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let _a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        h.from(1, vec![stage(7, 1, true)]);
+        s.logged_in.changed().await.unwrap();
+        assert!(*s.logged_in.borrow_and_update());
+        // A new snapshot with the same stage is not news.
+        h.from(1, vec![stage(7, 2, true), stage(7, 3, false)]);
+        s.logged_in.changed().await.unwrap();
+        assert!(!*s.logged_in.borrow_and_update());
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_half_closed_connection_closes_after_the_answers_to_its_input() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.input(7, "ping");
+        h.tx.send(HubEvent::InputEnded { session: 7 });
+        a.take(1).await;
+        assert!(s.out.try_recv().is_err(), "closed before the answer");
+        h.from(1, pong(7, 1));
+        assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == "pong"));
+        assert!(matches!(s.out.recv().await, Some(Outbound::Close(_))));
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_half_closed_connection_with_nothing_owed_closes_at_once() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        h.tx.send(HubEvent::InputEnded { session: 7 });
+        assert!(matches!(s.out.recv().await, Some(Outbound::Close(_))));
+        h.stop.cancel();
+    }
+}
