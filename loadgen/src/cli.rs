@@ -87,6 +87,10 @@ pub struct Common {
     /// as most MUD clients do; without it every option is refused.
     #[arg(long, global = true)]
     pub mccp2: bool,
+    /// Connect from these source addresses (loopback, comma-separated), in
+    /// turn, so a game's per-address limits see several hosts.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub bind: Vec<std::net::IpAddr>,
     /// Print one JSON object on stdout (the human line goes to stderr).
     #[arg(long, global = true)]
     pub json: bool,
@@ -180,6 +184,129 @@ pub enum Workload {
         #[arg(long, default_value_t = 0.0)]
         duration: f64,
     },
+    /// An attack on the game while P logged-in players probe: what the
+    /// attacker got and what the players saw. Bounded in count and time.
+    Flood(Box<FloodArgs>),
+}
+
+/// What a `flood` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FloodKind {
+    /// Each attempt: connect, send --attempt, close at once.
+    Login,
+    /// Each attempt: connect, send --create-cmd for a new name, read the answer.
+    Create,
+    /// Password guesses, a new connection each: --attempt with {token} a
+    /// new guess, answer read; --owner logs in meanwhile from --owner-from.
+    Brute,
+    /// --flooder says --line-chars-long lines as fast as it may to
+    /// --listeners sessions that never read.
+    Chat,
+    /// --count connections that never send a byte, held for --duration.
+    Silent,
+}
+
+#[derive(Debug, Args)]
+pub struct FloodArgs {
+    #[arg(long, value_enum)]
+    pub kind: FloodKind,
+    /// The attacker's source addresses (loopback, comma-separated), taken
+    /// in turn; the players connect from --bind.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub from: Vec<std::net::IpAddr>,
+    /// Logged-in players probing meanwhile (accounts PREFIX + index; 0: none).
+    #[arg(long, default_value_t = 100)]
+    pub players: u32,
+    /// Probes per second per player.
+    #[arg(long, default_value_t = 2.0)]
+    pub player_rate: f64,
+    /// Attempts (login, create, brute) or connections (silent) in all.
+    #[arg(long, default_value_t = 1000)]
+    pub count: u32,
+    /// Attempts or connections being made at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u32,
+    /// Seconds the flood may last (it also ends at --count); for silent,
+    /// how long the connections are held.
+    #[arg(long, default_value_t = 30.0)]
+    pub duration: f64,
+    /// Seconds of probing before the flood starts and after it ends.
+    #[arg(long, default_value_t = 2.0)]
+    pub calm: f64,
+    /// How long an attempt waits for its answer.
+    #[arg(long, default_value_t = 10_000)]
+    pub answer_timeout_ms: u64,
+    /// The account attacked (login, brute).
+    #[arg(long, default_value = "victim")]
+    pub target: String,
+    /// What an attempt sends ({name}: --target; {token}: a new word each time).
+    #[arg(long, default_value = "connect {name} wrong{token}")]
+    pub attempt: String,
+    /// Login: wait for each attempt's answer instead of closing at once.
+    #[arg(long)]
+    pub wait_answer: bool,
+    /// Create: accounts CREATE_PREFIX + index, with --password.
+    #[arg(long, default_value = "flood")]
+    pub create_prefix: String,
+    /// Brute: the account's owner, logging in with --password meanwhile.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Brute: where the owner connects from.
+    #[arg(long)]
+    pub owner_from: Option<std::net::IpAddr>,
+    /// Brute: the owner logs in this often during the flood (first at once).
+    #[arg(long, default_value_t = 5_000)]
+    pub owner_every_ms: u64,
+    /// Chat: sessions LISTENER_PREFIX + index that log in and never read.
+    #[arg(long, default_value_t = 25)]
+    pub listeners: u32,
+    #[arg(long, default_value = "listen")]
+    pub listener_prefix: String,
+    /// Chat: the account that floods.
+    #[arg(long, default_value = "flooder")]
+    pub flooder: String,
+    /// Chat: what the flooder sends ({text}: the filler).
+    #[arg(long, default_value = "say {text}")]
+    pub say: String,
+    /// Chat: what the flooder sees of its own say.
+    #[arg(long, default_value = "You say")]
+    pub echo: String,
+    /// Chat: characters in each line sent.
+    #[arg(long, default_value_t = 4000)]
+    pub line_chars: usize,
+    /// Chat: says sent and not yet echoed, at most (enough to stay over
+    /// the game's burst, and a bound on what waits in the socket).
+    #[arg(long, default_value_t = 100)]
+    pub in_flight: u32,
+    /// Run this with `sh -c` --kill-after-ms into the flood (e.g. kill -9 of
+    /// the server).
+    #[arg(long)]
+    pub kill_cmd: Option<String>,
+    #[arg(long, default_value_t = 5_000)]
+    pub kill_after_ms: u64,
+    /// How long players wait for their last replies.
+    #[arg(long, default_value_t = 10_000)]
+    pub drain_ms: u64,
+    /// NAME=TEXT: the first line holding TEXT (login screen lines aside)
+    /// ends an attempt as NAME; tried in order. Defaults: ev's texts.
+    #[arg(
+        long = "outcome",
+        default_values = [
+            "refused_address=Too many failed logins from your address",
+            "refused_creates_here=Too many new accounts from your address",
+            "refused_creates=Too many new accounts are being made",
+            "refused_connections=Too many connections",
+            "busy=busy with other logins",
+            "wrong=Wrong name or password",
+            "taken=That name is taken",
+            "login_timeout=did not log in in time",
+            "ok=Welcome",
+        ]
+    )]
+    pub outcomes: Vec<String>,
+    /// A line holding this is a notice that input is being slowed (counted).
+    #[arg(long, default_value = "too fast")]
+    pub slow_notice: String,
 }
 
 #[derive(Debug, Args)]

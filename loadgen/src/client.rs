@@ -8,10 +8,11 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::timeout_at;
 
@@ -86,9 +87,8 @@ pub struct LoggedIn {
 
 impl Client {
     pub async fn connect(game: &Game) -> Result<Client, LoginError> {
-        let stream = tokio::time::timeout(game.connect_timeout, TcpStream::connect(game.addr))
+        let stream = dial(game.addr, game.next_source(), game.connect_timeout)
             .await
-            .map_err(|_| LoginError::Connect(io::ErrorKind::TimedOut.into()))?
             .map_err(LoginError::Connect)?;
         // Probes are single small lines: send each at once.
         stream.set_nodelay(true).map_err(LoginError::Io)?;
@@ -100,6 +100,12 @@ impl Client {
             buf: vec![0; READ_BUF].into_boxed_slice(),
             lines_read: 0,
         })
+    }
+
+    /// The socket, for a workload that reads and writes it apart; lines
+    /// already read and not taken are dropped.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
     }
 
     /// The next line from the game; `None` once it closed the connection.
@@ -239,6 +245,31 @@ impl Client {
             }),
         }
     }
+}
+
+/// Connects to `addr`, from `source` if given (any port), within `limit`.
+pub async fn dial(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    limit: Duration,
+) -> io::Result<TcpStream> {
+    let connect = async {
+        match source {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = if addr.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await
+            }
+        }
+    };
+    tokio::time::timeout(limit, connect)
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
 
 #[derive(Debug)]

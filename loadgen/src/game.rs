@@ -1,7 +1,9 @@
 //! What the tool knows of the game under test: where it listens and its
 //! grammar, resolved once from the command line.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -32,6 +34,11 @@ pub struct Game {
     pub connect_timeout: Duration,
     /// Accept MCCP2 compression when the game offers it.
     pub mccp2: bool,
+    /// Source addresses of the sessions, taken in turn (empty: the kernel
+    /// picks). A game that limits per address sees each as its own host.
+    pub sources: Vec<IpAddr>,
+    /// The next source to use, shared by the clones of one game.
+    next_source: Arc<AtomicUsize>,
 }
 
 impl Game {
@@ -52,6 +59,7 @@ impl Game {
         if common.login_concurrency == 0 {
             bail!("--login-concurrency must be at least 1");
         }
+        check_sources(&common.bind, addr).context("--bind")?;
         Ok(Game {
             addr,
             prefix: common.prefix.clone(),
@@ -71,7 +79,28 @@ impl Game {
             login_phase_timeout: Duration::from_millis(common.login_phase_timeout_ms),
             connect_timeout: Duration::from_millis(common.connect_timeout_ms),
             mccp2: common.mccp2,
+            sources: common.bind.clone(),
+            next_source: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// The same game, its sessions connecting from `sources` in turn.
+    pub fn with_sources(&self, sources: Vec<IpAddr>) -> anyhow::Result<Game> {
+        check_sources(&sources, self.addr)?;
+        Ok(Game {
+            sources,
+            next_source: Arc::new(AtomicUsize::new(0)),
+            ..self.clone()
+        })
+    }
+
+    /// The source address for the next connection, if any are set.
+    pub fn next_source(&self) -> Option<IpAddr> {
+        if self.sources.is_empty() {
+            return None;
+        }
+        let i = self.next_source.fetch_add(1, Ordering::Relaxed);
+        Some(self.sources[i % self.sources.len()])
     }
 
     pub fn name(&self, index: u32) -> anyhow::Result<String> {
@@ -90,6 +119,19 @@ impl Game {
     pub fn reply_pattern(&self, name: &str) -> anyhow::Result<ReplyPattern> {
         ReplyPattern::new(&self.reply, name)
     }
+}
+
+/// Source addresses must be loopback too, of the game address's family.
+fn check_sources(sources: &[IpAddr], game: SocketAddr) -> anyhow::Result<()> {
+    for ip in sources {
+        if !ip.is_loopback() {
+            bail!("{ip} is not a loopback address; ev-loadgen only targets this machine");
+        }
+        if ip.is_ipv4() != game.is_ipv4() {
+            bail!("{ip} cannot reach {game}: not the same address family");
+        }
+    }
+    Ok(())
 }
 
 /// `host:port` on this machine only: the tool is for loopback benchmarks and
@@ -119,5 +161,13 @@ mod tests {
         assert!(resolve_loopback("[::1]:4000").is_ok());
         assert!(resolve_loopback("10.0.0.1:4000").is_err());
         assert!(resolve_loopback("127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn sources_are_loopback_of_the_same_family() {
+        let game: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert!(check_sources(&["127.0.3.7".parse().unwrap()], game).is_ok());
+        assert!(check_sources(&["10.0.0.1".parse().unwrap()], game).is_err());
+        assert!(check_sources(&["::1".parse().unwrap()], game).is_err());
     }
 }

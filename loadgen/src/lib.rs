@@ -20,7 +20,8 @@
 //! - `probe`: the probe bookkeeping (token → send time → reply) and the open
 //!   and closed loops that drive it.
 //! - `stats`: percentiles and the per-client gaps of the reload workload.
-//! - `workload`: provision, login, latency, throughput, broadcast, reload, hold.
+//! - `workload`: provision, login, latency, throughput, broadcast, reload, hold,
+//!   flood (attacks from other loopback addresses while players probe).
 //! - `report`: the human line and the JSON object of a run.
 //! - `limits`: the open-file limit, raised at start.
 //!
@@ -43,7 +44,7 @@ mod workload;
 
 use std::sync::Arc;
 
-pub use cli::{Cli, Common, ReloadArgs, Workload};
+pub use cli::{Cli, Common, FloodArgs, FloodKind, ReloadArgs, Workload};
 pub use report::Outcome;
 
 /// Runs the workload `cli` names: raises the open-file limit, resolves the

@@ -235,3 +235,170 @@ fn logins_give_up_when_the_phase_time_runs_out() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     std::fs::remove_file(mud.flag("dark")).unwrap();
 }
+
+/// `flood` runs for a fixed short time against the fake; these check what
+/// it counts, from attacker addresses other than the players'.
+fn flood(mud: &FakeMud, args: &[&str]) -> Outcome {
+    let mut argv = vec![
+        "--bind",
+        "127.0.0.1",
+        "flood",
+        "--from",
+        "127.0.0.2,127.0.0.3",
+        "--players",
+        "3",
+        "--player-rate",
+        "20",
+        "--calm",
+        "0.2",
+    ];
+    argv.extend_from_slice(args);
+    run(mud, &argv)
+}
+
+#[test]
+fn flood_counts_answers_and_players_lose_nothing() {
+    let mud = FakeMud::start();
+    run(&mud, &["provision", "--sessions", "3"]);
+    let login = flood(
+        &mud,
+        &[
+            "--kind",
+            "login",
+            "--wait-answer",
+            "--count",
+            "20",
+            "--duration",
+            "5",
+        ],
+    );
+    assert!(login.ok, "{}", login.human);
+    assert_eq!(
+        login.json["attack"]["outcomes"]["wrong"], 20,
+        "{}",
+        login.json
+    );
+    assert!(
+        num(&login.json["players"], "answered") > 0,
+        "{}",
+        login.json
+    );
+    assert_eq!(num(&login.json["players"], "lost"), 0);
+
+    let closed_at_once = flood(
+        &mud,
+        &["--kind", "login", "--count", "10", "--duration", "5"],
+    );
+    assert_eq!(closed_at_once.json["attack"]["outcomes"]["sent"], 10);
+
+    let create = flood(
+        &mud,
+        &["--kind", "create", "--count", "4", "--duration", "5"],
+    );
+    assert_eq!(
+        create.json["attack"]["outcomes"]["ok"], 4,
+        "{}",
+        create.json
+    );
+    let again = flood(
+        &mud,
+        &["--kind", "create", "--count", "4", "--duration", "5"],
+    );
+    assert_eq!(
+        again.json["attack"]["outcomes"]["taken"], 4,
+        "{}",
+        again.json
+    );
+}
+
+#[test]
+fn flood_brute_times_the_owner_from_another_address() {
+    let mud = FakeMud::start();
+    run(&mud, &["provision", "--sessions", "3"]);
+    run(&mud, &["login", "--name", "owner", "--create-missing"]);
+    let brute = flood(
+        &mud,
+        &[
+            "--kind",
+            "brute",
+            "--target",
+            "owner",
+            "--count",
+            "30",
+            "--concurrency",
+            "2",
+            "--duration",
+            "0.6",
+            "--owner",
+            "owner",
+            "--owner-from",
+            "127.0.0.9",
+            "--owner-every-ms",
+            "200",
+        ],
+    );
+    assert!(brute.ok, "{}", brute.human);
+    let logins = brute.json["attack"]["owner_logins"].as_array().unwrap();
+    assert!(!logins.is_empty());
+    assert!(
+        logins.iter().all(|l| l["elapsed_ms"].is_number()),
+        "{logins:?}"
+    );
+    assert!(brute.json["attack"]["outcomes"]["wrong"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn flood_chat_and_silent_connections() {
+    let mud = FakeMud::start();
+    run(&mud, &["provision", "--sessions", "3"]);
+    run(
+        &mud,
+        &["--prefix", "listen", "provision", "--sessions", "2"],
+    );
+    run(&mud, &["login", "--name", "flooder", "--create-missing"]);
+    let chat = flood(
+        &mud,
+        &[
+            "--kind",
+            "chat",
+            "--listeners",
+            "2",
+            "--line-chars",
+            "200",
+            "--duration",
+            "0.5",
+        ],
+    );
+    let attack = &chat.json["attack"];
+    assert!(num(attack, "says_run") > 0, "{}", chat.json);
+    assert_eq!(num(attack, "listeners"), 2);
+    // The fake never cuts off a listener.
+    assert_eq!(num(attack, "listeners_cut_off"), 0, "{}", chat.json);
+
+    let silent = flood(
+        &mud,
+        &["--kind", "silent", "--count", "6", "--duration", "0.5"],
+    );
+    let attack = &silent.json["attack"];
+    assert_eq!(num(attack, "opened"), 6, "{}", silent.json);
+    assert_eq!(num(attack, "still_open"), 6);
+}
+
+#[test]
+fn flood_refuses_addresses_off_this_machine() {
+    let mud = FakeMud::start();
+    let addr = mud.addr.to_string();
+    let cli = Cli::try_parse_from([
+        "ev-loadgen",
+        "--addr",
+        &addr,
+        "flood",
+        "--kind",
+        "login",
+        "--from",
+        "10.1.2.3",
+    ])
+    .unwrap();
+    let err = ev_loadgen::run(cli).unwrap_err().to_string();
+    assert!(err.contains("--from"), "{err}");
+}

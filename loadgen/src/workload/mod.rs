@@ -2,6 +2,7 @@
 //! command (`sh -c`) with a time limit and keeping its output.
 
 mod broadcast;
+mod flood;
 mod hold;
 mod latency;
 mod provision;
@@ -82,6 +83,7 @@ pub async fn run(game: Arc<Game>, workload: Workload) -> anyhow::Result<Outcome>
             then,
             duration,
         } => hold::hold(game, sessions, then, secs(duration)?).await,
+        Workload::Flood(args) => flood::flood(game, *args).await,
     }
 }
 
@@ -94,6 +96,7 @@ pub fn sessions_needed(workload: &Workload) -> u64 {
         | Workload::Hold { sessions, .. } => *sessions,
         Workload::Broadcast { listeners, .. } => listeners.saturating_add(1),
         Workload::Reload(args) => args.sessions,
+        Workload::Flood(args) => flood::sessions_needed(args),
     };
     u64::from(n)
 }
