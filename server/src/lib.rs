@@ -293,7 +293,7 @@ pub fn create_admin(game_dir: &GameDir, name: &str, password: &str) -> anyhow::R
     let config = Config::load(&game_dir.config_path())?;
     let (max, min) = (config.auth.max_name_len, config.auth.min_password_len);
     if !game::valid_name(name, max) {
-        bail!("names are 2-{max} letters, not {name:?}");
+        bail!("names are 2-{max} letters, A to Z only, not {name:?}");
     }
     if password.chars().count() < min || password.chars().any(char::is_whitespace) {
         bail!("passwords need at least {min} characters and no spaces");

@@ -81,8 +81,22 @@ pub fn run(
         0 => "then connect to the telnet address `evctl start` prints".to_owned(),
         port => format!("telnet {} {port}", config.portal.telnet.ip()),
     };
-    say(format!("next:\n  evctl -g {shown} start\n  {connect}"))?;
+    say(format!(
+        "next:\n  {} -g {shown} start\n  {connect}",
+        myself()
+    ))?;
     Ok(EXIT_OK)
+}
+
+/// How to run this evctl again: `evctl` if that is what PATH finds, else
+/// the path it was run as (`target/debug/evctl` in a fresh clone).
+fn myself() -> String {
+    let run_as = std::env::args().next().unwrap_or_else(|| "evctl".into());
+    if run_as.contains('/') {
+        run_as
+    } else {
+        "evctl".into()
+    }
 }
 
 #[cfg(test)]

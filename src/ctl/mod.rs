@@ -15,6 +15,9 @@
 //! - `1`: failure; the reason is printed on one line as `evctl: <what>: <why>`.
 //! - `2`: usage error (from clap).
 //! - `3`: not running (`status`, `reload`), as `systemctl status` does.
+//! - `4`: `status` only: running, but the server is down and not being
+//!   restarted (a crash loop): players are connected to a game that answers
+//!   nothing. A monitoring check must not read that as healthy.
 
 mod client;
 mod init;
@@ -40,6 +43,7 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NOT_RUNNING: i32 = 3;
+pub const EXIT_SERVER_DOWN: i32 = 4;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,11 +64,12 @@ enum Command {
     /// Create a game directory: ev.toml with every default, data/, logs/, run/.
     Init {
         dir: PathBuf,
-        /// The telnet listener address.
-        #[arg(long, value_name = "ADDR")]
+        /// The telnet listener address, HOST:PORT (a name like localhost is
+        /// resolved now and written to ev.toml as its IP address).
+        #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
         telnet: Option<SocketAddr>,
-        /// The webclient listener address.
-        #[arg(long, value_name = "ADDR")]
+        /// The webclient listener address, HOST:PORT.
+        #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
         web: Option<SocketAddr>,
         /// Create an admin account NAME; the password comes from
         /// EV_ADMIN_PASSWORD or is asked for on the terminal.
@@ -96,6 +101,30 @@ enum Command {
         #[arg(short = 'n', long, default_value_t = 50)]
         lines: usize,
     },
+}
+
+/// `HOST:PORT` as an address to listen on: an IP address as it is, a host
+/// name resolved (IPv4 first), and a message saying which part is wrong.
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("{text:?} is not HOST:PORT (e.g. 127.0.0.1:4000)"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("the port {port:?} is not a number from 0 to 65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("cannot resolve {host:?}: {e}; use an IP address"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("{host:?} has no address; use an IP address"))
 }
 
 /// Why a command failed, and with which exit code.
@@ -170,6 +199,21 @@ pub fn main() -> i32 {
     };
     let game = GameDir::resolve(cli.game_dir);
     let outcome = match cli.command {
+        // A typo'd -g must not read as "ev is not running". A game whose
+        // ev.toml went away while it runs can still be seen and stopped.
+        Command::Stop | Command::Reload | Command::Status { .. }
+            if game.check_exists().is_err() && probe::supervisor(&game).is_none() =>
+        {
+            Err(Failure {
+                code: EXIT_USAGE,
+                ..Failure::new(
+                    game.check_exists()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                )
+            })
+        }
         Command::Init {
             dir,
             telnet,
@@ -229,6 +273,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn listen_addresses_resolve_names_and_say_what_is_wrong() {
+        assert_eq!(
+            listen_addr("127.0.0.1:4000").unwrap(),
+            "127.0.0.1:4000".parse().unwrap()
+        );
+        assert_eq!(
+            listen_addr("[::1]:4000").unwrap(),
+            "[::1]:4000".parse().unwrap()
+        );
+        assert_eq!(
+            listen_addr("localhost:4000").unwrap().port(),
+            4000,
+            "localhost resolves"
+        );
+        assert!(listen_addr("localhost:4000").unwrap().ip().is_loopback());
+        let err = listen_addr("127.0.0.1:99999").unwrap_err();
+        assert!(err.contains("0 to 65535"), "{err}");
+        let err = listen_addr("4000").unwrap_err();
+        assert!(err.contains("HOST:PORT"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub fn run(game: &GameDir, foreground: bool) -> Outcome {
     if let Some(pid) = probe::supervisor(game) {
         return Err(Failure::new(format!("already running (pid {pid})")));
     }
+    // A portal left running (its supervisor died) is adopted, port and all.
+    if !probe::live(game).iter().any(|&(name, _)| name == "portal") {
+        port_free(config.portal.telnet).map_err(|e| fail(&e))?;
+    }
     game.create_dirs().map_err(|e| fail(&e))?;
     let supervisor = beside_me("ev-supervisor").map_err(|e| fail(&e))?;
     let mut command = std::process::Command::new(&supervisor);
@@ -93,6 +97,27 @@ pub fn run(game: &GameDir, foreground: bool) -> Outcome {
             "start failed: {reason}; the supervisor (pid {pid}) is still running: see `evctl status`, stop it with `evctl stop`"
         ))
         .with_details(offsets.tails(game))),
+    }
+}
+
+/// Fails with a plain reason when `addr` cannot be listened on: otherwise the
+/// cause surfaces only as the last of many log lines, after the portal died.
+fn port_free(addr: std::net::SocketAddr) -> Result<(), String> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+            "{addr} is in use by another process (portal.telnet in ev.toml)"
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+            "{addr} needs privileges to listen on (ports below 1024 do): use a higher portal.telnet port"
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Err(format!(
+            "{addr} is not an address of this machine (portal.telnet in ev.toml)"
+        )),
+        Err(e) => Err(format!("cannot listen on {addr}: {e}")),
     }
 }
 

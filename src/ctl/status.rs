@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{EXIT_NOT_RUNNING, EXIT_OK, Failure, Outcome, client, probe, say};
+use super::{EXIT_NOT_RUNNING, EXIT_OK, EXIT_SERVER_DOWN, Failure, Outcome, client, probe, say};
 use crate::gamedir::GameDir;
 use crate::pb::control::{StatusReply, StatusRequest};
 
@@ -20,6 +20,8 @@ struct Process {
 #[derive(Debug, Serialize)]
 struct Status {
     running: bool,
+    /// Running, but the server is down and not restarted (a crash loop).
+    server_down: bool,
     game_dir: String,
     telnet_addr: String,
     processes: Vec<Process>,
@@ -34,8 +36,13 @@ struct Status {
 
 impl From<StatusReply> for Status {
     fn from(r: StatusReply) -> Status {
+        let server_down = r
+            .processes
+            .iter()
+            .any(|p| p.name == "server" && p.state == "crash-loop");
         Status {
             running: true,
+            server_down,
             game_dir: r.game_dir,
             telnet_addr: r.telnet_addr,
             processes: r
@@ -77,9 +84,19 @@ pub async fn run(game: &GameDir, json: bool) -> Outcome {
             .map_err(|e| Failure::new(format!("encoding the status: {e}")))?;
         say(text)?;
     } else {
+        if status.server_down {
+            say(
+                "ev is running, but the server is down: it kept crashing and is not restarted \
+                 any more (crash loop; see `last exit reason`). Fix it, then run `evctl reload`.\n",
+            )?;
+        }
         say(table(&status))?;
     }
-    Ok(EXIT_OK)
+    Ok(if status.server_down {
+        EXIT_SERVER_DOWN
+    } else {
+        EXIT_OK
+    })
 }
 
 async fn ask(game: &GameDir) -> Result<StatusReply, String> {
@@ -95,6 +112,7 @@ fn not_running(game: &GameDir, json: bool) -> Outcome {
     if json {
         let status = Status {
             running: false,
+            server_down: false,
             game_dir: game.root().display().to_string(),
             telnet_addr: String::new(),
             processes: orphans
@@ -292,6 +310,10 @@ mod tests {
         assert_eq!(value["server_generation"], 3);
         assert_eq!(value["logged_in"], 3);
         assert_eq!(value["running"], true);
+        assert_eq!(
+            value["server_down"], true,
+            "the reply's server is in a crash loop"
+        );
     }
 
     #[test]

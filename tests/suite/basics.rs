@@ -163,6 +163,39 @@ fn closing_a_client_removes_its_session() {
     );
 }
 
+/// Issue 11: a host name is resolved (not refused as socket syntax), and the
+/// next step names the evctl that was run, which need not be on PATH.
+#[test]
+fn init_takes_a_host_name_and_names_the_evctl_it_ran() {
+    let game = Game::uninitialised();
+    let mut cmd = evctl_command();
+    cmd.arg("init")
+        .arg(game.root())
+        .args(["--telnet", "localhost:4999"]);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", text(&out));
+    let config = std::fs::read_to_string(game.config_path()).unwrap();
+    assert!(
+        config.contains("telnet = \"127.0.0.1:4999\"")
+            || config.contains("telnet = \"[::1]:4999\""),
+        "{config}"
+    );
+    let evctl = crate::util::evctl_path();
+    assert!(
+        text(&out).contains(&format!("{} -g ", evctl.display())),
+        "the next step does not name {}: {}",
+        evctl.display(),
+        text(&out)
+    );
+    let mut cmd = evctl_command();
+    cmd.arg("init")
+        .arg(game.tmp().join("other"))
+        .args(["--telnet", "127.0.0.1:99999"]);
+    let out = run(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("0 to 65535"), "{}", text(&out));
+}
+
 #[test]
 fn init_refuses_an_existing_game() {
     let game = Game::new();

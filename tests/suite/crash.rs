@@ -388,10 +388,18 @@ fn crash_loop_limit_then_a_fixed_build_restores_everyone() {
     std::fs::write(&broken, "").unwrap();
     signal(serving_pid(&game), Signal::SIGKILL);
     let mut said = String::new();
+    let mut code = None;
     wait_until("evctl status to show the crash loop", RECOVERY, || {
-        said = status(&game).1;
+        (code, said) = status(&game);
         said.contains("crash-loop")
     });
+    // Issue 11: a monitoring check must not read a crash loop as healthy.
+    assert_eq!(code, Some(4), "evctl status in a crash loop: {said}");
+    let out = game.evctl(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ev is running, but the server is down"),
+        "the first line does not say the server is down: {said}"
+    );
     assert!(
         said.contains("exited with status 1"),
         "evctl status does not give the last exit reason: {said}"
@@ -410,10 +418,10 @@ fn crash_loop_limit_then_a_fixed_build_restores_everyone() {
     assert!(text(&out).contains("dark for"), "{}", text(&out));
     load.wait_progress(AFTER);
     watcher.look().unwrap_or_else(|e| panic!("{e}"));
-    let (_, said) = status(&game);
+    let (code, said) = status(&game);
     assert!(
-        !said.contains("crash-loop"),
-        "still a crash loop after the reload: {said}"
+        !said.contains("crash-loop") && code == Some(0),
+        "still a crash loop after the reload (exit {code:?}): {said}"
     );
     assert_who(&mut watcher, &load, &["Watcher"]);
     load.finish().assert_clean();

@@ -152,6 +152,53 @@ fn status_of_a_stopped_game_exits_3() {
     assert_eq!(status.status.code(), Some(3), "{}", text(&status));
 }
 
+/// Issue 11: a typo'd `-g` (or a directory without ev.toml) is a usage
+/// error that says so, not "ev is not running".
+#[test]
+fn a_directory_that_is_no_game_is_named_as_such() {
+    let game = Game::new();
+    for dir in [game.tmp().join("nope"), game.tmp().to_path_buf()] {
+        for command in ["status", "stop", "reload"] {
+            let mut cmd = crate::util::evctl_command();
+            cmd.arg("-g").arg(&dir).arg(command);
+            let out = crate::util::run(cmd, Duration::from_secs(30));
+            let said = text(&out);
+            assert_eq!(out.status.code(), Some(2), "evctl {command}: {said}");
+            assert!(
+                said.contains("is not a game directory (no ev.toml)")
+                    && said.contains("evctl init"),
+                "evctl {command} on {}: {said}",
+                dir.display()
+            );
+        }
+    }
+}
+
+/// Issue 11: with the telnet port taken, the cause is the first line.
+#[test]
+fn a_start_on_a_taken_port_says_so_first() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port to take");
+    let addr = taken.local_addr().expect("its address");
+    let game = Game::with_config(|c| c.portal.telnet = addr);
+    let out = game.evctl(&["start"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!(
+            "evctl: cannot start: {addr} is in use by another process (portal.telnet in ev.toml)"
+        ),
+        "{said}"
+    );
+    assert!(
+        game.pids().is_empty(),
+        "something started: {:?}",
+        game.pids()
+    );
+}
+
 /// SIGHUP to the supervisor reloads, as `evctl reload` does (systemd's
 /// ExecReload sends it); SIGTERM stops, as `evctl stop` does.
 #[test]

@@ -724,7 +724,7 @@ impl Game {
         let max = self.rules.max_name_len;
         let min = self.rules.min_password_len;
         if !command::valid_name(name, max) {
-            out.output(id, format!("Names are 2-{max} letters."));
+            out.output(id, format!("Names are 2-{max} letters, A to Z only."));
         } else if password.chars().count() < min {
             out.output(id, format!("Passwords need at least {min} characters."));
         } else if tx.name_taken(name)? {

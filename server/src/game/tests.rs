@@ -378,7 +378,7 @@ fn login_screen_commands() {
     );
     assert_eq!(
         texts(&h.input(S1, "create A1 secret"), S1),
-        ["Names are 2-20 letters."]
+        ["Names are 2-20 letters, A to Z only."]
     );
     assert_eq!(
         texts(&h.input(S1, "create Al abc"), S1),
