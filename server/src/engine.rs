@@ -375,7 +375,7 @@ impl Engine {
                             dog.applying(Work::Input {
                                 session: *session,
                                 seq: *seq,
-                                text: watchdog::loggable(text),
+                                text: self.game.loggable(text),
                             });
                         }
                         self.game.handle(tx, event, out).map_err(midway)?;

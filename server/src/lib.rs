@@ -305,7 +305,7 @@ pub fn create_admin(game_dir: &GameDir, name: &str, password: &str) -> anyhow::R
     store.migrate()?;
     let hash = auth::Hasher::new(&config.auth)?.hash(password)?;
     let tx = store.begin()?;
-    let ch = match tx.create_account(name, &hash, true, game::START_ROOM) {
+    let ch = match tx.create_account(name, &hash, game::Level::Admin.as_i64(), game::START_ROOM) {
         Ok(ch) => ch,
         Err(store::CreateError::Taken) => bail!("the name {name} is taken"),
         Err(store::CreateError::Store(e)) => return Err(e.into()),

@@ -1,39 +1,5 @@
-//! Parsing a line of input into a command, and the fixed texts players see.
-
-/// A line split into what to do and its argument. Which verbs exist depends
-/// on the session's stage, so the verb stays as typed for the error message.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Line<'a> {
-    Empty,
-    /// `rest` is the remainder of the line, trimmed.
-    Verb {
-        verb: &'a str,
-        rest: &'a str,
-    },
-}
-
-pub fn parse(line: &str) -> Line<'_> {
-    let line = line.trim();
-    if line.is_empty() {
-        return Line::Empty;
-    }
-    if let Some(rest) = line.strip_prefix('"') {
-        return Line::Verb {
-            verb: "say",
-            rest: rest.trim(),
-        };
-    }
-    match line.split_once(char::is_whitespace) {
-        Some((verb, rest)) => Line::Verb {
-            verb,
-            rest: rest.trim(),
-        },
-        None => Line::Verb {
-            verb: line,
-            rest: "",
-        },
-    }
-}
+//! The demo's fixed texts and name rule. (Finding the command a line names
+//! is the registry's.)
 
 /// What another player may see of text someone typed (the portal cleans
 /// input with the same function; this guards every other way in).
@@ -53,40 +19,9 @@ pub fn welcome(game_name: &str) -> String {
     )
 }
 
-pub const LOGIN_HELP: &str = "Commands here:\n  \
-    create NAME PASSWORD   make a new character\n  \
-    connect NAME PASSWORD  play your character\n  \
-    ping TEXT              check the connection\n  \
-    quit                   leave";
-
-pub const PLAYING_HELP: &str = "Commands:\n  \
-    look       see where you are\n  \
-    say TEXT   talk to everyone here (or \"TEXT)\n  \
-    who        list the players online\n  \
-    ping TEXT  check the connection\n  \
-    version    show the server version\n  \
-    help       this list\n  \
-    quit       leave the game";
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn verb(line: &str) -> (&str, &str) {
-        match parse(line) {
-            Line::Verb { verb, rest } => (verb, rest),
-            Line::Empty => ("", ""),
-        }
-    }
-
-    #[test]
-    fn splits_verb_and_trimmed_rest() {
-        assert_eq!(parse("   \t "), Line::Empty);
-        assert_eq!(verb("  LOOK  "), ("LOOK", ""));
-        assert_eq!(verb("say  hello   there  "), ("say", "hello   there"));
-        assert_eq!(verb("\"  hi"), ("say", "hi"));
-        assert_eq!(verb("ping\tx"), ("ping", "x"));
-    }
 
     #[test]
     fn welcome_screen_is_exact() {
@@ -121,7 +56,6 @@ mod tests {
             "\r\n",
             "ping \u{fffd}",
         ] {
-            let _ = parse(line);
             let _ = printable(line);
             let _ = valid_name(line, 20);
         }

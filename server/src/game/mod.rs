@@ -37,6 +37,7 @@
 //! for a player who is no longer there.
 
 mod command;
+mod registry;
 mod throttle;
 mod world;
 
@@ -45,8 +46,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use crate::auth::{Abandon, Outcome, Work};
 use crate::event::{Inbound, Outbound, SessionId, SessionState, Snapshot, Stage};
 use crate::store::{Account, Character, CreateError, StoreError, SyncState, Tx};
-use command::Line;
 pub use command::valid_name;
+pub use registry::Level;
+use registry::{Found, Place, Registry, Spec};
 pub use throttle::Limits;
 use throttle::{Origin, Throttle, Verdict};
 pub use world::START_ROOM;
@@ -245,6 +247,8 @@ struct Session {
     last_applied: u64,
     last_received: u64,
     failures: u32,
+    /// The account's permission level while playing; Player before.
+    level: Level,
     pending: Option<Pending>,
     queue: VecDeque<Queued>,
 }
@@ -258,14 +262,20 @@ impl Session {
             last_applied,
             last_received: last_applied,
             failures: 0,
+            level: Level::Player,
             pending: None,
             queue: VecDeque::new(),
         }
     }
 }
 
+/// A command's code: the game, the transaction, who typed it and the rest
+/// of their line.
+type Handler = fn(&mut Game, &Tx, SessionId, &str, &mut Outbox) -> Result<Flow, StoreError>;
+
 pub struct Game {
     rules: Rules,
+    commands: Registry<Handler>,
     world: World,
     sessions: HashMap<SessionId, Session>,
     throttle: Throttle,
@@ -288,6 +298,7 @@ struct Syncing {
 impl Game {
     pub fn new(rules: Rules) -> Game {
         Game {
+            commands: commands(rules.test_commands),
             throttle: Throttle::new(rules.login.clone(), std::time::Instant::now()),
             rules,
             world: World::default(),
@@ -527,6 +538,10 @@ impl Game {
                 Some(mut ch) => {
                     ch.room = self.world.resolve(ch.room);
                     self.world.enter(ch.room, id);
+                    session.level = match tx.account(ch.account_id)? {
+                        Some(account) => Level::from_i64(account.level),
+                        None => Level::Player,
+                    };
                     session.state = SessionState {
                         account_id: ch.account_id,
                         character_id: ch.id,
@@ -663,43 +678,97 @@ impl Game {
         let Some(session) = self.sessions.get(&id) else {
             return Ok(Flow::Done);
         };
-        let playing = session.character.is_some();
-        let Line::Verb { verb, rest } = command::parse(text) else {
+        let (playing, level) = (session.character.is_some(), session.level);
+        let Some(typed) = self.commands.split(text) else {
             return Ok(Flow::Done);
         };
-        let lower = verb.to_lowercase();
-        match (playing, lower.as_str()) {
-            (_, "@crash") if self.rules.test_commands => {
-                tracing::error!(session = %id, "@crash: aborting the server");
-                std::process::abort();
-            }
-            (_, "@hang") if self.rules.test_commands => {
-                tracing::warn!(session = %id, "@hang: blocking the engine");
-                std::thread::sleep(HANG);
-                out.output(id, "Hung.");
-            }
-            (_, "ping") if rest.is_empty() => out.output(id, "pong"),
-            (_, "ping") => out.output(id, format!("pong {rest}")),
-            (_, "quit") => self.quit(id, out),
-            (false, "help") => out.output(id, command::LOGIN_HELP),
-            (false, "create") => return self.create(tx, id, rest, out),
-            (false, "connect") => return self.connect(tx, id, rest, out),
-            (false, _) => out.output(
-                id,
+        let verb = typed.verb;
+        let unknown = || {
+            if playing {
+                format!("Unknown command '{verb}'. Type help for a list.")
+            } else {
                 format!(
                     "Unknown command '{verb}'. Type create NAME PASSWORD, connect NAME PASSWORD, or help."
-                ),
-            ),
-            (true, "help") => out.output(id, command::PLAYING_HELP),
-            (true, "look") => {
-                let text = self.look(id);
-                out.output(id, text);
+                )
             }
-            (true, "say") => self.say(id, rest, out),
-            (true, "who") => self.who(id, out),
-            (true, "version") => out.output(id, self.rules.version.clone()),
-            (true, _) => out.output(id, format!("Unknown command '{verb}'. Type help for a list.")),
+        };
+        let handler = match self.commands.find(verb, playing, level) {
+            Found::Command(_, handler) => *handler,
+            Found::Ambiguous(names) => {
+                out.output(id, format!("Which did you mean: {}?", names.join(", ")));
+                return Ok(Flow::Done);
+            }
+            Found::Elsewhere(spec) if playing && spec.place == Place::Login => {
+                out.output(id, "You are already playing.");
+                return Ok(Flow::Done);
+            }
+            Found::Elsewhere(_) | Found::Unknown => {
+                out.output(id, unknown());
+                return Ok(Flow::Done);
+            }
+        };
+        handler(self, tx, id, typed.rest, out)
+    }
+
+    /// `text` as a log may show it: no secret of any command.
+    pub fn loggable(&self, text: &str) -> String {
+        self.commands.loggable(text)
+    }
+
+    fn help(
+        &mut self,
+        _: &Tx,
+        id: SessionId,
+        topic: &str,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
+        let Some(session) = self.sessions.get(&id) else {
+            return Ok(Flow::Done);
+        };
+        let (playing, level) = (session.character.is_some(), session.level);
+        let text = if topic.is_empty() {
+            self.commands.listing(playing, level)
+        } else {
+            self.commands
+                .help_for(topic, playing, level)
+                .unwrap_or_else(|| format!("There is no help on '{topic}'."))
+        };
+        out.output(id, text);
+        Ok(Flow::Done)
+    }
+
+    /// `@grant NAME LEVEL`: an admin sets an account's permission level; its
+    /// sessions in play have it at once.
+    fn grant(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        args: &str,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
+        let wanted = match args.split_whitespace().collect::<Vec<_>>().as_slice() {
+            &[name, level] => Level::parse(level).map(|level| (name, level)),
+            _ => None,
+        };
+        let Some((name, level)) = wanted else {
+            out.output(id, "Usage: @grant NAME player|builder|admin");
+            return Ok(Flow::Done);
+        };
+        let Some(account) = tx.account_by_name(name)? else {
+            out.output(id, format!("There is no account '{name}'."));
+            return Ok(Flow::Done);
+        };
+        tx.set_level(account.id, level.as_i64())?;
+        for s in self.sessions.values_mut() {
+            if s.character
+                .as_ref()
+                .is_some_and(|c| c.account_id == account.id)
+            {
+                s.level = level;
+            }
         }
+        tracing::info!(session = %id, account = account.name, level = level.name(), "level granted");
+        out.output(id, format!("{} is now {}.", account.name, level.name()));
         Ok(Flow::Done)
     }
 
@@ -797,7 +866,7 @@ impl Game {
     ) -> Result<(), StoreError> {
         match (then, outcome) {
             (Then::Create { name }, Outcome::Hashed(hash)) => {
-                match tx.create_account(&name, &hash, false, START_ROOM) {
+                match tx.create_account(&name, &hash, Level::Player.as_i64(), START_ROOM) {
                     Ok(ch) => {
                         tracing::info!(session = %id, name, "account created");
                         self.enter_game(id, ch, format!("Welcome, {name}!"), out);
@@ -817,6 +886,9 @@ impl Game {
                     self.throttle.succeeded(&name);
                     let greeting = format!("Welcome back, {}!", ch.name);
                     self.enter_game(id, ch, greeting, out);
+                    if let Some(session) = self.sessions.get_mut(&id) {
+                        session.level = Level::from_i64(account.level);
+                    }
                 }
                 None => {
                     tracing::warn!(session = %id, account = account.id, "account has no character");
@@ -854,6 +926,7 @@ impl Game {
                 if let Some(old) = s.character.take() {
                     self.world.leave(old.room, other);
                 }
+                s.level = Level::Player;
                 s.state = SessionState {
                     extra: std::mem::take(&mut s.state.extra),
                     ..SessionState::login()
@@ -980,6 +1053,146 @@ pub(crate) fn test_limits() -> Limits {
 /// The login throttle's clock.
 fn now() -> std::time::Instant {
     std::time::Instant::now()
+}
+
+/// The demo's commands. A name or alias two of them share is a mistake in
+/// this list, caught by a unit test; at run time it is logged and the
+/// second one left out.
+fn commands(test_commands: bool) -> Registry<Handler> {
+    let account = |spec: Spec| Spec {
+        place: Place::Login,
+        category: "Account",
+        secret_from: Some(1),
+        ..spec
+    };
+    let anywhere = |spec: Spec| Spec {
+        place: Place::Anywhere,
+        ..spec
+    };
+    let mut list: Vec<(Spec, Handler)> = vec![
+        (
+            account(Spec::new(
+                "create",
+                "create NAME PASSWORD",
+                "Make a new character.",
+            )),
+            Game::create,
+        ),
+        (
+            account(Spec::new(
+                "connect",
+                "connect NAME PASSWORD",
+                "Play your character.",
+            )),
+            Game::connect,
+        ),
+        (
+            Spec::new("look", "look", "See where you are."),
+            |g, _, id, _, out| {
+                let text = g.look(id);
+                out.output(id, text);
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            Spec {
+                aliases: &["\"", "'"],
+                ..Spec::new("say", "say TEXT", "Talk to everyone here (or \"TEXT).")
+            },
+            |g, _, id, rest, out| {
+                g.say(id, rest, out);
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            Spec::new("who", "who", "List the players online."),
+            |g, _, id, _, out| {
+                g.who(id, out);
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            Spec::new("version", "version", "Show the server's version."),
+            |g, _, id, _, out| {
+                out.output(id, g.rules.version.clone());
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            anywhere(Spec::new("ping", "ping [TEXT]", "Check the connection.")),
+            |_, _, id, rest, out| {
+                out.output(
+                    id,
+                    if rest.is_empty() {
+                        "pong".to_owned()
+                    } else {
+                        format!("pong {rest}")
+                    },
+                );
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            anywhere(Spec::new(
+                "help",
+                "help [COMMAND]",
+                "This list, or more on one command.",
+            )),
+            Game::help,
+        ),
+        (
+            anywhere(Spec::new("quit", "quit", "Leave the game.")),
+            |g, _, id, _, out| {
+                g.quit(id, out);
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            Spec {
+                level: Level::Admin,
+                category: "Admin",
+                ..Spec::new(
+                    "@grant",
+                    "@grant NAME LEVEL",
+                    "Make an account a player, builder or admin.",
+                )
+            },
+            Game::grant,
+        ),
+    ];
+    if test_commands {
+        let test = |spec: Spec| Spec {
+            category: "Test build",
+            ..anywhere(spec)
+        };
+        list.push((
+            test(Spec::new("@crash", "@crash", "Abort the server.")),
+            |_, _, id, _, _| {
+                tracing::error!(session = %id, "@crash: aborting the server");
+                std::process::abort();
+            },
+        ));
+        list.push((
+            test(Spec::new(
+                "@hang",
+                "@hang",
+                "Block the engine past the command timeout.",
+            )),
+            |_, _, id, _, out| {
+                tracing::warn!(session = %id, "@hang: blocking the engine");
+                std::thread::sleep(HANG);
+                out.output(id, "Hung.");
+                Ok(Flow::Done)
+            },
+        ));
+    }
+    let mut registry = Registry::default();
+    for (spec, handler) in list {
+        if let Err(clash) = registry.add(spec, handler) {
+            tracing::error!("{clash}: the second is left out");
+        }
+    }
+    registry
 }
 
 /// Forgets a session in the store, after sealing what was already sent to it

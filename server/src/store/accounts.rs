@@ -18,7 +18,8 @@ pub struct Account {
     pub id: i64,
     pub name: String,
     pub password_hash: String,
-    pub is_admin: bool,
+    /// The permission level (the game's: 0 player, 1 builder, 2 admin).
+    pub level: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +52,12 @@ pub(super) enum Write {
     Account {
         name: String,
         hash: String,
-        is_admin: bool,
+        level: i64,
         created_at: i64,
+    },
+    Level {
+        account_id: i64,
+        level: i64,
     },
     Character {
         account_id: i64,
@@ -65,6 +70,7 @@ impl Write {
     pub(super) fn name(&self) -> &'static str {
         match self {
             Write::Account { .. } => "creating an account",
+            Write::Level { .. } => "setting an account's level",
             Write::Character { .. } => "creating a character",
         }
     }
@@ -75,15 +81,20 @@ impl Write {
             Write::Account {
                 name,
                 hash,
-                is_admin,
+                level,
                 created_at,
             } => {
                 conn.prepare_cached(
-                    "INSERT INTO accounts (name, password_hash, is_admin, created_at)
+                    "INSERT INTO accounts (name, password_hash, level, created_at)
                      VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![name, hash, is_admin, created_at])?;
+                .execute(params![name, hash, level, created_at])?;
                 conn.last_insert_rowid()
+            }
+            // The result is the rows changed, so a retry checks it too.
+            Write::Level { account_id, level } => {
+                conn.prepare_cached("UPDATE accounts SET level = ?1 WHERE id = ?2")?
+                    .execute(params![level, account_id])? as i64
             }
             Write::Character {
                 account_id,
@@ -105,18 +116,22 @@ impl Tx<'_> {
     pub fn account_by_name(&self, name: &str) -> Result<Option<Account>, StoreError> {
         Ok(self
             .tx
-            .prepare_cached(
-                "SELECT id, name, password_hash, is_admin FROM accounts WHERE name = ?1",
-            )?
-            .query_row([name], |row| {
-                Ok(Account {
-                    id: row.get(0)?,
-                    name: row.get(1)?,
-                    password_hash: row.get(2)?,
-                    is_admin: row.get(3)?,
-                })
-            })
+            .prepare_cached("SELECT id, name, password_hash, level FROM accounts WHERE name = ?1")?
+            .query_row([name], account_row)
             .optional()?)
+    }
+
+    pub fn account(&self, id: i64) -> Result<Option<Account>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT id, name, password_hash, level FROM accounts WHERE id = ?1")?
+            .query_row([id], account_row)
+            .optional()?)
+    }
+
+    /// Sets an account's permission level; false if there is no such account.
+    pub fn set_level(&self, account_id: i64, level: i64) -> Result<bool, StoreError> {
+        Ok(self.write(Write::Level { account_id, level })? > 0)
     }
 
     /// Whether an account or a character already has this name (any case).
@@ -135,7 +150,7 @@ impl Tx<'_> {
         &self,
         name: &str,
         password_hash: &str,
-        is_admin: bool,
+        level: i64,
         room: i64,
     ) -> Result<Character, CreateError> {
         if self.name_taken(name)? {
@@ -149,7 +164,7 @@ impl Tx<'_> {
             .write(Write::Account {
                 name: name.to_owned(),
                 hash: password_hash.to_owned(),
-                is_admin,
+                level,
                 created_at: now,
             })
             .map_err(taken_or)?;
@@ -189,6 +204,15 @@ impl Tx<'_> {
     }
 }
 
+fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        password_hash: row.get(2)?,
+        level: row.get(3)?,
+    })
+}
+
 fn character_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Character> {
     Ok(Character {
         id: row.get(0)?,
@@ -216,14 +240,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         let tx = store.begin().unwrap();
-        let c = tx.create_account("Alice", "h", false, 1).unwrap();
+        let c = tx.create_account("Alice", "h", 0, 1).unwrap();
         assert!(matches!(
-            tx.create_account("aLICE", "h", false, 1),
+            tx.create_account("aLICE", "h", 0, 1),
             Err(CreateError::Taken)
         ));
         let a = tx.account_by_name("ALICE").unwrap().unwrap();
         assert_eq!(a.name, "Alice");
         assert_eq!(tx.character_of(a.id).unwrap().unwrap(), c);
+        assert!(tx.set_level(a.id, 1).unwrap());
+        assert_eq!(tx.account(a.id).unwrap().unwrap().level, 1);
+        assert!(!tx.set_level(9999, 1).unwrap(), "no such account");
         tx.commit().unwrap();
     }
 }

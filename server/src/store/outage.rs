@@ -286,7 +286,7 @@ mod tests {
         let tx = store.begin().unwrap();
         assert_eq!(put(&tx, 1, "held"), 2);
         tx.set_last_seq(SessionId(1), 9).unwrap();
-        let ch = tx.create_account("Held", "h", false, 1).unwrap();
+        let ch = tx.create_account("Held", "h", 0, 1).unwrap();
         tx.prune_outbox(SessionId(1), 1).unwrap();
         let err = tx.commit().unwrap_err();
         assert!(err.is_outage(), "{err}");
@@ -313,7 +313,7 @@ mod tests {
         let mut store = open(dir.path()).with_fault(Some(fault.clone()));
         std::fs::write(&fault, "").unwrap();
         let tx = store.begin().unwrap();
-        tx.create_account("Mine", "h", false, 1).unwrap();
+        tx.create_account("Mine", "h", 0, 1).unwrap();
         assert!(tx.commit().is_err());
         std::fs::remove_file(&fault).unwrap();
         // `create-admin` meanwhile: the next row id is taken.

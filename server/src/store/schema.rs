@@ -56,6 +56,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (session_id, seq)
     ) WITHOUT ROWID;
 ",
+    "
+    -- Permission levels (0 player, 1 builder, 2 admin) replace the admin flag.
+    ALTER TABLE accounts ADD COLUMN level INTEGER NOT NULL DEFAULT 0;
+    UPDATE accounts SET level = 2 WHERE is_admin = 1;
+    ALTER TABLE accounts DROP COLUMN is_admin;
+",
 ];
 
 impl Store {
@@ -237,12 +243,22 @@ mod tests {
     fn a_version_1_database_is_migrated_keeping_its_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data/game.db");
-        drop(version_1_database(&path));
+        {
+            let conn = version_1_database(&path);
+            conn.execute_batch(
+                "INSERT INTO accounts (name, password_hash, is_admin, created_at)
+                     VALUES ('Root', 'h', 1, 0), ('Pat', 'h', 0, 0);",
+            )
+            .unwrap();
+        }
         let mut store = open(dir.path());
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         let tx = store.begin().unwrap();
         assert_eq!(tx.last_seq(SessionId(4)).unwrap(), 12);
         assert_eq!(put(&tx, 4, "x"), 1);
+        // The admin flag became a level.
+        assert_eq!(tx.account_by_name("root").unwrap().unwrap().level, 2);
+        assert_eq!(tx.account_by_name("pat").unwrap().unwrap().level, 0);
     }
 
     #[test]
