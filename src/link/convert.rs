@@ -534,6 +534,12 @@ mod tests {
                 seq: 7
             }))
         );
+        let event = pb::PortalEvent::from(ToPortal::Disconnect {
+            session: SessionId(2),
+            seq: 8,
+            reason: "quit".into(),
+        });
+        assert!(matches!(event.kind, Some(FromServerKind::Disconnect(d)) if d.seq == 8));
         let event = pb::PortalEvent::from(ToPortal::Update {
             session: SessionId(2),
             seq: 9,
