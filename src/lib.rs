@@ -1,9 +1,12 @@
 //! ev: shared pieces of the portal, the server, the supervisor and evctl.
 //!
 //! # Layout
-//! - [`pb`]: the generated Link and Control protobuf types (protos/). Only the
-//!   `link` modules of the portal and server, the supervisor's `control` and
-//!   evctl use them; game logic never sees a prost struct.
+//! - [`pb`]: the generated Link and Control protobuf types (protos/). Only
+//!   [`link`], the `link` modules of the portal and server, the supervisor's
+//!   `control` and evctl use them; game logic never sees a prost struct.
+//! - [`link`]: the Link's domain model, shared by the portal and the server:
+//!   sessions, hellos, one event enum each way, the limits, the batcher and
+//!   the protobuf conversion.
 //! - [`config`]: `ev.toml`, its defaults and its error messages.
 //! - [`gamedir`]: the layout of a game directory (run/, data/, logs/) and the
 //!   socket paths in it.
@@ -20,6 +23,7 @@
 pub mod config;
 pub mod ctl;
 pub mod gamedir;
+pub mod link;
 pub mod logging;
 pub mod process;
 pub mod sys;

@@ -14,10 +14,11 @@
 //!   of one file per concept; `link`, `session`, `listener` and `outqueue`
 //!   import only its `api`.
 //! - `trim`: gives memory back to the system after large frees.
-//! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock.
-//! - `wire`: the Link's domain model (sessions, events, limits) and its
-//!   protobuf conversion; with `link`, the only module that sees protobuf
-//!   types. It imports nothing of the portal: `link` → `hub` → `wire`.
+//! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock: the
+//!   portal's side of the stream. The Link's domain model (sessions, events,
+//!   limits, batching, the protobuf conversion) is the shared `ev::link`,
+//!   which the hub speaks; `link` is the only module here that sees
+//!   protobuf types.
 //!
 //! Data flows one way: connection → session → hub → Link → server, and
 //! server → Link → hub → session → connection.
@@ -36,7 +37,6 @@ mod throttle;
 mod timeout;
 mod trim;
 mod unanswered;
-mod wire;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,10 +1,11 @@
 //! The portal's end of the Link, and the PortalAdmin service.
 //!
-//! Only its side's stream handling: it turns protobuf messages into the
-//! domain events of `wire` (which also converts them back) and hands them to
-//! the hub through the hub's API. A server's stream gets a reader task that
-//! forwards each batch; the outbound side is an unbounded channel the hub
-//! writes to (its size is bounded by the per-session input credit, see
+//! Only its side's stream handling: the server's hello first (and only
+//! first), then protobuf messages turned into the domain events of
+//! `ev::link` (which also converts them back) and handed to the hub through
+//! the hub's API. A server's stream gets a reader task that forwards each
+//! batch; the outbound side is an unbounded channel of messages the hub
+//! batched (its size is bounded by the per-session input credit, see
 //! `session`).
 
 use std::pin::Pin;
@@ -18,20 +19,11 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::hub::api::{AdminRequest, ConnId, HubEvent, HubSender};
-use crate::wire::{FromServer, Hello, Role, ToServer};
+use ev::link::{MAX_MESSAGE_BYTES, ServerHello, ToPortal, ToServer};
 
-fn hello_of(msg: pb::ToPortal) -> Option<Hello> {
-    match msg.events.into_iter().next()?.kind? {
-        pb::portal_event::Kind::Hello(h) => {
-            let v = h.version.unwrap_or_default();
-            Some(Hello {
-                major: v.major,
-                minor: v.minor,
-                build_id: h.build_id,
-                generation: h.generation,
-                pid: h.pid,
-            })
-        }
+fn hello_of(msg: pb::ToPortal) -> Option<ServerHello> {
+    match ToPortal::try_from(msg.events.into_iter().next()?) {
+        Ok(ToPortal::Hello(hello)) => Some(hello),
         _ => None,
     }
 }
@@ -81,7 +73,10 @@ impl pb::link_server::Link for LinkService {
                     Ok(Some(msg)) => {
                         let mut events = Vec::with_capacity(msg.events.len());
                         for e in msg.events {
-                            match FromServer::try_from(e) {
+                            match ToPortal::try_from(e) {
+                                Ok(ToPortal::Hello(_)) => {
+                                    tracing::warn!(conn, "ignoring a Link event: a second hello")
+                                }
                                 Ok(e) => events.push(e),
                                 Err(why) => tracing::warn!(conn, "ignoring a Link event: {why}"),
                             }
@@ -95,11 +90,8 @@ impl pb::link_server::Link for LinkService {
             hub.send(HubEvent::Detached { conn, reason });
         });
 
-        let outbound = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|batch| {
-            Ok(pb::ToServer {
-                events: batch.into_iter().map(Into::into).collect(),
-            })
-        });
+        let outbound = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+            .map(|batch| Ok(pb::ToServer::from(batch)));
         Ok(Response::new(Box::pin(outbound)))
     }
 }
@@ -149,10 +141,7 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
                     generation: hello.generation,
                     pid: hello.pid,
                     build_id: hello.build_id,
-                    role: match role {
-                        Role::Active => pb::Role::Active,
-                        Role::Standby => pb::Role::Standby,
-                    } as i32,
+                    role: pb::Role::from(role).into(),
                     version: Some(pb::Version {
                         major: hello.major,
                         minor: hello.minor,
@@ -255,9 +244,10 @@ pub async fn serve(
     let incoming = ev::uds::bind(socket)
         .map_err(|e| anyhow::anyhow!("binding the Link socket {}: {e}", socket.display()))?;
     tonic::transport::Server::builder()
-        .add_service(pb::link_server::LinkServer::new(LinkService::new(
-            hub.clone(),
-        )))
+        .add_service(
+            pb::link_server::LinkServer::new(LinkService::new(hub.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_service(pb::portal_admin_server::PortalAdminServer::new(
             AdminService::new(hub),
         ))

@@ -18,7 +18,7 @@ use crate::outqueue;
 use crate::session::Connection;
 use crate::throttle::{Rate, Throttle};
 use crate::timeout::{Clock, Timeouts};
-use crate::wire::PortalPart;
+use ev::link::{PortalSession, SessionId};
 
 pub struct Limits {
     pub max_line: usize,
@@ -77,12 +77,20 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         next_id += 1;
-        start_session(next_id, stream, peer, &hub, &limits, &tracker, slot);
+        start_session(
+            SessionId(next_id),
+            stream,
+            peer,
+            &hub,
+            &limits,
+            &tracker,
+            slot,
+        );
     }
 }
 
 fn start_session(
-    id: u64,
+    id: SessionId,
     stream: TcpStream,
     peer: SocketAddr,
     hub: &HubSender,
@@ -95,7 +103,7 @@ fn start_session(
     let kill = CancellationToken::new();
     let (logged_in, logged_in_rx) = watch::channel(false);
     hub.send(HubEvent::Opened {
-        portal: PortalPart {
+        portal: PortalSession {
             id,
             protocol: "telnet".into(),
             peer: peer.to_string(),

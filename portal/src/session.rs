@@ -33,7 +33,7 @@ use crate::outqueue::OutReceiver;
 use crate::telnet::{self, DO, DONT, Event, IAC, Line, LineAssembler, Parser, SB, SE, WILL, WONT};
 use crate::throttle::{TOO_FAST, Throttle, Verdict};
 use crate::timeout::{Clock, Expired};
-use crate::wire::SessionId;
+use ev::link::SessionId;
 
 const READ_BUF: usize = 1024;
 const STALLED: &str = "disconnected: output queue full (the client stopped reading)";
@@ -63,7 +63,7 @@ impl Connection {
             Ok(reason) => reason,
             Err(e) => format!("connection error: {e}"),
         };
-        tracing::debug!(session = self.id, "closed: {reason}");
+        tracing::debug!(session = %self.id, "closed: {reason}");
         self.hub.send(HubEvent::Closed {
             session: self.id,
             reason,

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
-use crate::wire::SessionId;
+use ev::link::SessionId;
 
 #[derive(Default)]
 pub struct Unanswered {
@@ -68,6 +68,8 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const S1: SessionId = SessionId(1);
+    const S2: SessionId = SessionId(2);
 
     #[test]
     fn overdue_inputs_are_reported_once_until_answered() {
@@ -75,25 +77,25 @@ mod tests {
         let mut u = Unanswered::default();
         let acked: RefCell<HashMap<SessionId, u64>> = RefCell::default();
         let answered = |s, seq| acked.borrow().get(&s).is_some_and(|&a| a >= seq);
-        u.sent(t0, 1, 1);
-        u.sent(t0 + 10 * MS, 2, 1);
-        u.sent(t0 + 20 * MS, 1, 2);
+        u.sent(t0, S1, 1);
+        u.sent(t0 + 10 * MS, S2, 1);
+        u.sent(t0 + 20 * MS, S1, 2);
         let mut told = Vec::new();
         assert!(u.check(t0 + 5 * MS, answered, |s| told.push(s)));
-        assert_eq!(told, [1]);
+        assert_eq!(told, [S1]);
         assert!(u.check(t0 + 10 * MS, answered, |s| told.push(s)));
-        assert_eq!(told, [1, 2]);
+        assert_eq!(told, [S1, S2]);
         // Nothing new is overdue: nobody is told twice.
         assert!(u.check(t0 + 15 * MS, answered, |s| told.push(s)));
-        assert_eq!(told, [1, 2]);
+        assert_eq!(told, [S1, S2]);
         // Session 1's first input and session 2's are answered; 1's second
         // is not overdue yet.
-        acked.borrow_mut().insert(1, 1);
-        acked.borrow_mut().insert(2, 1);
+        acked.borrow_mut().insert(S1, 1);
+        acked.borrow_mut().insert(S2, 1);
         assert!(!u.check(t0 + 15 * MS, answered, |s| told.push(s)));
         assert!(u.check(t0 + 20 * MS, answered, |s| told.push(s)));
-        assert_eq!(told, [1, 2, 1]);
-        acked.borrow_mut().insert(1, 2);
+        assert_eq!(told, [S1, S2, S1]);
+        acked.borrow_mut().insert(S1, 2);
         assert!(!u.check(t0 + 100 * MS, answered, |s| told.push(s)));
         assert!(u.sent.is_empty());
     }
@@ -102,7 +104,7 @@ mod tests {
     fn cleared_means_nothing_is_waiting() {
         let t0 = Instant::now();
         let mut u = Unanswered::default();
-        u.sent(t0, 1, 1);
+        u.sent(t0, S1, 1);
         u.clear();
         assert!(!u.check(t0 + MS, |_, _| false, |_| panic!("told")));
     }

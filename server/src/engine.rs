@@ -290,7 +290,10 @@ impl Engine {
         let beats: Vec<Outbound> = events
             .iter()
             .filter_map(|e| match e {
-                Inbound::Heartbeat { nonce } => Some(Outbound::Heartbeat { nonce: *nonce }),
+                Inbound::Heartbeat { nonce, .. } => Some(Outbound::Heartbeat {
+                    nonce: *nonce,
+                    reply: true,
+                }),
                 _ => None,
             })
             .collect();
@@ -353,7 +356,9 @@ impl Engine {
         let mut applied = 0;
         for event in events {
             match event {
-                Inbound::Heartbeat { nonce } => out.push(Outbound::Heartbeat { nonce }),
+                Inbound::Heartbeat { nonce, .. } => {
+                    out.push(Outbound::Heartbeat { nonce, reply: true })
+                }
                 Inbound::Drain { reason } => {
                     tracing::info!(reason, "draining");
                     self.draining = true;
@@ -715,7 +720,7 @@ async fn answer_heartbeats(
     let answers: Vec<Outbound> = beats
         .into_iter()
         .filter_map(|e| match e {
-            Inbound::Heartbeat { nonce } => Some(Outbound::Heartbeat { nonce }),
+            Inbound::Heartbeat { nonce, .. } => Some(Outbound::Heartbeat { nonce, reply: true }),
             _ => None,
         })
         .collect();
@@ -747,13 +752,17 @@ fn has_drain(events: &[Inbound]) -> bool {
 fn is_game_event(event: &Inbound) -> bool {
     !matches!(
         event,
-        Inbound::Heartbeat { .. } | Inbound::Drain { .. } | Inbound::Delivered { .. }
+        Inbound::Hello(_)
+            | Inbound::Heartbeat { .. }
+            | Inbound::Drain { .. }
+            | Inbound::Delivered { .. }
     )
 }
 
 /// An event's name for a log line (input text may hold a password).
 fn kind(event: &Inbound) -> &'static str {
     match event {
+        Inbound::Hello(_) => "PortalHello",
         Inbound::Opened { .. } => "SessionOpened",
         Inbound::Input { .. } => "Input",
         Inbound::Closed { .. } => "SessionClosed",

@@ -245,11 +245,12 @@ pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
         test_commands: options.test_commands,
         crowd_size: config.game.crowd_size,
     });
-    let hello = link::Hello {
+    let hello = ev::link::ServerHello {
         major: options.link_major,
         minor: LINK_MINOR,
         build_id: options.build_id.clone(),
         generation: options.generation,
+        pid: std::process::id(),
     };
     let link = link::Link::attach(
         &game_dir.link_socket(),

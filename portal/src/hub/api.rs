@@ -10,7 +10,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::outqueue::OutSender;
-use crate::wire::{FromServer, Hello, PortalPart, Role, SessionId, ToServer};
+use ev::link::{PortalSession, Role, ServerHello, SessionId, ToPortal, ToServer};
 
 pub type ConnId = u64;
 
@@ -23,7 +23,7 @@ pub enum Outbound {
 
 pub enum HubEvent {
     Opened {
-        portal: PortalPart,
+        portal: PortalSession,
         out: OutSender,
         credits: Arc<Semaphore>,
         kill: CancellationToken,
@@ -45,12 +45,12 @@ pub enum HubEvent {
     },
     Attach {
         conn: ConnId,
-        hello: Hello,
+        hello: ServerHello,
         tx: mpsc::UnboundedSender<Vec<ToServer>>,
     },
     FromServer {
         conn: ConnId,
-        events: Vec<FromServer>,
+        events: Vec<ToPortal>,
     },
     Detached {
         conn: ConnId,
@@ -72,7 +72,7 @@ pub struct StatusInfo {
     pub sessions: u64,
     pub logged_in: u64,
     /// Each server, its role and how long since the portal heard from it.
-    pub servers: Vec<(Hello, Role, Duration)>,
+    pub servers: Vec<(ServerHello, Role, Duration)>,
     pub buffered_inputs: u64,
     pub telnet_addr: String,
     pub started_at_ms: u64,

@@ -8,10 +8,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::{ConnId, HubSender, Promoted, StatusInfo, channel};
 use super::{Hub, HubConfig};
-use crate::wire::{Hello, PortalPart};
+use ev::link::{PortalSession, ServerHello};
 
 pub use super::api::{AdminRequest, HubEvent, Outbound};
-pub use crate::wire::{FromServer, Role, ServerPart, SessionId, ToServer};
+pub use ev::link::{PortalHello, Role, ServerSession, SessionId, ToPortal, ToServer};
 pub use std::time::Duration;
 pub use tokio::sync::oneshot;
 
@@ -90,14 +90,14 @@ pub async fn drained_then_ready(
     b: &mut FakeServer,
     promoted: oneshot::Receiver<Result<Promoted, String>>,
 ) {
-    h.from(1, vec![FromServer::Drained]);
+    h.from(1, vec![ToPortal::Drained]);
     b.take(1).await;
-    h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+    h.from(2, vec![ToPortal::Ready { sessions: 1 }]);
     promoted.await.unwrap().unwrap();
 }
 
-pub fn hello(generation: u64, major: u32) -> Hello {
-    Hello {
+pub fn hello(generation: u64, major: u32) -> ServerHello {
+    ServerHello {
         major,
         minor: 0,
         build_id: "test".into(),
@@ -108,14 +108,15 @@ pub fn hello(generation: u64, major: u32) -> Hello {
 
 /// What a server sends for session `session`'s first input, a `ping`:
 /// its answer (output seq 1) and an ack up to `acked`.
-pub fn pong(session: SessionId, acked: u64) -> Vec<FromServer> {
+pub fn pong(session: u64, acked: u64) -> Vec<ToPortal> {
+    let session = SessionId(session);
     vec![
-        FromServer::Output {
+        ToPortal::Output {
             session,
             seq: 1,
             text: "pong".into(),
         },
-        FromServer::Ack {
+        ToPortal::Ack {
             session,
             seq: acked,
         },
@@ -123,14 +124,14 @@ pub fn pong(session: SessionId, acked: u64) -> Vec<FromServer> {
 }
 
 impl Harness {
-    pub fn open(&self, id: SessionId, output_queue: usize) -> FakeSession {
+    pub fn open(&self, id: u64, output_queue: usize) -> FakeSession {
         let (out, out_rx) = crate::outqueue::channel(output_queue, usize::MAX);
         let credits = Arc::new(Semaphore::new(8));
         let kill = CancellationToken::new();
         let (logged_in, logged_in_rx) = watch::channel(false);
         self.tx.send(HubEvent::Opened {
-            portal: PortalPart {
-                id,
+            portal: PortalSession {
+                id: SessionId(id),
                 ..Default::default()
             },
             out,
@@ -146,9 +147,9 @@ impl Harness {
         }
     }
 
-    pub fn input(&self, session: SessionId, text: &str) {
+    pub fn input(&self, session: u64, text: &str) {
         self.tx.send(HubEvent::Input {
-            session,
+            session: SessionId(session),
             text: text.into(),
         });
     }
@@ -171,7 +172,7 @@ impl Harness {
         });
     }
 
-    pub fn from(&self, conn: ConnId, events: Vec<FromServer>) {
+    pub fn from(&self, conn: ConnId, events: Vec<ToPortal>) {
         self.tx.send(HubEvent::FromServer { conn, events });
     }
 
@@ -220,17 +221,17 @@ pub fn inputs(events: &[ToServer]) -> Vec<(u64, u64, String)> {
     events
         .iter()
         .filter_map(|e| match e {
-            ToServer::Input { session, seq, text } => Some((*session, *seq, text.clone())),
+            ToServer::Input { session, seq, text } => Some((session.0, *seq, text.clone())),
             _ => None,
         })
         .collect()
 }
 
-pub fn synced(events: &[ToServer]) -> Vec<SessionId> {
-    let mut ids: Vec<SessionId> = events
+pub fn synced(events: &[ToServer]) -> Vec<u64> {
+    let mut ids: Vec<u64> = events
         .iter()
         .filter_map(|e| match e {
-            ToServer::Sync { sessions, .. } => Some(sessions.iter().map(|s| s.portal.id)),
+            ToServer::Sync { sessions, .. } => Some(sessions.iter().map(|s| s.portal.id.0)),
             _ => None,
         })
         .flatten()

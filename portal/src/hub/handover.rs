@@ -13,7 +13,7 @@ use super::Hub;
 use super::api::{ConnId, HubEvent, Promoted};
 use super::pause::Cause;
 use super::shutdown::Stopping;
-use crate::wire::ToServer;
+use ev::link::ToServer;
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub(super) enum Phase {
@@ -202,10 +202,10 @@ mod tests {
         let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
         assert!(matches!(
             b.take(1).await[0],
-            ToServer::Hello {
+            ToServer::Hello(PortalHello {
                 role: Role::Standby,
                 ..
-            }
+            })
         ));
         let promoted = h.promote(2).await;
         assert!(matches!(a.take(1).await[0], ToServer::Drain { .. }));
@@ -214,12 +214,18 @@ mod tests {
         // A applies "one" and drains.
         h.from(
             1,
-            vec![FromServer::Ack { session: 7, seq: 1 }, FromServer::Drained],
+            vec![
+                ToPortal::Ack {
+                    session: SessionId(7),
+                    seq: 1,
+                },
+                ToPortal::Drained,
+            ],
         );
         let events = b.take(2).await;
         assert_eq!(synced(&events), vec![7]);
         assert_eq!(inputs(&events), vec![(7, 2, "two".into())]);
-        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+        h.from(2, vec![ToPortal::Ready { sessions: 1 }]);
         let done = promoted.await.unwrap().unwrap();
         assert_eq!(done.sessions, 1);
         h.stop.cancel();
@@ -240,7 +246,7 @@ mod tests {
         h.kill(1);
         let events = b.take(2).await;
         assert_eq!(inputs(&events), vec![(7, 1, "one".into())]);
-        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+        h.from(2, vec![ToPortal::Ready { sessions: 1 }]);
         assert!(promoted.await.unwrap().is_ok());
         h.stop.cancel();
     }
@@ -280,7 +286,7 @@ mod tests {
             promoted,
             ..
         } = hand_over(&h).await;
-        h.from(1, vec![FromServer::Drained]);
+        h.from(1, vec![ToPortal::Drained]);
         b.take(1).await;
         h.kill(2);
         assert!(promoted.await.unwrap().is_err());
@@ -296,10 +302,10 @@ mod tests {
         let events = c.take(3).await;
         assert!(matches!(
             events[0],
-            ToServer::Hello {
+            ToServer::Hello(PortalHello {
                 role: Role::Active,
                 ..
-            }
+            })
         ));
         h.stop.cancel();
     }

@@ -23,11 +23,11 @@ use super::Hub;
 use super::api::{ConnId, Outbound};
 use super::shutdown::Stopping;
 use crate::outqueue::{OutSender, Refused};
-use crate::wire::{PortalPart, ServerPart, SessionId, Snapshot, ToServer};
+use ev::link::{PortalSession, ServerSession, SessionId, Snapshot, ToServer};
 
 pub(super) struct Session {
-    pub(super) portal: PortalPart,
-    pub(super) server: ServerPart,
+    pub(super) portal: PortalSession,
+    pub(super) server: ServerSession,
     pub(super) last_seq: u64,
     pub(super) acked: u64,
     /// The active server's word that input `working` waits on work off its
@@ -63,7 +63,7 @@ pub(super) struct Pending {
 impl Hub {
     pub(super) fn opened(
         &mut self,
-        portal: PortalPart,
+        portal: PortalSession,
         out: OutSender,
         credits: Arc<Semaphore>,
         kill: CancellationToken,
@@ -78,7 +78,7 @@ impl Hub {
             id,
             Session {
                 portal: portal.clone(),
-                server: ServerPart::default(),
+                server: ServerSession::default(),
                 last_seq: 0,
                 acked: 0,
                 working: 0,
@@ -172,7 +172,7 @@ impl Hub {
         if let Err(e) = out.try_send(message) {
             if e == Refused::Full {
                 tracing::warn!(
-                    session,
+                    %session,
                     "output queue full (portal.output_queue or portal.output_queue_bytes): disconnecting a client that stopped reading"
                 );
             }
@@ -306,7 +306,7 @@ impl Hub {
     }
 
     /// The server's new state of a session, once.
-    pub(super) fn update(&mut self, session: SessionId, seq: u64, server: ServerPart) {
+    pub(super) fn update(&mut self, session: SessionId, seq: u64, server: ServerSession) {
         if self.fresh(session, seq)
             && let Some(s) = self.sessions.get_mut(&session)
         {
@@ -386,10 +386,10 @@ mod tests {
         let events = a.take(4).await;
         assert!(matches!(
             events[0],
-            ToServer::Hello {
+            ToServer::Hello(PortalHello {
                 role: Role::Active,
                 ..
-            }
+            })
         ));
         assert!(matches!(events[1], ToServer::Sync { last: true, .. }));
         assert_eq!(
@@ -411,7 +411,7 @@ mod tests {
         let _s = h.open(7, 16);
         h.input(7, "say bye");
         h.tx.send(HubEvent::Closed {
-            session: 7,
+            session: SessionId(7),
             reason: "gone".into(),
         });
         let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
@@ -420,9 +420,18 @@ mod tests {
         assert_eq!(inputs(&events), vec![(7, 1, "say bye".into())]);
         assert!(matches!(
             events.last(),
-            Some(ToServer::Closed { session: 7, .. })
+            Some(ToServer::Closed {
+                session: SessionId(7),
+                ..
+            })
         ));
-        h.from(1, vec![FromServer::Ack { session: 7, seq: 1 }]);
+        h.from(
+            1,
+            vec![ToPortal::Ack {
+                session: SessionId(7),
+                seq: 1,
+            }],
+        );
         assert_eq!(h.status().await.buffered_inputs, 0);
         h.stop.cancel();
     }
@@ -433,8 +442,8 @@ mod tests {
         let s = h.open(7, 2);
         let _a = h.attach(1, 1, ev::version::LINK_MAJOR);
         let flood = (0..3)
-            .map(|i| FromServer::Output {
-                session: 7,
+            .map(|i| ToPortal::Output {
+                session: SessionId(7),
                 seq: 0,
                 text: format!("line {i}"),
             })
@@ -473,8 +482,8 @@ mod tests {
         let mut s = h.open(7, 16);
         let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
         a.take(2).await;
-        let out = |seq, text: &str| FromServer::Output {
-            session: 7,
+        let out = |seq, text: &str| ToPortal::Output {
+            session: SessionId(7),
             seq,
             text: text.into(),
         };
@@ -494,7 +503,13 @@ mod tests {
         }
         h.tx.send(HubEvent::Tick);
         let events = a.take(1).await;
-        assert_eq!(events, vec![ToServer::Delivered { session: 7, seq: 3 }]);
+        assert_eq!(
+            events,
+            vec![ToServer::Delivered {
+                session: SessionId(7),
+                seq: 3
+            }]
+        );
         assert!(
             s.out.try_recv().is_err(),
             "a doubled line reached the player"
@@ -510,8 +525,8 @@ mod tests {
         a.take(2).await;
         h.from(
             1,
-            vec![FromServer::Output {
-                session: 7,
+            vec![ToPortal::Output {
+                session: SessionId(7),
                 seq: 5,
                 text: "x".into(),
             }],
@@ -526,14 +541,17 @@ mod tests {
         h.stop.cancel();
     }
 
-    fn stage(session: SessionId, seq: u64, playing: bool) -> FromServer {
+    fn stage(session: u64, seq: u64, playing: bool) -> ToPortal {
         let server = if playing {
-            ServerPart::playing()
+            ServerSession {
+                stage: ev::link::Stage::Playing,
+                ..ServerSession::default()
+            }
         } else {
-            ServerPart::default()
+            ServerSession::default()
         };
-        FromServer::Update {
-            session,
+        ToPortal::Update {
+            session: SessionId(session),
             seq,
             server,
         }
@@ -561,7 +579,9 @@ mod tests {
         let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
         a.take(2).await;
         h.input(7, "ping");
-        h.tx.send(HubEvent::InputEnded { session: 7 });
+        h.tx.send(HubEvent::InputEnded {
+            session: SessionId(7),
+        });
         a.take(1).await;
         assert!(s.out.try_recv().is_err(), "closed before the answer");
         h.from(1, pong(7, 1));
@@ -574,7 +594,9 @@ mod tests {
     async fn a_half_closed_connection_with_nothing_owed_closes_at_once() {
         let h = start();
         let mut s = h.open(7, 16);
-        h.tx.send(HubEvent::InputEnded { session: 7 });
+        h.tx.send(HubEvent::InputEnded {
+            session: SessionId(7),
+        });
         assert!(matches!(s.out.recv().await, Some(Outbound::Close(_))));
         h.stop.cancel();
     }

@@ -39,8 +39,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::unanswered::Unanswered;
-use crate::wire::{FromServer, Role, SessionId, ToServer};
 use api::{AdminRequest, ConnId, HubEvent, HubSender, Outbound, StatusInfo};
+use ev::link::{Role, SessionId, ToPortal, ToServer};
 use handover::Switch;
 use ledger::Session;
 use pause::Pause;
@@ -187,26 +187,29 @@ impl Hub {
         }
     }
 
-    fn server_event(&mut self, conn: ConnId, event: FromServer) {
+    fn server_event(&mut self, conn: ConnId, event: ToPortal) {
         match event {
-            FromServer::Output { session, seq, text } => {
+            // `link` turns a server's first hello into the Attach and drops
+            // any other.
+            ToPortal::Hello(_) => {}
+            ToPortal::Output { session, seq, text } => {
                 self.deliver(session, seq, Outbound::Text(text))
             }
-            FromServer::Ack { session, seq } => self.ack(conn, session, seq),
-            FromServer::Working { session, seq } => self.working(conn, session, seq),
-            FromServer::Update {
+            ToPortal::Ack { session, seq } => self.ack(conn, session, seq),
+            ToPortal::Working { session, seq } => self.working(conn, session, seq),
+            ToPortal::Update {
                 session,
                 seq,
                 server,
             } => self.update(session, seq, server),
-            FromServer::Disconnect {
+            ToPortal::Disconnect {
                 session,
                 seq,
                 reason,
             } => self.deliver(session, seq, Outbound::Close(reason)),
-            FromServer::Drained => self.drained(conn),
-            FromServer::Ready { sessions } => self.ready(conn, sessions),
-            FromServer::Heartbeat { nonce, reply } => {
+            ToPortal::Drained => self.drained(conn),
+            ToPortal::Ready { sessions } => self.ready(conn, sessions),
+            ToPortal::Heartbeat { nonce, reply } => {
                 if !reply {
                     self.push(conn, ToServer::Heartbeat { nonce, reply: true });
                 }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::Hub;
 use super::api::{HubEvent, Outbound};
 use super::shutdown::Stopping;
-use crate::wire::SessionId;
+use ev::link::SessionId;
 
 /// Input waits for a server: a hand-over's drain and restore, a crashed
 /// server's restart, or an active server that leaves inputs unanswered (hung,
@@ -238,7 +238,7 @@ mod tests {
         h.kill(1);
         let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
         b.take(2).await;
-        h.from(2, vec![FromServer::Ready { sessions: 1 }]);
+        h.from(2, vec![ToPortal::Ready { sessions: 1 }]);
         h.status().await;
         h.stop.cancel();
         s.texts()
@@ -306,7 +306,13 @@ mod tests {
         h.input(7, "look");
         a.take(2).await;
         // A delayed login: the server took it and hashes off its thread.
-        h.from(1, vec![FromServer::Working { session: 7, seq: 1 }]);
+        h.from(
+            1,
+            vec![ToPortal::Working {
+                session: SessionId(7),
+                seq: 1,
+            }],
+        );
         tokio::time::advance(Duration::from_secs(3)).await;
         h.tx.send(HubEvent::Tick);
         h.status().await;
@@ -316,7 +322,13 @@ mod tests {
             "a login's wait read as a pause"
         );
         // Once the work is answered, a new input left waiting is a pause.
-        h.from(1, vec![FromServer::Ack { session: 7, seq: 2 }]);
+        h.from(
+            1,
+            vec![ToPortal::Ack {
+                session: SessionId(7),
+                seq: 2,
+            }],
+        );
         h.input(7, "look");
         a.take(1).await;
         h.tx.send(HubEvent::Tick);
@@ -343,7 +355,7 @@ mod tests {
         assert_eq!(t.texts(), [crash], "a crash is told to everyone");
         let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
         b.take(3).await;
-        h.from(2, vec![FromServer::Ready { sessions: 2 }]);
+        h.from(2, vec![ToPortal::Ready { sessions: 2 }]);
         h.status().await;
         assert_eq!(s.texts(), [BACK]);
         assert_eq!(t.texts(), [BACK]);

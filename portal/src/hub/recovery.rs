@@ -13,7 +13,7 @@ use super::Hub;
 use super::api::{ConnId, Outbound};
 use super::pause::Cause;
 use super::shutdown::Stopping;
-use crate::wire::ToServer;
+use ev::link::ToServer;
 
 impl Hub {
     /// The server that had inputs in flight went away without `Drained`.
@@ -49,7 +49,7 @@ impl Hub {
         }
         for (session, seq, text) in quarantined {
             tracing::error!(
-                session,
+                %session,
                 seq,
                 command = %text,
                 "quarantined: this input crashed the server again when replayed alone; it will not be delivered again"
@@ -81,7 +81,7 @@ impl Hub {
             .min();
         if let Some((session, seq)) = suspect {
             tracing::info!(
-                session,
+                %session,
                 seq,
                 "replaying an input that was in flight during a crash, alone"
             );
@@ -141,7 +141,13 @@ mod tests {
         let mut d = h.attach(4, 4, ev::version::LINK_MAJOR);
         let events = d.take(3).await;
         assert_eq!(inputs(&events), vec![(8, 1, "look".into())]);
-        h.from(4, vec![FromServer::Ack { session: 8, seq: 1 }]);
+        h.from(
+            4,
+            vec![ToPortal::Ack {
+                session: SessionId(8),
+                seq: 1,
+            }],
+        );
         // Suspects done: the rest flows, and the quarantined seq never again.
         let events = d.take(1).await;
         assert_eq!(inputs(&events), vec![(7, 2, "say after".into())]);

@@ -10,14 +10,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::Hub;
 use super::api::ConnId;
 use super::shutdown::Stopping;
-use crate::wire::{Hello, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, Role, ToServer};
+use ev::link::{Batcher, PortalHello, Role, ServerHello, ToServer};
 
 pub(super) struct Server {
-    pub(super) hello: Hello,
+    pub(super) hello: ServerHello,
     tx: mpsc::UnboundedSender<Vec<ToServer>>,
-    batch: Vec<ToServer>,
-    /// Text bytes in `batch`, to keep each message far below tonic's limit.
-    batch_bytes: usize,
+    /// The Link message being filled.
+    batch: Batcher<ToServer>,
     pub(super) last_seen: Instant,
     /// It sent `Drained` and is exiting: never to be made active again.
     pub(super) drained: bool,
@@ -27,7 +26,7 @@ impl Hub {
     pub(super) fn attach(
         &mut self,
         conn: ConnId,
-        hello: Hello,
+        hello: ServerHello,
         tx: mpsc::UnboundedSender<Vec<ToServer>>,
     ) {
         if hello.major != ev::version::LINK_MAJOR {
@@ -38,10 +37,10 @@ impl Hub {
                 ev::version::link_version()
             );
             tracing::error!(generation = hello.generation, pid = hello.pid, "{refused}");
-            let _ = tx.send(vec![ToServer::Hello {
-                role: Role::Standby,
-                refused: refused.clone(),
-            }]);
+            let _ = tx.send(vec![ToServer::Hello(PortalHello::ours(
+                Role::Standby,
+                refused.clone(),
+            ))]);
             self.resolve_waiters(hello.generation, Err(refused.clone()));
             self.refused.insert(hello.generation, refused);
             return;
@@ -69,18 +68,14 @@ impl Hub {
             Server {
                 hello,
                 tx,
-                batch: Vec::new(),
-                batch_bytes: 0,
+                batch: Batcher::new(),
                 last_seen: Instant::now(),
                 drained: false,
             },
         );
         self.push(
             conn,
-            ToServer::Hello {
-                role,
-                refused: String::new(),
-            },
+            ToServer::Hello(PortalHello::ours(role, String::new())),
         );
         if role == Role::Active {
             self.activate(conn);
@@ -189,29 +184,17 @@ impl Hub {
     }
 
     pub(super) fn push(&mut self, conn: ConnId, event: ToServer) {
-        if let Some(server) = self.servers.get_mut(&conn) {
-            server.batch_bytes += match &event {
-                ToServer::Input { text, .. } => text.len() + 32,
-                ToServer::Sync { sessions, .. } => sessions.len() * 128,
-                _ => 32,
-            };
-            server.batch.push(event);
-            if server.batch.len() >= MAX_EVENTS_PER_MESSAGE
-                || server.batch_bytes >= MAX_MESSAGE_BYTES
-            {
-                server.batch_bytes = 0;
-                let batch = std::mem::take(&mut server.batch);
-                let _ = server.tx.send(batch);
-            }
+        if let Some(server) = self.servers.get_mut(&conn)
+            && let Some(message) = server.batch.push(event)
+        {
+            let _ = server.tx.send(message);
         }
     }
 
     pub(super) fn flush(&mut self) {
         for server in self.servers.values_mut() {
-            if !server.batch.is_empty() {
-                server.batch_bytes = 0;
-                let batch = std::mem::take(&mut server.batch);
-                let _ = server.tx.send(batch);
+            if let Some(message) = server.batch.flush() {
+                let _ = server.tx.send(message);
             }
         }
     }
@@ -226,7 +209,7 @@ mod tests {
         let h = start();
         let mut a = h.attach(1, 5, 99);
         match &a.take(1).await[0] {
-            ToServer::Hello { refused, .. } => {
+            ToServer::Hello(PortalHello { refused, .. }) => {
                 assert!(refused.contains("99.0"), "{refused}");
                 assert!(refused.contains(&ev::version::link_version()), "{refused}");
             }

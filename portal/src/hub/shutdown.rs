@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use super::Hub;
 use super::api::{HubEvent, Outbound};
 use super::handover::{Phase, Switch};
-use crate::wire::{SessionId, ToServer};
+use ev::link::{SessionId, ToServer};
 
 pub(super) enum Stopping {
     No,

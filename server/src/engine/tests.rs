@@ -10,6 +10,7 @@ use super::*;
 use crate::auth::Hasher;
 use crate::event::{SessionId, SessionState, Stage};
 use crate::game::Rules;
+use ev::link::PortalSession;
 
 const S1: SessionId = SessionId(1);
 const S2: SessionId = SessionId(2);
@@ -103,9 +104,13 @@ fn sync_new(ids: &[SessionId]) -> Inbound {
         sessions: ids
             .iter()
             .map(|&session| crate::event::Snapshot {
-                session,
-                peer: "127.0.0.1:4000".into(),
-                state: SessionState {
+                portal: PortalSession {
+                    id: session,
+                    peer: "127.0.0.1:4000".into(),
+                    ..Default::default()
+                },
+                acked_seq: 0,
+                server: SessionState {
                     stage: Stage::Login,
                     ..SessionState::login()
                 },
@@ -119,8 +124,18 @@ fn sync_new(ids: &[SessionId]) -> Inbound {
 #[tokio::test]
 async fn heartbeat_is_answered_without_touching_the_database() {
     let mut r = start(8);
-    r.send(vec![Inbound::Heartbeat { nonce: 42 }]).await;
-    assert_eq!(r.recv().await, vec![Outbound::Heartbeat { nonce: 42 }]);
+    r.send(vec![Inbound::Heartbeat {
+        nonce: 42,
+        reply: false,
+    }])
+    .await;
+    assert_eq!(
+        r.recv().await,
+        vec![Outbound::Heartbeat {
+            nonce: 42,
+            reply: true,
+        }]
+    );
     assert!(matches!(r.finish().await, Err(EngineError::PortalGone)));
 }
 
@@ -265,8 +280,18 @@ async fn delivered_prunes_the_outbox_in_the_next_transaction_without_opening_one
         seq: 1,
     }])
     .await;
-    r.send(vec![Inbound::Heartbeat { nonce: 1 }]).await;
-    assert_eq!(r.recv().await, vec![Outbound::Heartbeat { nonce: 1 }]);
+    r.send(vec![Inbound::Heartbeat {
+        nonce: 1,
+        reply: false,
+    }])
+    .await;
+    assert_eq!(
+        r.recv().await,
+        vec![Outbound::Heartbeat {
+            nonce: 1,
+            reply: true,
+        }]
+    );
     assert_eq!(outbox_seqs(&r, S1), [1, 2], "waits for a transaction");
     r.send(vec![input(S1, 3, "ping c")]).await;
     assert_eq!(
@@ -333,15 +358,34 @@ async fn an_outage_holds_everything_until_storage_is_back(mode: &str) {
     std::fs::write(&path, mode).unwrap();
     r.send(vec![input(S1, 2, "ping b")]).await;
     r.send(vec![
-        Inbound::Heartbeat { nonce: 7 },
+        Inbound::Heartbeat {
+            nonce: 7,
+            reply: false,
+        },
         input(S1, 3, "ping c"),
     ])
     .await;
     // Retried several times meanwhile (every 50 to 100 ms), yet only the
     // heartbeat is answered.
-    assert_eq!(r.recv().await, vec![Outbound::Heartbeat { nonce: 7 }]);
-    r.send(vec![Inbound::Heartbeat { nonce: 8 }]).await;
-    assert_eq!(r.recv().await, vec![Outbound::Heartbeat { nonce: 8 }]);
+    assert_eq!(
+        r.recv().await,
+        vec![Outbound::Heartbeat {
+            nonce: 7,
+            reply: true,
+        }]
+    );
+    r.send(vec![Inbound::Heartbeat {
+        nonce: 8,
+        reply: false,
+    }])
+    .await;
+    assert_eq!(
+        r.recv().await,
+        vec![Outbound::Heartbeat {
+            nonce: 8,
+            reply: true,
+        }]
+    );
 
     std::fs::remove_file(&path).unwrap();
     let mut got = Vec::new();

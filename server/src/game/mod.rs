@@ -44,7 +44,7 @@ mod world;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::auth::{Abandon, Outcome, Work};
-use crate::event::{Inbound, Outbound, SessionId, SessionState, Snapshot, Stage};
+use crate::event::{Inbound, Outbound, OutboxRow, SessionId, SessionState, Snapshot, Stage};
 use crate::store::{Account, Character, CreateError, StoreError, SyncState, Tx};
 pub use command::valid_name;
 pub use registry::Level;
@@ -152,7 +152,7 @@ impl Outbox {
         self.events.push(Outbound::Update {
             session,
             seq: 0,
-            state: state.clone(),
+            server: state.clone(),
         });
     }
 
@@ -171,7 +171,7 @@ impl Outbox {
             if let Some((session, seq)) = event.sequence_mut() {
                 if *seq == 0 {
                     *seq = tx.next_output_seq(session)?;
-                    if let Some(row) = event.to_row() {
+                    if let Some(row) = OutboxRow::of(event) {
                         tx.put_outbox(&row)?;
                     }
                 }
@@ -314,16 +314,16 @@ impl Game {
     }
 
     /// Applies one event from the portal. Drain and Heartbeat are the
-    /// engine's business and do nothing here.
+    /// engine's business, a hello the link's, and do nothing here.
     /// What it sends is sealed into the outbox before it returns.
     pub fn handle(&mut self, tx: &Tx, event: Inbound, out: &mut Outbox) -> Result<(), StoreError> {
         match event {
-            Inbound::Opened { session, peer } => self.opened(tx, session, &peer, out)?,
+            Inbound::Opened(s) => self.opened(tx, s.id, &s.peer, out)?,
             Inbound::Input { session, seq, text } => self.input(tx, session, seq, text, out)?,
-            Inbound::Closed { session } => self.closed(tx, session, out)?,
+            Inbound::Closed { session, .. } => self.closed(tx, session, out)?,
             Inbound::Sync { sessions, last } => self.sync(tx, sessions, last, out)?,
             Inbound::Delivered { session, seq } => tx.prune_outbox(session, seq)?,
-            Inbound::Drain { .. } | Inbound::Heartbeat { .. } => {}
+            Inbound::Hello(_) | Inbound::Drain { .. } | Inbound::Heartbeat { .. } => {}
         }
         out.seal(tx)
     }
@@ -439,8 +439,11 @@ impl Game {
             },
         };
         for snapshot in sessions {
-            syncing.listed.insert(snapshot.session);
-            let state = syncing.stored.remove(&snapshot.session).unwrap_or_default();
+            syncing.listed.insert(snapshot.portal.id);
+            let state = syncing
+                .stored
+                .remove(&snapshot.portal.id)
+                .unwrap_or_default();
             self.restore(tx, snapshot, state, out)?;
         }
         if !last {
@@ -482,22 +485,22 @@ impl Game {
         stored: SyncState,
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
-        let id = snapshot.session;
+        let id = snapshot.portal.id;
         if self.sessions.contains_key(&id) {
             self.remove(id, false, out);
         }
         out.seal(tx)?;
         // What the portal has not delivered goes again, before anything new.
-        let mut state = snapshot.state;
+        let mut state = snapshot.server;
         let mut left = false;
         let mut resent = Vec::new();
         let last_seq = stored.last_seq;
         for row in tx.resync_output_from(id, snapshot.output_seq, stored)? {
             let seq = row.seq;
-            match Outbound::from_row(row) {
+            match row.event() {
                 Some(event) => {
                     match &event {
-                        Outbound::Update { state: s, .. } => state = s.clone(),
+                        Outbound::Update { server: s, .. } => state = s.clone(),
                         Outbound::Disconnect { .. } => left = true,
                         _ => {}
                     }
@@ -520,9 +523,12 @@ impl Game {
             // portal to close it, as before the crash.
             return Ok(());
         }
-        let mut session = Session::new(last_seq, &snapshot.peer);
-        let snapshot = Snapshot { state, ..snapshot };
-        match snapshot.state.stage {
+        let mut session = Session::new(last_seq, &snapshot.portal.peer);
+        let snapshot = Snapshot {
+            server: state,
+            ..snapshot
+        };
+        match snapshot.server.stage {
             Stage::New => {
                 self.sessions.insert(id, session);
                 self.greet(id, out);
@@ -530,11 +536,11 @@ impl Game {
             Stage::Login => {
                 session.state = SessionState {
                     stage: Stage::Login,
-                    ..snapshot.state
+                    ..snapshot.server
                 };
                 self.sessions.insert(id, session);
             }
-            Stage::Playing => match tx.character(snapshot.state.character_id)? {
+            Stage::Playing => match tx.character(snapshot.server.character_id)? {
                 Some(mut ch) => {
                     ch.room = self.world.resolve(ch.room);
                     self.world.enter(ch.room, id);
@@ -545,7 +551,7 @@ impl Game {
                     session.state = SessionState {
                         account_id: ch.account_id,
                         character_id: ch.id,
-                        ..snapshot.state
+                        ..snapshot.server
                     };
                     session.character = Some(ch);
                     self.sessions.insert(id, session);
@@ -553,7 +559,7 @@ impl Game {
                 None => {
                     tracing::warn!(
                         session = %id,
-                        character = snapshot.state.character_id,
+                        character = snapshot.server.character_id,
                         "synced session plays a character that does not exist; back to the login screen"
                     );
                     self.sessions.insert(id, session);

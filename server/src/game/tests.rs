@@ -9,6 +9,7 @@ use ev::config::Synchronous;
 use super::*;
 use crate::auth::Hasher;
 use crate::store::Store;
+use ev::link::PortalSession;
 
 const S1: SessionId = SessionId(1);
 const S2: SessionId = SessionId(2);
@@ -118,10 +119,11 @@ impl Harness {
     }
 
     fn open(&mut self, id: SessionId) -> Vec<Outbound> {
-        self.batch(vec![Inbound::Opened {
-            session: id,
+        self.batch(vec![Inbound::Opened(PortalSession {
+            id,
             peer: peer(id),
-        }])
+            ..Default::default()
+        })])
     }
 
     fn input(&mut self, id: SessionId, text: &str) -> Vec<Outbound> {
@@ -147,7 +149,7 @@ impl Harness {
     /// The snapshot of a portal that delivered everything sent so far.
     fn delivered(&mut self, snapshot: Snapshot) -> Snapshot {
         Snapshot {
-            output_seq: self.output_seq(snapshot.session),
+            output_seq: self.output_seq(snapshot.portal.id),
             ..snapshot
         }
     }
@@ -158,7 +160,7 @@ impl Harness {
         tx.outbox_after(id, seq)
             .unwrap()
             .into_iter()
-            .map(|row| Outbound::from_row(row).unwrap())
+            .map(|row| row.event().unwrap())
             .collect()
     }
 }
@@ -226,9 +228,13 @@ fn acks(out: &[Outbound]) -> Vec<(SessionId, u64)> {
 
 fn playing(session: SessionId, account_id: i64, character_id: i64) -> Snapshot {
     Snapshot {
-        session,
-        peer: peer(session),
-        state: SessionState {
+        portal: PortalSession {
+            id: session,
+            peer: peer(session),
+            ..Default::default()
+        },
+        acked_seq: 0,
+        server: SessionState {
             stage: Stage::Playing,
             account_id,
             character_id,
@@ -253,7 +259,7 @@ fn new_session_gets_the_welcome_screen_and_login_stage() {
             Outbound::Update {
                 session: S1,
                 seq: 2,
-                state: SessionState::login()
+                server: SessionState::login()
             },
         ]
     );
@@ -273,7 +279,7 @@ fn create_look_say_who_quit_between_two_sessions() {
     assert!(unseq(&out).contains(&Outbound::Update {
         seq: 0,
         session: S1,
-        state: SessionState {
+        server: SessionState {
             stage: Stage::Playing,
             account_id: 1,
             character_id: 1,
@@ -562,10 +568,11 @@ fn failures_follow_the_address_across_connections_and_the_owner_still_gets_in() 
     for n in 0..=u64::from(per_address) {
         // A new connection for every guess.
         let id = SessionId(100 + n);
-        h.batch(vec![Inbound::Opened {
-            session: id,
+        h.batch(vec![Inbound::Opened(PortalSession {
+            id,
             peer: attacker.into(),
-        }]);
+            ..Default::default()
+        })]);
         let (out, jobs) = h.step(vec![input(id, 1, "connect alice wrong")]);
         match <[Job; 1]>::try_from(jobs) {
             Ok([job]) => {
@@ -602,10 +609,11 @@ fn account_creation_is_limited_per_address() {
         ..rules()
     });
     for id in [S1, S2] {
-        h.batch(vec![Inbound::Opened {
-            session: id,
+        h.batch(vec![Inbound::Opened(PortalSession {
+            id,
             peer: "10.7.7.7:1".into(),
-        }]);
+            ..Default::default()
+        })]);
     }
     assert_eq!(
         texts(&h.input(S1, "create Alice secret"), S1)[0],
@@ -643,7 +651,10 @@ fn arrival_is_seen_by_others_on_connect_and_a_takeover_moves_the_character() {
     );
     // The old connection is back at the login screen until the portal closes it.
     assert_eq!(texts(&h.input(S2, "ping"), S2), ["pong"]);
-    let out = h.batch(vec![Inbound::Closed { session: S2 }]);
+    let out = h.batch(vec![Inbound::Closed {
+        session: S2,
+        reason: String::new(),
+    }]);
     assert!(out.is_empty(), "{out:?}");
     // A plain log-in announces the arrival.
     h.input(S3, "quit");
@@ -735,9 +746,13 @@ fn sync_restores_playing_sessions_with_their_characters() {
     let s1 = h.delivered(playing(S1, 1, 1));
     let s2 = h.delivered(playing(S2, 2, 2));
     let s3 = h.delivered(Snapshot {
-        session: S3,
-        peer: peer(S3),
-        state: SessionState::login(),
+        portal: PortalSession {
+            id: S3,
+            peer: peer(S3),
+            ..Default::default()
+        },
+        acked_seq: 0,
+        server: SessionState::login(),
         output_seq: 0,
     });
     let out = h.batch(vec![
@@ -750,9 +765,13 @@ fn sync_restores_playing_sessions_with_their_characters() {
                 s2,
                 s3,
                 Snapshot {
-                    session: SessionId(4),
-                    peer: peer(SessionId(4)),
-                    state: SessionState {
+                    portal: PortalSession {
+                        id: SessionId(4),
+                        peer: peer(SessionId(4)),
+                        ..Default::default()
+                    },
+                    acked_seq: 0,
+                    server: SessionState {
                         stage: Stage::New,
                         ..SessionState::login()
                     },
@@ -774,7 +793,7 @@ fn sync_restores_playing_sessions_with_their_characters() {
             Outbound::Update {
                 session: SessionId(4),
                 seq: 2,
-                state: SessionState::login()
+                server: SessionState::login()
             },
             Outbound::Ready { sessions: 4 },
         ]
@@ -837,7 +856,7 @@ fn sync_of_a_missing_character_goes_back_to_login() {
     assert!(unseq(&out).contains(&Outbound::Update {
         seq: 0,
         session: S1,
-        state: SessionState::login()
+        server: SessionState::login()
     }));
 }
 
@@ -893,7 +912,10 @@ fn a_close_waits_behind_a_hash_already_running() {
     // The pool has started it: the close comes too late to abandon it.
     let outcome = h.hasher.run_blocking(job.work.clone());
     h.step(vec![
-        Inbound::Closed { session: S1 },
+        Inbound::Closed {
+            session: S1,
+            reason: String::new(),
+        },
         input(S1, 2, "say too late"),
     ]);
     let (out, _) = h.resume_with(job.id, job.session, outcome);
@@ -916,7 +938,10 @@ fn a_close_abandons_a_hash_not_yet_started() {
     h.open(S1);
     let (_, jobs) = h.step(vec![
         input(S1, 1, "create Alice secret"),
-        Inbound::Closed { session: S1 },
+        Inbound::Closed {
+            session: S1,
+            reason: String::new(),
+        },
     ]);
     let [job] = <[Job; 1]>::try_from(jobs).unwrap();
     assert!(job.abandon.is_set(), "the close abandons the waiting job");
@@ -1150,9 +1175,13 @@ fn a_login_whose_update_was_not_delivered_is_restored_logged_in() {
     h.restart();
     let out = h.batch(vec![Inbound::Sync {
         sessions: vec![Snapshot {
-            session: S1,
-            peer: peer(S1),
-            state: SessionState::login(),
+            portal: PortalSession {
+                id: S1,
+                peer: peer(S1),
+                ..Default::default()
+            },
+            acked_seq: 0,
+            server: SessionState::login(),
             output_seq: 2,
         }],
         last: true,
@@ -1211,15 +1240,22 @@ fn open_close_and_a_final_sync_forget_a_sessions_output() {
     h.player(S3, "Carol");
     // Opened again (a stale number): the counter starts over, old rows go.
     let out = h.batch(vec![
-        Inbound::Closed { session: S1 },
-        Inbound::Opened {
+        Inbound::Closed {
             session: S1,
-            peer: peer(S1),
+            reason: String::new(),
         },
+        Inbound::Opened(PortalSession {
+            id: S1,
+            peer: peer(S1),
+            ..Default::default()
+        }),
     ]);
     assert_eq!(seqs(&out, S1), [1, 2]);
     assert_eq!(seqs(&h.outbox(S1, 0), S1), [1, 2]);
-    h.batch(vec![Inbound::Closed { session: S1 }]);
+    h.batch(vec![Inbound::Closed {
+        session: S1,
+        reason: String::new(),
+    }]);
     assert!(h.outbox(S1, 0).is_empty());
     assert_eq!(h.output_seq(S1), 0);
     // A final Sync without S2 drops its rows too.

@@ -1,0 +1,682 @@
+//! The one protobuf ↔ domain conversion of the Link, both directions, for
+//! both sides: each side encodes what it sends and decodes what it receives
+//! with the same code, so the two can't drift apart.
+//!
+//! Decoding is lenient where a default does no harm (a missing version is
+//! 0.0, a missing server part is a new session, an unknown stage is `New`
+//! and an unknown role `Active`, each logged) and refuses an event it
+//! cannot place ([`Malformed`]); the side's stream handling logs and skips
+//! it. A snapshot it cannot place is skipped from its Sync alone.
+
+use crate::pb::link as pb;
+use pb::portal_event::Kind as FromServerKind;
+use pb::server_event::Kind as FromPortalKind;
+
+use super::{
+    PortalHello, PortalSession, Role, ServerHello, ServerSession, SessionId, Snapshot, Stage,
+    ToPortal, ToServer,
+};
+
+/// Why a protobuf event has no domain meaning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("event without a kind")]
+    Empty,
+    #[error("{0} without its session")]
+    NoSession(&'static str),
+}
+
+// === messages ===
+
+impl From<Vec<ToServer>> for pb::ToServer {
+    fn from(events: Vec<ToServer>) -> Self {
+        pb::ToServer {
+            events: events.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<Vec<ToPortal>> for pb::ToPortal {
+    fn from(events: Vec<ToPortal>) -> Self {
+        pb::ToPortal {
+            events: events.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+// === small parts ===
+
+fn version(major: u32, minor: u32) -> Option<pb::Version> {
+    Some(pb::Version { major, minor })
+}
+
+impl From<Stage> for pb::Stage {
+    fn from(stage: Stage) -> Self {
+        match stage {
+            Stage::New => pb::Stage::New,
+            Stage::Login => pb::Stage::Login,
+            Stage::Playing => pb::Stage::Playing,
+        }
+    }
+}
+
+fn stage_of(stage: i32) -> Stage {
+    match pb::Stage::try_from(stage) {
+        Ok(pb::Stage::New) => Stage::New,
+        Ok(pb::Stage::Login) => Stage::Login,
+        Ok(pb::Stage::Playing) => Stage::Playing,
+        Err(_) => {
+            // Greeting the player again beats leaving them stuck.
+            tracing::warn!(stage, "unknown session stage; treating it as new");
+            Stage::New
+        }
+    }
+}
+
+impl From<Role> for pb::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Active => pb::Role::Active,
+            Role::Standby => pb::Role::Standby,
+        }
+    }
+}
+
+fn role_of(role: i32) -> Role {
+    match pb::Role::try_from(role) {
+        Ok(pb::Role::Standby) => Role::Standby,
+        Ok(pb::Role::Active) => Role::Active,
+        _ => {
+            tracing::warn!(role, "portal hello names no role; serving as active");
+            Role::Active
+        }
+    }
+}
+
+impl From<PortalSession> for pb::PortalSession {
+    fn from(p: PortalSession) -> Self {
+        pb::PortalSession {
+            id: p.id.0,
+            protocol: p.protocol,
+            peer: p.peer,
+            connected_at_ms: p.connected_at_ms,
+            client: p.client,
+            width: p.width,
+            height: p.height,
+            encoding: p.encoding,
+        }
+    }
+}
+
+impl From<pb::PortalSession> for PortalSession {
+    fn from(p: pb::PortalSession) -> Self {
+        PortalSession {
+            id: SessionId(p.id),
+            protocol: p.protocol,
+            peer: p.peer,
+            connected_at_ms: p.connected_at_ms,
+            client: p.client,
+            width: p.width,
+            height: p.height,
+            encoding: p.encoding,
+        }
+    }
+}
+
+impl From<ServerSession> for pb::ServerSession {
+    fn from(s: ServerSession) -> Self {
+        pb::ServerSession {
+            stage: pb::Stage::from(s.stage).into(),
+            account_id: s.account_id,
+            character_id: s.character_id,
+            extra: s.extra,
+        }
+    }
+}
+
+impl From<pb::ServerSession> for ServerSession {
+    fn from(s: pb::ServerSession) -> Self {
+        ServerSession {
+            stage: stage_of(s.stage),
+            account_id: s.account_id,
+            character_id: s.character_id,
+            extra: s.extra,
+        }
+    }
+}
+
+impl From<Snapshot> for pb::SessionSnapshot {
+    fn from(s: Snapshot) -> Self {
+        pb::SessionSnapshot {
+            portal: Some(s.portal.into()),
+            server: Some(s.server.into()),
+            acked_seq: s.acked_seq,
+            output_seq: s.output_seq,
+        }
+    }
+}
+
+impl TryFrom<pb::SessionSnapshot> for Snapshot {
+    type Error = Malformed;
+
+    fn try_from(s: pb::SessionSnapshot) -> Result<Self, Malformed> {
+        let portal = s.portal.ok_or(Malformed::NoSession("SessionSnapshot"))?;
+        Ok(Snapshot {
+            portal: portal.into(),
+            server: s.server.map(Into::into).unwrap_or_default(),
+            acked_seq: s.acked_seq,
+            output_seq: s.output_seq,
+        })
+    }
+}
+
+// === hellos ===
+
+impl From<ServerHello> for pb::ServerHello {
+    fn from(h: ServerHello) -> Self {
+        pb::ServerHello {
+            version: version(h.major, h.minor),
+            build_id: h.build_id,
+            generation: h.generation,
+            pid: h.pid,
+        }
+    }
+}
+
+impl From<pb::ServerHello> for ServerHello {
+    fn from(h: pb::ServerHello) -> Self {
+        let v = h.version.unwrap_or_default();
+        ServerHello {
+            major: v.major,
+            minor: v.minor,
+            build_id: h.build_id,
+            generation: h.generation,
+            pid: h.pid,
+        }
+    }
+}
+
+impl From<PortalHello> for pb::PortalHello {
+    fn from(h: PortalHello) -> Self {
+        pb::PortalHello {
+            version: version(h.major, h.minor),
+            build_id: h.build_id,
+            role: pb::Role::from(h.role).into(),
+            refused: h.refused,
+        }
+    }
+}
+
+impl From<pb::PortalHello> for PortalHello {
+    fn from(h: pb::PortalHello) -> Self {
+        let v = h.version.unwrap_or_default();
+        // A refusal names no role; only a hello that serves needs one.
+        let role = if h.refused.is_empty() {
+            role_of(h.role)
+        } else {
+            Role::Standby
+        };
+        PortalHello {
+            major: v.major,
+            minor: v.minor,
+            build_id: h.build_id,
+            role,
+            refused: h.refused,
+        }
+    }
+}
+
+// === portal → server ===
+
+impl From<ToServer> for pb::ServerEvent {
+    fn from(e: ToServer) -> Self {
+        use FromPortalKind as K;
+        let kind = match e {
+            ToServer::Hello(h) => K::Hello(h.into()),
+            ToServer::Opened(p) => K::Opened(pb::SessionOpened {
+                session: Some(p.into()),
+            }),
+            ToServer::Input { session, seq, text } => K::Input(pb::Input {
+                session: session.0,
+                seq,
+                text,
+            }),
+            ToServer::Closed { session, reason } => K::Closed(pb::SessionClosed {
+                session: session.0,
+                reason,
+            }),
+            ToServer::Sync { sessions, last } => K::Sync(pb::SyncChunk {
+                sessions: sessions.into_iter().map(Into::into).collect(),
+                last,
+            }),
+            ToServer::Drain { reason } => K::Drain(pb::Drain { reason }),
+            ToServer::Heartbeat { nonce, reply } => K::Heartbeat(pb::Heartbeat { nonce, reply }),
+            ToServer::Delivered { session, seq } => K::Delivered(pb::Delivered {
+                session: session.0,
+                seq,
+            }),
+        };
+        pb::ServerEvent { kind: Some(kind) }
+    }
+}
+
+impl TryFrom<pb::ServerEvent> for ToServer {
+    type Error = Malformed;
+
+    fn try_from(e: pb::ServerEvent) -> Result<Self, Malformed> {
+        use FromPortalKind as K;
+        Ok(match e.kind.ok_or(Malformed::Empty)? {
+            K::Hello(h) => ToServer::Hello(h.into()),
+            K::Opened(o) => ToServer::Opened(
+                o.session
+                    .ok_or(Malformed::NoSession("SessionOpened"))?
+                    .into(),
+            ),
+            K::Input(i) => ToServer::Input {
+                session: SessionId(i.session),
+                seq: i.seq,
+                text: i.text,
+            },
+            K::Closed(c) => ToServer::Closed {
+                session: SessionId(c.session),
+                reason: c.reason,
+            },
+            K::Sync(chunk) => ToServer::Sync {
+                sessions: chunk
+                    .sessions
+                    .into_iter()
+                    .filter_map(|s| match Snapshot::try_from(s) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            tracing::warn!("skipping a malformed snapshot in a Sync: {e}");
+                            None
+                        }
+                    })
+                    .collect(),
+                last: chunk.last,
+            },
+            K::Drain(d) => ToServer::Drain { reason: d.reason },
+            K::Heartbeat(h) => ToServer::Heartbeat {
+                nonce: h.nonce,
+                reply: h.reply,
+            },
+            K::Delivered(d) => ToServer::Delivered {
+                session: SessionId(d.session),
+                seq: d.seq,
+            },
+        })
+    }
+}
+
+// === server → portal ===
+
+impl From<ToPortal> for pb::PortalEvent {
+    fn from(e: ToPortal) -> Self {
+        use FromServerKind as K;
+        let kind = match e {
+            ToPortal::Hello(h) => K::Hello(h.into()),
+            ToPortal::Output { session, seq, text } => K::Output(pb::Output {
+                session: session.0,
+                text,
+                seq,
+            }),
+            ToPortal::Ack { session, seq } => K::Ack(pb::Ack {
+                session: session.0,
+                seq,
+            }),
+            ToPortal::Working { session, seq } => K::Working(pb::Working {
+                session: session.0,
+                seq,
+            }),
+            ToPortal::Update {
+                session,
+                seq,
+                server,
+            } => K::Update(pb::SessionUpdate {
+                session: session.0,
+                server: Some(server.into()),
+                seq,
+            }),
+            ToPortal::Disconnect {
+                session,
+                seq,
+                reason,
+            } => K::Disconnect(pb::Disconnect {
+                session: session.0,
+                reason,
+                seq,
+            }),
+            ToPortal::Drained => K::Drained(pb::Drained {}),
+            ToPortal::Ready { sessions } => K::Ready(pb::Ready { sessions }),
+            ToPortal::Heartbeat { nonce, reply } => K::Heartbeat(pb::Heartbeat { nonce, reply }),
+        };
+        pb::PortalEvent { kind: Some(kind) }
+    }
+}
+
+impl TryFrom<pb::PortalEvent> for ToPortal {
+    type Error = Malformed;
+
+    fn try_from(e: pb::PortalEvent) -> Result<Self, Malformed> {
+        use FromServerKind as K;
+        Ok(match e.kind.ok_or(Malformed::Empty)? {
+            K::Hello(h) => ToPortal::Hello(h.into()),
+            K::Output(o) => ToPortal::Output {
+                session: SessionId(o.session),
+                seq: o.seq,
+                text: o.text,
+            },
+            K::Ack(a) => ToPortal::Ack {
+                session: SessionId(a.session),
+                seq: a.seq,
+            },
+            K::Working(w) => ToPortal::Working {
+                session: SessionId(w.session),
+                seq: w.seq,
+            },
+            K::Update(u) => ToPortal::Update {
+                session: SessionId(u.session),
+                seq: u.seq,
+                server: u.server.map(Into::into).unwrap_or_default(),
+            },
+            K::Disconnect(d) => ToPortal::Disconnect {
+                session: SessionId(d.session),
+                seq: d.seq,
+                reason: d.reason,
+            },
+            K::Drained(_) => ToPortal::Drained,
+            K::Ready(r) => ToPortal::Ready {
+                sessions: r.sessions,
+            },
+            K::Heartbeat(h) => ToPortal::Heartbeat {
+                nonce: h.nonce,
+                reply: h.reply,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(id: u64) -> Snapshot {
+        Snapshot {
+            portal: PortalSession {
+                id: SessionId(id),
+                protocol: "telnet".into(),
+                peer: "10.1.2.3:555".into(),
+                connected_at_ms: 1_700_000_000_000,
+                client: "tintin++".into(),
+                width: 80,
+                height: 24,
+                encoding: "utf-8".into(),
+            },
+            server: ServerSession {
+                stage: Stage::Playing,
+                account_id: 3,
+                character_id: -4,
+                extra: vec![1, 2],
+            },
+            acked_seq: 7,
+            output_seq: 12,
+        }
+    }
+
+    #[test]
+    fn every_event_to_a_server_round_trips() {
+        let s = SessionId(u64::MAX);
+        let events = vec![
+            ToServer::Hello(PortalHello::ours(Role::Active, String::new())),
+            ToServer::Hello(PortalHello::ours(Role::Standby, String::new())),
+            ToServer::Hello(PortalHello {
+                major: 9,
+                minor: 1,
+                build_id: "x".into(),
+                role: Role::Standby,
+                refused: "version mismatch".into(),
+            }),
+            ToServer::Opened(snapshot(1).portal),
+            ToServer::Input {
+                session: s,
+                seq: 2,
+                text: "héllo".into(),
+            },
+            ToServer::Closed {
+                session: s,
+                reason: "quit".into(),
+            },
+            ToServer::Sync {
+                sessions: vec![snapshot(1), snapshot(2), Snapshot::default()],
+                last: true,
+            },
+            ToServer::Drain {
+                reason: "reload".into(),
+            },
+            ToServer::Heartbeat {
+                nonce: 5,
+                reply: false,
+            },
+            ToServer::Heartbeat {
+                nonce: 6,
+                reply: true,
+            },
+            ToServer::Delivered { session: s, seq: 3 },
+        ];
+        for event in events {
+            let pb = pb::ServerEvent::from(event.clone());
+            assert_eq!(ToServer::try_from(pb), Ok(event));
+        }
+    }
+
+    #[test]
+    fn every_event_to_the_portal_round_trips() {
+        let s = SessionId(9);
+        let mut events = vec![
+            ToPortal::Hello(ServerHello {
+                major: 1,
+                minor: 1,
+                build_id: "abc".into(),
+                generation: 4,
+                pid: 77,
+            }),
+            ToPortal::Output {
+                session: s,
+                seq: 1,
+                text: "hi".into(),
+            },
+            ToPortal::Ack { session: s, seq: 2 },
+            ToPortal::Working { session: s, seq: 3 },
+            ToPortal::Disconnect {
+                session: s,
+                seq: 4,
+                reason: "bye".into(),
+            },
+            ToPortal::Drained,
+            ToPortal::Ready { sessions: 10 },
+            ToPortal::Heartbeat {
+                nonce: 5,
+                reply: true,
+            },
+            ToPortal::Heartbeat {
+                nonce: 6,
+                reply: false,
+            },
+        ];
+        for stage in [Stage::New, Stage::Login, Stage::Playing] {
+            events.push(ToPortal::Update {
+                session: s,
+                seq: 5,
+                server: ServerSession {
+                    stage,
+                    ..snapshot(1).server
+                },
+            });
+        }
+        for event in events {
+            let pb = pb::PortalEvent::from(event.clone());
+            assert_eq!(ToPortal::try_from(pb), Ok(event));
+        }
+    }
+
+    #[test]
+    fn sequenced_events_carry_their_seq_on_the_wire() {
+        let event = pb::PortalEvent::from(ToPortal::Output {
+            session: SessionId(2),
+            seq: 7,
+            text: "hi".into(),
+        });
+        assert_eq!(
+            event.kind,
+            Some(FromServerKind::Output(pb::Output {
+                session: 2,
+                text: "hi".into(),
+                seq: 7
+            }))
+        );
+        let event = pb::PortalEvent::from(ToPortal::Disconnect {
+            session: SessionId(2),
+            seq: 8,
+            reason: "quit".into(),
+        });
+        assert!(matches!(event.kind, Some(FromServerKind::Disconnect(d)) if d.seq == 8));
+        let event = pb::PortalEvent::from(ToPortal::Update {
+            session: SessionId(2),
+            seq: 9,
+            server: ServerSession::login(),
+        });
+        assert!(matches!(event.kind, Some(FromServerKind::Update(u))
+            if u.seq == 9 && u.server.as_ref().is_some_and(|s| s.stage == pb::Stage::Login as i32)));
+    }
+
+    #[test]
+    fn our_hello_names_this_build() {
+        let pb = pb::PortalHello::from(PortalHello::ours(Role::Standby, String::new()));
+        let v = pb.version.unwrap_or_default();
+        assert_eq!(
+            (v.major, v.minor),
+            (crate::version::LINK_MAJOR, crate::version::LINK_MINOR)
+        );
+        assert_eq!(pb.build_id, crate::version::PKG_VERSION);
+        assert_eq!(pb.role, pb::Role::Standby as i32);
+    }
+
+    #[test]
+    fn events_that_cannot_be_placed_are_refused_with_a_reason() {
+        assert_eq!(
+            ToServer::try_from(pb::ServerEvent { kind: None }),
+            Err(Malformed::Empty)
+        );
+        assert_eq!(
+            ToPortal::try_from(pb::PortalEvent { kind: None }),
+            Err(Malformed::Empty)
+        );
+        let opened = pb::ServerEvent {
+            kind: Some(FromPortalKind::Opened(pb::SessionOpened { session: None })),
+        };
+        let err = ToServer::try_from(opened).unwrap_err();
+        assert_eq!(err, Malformed::NoSession("SessionOpened"));
+        assert_eq!(err.to_string(), "SessionOpened without its session");
+    }
+
+    #[test]
+    fn a_sync_keeps_what_it_can_place_and_defaults_the_rest() {
+        let sync = pb::ServerEvent {
+            kind: Some(FromPortalKind::Sync(pb::SyncChunk {
+                sessions: vec![
+                    // No portal part: no session to restore.
+                    pb::SessionSnapshot::default(),
+                    pb::SessionSnapshot {
+                        portal: Some(pb::PortalSession {
+                            id: 4,
+                            peer: "10.1.2.3:555".into(),
+                            ..Default::default()
+                        }),
+                        server: Some(pb::ServerSession {
+                            stage: 99,
+                            account_id: 5,
+                            ..Default::default()
+                        }),
+                        acked_seq: 0,
+                        output_seq: 12,
+                    },
+                    pb::SessionSnapshot {
+                        portal: Some(pb::PortalSession {
+                            id: 6,
+                            ..Default::default()
+                        }),
+                        server: None,
+                        acked_seq: 1,
+                        output_seq: 0,
+                    },
+                ],
+                last: true,
+            })),
+        };
+        let expected = ToServer::Sync {
+            sessions: vec![
+                Snapshot {
+                    portal: PortalSession {
+                        id: SessionId(4),
+                        peer: "10.1.2.3:555".into(),
+                        ..Default::default()
+                    },
+                    // An unknown stage is a new session.
+                    server: ServerSession {
+                        stage: Stage::New,
+                        account_id: 5,
+                        ..Default::default()
+                    },
+                    acked_seq: 0,
+                    output_seq: 12,
+                },
+                Snapshot {
+                    portal: PortalSession {
+                        id: SessionId(6),
+                        ..Default::default()
+                    },
+                    server: ServerSession::default(),
+                    acked_seq: 1,
+                    output_seq: 0,
+                },
+            ],
+            last: true,
+        };
+        assert_eq!(ToServer::try_from(sync), Ok(expected));
+    }
+
+    #[test]
+    fn missing_parts_default_harmlessly() {
+        let update = pb::PortalEvent {
+            kind: Some(FromServerKind::Update(pb::SessionUpdate {
+                session: 3,
+                server: None,
+                seq: 2,
+            })),
+        };
+        assert_eq!(
+            ToPortal::try_from(update),
+            Ok(ToPortal::Update {
+                session: SessionId(3),
+                seq: 2,
+                server: ServerSession::default()
+            })
+        );
+        let hello = pb::PortalHello {
+            version: None,
+            build_id: "b".into(),
+            role: pb::Role::Unspecified as i32,
+            refused: String::new(),
+        };
+        assert_eq!(
+            PortalHello::from(hello),
+            PortalHello {
+                major: 0,
+                minor: 0,
+                build_id: "b".into(),
+                role: Role::Active,
+                refused: String::new(),
+            }
+        );
+    }
+}

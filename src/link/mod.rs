@@ -1,0 +1,235 @@
+//! The Link's domain model: what the portal and a server say to each other,
+//! as plain Rust types, shared by both sides.
+//!
+//! One enum per direction, [`ToServer`] and [`ToPortal`], mirrors the
+//! protocol's event kinds (protos/link.proto), hellos included: the rule
+//! that a hello comes first and only first belongs to each side's stream
+//! handling (`portal/src/link.rs`, `server/src/link.rs`), which is all the
+//! sides keep. Here are also the Link's limits and the [`Batcher`] that cuts
+//! events into messages ([`batch`]), and the one protobuf ↔ domain
+//! conversion ([`convert`]). Besides the services, this is the only place
+//! that touches `pb` types: game logic and the portal's hub never see one.
+
+pub mod batch;
+pub mod convert;
+
+use std::fmt;
+
+pub use batch::{Batcher, MAX_BATCH_BYTES, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES};
+pub use convert::Malformed;
+
+/// A player connection, numbered by the portal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a session is in its life, as the server sees it. The portal reads
+/// it only to count players and for the login and idle timeouts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stage {
+    /// No server has greeted it yet: it is owed the welcome screen.
+    #[default]
+    New,
+    /// At the login screen.
+    Login,
+    /// Playing a character.
+    Playing,
+}
+
+/// What the portal knows of a connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortalSession {
+    pub id: SessionId,
+    pub protocol: String,
+    /// Where the player connects from (`ip:port`).
+    pub peer: String,
+    /// Unix time in milliseconds.
+    pub connected_at_ms: u64,
+    pub client: String,
+    pub width: u32,
+    pub height: u32,
+    pub encoding: String,
+}
+
+/// The part of a session the server owns. The portal keeps the latest copy,
+/// so a new server (after a reload or a crash) can pick the session up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerSession {
+    pub stage: Stage,
+    /// 0 when not logged in.
+    pub account_id: i64,
+    /// 0 when not playing.
+    pub character_id: i64,
+    /// Small opaque state a game wants back after a reload; passed through.
+    pub extra: Vec<u8>,
+}
+
+impl ServerSession {
+    /// At the login screen, nobody yet.
+    pub fn login() -> ServerSession {
+        ServerSession {
+            stage: Stage::Login,
+            ..ServerSession::default()
+        }
+    }
+
+    pub fn logged_in(&self) -> bool {
+        self.stage == Stage::Playing
+    }
+}
+
+/// One session as the portal keeps it and a Sync restores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub portal: PortalSession,
+    pub server: ServerSession,
+    /// The highest input seq a server acked.
+    pub acked_seq: u64,
+    /// The highest output seq the portal delivered to the player: a server
+    /// re-sends its outbox above it and prunes it at and below it.
+    pub output_seq: u64,
+}
+
+/// What the portal makes of a server that attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Serve now: a Sync follows at once.
+    Active,
+    /// Another server is active; a Sync arrives on promotion.
+    Standby,
+}
+
+/// A server's first message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerHello {
+    pub major: u32,
+    pub minor: u32,
+    pub build_id: String,
+    /// Set by the supervisor (EV_GENERATION); 0 when started by hand.
+    pub generation: u64,
+    pub pid: u32,
+}
+
+/// The portal's first message. If `refused` is not empty the portal closes
+/// the stream after it and the server must exit with that reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalHello {
+    pub major: u32,
+    pub minor: u32,
+    pub build_id: String,
+    pub role: Role,
+    pub refused: String,
+}
+
+impl PortalHello {
+    /// This build's hello, giving the server `role` or refusing it.
+    pub fn ours(role: Role, refused: String) -> PortalHello {
+        PortalHello {
+            major: crate::version::LINK_MAJOR,
+            minor: crate::version::LINK_MINOR,
+            build_id: crate::version::PKG_VERSION.to_string(),
+            role,
+            refused,
+        }
+    }
+}
+
+/// Portal → server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToServer {
+    /// The first event of the first message, and only there.
+    Hello(PortalHello),
+    Opened(PortalSession),
+    /// `seq` counts the session's inputs from 1, without gaps.
+    Input {
+        session: SessionId,
+        seq: u64,
+        text: String,
+    },
+    Closed {
+        session: SessionId,
+        reason: String,
+    },
+    /// One chunk of the full session table; `last` ends it.
+    Sync {
+        sessions: Vec<Snapshot>,
+        last: bool,
+    },
+    /// Finish what was received, answer, then leave.
+    Drain {
+        reason: String,
+    },
+    /// The portal checks that the server is alive (`reply` false): answer
+    /// with the nonce.
+    Heartbeat {
+        nonce: u64,
+        reply: bool,
+    },
+    /// Every sequenced event of `session` up to `seq` reached the player:
+    /// the server's copies may go.
+    Delivered {
+        session: SessionId,
+        seq: u64,
+    },
+}
+
+/// Server → portal. Output, Update and Disconnect are *sequenced*: `seq` is
+/// the session's output seq (from 1, one counter for the three kinds, kept
+/// across servers); 0 is unsequenced, always delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToPortal {
+    /// The first event of the first message, and only there.
+    Hello(ServerHello),
+    Output {
+        session: SessionId,
+        seq: u64,
+        text: String,
+    },
+    /// Every input of `session` up to `seq` is applied and committed.
+    Ack {
+        session: SessionId,
+        seq: u64,
+    },
+    /// Input `seq` of `session` waits on work off the server's game thread
+    /// (a password hash, a login delay): no sign of a stall. Since Link 1.1.
+    Working {
+        session: SessionId,
+        seq: u64,
+    },
+    Update {
+        session: SessionId,
+        seq: u64,
+        server: ServerSession,
+    },
+    /// Close the connection after its pending output.
+    Disconnect {
+        session: SessionId,
+        seq: u64,
+        reason: String,
+    },
+    Drained,
+    Ready {
+        sessions: u64,
+    },
+    Heartbeat {
+        nonce: u64,
+        reply: bool,
+    },
+}
+
+impl ToPortal {
+    /// The session and seq of a sequenced event (Output, Update, Disconnect).
+    pub fn sequence_mut(&mut self) -> Option<(SessionId, &mut u64)> {
+        match self {
+            ToPortal::Output { session, seq, .. }
+            | ToPortal::Update { session, seq, .. }
+            | ToPortal::Disconnect { session, seq, .. } => Some((*session, seq)),
+            _ => None,
+        }
+    }
+}
