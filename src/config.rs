@@ -379,6 +379,18 @@ impl Config {
                 return Err(format!("key `{key}` must be greater than 0"));
             }
         }
+        // One input is one Link event: it must fit in a Link message.
+        let max_line = crate::link::MAX_BATCH_BYTES;
+        if self.portal.max_line_bytes > max_line {
+            return Err(format!(
+                "key `portal.max_line_bytes` must be at most {max_line}"
+            ));
+        }
+        if self.portal.sync_chunk > MAX_SYNC_CHUNK {
+            return Err(format!(
+                "key `portal.sync_chunk` must be at most {MAX_SYNC_CHUNK}"
+            ));
+        }
         if self.portal.threads > MAX_PORTAL_THREADS {
             return Err(format!(
                 "key `portal.threads` must be at most {MAX_PORTAL_THREADS}"
@@ -439,6 +451,10 @@ pub struct Difference {
 
 /// More threads than this would be a typo, not a tuning.
 const MAX_PORTAL_THREADS: usize = 256;
+
+/// Sessions in one Sync chunk, at most: a chunk is one Link message, and
+/// each snapshot takes a few hundred bytes with its `extra`.
+const MAX_SYNC_CHUNK: usize = 5_000;
 
 /// toml's message, reworded to lead with the line number.
 fn describe(e: &toml::de::Error, text: &str) -> String {
@@ -509,6 +525,14 @@ mod tests {
         }
         let c = parse("[portal]\nlogin_timeout_s = 0\nidle_timeout_s = 0\n").unwrap();
         assert_eq!((c.portal.login_timeout_s, c.portal.idle_timeout_s), (0, 0));
+    }
+
+    #[test]
+    fn limits_that_must_fit_a_link_message_are_bounded() {
+        for (key, value) in [("max_line_bytes", "10000000"), ("sync_chunk", "1000000")] {
+            let err = parse(&format!("[portal]\n{key} = {value}\n")).unwrap_err();
+            assert!(err.contains(&format!("portal.{key}")), "{err}");
+        }
     }
 
     #[test]

@@ -540,14 +540,11 @@ impl Game {
                 };
                 self.sessions.insert(id, session);
             }
-            Stage::Playing => match tx.character(snapshot.server.character_id)? {
-                Some(mut ch) => {
+            Stage::Playing => match tx.character_and_level(snapshot.server.character_id)? {
+                Some((mut ch, level)) => {
                     ch.room = self.world.resolve(ch.room);
                     self.world.enter(ch.room, id);
-                    session.level = match tx.account(ch.account_id)? {
-                        Some(account) => Level::from_i64(account.level),
-                        None => Level::Player,
-                    };
+                    session.level = Level::from_i64(level);
                     session.state = SessionState {
                         account_id: ch.account_id,
                         character_id: ch.id,

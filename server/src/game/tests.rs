@@ -372,7 +372,10 @@ fn commands_answer_to_unique_prefixes_and_say_which_when_several_match() {
         texts(&h.input(S1, "c Alice secret"), S1),
         ["Which did you mean: connect, create?"]
     );
-    assert_eq!(texts(&h.input(S1, "cr Alice secret"), S1)[0], "Welcome, Alice!");
+    assert_eq!(
+        texts(&h.input(S1, "cr Alice secret"), S1)[0],
+        "Welcome, Alice!"
+    );
     assert!(texts(&h.input(S1, "l"), S1)[0].starts_with("Limbo"));
     assert_eq!(texts(&h.input(S1, "'hi"), S1), ["You say, \"hi\""]);
     assert_eq!(
@@ -386,7 +389,10 @@ fn help_lists_what_a_session_may_run_and_admins_grant_levels() {
     let mut h = Harness::new();
     h.player(S1, "Alice");
     let help = texts(&h.input(S1, "help"), S1)[0].to_owned();
-    assert!(help.contains("say TEXT") && !help.contains("@grant"), "{help}");
+    assert!(
+        help.contains("say TEXT") && !help.contains("@grant"),
+        "{help}"
+    );
     assert!(!help.contains("connect NAME"), "{help}");
     assert_eq!(
         texts(&h.input(S1, "help say"), S1)[0],
@@ -399,8 +405,13 @@ fn help_lists_what_a_session_may_run_and_admins_grant_levels() {
     );
     // An admin (as evctl init makes one) does, and grants in place.
     let tx = h.store.begin().unwrap();
-    tx.create_account("Root", &h.hasher.hash("rootpw").unwrap(), Level::Admin.as_i64(), START_ROOM)
-        .unwrap();
+    tx.create_account(
+        "Root",
+        &h.hasher.hash("rootpw").unwrap(),
+        Level::Admin.as_i64(),
+        START_ROOM,
+    )
+    .unwrap();
     tx.commit().unwrap();
     h.open(S2);
     h.input(S2, "connect Root rootpw");
@@ -413,7 +424,10 @@ fn help_lists_what_a_session_may_run_and_admins_grant_levels() {
         texts(&h.input(S2, "@grant alice god"), S2),
         ["Usage: @grant NAME player|builder|admin"]
     );
-    assert!(texts(&h.input(S1, "help"), S1)[0].contains("@grant"), "Alice's session has it at once");
+    assert!(
+        texts(&h.input(S1, "help"), S1)[0].contains("@grant"),
+        "Alice's session has it at once"
+    );
     // And after a reload, from the account.
     let snapshot = h.delivered(playing(S1, 1, 1));
     h.restart();
@@ -440,7 +454,10 @@ fn the_demo_registers_every_command_and_logs_no_secret() {
         ],
         "a command clashed with another and was left out"
     );
-    assert_eq!(game.loggable("connect Alice hunter2"), "connect Alice <secret>");
+    assert_eq!(
+        game.loggable("connect Alice hunter2"),
+        "connect Alice <secret>"
+    );
     assert_eq!(game.loggable("cre Bob hunter2"), "cre Bob <secret>");
 }
 

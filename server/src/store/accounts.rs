@@ -121,14 +121,6 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    pub fn account(&self, id: i64) -> Result<Option<Account>, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached("SELECT id, name, password_hash, level FROM accounts WHERE id = ?1")?
-            .query_row([id], account_row)
-            .optional()?)
-    }
-
     /// Sets an account's permission level; false if there is no such account.
     pub fn set_level(&self, account_id: i64, level: i64) -> Result<bool, StoreError> {
         Ok(self.write(Write::Level { account_id, level })? > 0)
@@ -183,11 +175,17 @@ impl Tx<'_> {
         })
     }
 
-    pub fn character(&self, id: i64) -> Result<Option<Character>, StoreError> {
+    /// A character with its account's permission level, in one read: a
+    /// Sync restores a thousand sessions this way, inside a reload's dark time.
+    pub fn character_and_level(&self, id: i64) -> Result<Option<(Character, i64)>, StoreError> {
         Ok(self
             .tx
-            .prepare_cached("SELECT id, account_id, name, room FROM characters WHERE id = ?1")?
-            .query_row([id], character_row)
+            .prepare_cached(
+                "SELECT c.id, c.account_id, c.name, c.room, a.level
+                 FROM characters c JOIN accounts a ON a.id = c.account_id
+                 WHERE c.id = ?1",
+            )?
+            .query_row([id], |row| Ok((character_row(row)?, row.get(4)?)))
             .optional()?)
     }
 
@@ -249,7 +247,8 @@ mod tests {
         assert_eq!(a.name, "Alice");
         assert_eq!(tx.character_of(a.id).unwrap().unwrap(), c);
         assert!(tx.set_level(a.id, 1).unwrap());
-        assert_eq!(tx.account(a.id).unwrap().unwrap().level, 1);
+        let (ch, level) = tx.character_and_level(c.id).unwrap().unwrap();
+        assert_eq!((ch, level), (c.clone(), 1));
         assert!(!tx.set_level(9999, 1).unwrap(), "no such account");
         tx.commit().unwrap();
     }
