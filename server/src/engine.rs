@@ -597,7 +597,7 @@ impl Engine {
             && self
                 .failpoint
                 .as_ref()
-                .is_some_and(|f| f.point == Point::AfterOutput);
+                .is_some_and(|f| f.is_at(Point::AfterOutput));
         if split {
             // The outputs as a message of their own, on the wire; die
             // before the acks follow.

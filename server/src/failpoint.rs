@@ -7,8 +7,13 @@
 //! process aborts (no cleanup, no flush, like kill -9) at the N-th (default
 //! 1st) batch that reaches the point, counting only batches with at least
 //! one Input (and for `mid_batch`, at least two, as it needs a middle).
+//!
+//! Without the `test-build` feature a [`Failpoint`] cannot exist (an empty
+//! enum): the engine's calls compile to nothing and the production binary
+//! holds no failpoint at all.
 
 use std::fmt;
+#[cfg(any(test, feature = "test-build"))]
 use std::str::FromStr;
 
 /// Where the server dies.
@@ -33,6 +38,7 @@ impl Point {
 }
 
 /// A failpoint armed for the `at`-th hit.
+#[cfg(any(test, feature = "test-build"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failpoint {
     pub point: Point,
@@ -40,9 +46,38 @@ pub struct Failpoint {
     hits: u64,
 }
 
+/// No failpoint: production builds cannot arm one.
+#[cfg(not(any(test, feature = "test-build")))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failpoint {}
+
+#[cfg(not(any(test, feature = "test-build")))]
+impl Failpoint {
+    pub fn is_at(&self, _: Point) -> bool {
+        match *self {}
+    }
+
+    pub fn hit(&mut self, _: Point) {
+        match *self {}
+    }
+}
+
+#[cfg(not(any(test, feature = "test-build")))]
+impl fmt::Display for Failpoint {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {}
+    }
+}
+
+#[cfg(any(test, feature = "test-build"))]
 impl Failpoint {
     pub fn new(point: Point, at: u64) -> Failpoint {
         Failpoint { point, at, hits: 0 }
+    }
+
+    /// Whether it is armed at `point`.
+    pub fn is_at(&self, point: Point) -> bool {
+        self.point == point
     }
 
     /// Counts a hit of `point` and says whether this one is fatal.
@@ -63,12 +98,14 @@ impl Failpoint {
     }
 }
 
+#[cfg(any(test, feature = "test-build"))]
 impl fmt::Display for Failpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.point.name(), self.at)
     }
 }
 
+#[cfg(any(test, feature = "test-build"))]
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     #[error("unknown failpoint {0:?} (after_commit, after_output or mid_batch)")]
@@ -77,6 +114,7 @@ pub enum ParseError {
     Count(String),
 }
 
+#[cfg(any(test, feature = "test-build"))]
 impl FromStr for Failpoint {
     type Err = ParseError;
 

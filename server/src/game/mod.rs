@@ -79,6 +79,7 @@ const BUSY: &str = "The game is busy with other logins; please try again in a mo
 
 /// How long `@hang` blocks: far past any command time limit, so only the
 /// watchdog ends it.
+#[cfg(any(test, feature = "test-build"))]
 const HANG: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Identifies a password job, so a stale result (its session was closed or
@@ -1072,7 +1073,7 @@ fn commands(test_commands: bool) -> Registry<Handler> {
         place: Place::Anywhere,
         ..spec
     };
-    let mut list: Vec<(Spec, Handler)> = vec![
+    let list: Vec<(Spec, Handler)> = vec![
         (
             account(Spec::new(
                 "create",
@@ -1163,19 +1164,36 @@ fn commands(test_commands: bool) -> Registry<Handler> {
             Game::grant,
         ),
     ];
-    if test_commands {
-        let test = |spec: Spec| Spec {
-            category: "Test build",
-            ..anywhere(spec)
-        };
-        list.push((
+    let mut registry = Registry::default();
+    for (spec, handler) in list.into_iter().chain(test_only(test_commands)) {
+        if let Err(clash) = registry.add(spec, handler) {
+            tracing::error!("{clash}: the second is left out");
+        }
+    }
+    registry
+}
+
+/// `@crash` (abort at once) and `@hang` (block the engine far past the
+/// command timeout), when `on`: only the test build has them at all.
+#[cfg(any(test, feature = "test-build"))]
+fn test_only(on: bool) -> Vec<(Spec, Handler)> {
+    if !on {
+        return Vec::new();
+    }
+    let test = |spec: Spec| Spec {
+        place: Place::Anywhere,
+        category: "Test build",
+        ..spec
+    };
+    vec![
+        (
             test(Spec::new("@crash", "@crash", "Abort the server.")),
             |_, _, id, _, _| {
                 tracing::error!(session = %id, "@crash: aborting the server");
                 std::process::abort();
             },
-        ));
-        list.push((
+        ),
+        (
             test(Spec::new(
                 "@hang",
                 "@hang",
@@ -1187,15 +1205,13 @@ fn commands(test_commands: bool) -> Registry<Handler> {
                 out.output(id, "Hung.");
                 Ok(Flow::Done)
             },
-        ));
-    }
-    let mut registry = Registry::default();
-    for (spec, handler) in list {
-        if let Err(clash) = registry.add(spec, handler) {
-            tracing::error!("{clash}: the second is left out");
-        }
-    }
-    registry
+        ),
+    ]
+}
+
+#[cfg(not(any(test, feature = "test-build")))]
+fn test_only(_: bool) -> Vec<(Spec, Handler)> {
+    Vec::new()
 }
 
 /// Forgets a session in the store, after sealing what was already sent to it
