@@ -23,6 +23,8 @@ mod suite {
     mod session_sync;
     // MCCP2 compressed output, on and off, with released compressors.
     mod mccp;
+    // evctl backup under load, evctl restore into a fresh game.
+    mod backup;
     // Logins under attack: bounded password work, failures per address, creation limits.
     mod login;
     // Storage faults stall the game, not crash it; reloads onto bad storage fail; the file shrinks.

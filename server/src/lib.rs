@@ -158,6 +158,10 @@ pub struct Cli {
 pub enum Command {
     /// Create an admin account and its character (password from $EV_ADMIN_PASSWORD)
     CreateAdmin { name: String },
+    /// Copy the game database to FILE, consistently, while the game runs
+    Backup { file: PathBuf },
+    /// Put the backup FILE in place of the game database (the game must be stopped)
+    Restore { file: PathBuf },
 }
 
 /// Runs what the command line asked for and maps the outcome to an exit code.
@@ -203,7 +207,60 @@ pub fn execute(command: Option<Command>, options: ServerOptions) -> ExitCode {
                 }
             }
         }
+        Some(Command::Backup { file }) => report("backup", backup(&options.game_dir, &file)),
+        Some(Command::Restore { file }) => report("restore", restore(&options.game_dir, &file)),
     }
+}
+
+/// Prints the line of a one-shot subcommand, or why it failed.
+fn report(what: &str, outcome: anyhow::Result<String>) -> ExitCode {
+    match outcome {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ev-server: {what} failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The game's database file, from ev.toml.
+fn database_path(game_dir: &GameDir) -> anyhow::Result<PathBuf> {
+    game_dir.check_exists()?;
+    let config = Config::load(&game_dir.config_path())?;
+    Ok(game_dir.root().join(&config.database.path))
+}
+
+/// `backup FILE`: a consistent copy while the game may run.
+pub fn backup(game_dir: &GameDir, file: &std::path::Path) -> anyhow::Result<String> {
+    let db = database_path(game_dir)?;
+    store::backup::backup(&db, file)?;
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or_default();
+    Ok(format!(
+        "backed up {} to {} ({} KiB)",
+        db.display(),
+        file.display(),
+        size.div_ceil(1024)
+    ))
+}
+
+/// `restore FILE`: the backup in place of the database (evctl checks that
+/// the game is stopped first).
+pub fn restore(game_dir: &GameDir, file: &std::path::Path) -> anyhow::Result<String> {
+    let db = database_path(game_dir)?;
+    let version = store::backup::check(file)?;
+    let kept = store::backup::restore(file, &db)?;
+    let kept = match kept {
+        Some(path) => format!("; the database it replaced is kept as {}", path.display()),
+        None => String::new(),
+    };
+    Ok(format!(
+        "restored {} (schema version {version}) as {}{kept}",
+        file.display(),
+        db.display()
+    ))
 }
 
 /// The exit code for a storage that cannot be written (see the crate docs).

@@ -8,6 +8,8 @@
 //!   Control service (`client`).
 //! - `probe`: is a supervisor running for this game, and which pids live.
 //! - `logs`: the last lines of the logs.
+//! - `backup`: `backup` and `restore`, through the server binary's own
+//!   subcommands.
 //! - `password`: reading a password from the terminal without echo.
 //!
 //! # Exit codes
@@ -19,6 +21,7 @@
 //!   restarted (a crash loop): players are connected to a game that answers
 //!   nothing. A monitoring check must not read that as healthy.
 
+mod backup;
 mod client;
 mod init;
 mod logs;
@@ -86,6 +89,10 @@ enum Command {
     Stop,
     /// Start a new server from the binary on disk and hand every session over.
     Reload,
+    /// Copy the game database while the game runs (default: backups/game-DATE.db).
+    Backup { file: Option<PathBuf> },
+    /// Put a backup in place of the database of a stopped game (the old one is kept).
+    Restore { file: PathBuf },
     /// Show the processes and their figures.
     Status {
         /// One JSON object instead of a table.
@@ -222,6 +229,19 @@ pub fn main() -> i32 {
         } => init::run(&dir, telnet, web, admin.as_deref()),
         Command::Start { foreground } => start::run(&game, foreground),
         Command::Logs { process, lines } => logs::run(&game, process, lines),
+        Command::Backup { .. } | Command::Restore { .. } if game.check_exists().is_err() => {
+            Err(Failure {
+                code: EXIT_USAGE,
+                ..Failure::new(
+                    game.check_exists()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                )
+            })
+        }
+        Command::Backup { file } => backup::backup(&game, file),
+        Command::Restore { file } => backup::restore(&game, &file),
         command => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

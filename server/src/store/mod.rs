@@ -18,7 +18,8 @@
 //!   [`Tx`] records so that [`Store::retry`] can make them again,
 //!   [`Store::preflight`], the test build's injected fault;
 //! - [`checkpoint`]: the WAL checkpoint thread, which also gives free pages
-//!   back.
+//!   back;
+//! - [`backup`]: a consistent copy of the live database, and restoring one.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use ev::config::Synchronous;
 use rusqlite::{Connection, TransactionBehavior};
 
 mod accounts;
+pub mod backup;
 mod checkpoint;
 mod delivery;
 mod outage;

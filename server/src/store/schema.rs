@@ -155,7 +155,7 @@ impl Store {
     }
 }
 
-fn read_version(conn: &Connection) -> Result<u32, StoreError> {
+pub(super) fn read_version(conn: &Connection) -> Result<u32, StoreError> {
     let has_meta: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
         [],
