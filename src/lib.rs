@@ -15,6 +15,8 @@
 //!   process points at logs/<process>.log.
 //! - [`process`]: whether a pid lives, its command line and age (sysinfo).
 //! - [`version`]: the Link protocol version and this build's id.
+//! - [`markup`]: the game's text markup (colour, bold) and its rendering per
+//!   client: plain, 16, 256 or truecolour.
 //! - [`text`]: what of a player's text may reach other players' screens.
 //! - [`sys`]: the only module with `unsafe`: detaching a process from its
 //!   terminal, pidfds, the allocator's mmap threshold and `malloc_trim`.
@@ -25,6 +27,7 @@ pub mod ctl;
 pub mod gamedir;
 pub mod link;
 pub mod logging;
+pub mod markup;
 pub mod process;
 pub mod sys;
 pub mod text;
