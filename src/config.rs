@@ -29,6 +29,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub supervisor: SupervisorConfig,
+    pub logs: LogsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -307,6 +308,29 @@ impl Default for SupervisorConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// What is logged, as a tracing filter: `info`, `debug`, or per module
+    /// (`info,ev_portal=debug`). The `EV_LOG` variable, if set, wins.
+    pub filter: String,
+    /// A log (logs/<process>.log) past this size is rotated.
+    pub max_file_kib: u64,
+    /// Rotated copies kept per log (`<process>.log.1` is the newest). With
+    /// the defaults, three logs take at most about 3 × 4 × 16 MiB = 192 MiB.
+    pub keep: usize,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            max_file_kib: 16 * 1024,
+            keep: 3,
+        }
+    }
+}
+
 impl Config {
     /// Reads `path`. A missing or malformed file is an error naming it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -356,6 +380,7 @@ impl Config {
             ("portal.sync_chunk", self.portal.sync_chunk),
             ("portal.threads", self.portal.threads),
             ("server.max_batch", self.server.max_batch),
+            ("logs.max_file_kib", self.logs.max_file_kib as usize),
             ("auth.password_queue", self.auth.password_queue),
             (
                 "auth.failures_per_address",
@@ -390,6 +415,9 @@ impl Config {
             return Err(format!(
                 "key `portal.sync_chunk` must be at most {MAX_SYNC_CHUNK}"
             ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logs.filter) {
+            return Err(format!("key `logs.filter` is not a log filter: {e}"));
         }
         if self.portal.threads > MAX_PORTAL_THREADS {
             return Err(format!(

@@ -25,6 +25,8 @@ mod suite {
     mod mccp;
     // evctl backup under load, evctl restore into a fresh game.
     mod backup;
+    // Logs rotated under their limit; evctl logs -f.
+    mod logs;
     // Logins under attack: bounded password work, failures per address, creation limits.
     mod login;
     // Storage faults stall the game, not crash it; reloads onto bad storage fail; the file shrinks.

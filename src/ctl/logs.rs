@@ -1,4 +1,4 @@
-//! `evctl logs [supervisor|portal|server] [-n N]`.
+//! `evctl logs [supervisor|portal|server] [-n N] [-f]`.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -23,7 +23,10 @@ impl Process {
     }
 }
 
-pub fn run(game: &GameDir, process: Option<Process>, n: usize) -> Outcome {
+/// How often `-f` looks for new lines.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+pub fn run(game: &GameDir, process: Option<Process>, n: usize, follow: bool) -> Outcome {
     let all = [Process::Supervisor, Process::Portal, Process::Server];
     let chosen: Vec<Process> = match process {
         Some(p) => vec![p],
@@ -58,7 +61,52 @@ pub fn run(game: &GameDir, process: Option<Process>, n: usize) -> Outcome {
             None => what,
         }));
     }
+    if follow {
+        let paths: Vec<_> = chosen.iter().map(|p| game.log_path(p.name())).collect();
+        return follow_logs(&paths);
+    }
     Ok(EXIT_OK)
+}
+
+/// Prints what is appended to `paths` from now on, until stdout closes or
+/// the process is interrupted. A log that shrank was rotated: it is read
+/// again from its start.
+fn follow_logs(paths: &[std::path::PathBuf]) -> Outcome {
+    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut offsets: Vec<u64> = paths.iter().map(|p| size(p)).collect();
+    let mut last_shown = None;
+    loop {
+        std::thread::sleep(FOLLOW_EVERY);
+        for (i, path) in paths.iter().enumerate() {
+            let now = size(path);
+            if now < offsets[i] {
+                offsets[i] = 0;
+            }
+            if now == offsets[i] {
+                continue;
+            }
+            let mut file = match std::fs::File::open(path) {
+                Ok(file) => file,
+                Err(_) => continue,
+            };
+            let mut new = Vec::new();
+            if file.seek(SeekFrom::Start(offsets[i])).is_err()
+                || file.take(now - offsets[i]).read_to_end(&mut new).is_err()
+            {
+                continue;
+            }
+            // Only whole lines; the rest waits for its end.
+            let Some(end) = new.iter().rposition(|&b| b == b'\n') else {
+                continue;
+            };
+            offsets[i] += end as u64 + 1;
+            if paths.len() > 1 && last_shown != Some(i) {
+                say(format!("==> {} <==", path.display()))?;
+                last_shown = Some(i);
+            }
+            say(String::from_utf8_lossy(&new[..end]))?;
+        }
+    }
 }
 
 /// The last `n` lines of a file, reading backwards from its end so a large

@@ -107,6 +107,9 @@ enum Command {
         /// How many lines.
         #[arg(short = 'n', long, default_value_t = 50)]
         lines: usize,
+        /// Then print lines as they are written, until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
 }
 
@@ -228,7 +231,11 @@ pub fn main() -> i32 {
             admin,
         } => init::run(&dir, telnet, web, admin.as_deref()),
         Command::Start { foreground } => start::run(&game, foreground),
-        Command::Logs { process, lines } => logs::run(&game, process, lines),
+        Command::Logs {
+            process,
+            lines,
+            follow,
+        } => logs::run(&game, process, lines, follow),
         Command::Backup { .. } | Command::Restore { .. } if game.check_exists().is_err() => {
             Err(Failure {
                 code: EXIT_USAGE,
@@ -287,7 +294,7 @@ mod tests {
         let cli = Cli::try_parse_from(["evctl", "logs", "-g", "/tmp/x"]).unwrap();
         assert_eq!(cli.game_dir, Some(PathBuf::from("/tmp/x")));
         match cli.command {
-            Command::Logs { process, lines } => {
+            Command::Logs { process, lines, .. } => {
                 assert!(process.is_none());
                 assert_eq!(lines, 50);
             }

@@ -32,7 +32,10 @@ pub(crate) async fn start_portal(shared: &Arc<Shared>) -> Result<(), String> {
         name: "portal",
         program: shared.portal_bin.clone(),
         args: vec!["--game-dir".into(), game.root().into()],
-        env: vec![("EV_GAME_DIR".into(), game.root().display().to_string())],
+        env: vec![
+            ("EV_GAME_DIR".into(), game.root().display().to_string()),
+            log_filter(shared),
+        ],
         log: game.log_path("portal"),
     };
     let child = Child::spawn(&spec).map_err(|e| e.to_string())?;
@@ -202,6 +205,7 @@ pub(crate) async fn start_server(
             ("EV_GAME_DIR".into(), game.root().display().to_string()),
             ("EV_GENERATION".into(), generation.to_string()),
             ("EV_BUILD_ID".into(), installed.build_id.clone()),
+            log_filter(shared),
         ],
         log: log.clone(),
     };
@@ -491,4 +495,12 @@ pub(crate) async fn adopt(shared: &Arc<Shared>) -> bool {
         None => tracing::info!("adopted the running portal (pid {portal_pid}); no server serves"),
     }
     true
+}
+
+/// `EV_LOG` for a child: the supervisor's own if the operator set one, else
+/// `logs.filter` from ev.toml as last read (so a reload applies a change to
+/// the new server).
+fn log_filter(shared: &Shared) -> (String, String) {
+    let filter = std::env::var("EV_LOG").unwrap_or_else(|_| shared.config().logs.filter.clone());
+    ("EV_LOG".into(), filter)
 }

@@ -20,6 +20,8 @@
 //! - `reload`: the hand-over from the serving server to a new one.
 //! - `autoreload`: reloads when the server binary is rebuilt
 //!   (`server.auto_reload`, inotify through the `notify` crate).
+//! - `logrotate`: keeps logs/*.log under `logs.max_file_kib`, with
+//!   `logs.keep` numbered copies (copy and truncate).
 //! - `logtail`: a failed server's last lines out of the shared server.log.
 //! - `status`: the status report, with `sysinfo` figures.
 //! - `notify`: systemd's READY/RELOADING/STOPPING over `$NOTIFY_SOCKET`.
@@ -40,6 +42,7 @@ mod binary;
 mod child;
 mod control;
 mod launch;
+mod logrotate;
 mod logtail;
 mod notify;
 mod pidfile;

@@ -300,12 +300,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             let keeper = tokio::spawn(crate::restart::keep(shared.clone()));
             let watchdog = tokio::spawn(crate::watchdog::watch(shared.clone()));
             let autoreload = tokio::spawn(crate::autoreload::watch(shared.clone()));
+            let logs = tokio::spawn(crate::logrotate::keep_bounded(shared.clone()));
             shared.stop.cancelled().await;
             let _ = keeper.await;
             let _ = watchdog.await;
             // A reload it started must not hold up the stop, which kills
             // whatever servers there are anyway.
             autoreload.abort();
+            logs.abort();
             Ok(())
         }
         // Asked to stop while the portal was starting: a normal stop.
