@@ -27,6 +27,8 @@ mod suite {
     mod backup;
     // Logs rotated under their limit; evctl logs -f.
     mod logs;
+    // systemd's notify socket and watchdog, played by the test.
+    mod systemd;
     // Logins under attack: bounded password work, failures per address, creation limits.
     mod login;
     // Storage faults stall the game, not crash it; reloads onto bad storage fail; the file shrinks.

@@ -25,6 +25,8 @@
 //! - `logtail`: a failed server's last lines out of the shared server.log.
 //! - `status`: the status report, with `sysinfo` figures.
 //! - `notify`: systemd's READY/RELOADING/STOPPING over `$NOTIFY_SOCKET`.
+//! - `sdwatch`: systemd's watchdog (`WATCHDOG=1`, earned through the shared
+//!   state and the portal) and the `STATUS=` line.
 //! - `control` (the Control service evctl calls) and `portal_client`
 //!   (PortalAdmin calls to the portal): the only modules that see pb types.
 //!
@@ -49,6 +51,7 @@ mod pidfile;
 mod portal_client;
 mod reload;
 mod restart;
+mod sdwatch;
 mod settings;
 mod status;
 mod supervisor;

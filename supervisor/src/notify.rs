@@ -39,6 +39,16 @@ impl Notifier {
         self.send(&format!("STATUS={text}"));
     }
 
+    /// Whether systemd listens at all.
+    pub fn enabled(&self) -> bool {
+        self.addr.is_some()
+    }
+
+    /// The watchdog's keep-alive, with the current status line.
+    pub fn alive(&self, status: &str) {
+        self.send(&format!("WATCHDOG=1\nSTATUS={status}"));
+    }
+
     fn send(&self, message: &str) {
         let Some(addr) = &self.addr else { return };
         if let Err(e) = send_to(addr, message) {

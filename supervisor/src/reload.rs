@@ -148,6 +148,7 @@ async fn switch(shared: &Arc<Shared>, begun: Instant) -> Result<Reloaded, Reload
     }
     shared.update(|s| {
         s.reloads += 1;
+        s.last_dark_micros = Some(dark_micros);
         s.crash_streak = 0;
         s.storage_streak = 0;
         s.crash_looped = false;

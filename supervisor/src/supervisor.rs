@@ -69,6 +69,8 @@ pub(crate) struct State {
     pub generation: u64,
     pub restarts: u64,
     pub reloads: u64,
+    /// The last reload's dark time, for systemd's status line.
+    pub last_dark_micros: Option<u64>,
     pub last_exit_reason: String,
     /// Server crashes (or failed starts) in a row.
     pub crash_streak: u32,
@@ -301,6 +303,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             let watchdog = tokio::spawn(crate::watchdog::watch(shared.clone()));
             let autoreload = tokio::spawn(crate::autoreload::watch(shared.clone()));
             let logs = tokio::spawn(crate::logrotate::keep_bounded(shared.clone()));
+            let sdwatch = tokio::spawn(crate::sdwatch::watch(shared.clone()));
             shared.stop.cancelled().await;
             let _ = keeper.await;
             let _ = watchdog.await;
@@ -308,6 +311,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             // whatever servers there are anyway.
             autoreload.abort();
             logs.abort();
+            sdwatch.abort();
             Ok(())
         }
         // Asked to stop while the portal was starting: a normal stop.
