@@ -8,6 +8,7 @@
 //!   Control service (`client`).
 //! - `probe`: is a supervisor running for this game, and which pids live.
 //! - `logs`: the last lines of the logs.
+//! - `systemd`: the unit `evctl systemd-unit` prints (and systemd/ev.service).
 //! - `backup`: `backup` and `restore`, through the server binary's own
 //!   subcommands.
 //! - `password`: reading a password from the terminal without echo.
@@ -32,6 +33,7 @@ mod reload;
 mod start;
 mod status;
 mod stop;
+mod systemd;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -93,6 +95,12 @@ enum Command {
     Backup { file: Option<PathBuf> },
     /// Put a backup in place of the database of a stopped game (the old one is kept).
     Restore { file: PathBuf },
+    /// Print a systemd unit for this game, with this machine's paths and user.
+    SystemdUnit {
+        /// A unit for your own systemd (`systemctl --user`), not the system's.
+        #[arg(long)]
+        user: bool,
+    },
     /// Show the processes and their figures.
     Status {
         /// One JSON object instead of a table.
@@ -248,6 +256,14 @@ pub fn main() -> i32 {
             })
         }
         Command::Backup { file } => backup::backup(&game, file),
+        Command::SystemdUnit { user } => systemd::run(
+            &game,
+            if user {
+                systemd::Manager::User
+            } else {
+                systemd::Manager::System
+            },
+        ),
         Command::Restore { file } => backup::restore(&game, &file),
         command => match tokio::runtime::Builder::new_current_thread()
             .enable_all()

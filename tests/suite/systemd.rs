@@ -124,3 +124,33 @@ fn the_watchdog_pings_only_while_supervisor_and_portal_answer() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Issue 14: the unit `evctl systemd-unit` prints for this machine passes
+/// `systemd-analyze verify` (the shipped one is the same template, checked
+/// by a unit test, with paths that exist only once installed).
+#[test]
+fn the_printed_unit_verifies() {
+    let game = Game::new();
+    let out = game.evctl(&["systemd-unit"]);
+    assert!(out.status.success(), "{}", crate::util::text(&out));
+    let path = game.tmp().join("ev-test.service");
+    std::fs::write(&path, &out.stdout).expect("writing the unit");
+    let unit = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        unit.contains(&format!(
+            "ExecStart={} -g ",
+            crate::util::evctl_path().display()
+        )),
+        "{unit}"
+    );
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; .ci/run installs it)");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
