@@ -35,10 +35,9 @@ pub fn unit(manager: Manager, evctl: &Path, game: &Path, user: &str) -> String {
     let (evctl, game) = (evctl.display(), game.display());
     let (install, who, where_) = match manager {
         Manager::System => (
-            format!(
-                "# Copy to /etc/systemd/system/ev.service (evctl systemd-unit > …),\n\
-                 # then `systemctl enable --now ev`."
-            ),
+            "# Copy to /etc/systemd/system/ev.service (evctl systemd-unit > …),\n\
+             # then `systemctl enable --now ev`."
+                .to_owned(),
             format!("User={user}\nGroup={user}\n"),
             "WantedBy=multi-user.target",
         ),
