@@ -86,6 +86,10 @@ enum Command {
         /// Run the supervisor in this process (for systemd) instead of detached.
         #[arg(long)]
         foreground: bool,
+        /// Reload whenever the server binary is rebuilt, for this run only
+        /// (`server.auto_reload` without editing ev.toml).
+        #[arg(long)]
+        watch: bool,
     },
     /// Stop the game; returns once every process is gone.
     Stop,
@@ -238,7 +242,7 @@ pub fn main() -> i32 {
             web,
             admin,
         } => init::run(&dir, telnet, web, admin.as_deref()),
-        Command::Start { foreground } => start::run(&game, foreground),
+        Command::Start { foreground, watch } => start::run(&game, foreground, watch),
         Command::Logs {
             process,
             lines,

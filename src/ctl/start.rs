@@ -19,7 +19,7 @@ use crate::pb::control::WaitReadyRequest;
 /// How many lines of each log a failed start shows.
 const TAIL: usize = 20;
 
-pub fn run(game: &GameDir, foreground: bool) -> Outcome {
+pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
     let fail = |e: &dyn std::fmt::Display| Failure::new(format!("cannot start: {e}"));
     game.check_exists().map_err(|e| fail(&e))?;
     game.check_socket_paths().map_err(|e| fail(&e))?;
@@ -35,6 +35,9 @@ pub fn run(game: &GameDir, foreground: bool) -> Outcome {
     let supervisor = beside_me("ev-supervisor").map_err(|e| fail(&e))?;
     let mut command = std::process::Command::new(&supervisor);
     command.arg("--game-dir").arg(game.root());
+    if watch {
+        command.arg("--watch");
+    }
     // `EV_ADMIN_PASSWORD=… evctl init` in a script often leaves it exported:
     // no long-lived process keeps it in its environment (/proc/PID/environ).
     command.env_remove(super::password::ADMIN_PASSWORD_VAR);

@@ -17,6 +17,10 @@ struct Args {
     /// otherwise; the supervisor itself behaves the same).
     #[arg(long)]
     foreground: bool,
+    /// Reload by itself when the server binary is rebuilt, for this run
+    /// (as `server.auto_reload = true` in ev.toml would).
+    #[arg(long)]
+    watch: bool,
 }
 
 fn main() {
@@ -25,6 +29,7 @@ fn main() {
     let options = ev_supervisor::Options {
         game: GameDir::resolve(args.game_dir),
         foreground: args.foreground,
+        watch: args.watch,
     };
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)

@@ -35,6 +35,8 @@ pub struct Options {
     /// Informational: evctl decides about detaching; the supervisor behaves
     /// the same either way (logs to stderr, notifies systemd if asked to).
     pub foreground: bool,
+    /// Auto-reload for this run whatever ev.toml says (`evctl start --watch`).
+    pub watch: bool,
 }
 
 /// What a server process is doing, as far as the supervisor is concerned.
@@ -99,6 +101,8 @@ pub(crate) struct Shared {
     /// Where the supervisor's own binary is: ev-portal and the default
     /// ev-server are found beside it.
     beside: PathBuf,
+    /// `--watch`: auto-reload on, whatever ev.toml says.
+    watch: bool,
     pub portal_bin: PathBuf,
     pub installer: Installer,
     pub portal: PortalClient,
@@ -114,7 +118,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(game: GameDir, config: Config) -> anyhow::Result<Shared> {
+    fn new(game: GameDir, mut config: Config, watch: bool) -> anyhow::Result<Shared> {
+        config.server.auto_reload |= watch;
         let exe = std::env::current_exe().context("finding the supervisor's own executable")?;
         let beside = exe.parent().map(Path::to_owned).unwrap_or_default();
         let settings = Settings::new(config, &game, &beside);
@@ -122,6 +127,7 @@ impl Shared {
             portal_bin: beside.join("ev-portal"),
             settings: std::sync::RwLock::new(Arc::new(settings)),
             beside,
+            watch,
             installer: Installer::new(game.bin_dir()),
             portal: PortalClient::new(&game.link_socket()),
             notifier: Notifier::from_env(),
@@ -148,7 +154,8 @@ impl Shared {
     /// are read where they are used). Returns the changed keys that only a
     /// restart applies; a file that does not load changes nothing.
     pub fn reread_config(&self) -> Result<Vec<String>, String> {
-        let fresh = Config::load(&self.game.config_path()).map_err(|e| e.to_string())?;
+        let mut fresh = Config::load(&self.game.config_path()).map_err(|e| e.to_string())?;
+        fresh.server.auto_reload |= self.watch;
         let mut settings = self.settings.write().unwrap_or_else(|e| e.into_inner());
         let pending = crate::settings::restart_only_changes(&settings.running, &fresh);
         *settings = Arc::new(settings.reread(fresh, &self.game, &self.beside));
@@ -269,7 +276,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     game.check_socket_paths()?;
     game.create_dirs()?;
     let lock = PidLock::acquire(&game.pid_path("supervisor"))?;
-    let shared = Arc::new(Shared::new(game, config)?);
+    let shared = Arc::new(Shared::new(game, config, options.watch)?);
     tracing::info!(
         "supervisor for {} (portal {}, server {})",
         shared.game.root().display(),

@@ -266,3 +266,24 @@ fn a_reload_reads_ev_toml_again() {
     assert!(said.contains("ev.toml"), "{said}");
     assert_eq!(version(&mut alice).trim(), "build-other");
 }
+
+/// Issue 14: `evctl start --watch` auto-reloads for one run, with
+/// `server.auto_reload` off in ev.toml; a reload of ev.toml keeps it on.
+#[test]
+fn start_watch_auto_reloads_without_editing_ev_toml() {
+    let game = Game::with_server_script(|c| c.server.auto_reload_settle_ms = 100);
+    let out = game.evctl(&["start", "--watch"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut alice = game.login("Alice");
+    let first = game.pid("server").expect("a server");
+    game.set_server_script(&exec_test_server("EV_TEST_VERSION=build-watched"));
+    wait_until("the rebuilt server to serve", REPLY_TIMEOUT, || {
+        game.pid("server").is_some_and(|p| p != first && alive(p))
+    });
+    assert_eq!(version(&mut alice).trim(), "build-watched");
+    let said = text(&game.reload());
+    assert!(
+        !said.contains("server.auto_reload"),
+        "--watch reads as a change ev.toml needs a restart for: {said}"
+    );
+}
