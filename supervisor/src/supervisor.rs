@@ -457,6 +457,7 @@ mod tests {
     async fn a_config_error_names_file_line_and_key() {
         let (_tmp, game) = game_with("[server]\nstart_timeout_ms = 5\nbinarry = \"x\"\n");
         let options = Options {
+            watch: false,
             game: game.clone(),
             foreground: false,
         };
@@ -475,6 +476,7 @@ mod tests {
         game.create_dirs().unwrap();
         let _held = PidLock::acquire(&game.pid_path("supervisor")).unwrap();
         let options = Options {
+            watch: false,
             game,
             foreground: false,
         };
