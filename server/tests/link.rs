@@ -483,23 +483,31 @@ async fn create_admin_makes_an_account_once() {
         .await;
     conn.send(vec![
         In::Sync(pb::SyncChunk {
-            sessions: vec![pb::SessionSnapshot {
-                portal: Some(portal_session(5)),
-                server: None,
-                acked_seq: 0,
-                output_seq: 0,
-            }],
+            sessions: vec![snapshot(5), snapshot(6)],
             last: true,
         }),
         input(5, 1, "connect ROOT hunter22"),
     ])
     .await;
+    // Issue 11: its first login is not greeted as a return.
     let seen = conn.until(acked(5, 1)).await;
-    assert!(texts(&seen, 5).contains(&"Welcome back, Root!"), "{seen:?}");
+    assert!(texts(&seen, 5).contains(&"Welcome, Root!"), "{seen:?}");
+    conn.send(vec![input(6, 1, "connect root hunter22")]).await;
+    let seen = conn.until(acked(6, 1)).await;
+    assert!(texts(&seen, 6).contains(&"Welcome back, Root!"), "{seen:?}");
     conn.send(vec![In::Drain(pb::Drain::default())]).await;
     conn.until(|e| matches!(e, Out::Drained(_))).await;
     drop(conn);
     within("exit", server).await.unwrap().unwrap();
+}
+
+fn snapshot(session: u64) -> pb::SessionSnapshot {
+    pb::SessionSnapshot {
+        portal: Some(portal_session(session)),
+        server: None,
+        acked_seq: 0,
+        output_seq: 0,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -281,3 +281,35 @@ fn malformed_config_names_file_line_and_key() {
         "a portal runs anyway"
     );
 }
+
+/// Issue 11: the admin that `evctl init --admin` makes (through `ev-server
+/// create-admin`) is welcomed at its first login, welcomed back after.
+#[test]
+fn a_first_login_is_welcomed_and_a_later_one_welcomed_back() {
+    let game = Game::new();
+    let mut cmd = std::process::Command::new(crate::util::bin("ev-server"));
+    cmd.arg("--game-dir")
+        .arg(game.root())
+        .args(["create-admin", "Root"])
+        .env("EV_ADMIN_PASSWORD", PASSWORD)
+        .env("EV_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "create-admin: {}", text(&out));
+    game.start();
+
+    let mut c = game.guest("first");
+    c.send_line(&format!("connect Root {PASSWORD}"));
+    let line = c.expect("Root!");
+    assert!(line.contains("Welcome, Root!"), "the first login: {line:?}");
+    c.send_line("quit");
+    c.expect("Goodbye.");
+
+    let mut c = game.guest("second");
+    c.send_line(&format!("connect root {PASSWORD}"));
+    let line = c.expect("Root!");
+    assert!(
+        line.contains("Welcome back, Root!"),
+        "a later login: {line:?}"
+    );
+}

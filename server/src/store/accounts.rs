@@ -59,6 +59,11 @@ pub(super) enum Write {
         account_id: i64,
         level: i64,
     },
+    /// A login: the account's `last_login`, in Unix seconds.
+    Login {
+        account_id: i64,
+        at: i64,
+    },
     Character {
         account_id: i64,
         name: String,
@@ -71,6 +76,7 @@ impl Write {
         match self {
             Write::Account { .. } => "creating an account",
             Write::Level { .. } => "setting an account's level",
+            Write::Login { .. } => "recording a login",
             Write::Character { .. } => "creating a character",
         }
     }
@@ -95,6 +101,10 @@ impl Write {
             Write::Level { account_id, level } => {
                 conn.prepare_cached("UPDATE accounts SET level = ?1 WHERE id = ?2")?
                     .execute(params![level, account_id])? as i64
+            }
+            Write::Login { account_id, at } => {
+                conn.prepare_cached("UPDATE accounts SET last_login = ?1 WHERE id = ?2")?
+                    .execute(params![at, account_id])? as i64
             }
             Write::Character {
                 account_id,
@@ -134,6 +144,21 @@ impl Tx<'_> {
         Ok(self.write(Write::Level { account_id, level })? > 0)
     }
 
+    /// Records a login to the account now; gives whether it had logged in
+    /// before (false for an account `create-admin` made, until its first).
+    pub fn record_login(&self, account_id: i64) -> Result<bool, StoreError> {
+        let before: Option<Option<i64>> = self
+            .tx
+            .prepare_cached("SELECT last_login FROM accounts WHERE id = ?1")?
+            .query_row([account_id], |row| row.get(0))
+            .optional()?;
+        self.write(Write::Login {
+            account_id,
+            at: unix_now(),
+        })?;
+        Ok(matches!(before, Some(Some(_))))
+    }
+
     /// Whether an account or a character already has this name (any case).
     pub fn name_taken(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -156,10 +181,7 @@ impl Tx<'_> {
         if self.name_taken(name)? {
             return Err(CreateError::Taken);
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs() as i64;
+        let now = unix_now();
         let account_id = self
             .write(Write::Account {
                 name: name.to_owned(),
@@ -202,6 +224,13 @@ impl Tx<'_> {
             .query_row([account_id], character_row)
             .optional()?)
     }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
 }
 
 fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
@@ -252,5 +281,22 @@ mod tests {
         assert_eq!(tx.account(a.id).unwrap().unwrap().level, 1);
         assert!(!tx.set_level(9999, 1).unwrap(), "no such account");
         tx.commit().unwrap();
+    }
+
+    /// Issue 11: a first login is told apart from the later ones.
+    #[test]
+    fn record_login_says_whether_the_account_logged_in_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        let ch = tx.create_account("Root", "h", 2, 1).unwrap();
+        assert!(!tx.record_login(ch.account_id).unwrap(), "never logged in");
+        assert!(tx.record_login(ch.account_id).unwrap());
+        tx.commit().unwrap();
+        let tx = store.begin().unwrap();
+        assert!(
+            tx.record_login(ch.account_id).unwrap(),
+            "kept by the commit"
+        );
     }
 }
