@@ -8,6 +8,7 @@
 //!   Control service (`client`).
 //! - `probe`: is a supervisor running for this game, and which pids live.
 //! - `logs`: the last lines of the logs.
+//! - `passwd`: an account's new password, through `ev-server set-password`.
 //! - `password`: reading a password from the terminal without echo.
 //!
 //! # Exit codes
@@ -22,8 +23,9 @@
 mod client;
 mod init;
 mod logs;
+mod passwd;
 mod password;
-pub use password::ADMIN_PASSWORD_VAR;
+pub use password::{ADMIN_PASSWORD_VAR, NEW_PASSWORD_VAR, PASSWORD_VARS};
 mod probe;
 mod reload;
 mod start;
@@ -49,7 +51,7 @@ pub const EXIT_SERVER_DOWN: i32 = 4;
 #[command(
     name = "evctl",
     version,
-    about = "Controls an ev game: init, start, stop, reload, status, logs"
+    about = "Controls an ev game: init, start, stop, reload, status, logs, passwd"
 )]
 struct Cli {
     /// The game directory (default: $EV_GAME_DIR, else the current directory).
@@ -91,6 +93,13 @@ enum Command {
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Set the password of an account, e.g. a lost admin's; the game may be
+    /// running. The password comes from EV_NEW_PASSWORD or is asked for
+    /// twice on the terminal.
+    Passwd {
+        /// The account's name.
+        name: String,
     },
     /// Print the last lines of the logs.
     Logs {
@@ -201,7 +210,7 @@ pub fn main() -> i32 {
     let outcome = match cli.command {
         // A typo'd -g must not read as "ev is not running". A game whose
         // ev.toml went away while it runs can still be seen and stopped.
-        Command::Stop | Command::Reload | Command::Status { .. }
+        Command::Stop | Command::Reload | Command::Status { .. } | Command::Passwd { .. }
             if game.check_exists().is_err() && probe::supervisor(&game).is_none() =>
         {
             Err(Failure {
@@ -222,6 +231,7 @@ pub fn main() -> i32 {
         } => init::run(&dir, telnet, web, admin.as_deref()),
         Command::Start { foreground } => start::run(&game, foreground),
         Command::Logs { process, lines } => logs::run(&game, process, lines),
+        Command::Passwd { name } => passwd::run(&game, &name),
         command => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
