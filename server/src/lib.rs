@@ -39,7 +39,8 @@
 //! - `auth`: argon2id hashing and verification.
 //!
 //! # Exit codes
-//! - 0: drained on the portal's request (or `create-admin` succeeded).
+//! - 0: drained on the portal's request (or `create-admin` or
+//!   `set-password` succeeded).
 //! - 1: any error, including the portal going away without a Drain; a
 //!   supervisor restarts the server.
 //! - 2: the portal refused this server, or it speaks another Link major
@@ -162,6 +163,9 @@ pub enum Command {
     Backup { file: PathBuf },
     /// Put the backup FILE in place of the game database (the game must be stopped)
     Restore { file: PathBuf },
+    /// Set the password of the account NAME (from $EV_NEW_PASSWORD). Safe
+    /// while the game runs: the server reads the hash at each login.
+    SetPassword { name: String },
 }
 
 /// Runs what the command line asked for and maps the outcome to an exit code.
@@ -193,27 +197,24 @@ pub fn execute(command: Option<Command>, options: ServerOptions) -> ExitCode {
             }
         }
         Some(Command::CreateAdmin { name }) => {
-            let outcome = std::env::var("EV_ADMIN_PASSWORD")
+            let outcome = std::env::var(ev::ctl::ADMIN_PASSWORD_VAR)
                 .context("set EV_ADMIN_PASSWORD to the new admin's password")
                 .and_then(|password| create_admin(&options.game_dir, &name, &password));
-            match outcome {
-                Ok(line) => {
-                    println!("{line}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("ev-server: create-admin failed: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            one_shot("create-admin", outcome)
         }
-        Some(Command::Backup { file }) => report("backup", backup(&options.game_dir, &file)),
-        Some(Command::Restore { file }) => report("restore", restore(&options.game_dir, &file)),
+        Some(Command::SetPassword { name }) => {
+            let outcome = std::env::var(ev::ctl::NEW_PASSWORD_VAR)
+                .context("set EV_NEW_PASSWORD to the account's new password")
+                .and_then(|password| set_password(&options.game_dir, &name, &password));
+            one_shot("set-password", outcome)
+        }
+        Some(Command::Backup { file }) => one_shot("backup", backup(&options.game_dir, &file)),
+        Some(Command::Restore { file }) => one_shot("restore", restore(&options.game_dir, &file)),
     }
 }
 
-/// Prints the line of a one-shot subcommand, or why it failed.
-fn report(what: &str, outcome: anyhow::Result<String>) -> ExitCode {
+/// A subcommand's outcome: its line on stdout, or its error on stderr.
+fn one_shot(what: &str, outcome: anyhow::Result<String>) -> ExitCode {
     match outcome {
         Ok(line) => {
             println!("{line}");
@@ -353,9 +354,7 @@ pub fn create_admin(game_dir: &GameDir, name: &str, password: &str) -> anyhow::R
     if !game::valid_name(name, max) {
         bail!("names are 2-{max} letters, A to Z only, not {name:?}");
     }
-    if password.chars().count() < min || password.chars().any(char::is_whitespace) {
-        bail!("passwords need at least {min} characters and no spaces");
-    }
+    check_password(password, min)?;
     let mut store = store::Store::open(
         &game_dir.root().join(&config.database.path),
         config.database.synchronous,
@@ -373,4 +372,43 @@ pub fn create_admin(game_dir: &GameDir, name: &str, password: &str) -> anyhow::R
         "created admin {name} (account {}, character {})",
         ch.account_id, ch.id
     ))
+}
+
+/// What `create` asks of a password, and no whitespace: `connect` splits
+/// its arguments on it, so such a password could never be typed.
+fn check_password(password: &str, min: usize) -> anyhow::Result<()> {
+    if password.chars().count() < min || password.chars().any(char::is_whitespace) {
+        bail!("passwords need at least {min} characters and no spaces");
+    }
+    Ok(())
+}
+
+/// Sets the password of the account `name` (any case); returns the line to
+/// print. Works on a stopped game and beside a running server: SQLite lets
+/// this second writer in (each waits out the other's short transaction), the
+/// running server reads the hash at each login, and the write changes no row
+/// id or seq that the server's retry of a failed commit checks. It migrates
+/// nothing (a standby may be waiting to), and logs in no one: sessions
+/// already in play stay.
+pub fn set_password(game_dir: &GameDir, name: &str, password: &str) -> anyhow::Result<String> {
+    game_dir.check_exists()?;
+    let config = Config::load(&game_dir.config_path())?;
+    check_password(password, config.auth.min_password_len)?;
+    let path = game_dir.root().join(&config.database.path);
+    if !path.is_file() {
+        bail!(
+            "there is no database at {} yet (the game has never started), so no account named {name}",
+            path.display()
+        );
+    }
+    let mut store = store::Store::open(&path, config.database.synchronous)?;
+    // Hashed before the transaction, which then holds the write lock only
+    // for one UPDATE.
+    let hash = auth::Hasher::new(&config.auth)?.hash(password)?;
+    let tx = store.begin()?;
+    let Some(stored) = tx.set_password(name, &hash)? else {
+        bail!("there is no account named {name}");
+    };
+    tx.commit()?;
+    Ok(format!("set the password of {stored}"))
 }

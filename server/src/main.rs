@@ -1,4 +1,5 @@
-//! `ev-server [--game-dir DIR] [create-admin NAME]`: the game process.
+//! `ev-server [--game-dir DIR] [create-admin NAME | set-password NAME]`: the
+//! game process.
 //! Everything but argument parsing lives in the `ev_server` library.
 #![forbid(unsafe_code)]
 

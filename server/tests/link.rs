@@ -483,19 +483,96 @@ async fn create_admin_makes_an_account_once() {
         .await;
     conn.send(vec![
         In::Sync(pb::SyncChunk {
-            sessions: vec![pb::SessionSnapshot {
-                portal: Some(portal_session(5)),
-                server: None,
-                acked_seq: 0,
-                output_seq: 0,
-            }],
+            sessions: vec![snapshot(5), snapshot(6)],
             last: true,
         }),
         input(5, 1, "connect ROOT hunter22"),
     ])
     .await;
+    // Issue 11: its first login is not greeted as a return.
     let seen = conn.until(acked(5, 1)).await;
-    assert!(texts(&seen, 5).contains(&"Welcome back, Root!"), "{seen:?}");
+    assert!(texts(&seen, 5).contains(&"Welcome, Root!"), "{seen:?}");
+    conn.send(vec![input(6, 1, "connect root hunter22")]).await;
+    let seen = conn.until(acked(6, 1)).await;
+    assert!(texts(&seen, 6).contains(&"Welcome back, Root!"), "{seen:?}");
+    conn.send(vec![In::Drain(pb::Drain::default())]).await;
+    conn.until(|e| matches!(e, Out::Drained(_))).await;
+    drop(conn);
+    within("exit", server).await.unwrap().unwrap();
+}
+
+fn snapshot(session: u64) -> pb::SessionSnapshot {
+    pb::SessionSnapshot {
+        portal: Some(portal_session(session)),
+        server: None,
+        acked_seq: 0,
+        output_seq: 0,
+    }
+}
+
+/// Issue 11: `set-password` replaces an account's password (from
+/// `EV_NEW_PASSWORD`, never argv); the old one no longer logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_password_replaces_the_password_of_an_account() {
+    let g = game();
+    let mut command = binary("ev-server", g.game_dir.root());
+    command
+        .args(["create-admin", "Root"])
+        .env("EV_ADMIN_PASSWORD", "hunter22");
+    let out = within("create-admin", command.output()).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let set = |name: &str, password: Option<&str>| {
+        let mut command = binary("ev-server", g.game_dir.root());
+        command.arg("set-password").arg(name);
+        match password {
+            Some(p) => command.env("EV_NEW_PASSWORD", p),
+            None => command.env_remove("EV_NEW_PASSWORD"),
+        };
+        command.output()
+    };
+    let out = within("set-password", set("ROOT", Some("newpass22")))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "set the password of Root\n"
+    );
+    for (name, password, said) in [
+        ("Nobody", Some("newpass22"), "no account named Nobody"),
+        ("Root", None, "EV_NEW_PASSWORD"),
+        ("Root", Some("abc"), "at least"),
+        ("Root", Some("has space"), "no spaces"),
+    ] {
+        let out = within("set-password", set(name, password)).await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name} {password:?}: {stderr}");
+        assert!(stderr.contains(said), "{name} {password:?}: {stderr}");
+    }
+
+    let mut conns = serve_portal(&g.game_dir);
+    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let mut conn = within("attach", conns.recv()).await.unwrap();
+    conn.hello().await;
+    conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")
+        .await;
+    conn.send(vec![
+        In::Sync(pb::SyncChunk {
+            sessions: vec![snapshot(5)],
+            last: true,
+        }),
+        input(5, 1, "connect root hunter22"),
+    ])
+    .await;
+    let seen = conn.until(acked(5, 1)).await;
+    assert!(
+        texts(&seen, 5).contains(&"Wrong name or password."),
+        "{seen:?}"
+    );
+    conn.send(vec![input(5, 2, "connect root newpass22")]).await;
+    let seen = conn.until(acked(5, 2)).await;
+    assert!(texts(&seen, 5).contains(&"Welcome, Root!"), "{seen:?}");
     conn.send(vec![In::Drain(pb::Drain::default())]).await;
     conn.until(|e| matches!(e, Out::Drained(_))).await;
     drop(conn);

@@ -11,6 +11,7 @@
 //! - `systemd`: the unit `evctl systemd-unit` prints (and systemd/ev.service).
 //! - `backup`: `backup` and `restore`, through the server binary's own
 //!   subcommands.
+//! - `passwd`: an account's new password, through `ev-server set-password`.
 //! - `password`: reading a password from the terminal without echo.
 //!
 //! # Exit codes
@@ -26,8 +27,9 @@ mod backup;
 mod client;
 mod init;
 mod logs;
+mod passwd;
 mod password;
-pub use password::ADMIN_PASSWORD_VAR;
+pub use password::{ADMIN_PASSWORD_VAR, NEW_PASSWORD_VAR, PASSWORD_VARS};
 mod probe;
 mod reload;
 mod start;
@@ -54,7 +56,7 @@ pub const EXIT_SERVER_DOWN: i32 = 4;
 #[command(
     name = "evctl",
     version,
-    about = "Controls an ev game: init, start, stop, reload, status, logs"
+    about = "Controls an ev game: init, start, stop, reload, status, logs, passwd"
 )]
 struct Cli {
     /// The game directory (default: $EV_GAME_DIR, else the current directory).
@@ -110,6 +112,13 @@ enum Command {
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Set the password of an account, e.g. a lost admin's; the game may be
+    /// running. The password comes from EV_NEW_PASSWORD or is asked for
+    /// twice on the terminal.
+    Passwd {
+        /// The account's name.
+        name: String,
     },
     /// Print the last lines of the logs.
     Logs {
@@ -223,7 +232,7 @@ pub fn main() -> i32 {
     let outcome = match cli.command {
         // A typo'd -g must not read as "ev is not running". A game whose
         // ev.toml went away while it runs can still be seen and stopped.
-        Command::Stop | Command::Reload | Command::Status { .. }
+        Command::Stop | Command::Reload | Command::Status { .. } | Command::Passwd { .. }
             if game.check_exists().is_err() && probe::supervisor(&game).is_none() =>
         {
             Err(Failure {
@@ -269,6 +278,7 @@ pub fn main() -> i32 {
             },
         ),
         Command::Restore { file } => backup::restore(&game, &file),
+        Command::Passwd { name } => passwd::run(&game, &name),
         command => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

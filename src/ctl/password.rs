@@ -1,5 +1,6 @@
-//! The admin password: from `EV_ADMIN_PASSWORD`, else typed twice on the
-//! terminal without echo. There is no default password.
+//! Passwords for `evctl init --admin` (from `EV_ADMIN_PASSWORD`) and `evctl
+//! passwd` (from `EV_NEW_PASSWORD`), else typed twice on the terminal
+//! without echo. There is no default password, and none is ever an argument.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -12,16 +13,34 @@ use super::Failure;
 /// create-admin` too; removed from the environment of every long-lived process.
 pub const ADMIN_PASSWORD_VAR: &str = "EV_ADMIN_PASSWORD";
 
+/// Where `evctl passwd` takes the new password from, and `ev-server
+/// set-password` too; removed from the environment of every long-lived process.
+pub const NEW_PASSWORD_VAR: &str = "EV_NEW_PASSWORD";
+
+/// The variables that may hold a password: `evctl start` and the supervisor
+/// remove them from every process they start.
+pub const PASSWORD_VARS: [&str; 2] = [ADMIN_PASSWORD_VAR, NEW_PASSWORD_VAR];
+
 pub fn admin_password(name: &str) -> Result<String, Failure> {
-    if let Ok(password) = std::env::var(ADMIN_PASSWORD_VAR) {
+    password_from(ADMIN_PASSWORD_VAR, name, "create the admin account")
+}
+
+pub fn new_password(name: &str) -> Result<String, Failure> {
+    password_from(NEW_PASSWORD_VAR, name, "set the password of")
+}
+
+/// The password in `var`, else asked for twice on the terminal; `doing`
+/// and `name` say what for when there is neither.
+fn password_from(var: &str, name: &str, doing: &str) -> Result<String, Failure> {
+    if let Ok(password) = std::env::var(var) {
         if password.is_empty() {
-            return Err(Failure::new("EV_ADMIN_PASSWORD is empty"));
+            return Err(Failure::new(format!("{var} is empty")));
         }
         return Ok(password);
     }
     let no_terminal = || {
         Failure::new(format!(
-            "cannot create the admin account {name}: no terminal to ask for a password on; set EV_ADMIN_PASSWORD"
+            "cannot {doing} {name}: no terminal to ask for a password on; set {var}"
         ))
     };
     // The controlling terminal, even when stdin or stdout are redirected.

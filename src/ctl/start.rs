@@ -38,9 +38,12 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
     if watch {
         command.arg("--watch");
     }
-    // `EV_ADMIN_PASSWORD=… evctl init` in a script often leaves it exported:
-    // no long-lived process keeps it in its environment (/proc/PID/environ).
-    command.env_remove(super::password::ADMIN_PASSWORD_VAR);
+    // `EV_ADMIN_PASSWORD=… evctl init` in a script often leaves it exported
+    // (`EV_NEW_PASSWORD` too, for `evctl passwd`): no long-lived process
+    // keeps one in its environment (/proc/PID/environ).
+    for var in super::password::PASSWORD_VARS {
+        command.env_remove(var);
+    }
 
     if foreground {
         let err = command.arg("--foreground").exec();

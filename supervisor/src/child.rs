@@ -110,14 +110,16 @@ impl Child {
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             // Only the supervisor speaks to systemd.
             .env_remove("NOTIFY_SOCKET")
-            // A supervisor started by hand or by a unit with the admin
-            // password still exported must not pass it on.
-            .env_remove(ev::ctl::ADMIN_PASSWORD_VAR)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0)
             .kill_on_drop(false);
+        // A supervisor started by hand or by a unit with a password still
+        // exported must not pass it on.
+        for var in ev::ctl::PASSWORD_VARS {
+            command.env_remove(var);
+        }
         let spawn_err = |source| SpawnError::Spawn {
             program: spec.program.clone(),
             source,

@@ -281,3 +281,101 @@ fn malformed_config_names_file_line_and_key() {
         "a portal runs anyway"
     );
 }
+
+/// Issue 11: the admin that `evctl init --admin` makes (through `ev-server
+/// create-admin`) is welcomed at its first login, welcomed back after.
+#[test]
+fn a_first_login_is_welcomed_and_a_later_one_welcomed_back() {
+    let game = Game::new();
+    let mut cmd = std::process::Command::new(crate::util::bin("ev-server"));
+    cmd.arg("--game-dir")
+        .arg(game.root())
+        .args(["create-admin", "Root"])
+        .env("EV_ADMIN_PASSWORD", PASSWORD)
+        .env("EV_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "create-admin: {}", text(&out));
+    game.start();
+
+    let mut c = game.guest("first");
+    c.send_line(&format!("connect Root {PASSWORD}"));
+    let line = c.expect("Root!");
+    assert!(line.contains("Welcome, Root!"), "the first login: {line:?}");
+    c.send_line("quit");
+    c.expect("Goodbye.");
+
+    let mut c = game.guest("second");
+    c.send_line(&format!("connect root {PASSWORD}"));
+    let line = c.expect("Root!");
+    assert!(
+        line.contains("Welcome back, Root!"),
+        "a later login: {line:?}"
+    );
+}
+
+/// Issue 11: `evctl passwd NAME` sets a lost password, on a running game
+/// (the next login takes the new one, the old one is refused, players in
+/// play stay) and on a stopped one. The password is never an argument and
+/// is in no log.
+#[test]
+fn evctl_passwd_sets_a_password_on_a_running_and_a_stopped_game() {
+    let game = Game::started();
+    let mut alice = game.login("Alice");
+    let passwd = |name: &str, password: &str| {
+        let mut cmd = evctl_command();
+        cmd.env("EV_NEW_PASSWORD", password)
+            .arg("-g")
+            .arg(game.root())
+            .args(["passwd", name]);
+        run(cmd, Duration::from_secs(90))
+    };
+
+    let out = passwd("alice", "brandnew9");
+    assert!(out.status.success(), "evctl passwd: {}", text(&out));
+    assert!(
+        text(&out).contains("set the password of Alice"),
+        "{}",
+        text(&out)
+    );
+    alice
+        .look()
+        .unwrap_or_else(|e| panic!("Alice was not left in play: {e}"));
+    let mut c = game.guest("with the old password");
+    c.send_line(&format!("connect Alice {PASSWORD}"));
+    c.expect("Wrong name or password.");
+    c.send_line("connect Alice brandnew9");
+    c.expect("Welcome back, Alice!");
+
+    let out = passwd("Nobody", "brandnew9");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("evctl: cannot set the password of Nobody: there is no account named Nobody"),
+        "{}",
+        text(&out)
+    );
+
+    let out = game.evctl(&["stop"]);
+    assert!(out.status.success(), "evctl stop: {}", text(&out));
+    let out = passwd("Alice", "stopped99");
+    assert!(
+        out.status.success(),
+        "evctl passwd, stopped: {}",
+        text(&out)
+    );
+    game.start();
+    let mut c = game.guest("after the restart");
+    c.send_line("connect Alice brandnew9");
+    c.expect("Wrong name or password.");
+    c.send_line("connect Alice stopped99");
+    c.expect("Welcome back, Alice!");
+
+    for entry in std::fs::read_dir(game.root().join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        for secret in ["brandnew9", "stopped99"] {
+            assert!(!log.contains(secret), "{} holds a password", path.display());
+        }
+    }
+}

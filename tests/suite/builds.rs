@@ -220,6 +220,49 @@ fn auto_reload_picks_up_a_rebuild_by_itself() {
     );
 }
 
+/// Issue 11, the README's auto-reload recipe: `cargo build` does not write
+/// target/debug/ev-server in place nor rename onto it. The linker writes a
+/// new file under deps/, then cargo removes the binary and hard-links the
+/// new file at its name. Each rebuild written that way reloads the game.
+#[test]
+fn auto_reload_picks_up_a_build_linked_in_the_way_cargo_does() {
+    let game = Game::with_server_script(|c| {
+        c.server.auto_reload = true;
+        c.server.auto_reload_settle_ms = 100;
+    });
+    game.start();
+    let mut alice = game.login("Alice");
+    for build in ["build-linked-1", "build-linked-2"] {
+        let serving = game.pid("server").expect("a server");
+        cargo_link(&game, build);
+        wait_until(&format!("{build} to serve"), REPLY_TIMEOUT, || {
+            game.pid("server").is_some_and(|p| p != serving && alive(p))
+        });
+        assert_eq!(version(&mut alice).trim(), build, "{}", game.log_tails());
+    }
+    alice.look().unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Writes a build of the test server at `server.binary` as cargo does.
+fn cargo_link(game: &Game, build: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let deps = game.tmp().join("deps");
+    std::fs::create_dir_all(&deps).unwrap();
+    let linked = deps.join(format!("ev_server-{build}"));
+    std::fs::write(
+        &linked,
+        format!(
+            "#!/bin/sh\n{}\n",
+            exec_test_server(&format!("EV_TEST_VERSION={build}"))
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&linked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = game.server_script_path();
+    std::fs::remove_file(&binary).unwrap();
+    std::fs::hard_link(&linked, &binary).unwrap();
+}
+
 fn supervisor_log(game: &Game) -> String {
     std::fs::read_to_string(game.root().join("logs/supervisor.log")).unwrap_or_default()
 }

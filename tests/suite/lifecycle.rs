@@ -158,9 +158,12 @@ fn status_of_a_stopped_game_exits_3() {
 fn a_directory_that_is_no_game_is_named_as_such() {
     let game = Game::new();
     for dir in [game.tmp().join("nope"), game.tmp().to_path_buf()] {
-        for command in ["status", "stop", "reload"] {
+        for command in ["status", "stop", "reload", "passwd"] {
             let mut cmd = crate::util::evctl_command();
             cmd.arg("-g").arg(&dir).arg(command);
+            if command == "passwd" {
+                cmd.arg("Root").env("EV_NEW_PASSWORD", "never-used");
+            }
             let out = crate::util::run(cmd, Duration::from_secs(30));
             let said = text(&out);
             assert_eq!(out.status.code(), Some(2), "evctl {command}: {said}");
@@ -244,12 +247,14 @@ fn sighup_reloads_and_sigterm_stops() {
 }
 
 /// Issue 9: `EV_ADMIN_PASSWORD=… evctl init` in a script leaves it exported
-/// for the `evctl start` after it; no running process may keep it.
+/// for the `evctl start` after it; no running process may keep it, nor
+/// `evctl passwd`'s `EV_NEW_PASSWORD` (issue 11).
 #[test]
 fn the_admin_password_is_in_no_running_process_environment() {
     let game = Game::new();
     let mut cmd = crate::util::evctl_command();
     cmd.env("EV_ADMIN_PASSWORD", "hunter2-in-the-env")
+        .env("EV_NEW_PASSWORD", "hunter3-in-the-env")
         .arg("-g")
         .arg(game.root())
         .arg("start");
@@ -261,10 +266,17 @@ fn the_admin_password_is_in_no_running_process_environment() {
         let environ = std::fs::read(format!("/proc/{pid}/environ"))
             .unwrap_or_else(|e| panic!("reading the environment of {name} (pid {pid}): {e}"));
         let environ = String::from_utf8_lossy(&environ);
-        assert!(
-            !environ.contains("EV_ADMIN_PASSWORD") && !environ.contains("hunter2-in-the-env"),
-            "{name} (pid {pid}) has the admin password in its environment"
-        );
+        for secret in [
+            "EV_ADMIN_PASSWORD",
+            "hunter2-in-the-env",
+            "EV_NEW_PASSWORD",
+            "hunter3-in-the-env",
+        ] {
+            assert!(
+                !environ.contains(secret),
+                "{name} (pid {pid}) has {secret} in its environment"
+            );
+        }
     }
 }
 

@@ -63,6 +63,7 @@ pub fn evctl_command() -> Command {
     let mut cmd = Command::new(evctl_path());
     cmd.env_remove("EV_GAME_DIR")
         .env_remove("EV_ADMIN_PASSWORD")
+        .env_remove("EV_NEW_PASSWORD")
         .env_remove("EV_LOG")
         .stdin(Stdio::null());
     cmd

@@ -873,6 +873,7 @@ impl Game {
                 match tx.create_account(&name, &hash, Level::Player.as_i64(), START_ROOM) {
                     Ok(ch) => {
                         tracing::info!(session = %id, name, "account created");
+                        tx.record_login(ch.account_id)?;
                         self.enter_game(id, ch, format!("Welcome, {name}!"), out);
                     }
                     Err(CreateError::Taken) => out.output(id, "That name is taken."),
@@ -888,7 +889,12 @@ impl Game {
             ) => match tx.character_of(account.id)? {
                 Some(ch) => {
                     self.throttle.succeeded(&name);
-                    let greeting = format!("Welcome back, {}!", ch.name);
+                    // An account `create-admin` made has never logged in.
+                    let greeting = if tx.record_login(account.id)? {
+                        format!("Welcome back, {}!", ch.name)
+                    } else {
+                        format!("Welcome, {}!", ch.name)
+                    };
                     self.enter_game(id, ch, greeting, out);
                     if let Some(session) = self.sessions.get_mut(&id) {
                         session.level = Level::from_i64(account.level);

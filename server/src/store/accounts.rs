@@ -4,8 +4,9 @@
 //! behind the game's own API. So this module depends on the store's
 //! transaction ([`Tx`], and its recording of writes for
 //! [`Store::retry`](super::Store::retry)) and [`StoreError`], and on nothing
-//! of the delivery tables; nothing outside the game and `create-admin` uses
-//! it. (Its tables are made by the first migration, in `schema`.)
+//! of the delivery tables; nothing outside the game, `create-admin` and
+//! `set-password` uses it. (Its tables are made by the first migration, in
+//! `schema`.)
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,6 +60,17 @@ pub(super) enum Write {
         account_id: i64,
         level: i64,
     },
+    /// `ev-server set-password`: by name, so it needs no column later than
+    /// the first migration's.
+    Password {
+        name: String,
+        hash: String,
+    },
+    /// A login: the account's `last_login`, in Unix seconds.
+    Login {
+        account_id: i64,
+        at: i64,
+    },
     Character {
         account_id: i64,
         name: String,
@@ -71,6 +83,8 @@ impl Write {
         match self {
             Write::Account { .. } => "creating an account",
             Write::Level { .. } => "setting an account's level",
+            Write::Password { .. } => "setting an account's password",
+            Write::Login { .. } => "recording a login",
             Write::Character { .. } => "creating a character",
         }
     }
@@ -95,6 +109,13 @@ impl Write {
             Write::Level { account_id, level } => {
                 conn.prepare_cached("UPDATE accounts SET level = ?1 WHERE id = ?2")?
                     .execute(params![level, account_id])? as i64
+            }
+            Write::Password { name, hash } => conn
+                .prepare_cached("UPDATE accounts SET password_hash = ?1 WHERE name = ?2")?
+                .execute(params![hash, name])? as i64,
+            Write::Login { account_id, at } => {
+                conn.prepare_cached("UPDATE accounts SET last_login = ?1 WHERE id = ?2")?
+                    .execute(params![at, account_id])? as i64
             }
             Write::Character {
                 account_id,
@@ -126,6 +147,44 @@ impl Tx<'_> {
         Ok(self.write(Write::Level { account_id, level })? > 0)
     }
 
+    /// Replaces the password hash of the account of this name (any case);
+    /// gives the account's name as stored, or None if there is none. Touches
+    /// only what the first schema version had, so it works on a database
+    /// that a running server has not migrated yet, and migrates nothing.
+    pub fn set_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let changed = self.write(Write::Password {
+            name: name.to_owned(),
+            hash: password_hash.to_owned(),
+        })?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .tx
+            .prepare_cached("SELECT name FROM accounts WHERE name = ?1")?
+            .query_row([name], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// Records a login to the account now; gives whether it had logged in
+    /// before (false for an account `create-admin` made, until its first).
+    pub fn record_login(&self, account_id: i64) -> Result<bool, StoreError> {
+        let before: Option<Option<i64>> = self
+            .tx
+            .prepare_cached("SELECT last_login FROM accounts WHERE id = ?1")?
+            .query_row([account_id], |row| row.get(0))
+            .optional()?;
+        self.write(Write::Login {
+            account_id,
+            at: unix_now(),
+        })?;
+        Ok(matches!(before, Some(Some(_))))
+    }
+
     /// Whether an account or a character already has this name (any case).
     pub fn name_taken(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -148,10 +207,7 @@ impl Tx<'_> {
         if self.name_taken(name)? {
             return Err(CreateError::Taken);
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs() as i64;
+        let now = unix_now();
         let account_id = self
             .write(Write::Account {
                 name: name.to_owned(),
@@ -200,6 +256,13 @@ impl Tx<'_> {
             .query_row([account_id], character_row)
             .optional()?)
     }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
 }
 
 fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
@@ -251,5 +314,45 @@ mod tests {
         assert_eq!((ch, level), (c.clone(), 1));
         assert!(!tx.set_level(9999, 1).unwrap(), "no such account");
         tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_password_is_set_by_name_in_any_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        tx.create_account("Alice", "old", 0, 1).unwrap();
+        tx.create_account("Bob", "bobs", 0, 1).unwrap();
+        assert_eq!(
+            tx.set_password("aLiCe", "new").unwrap().as_deref(),
+            Some("Alice")
+        );
+        assert_eq!(
+            tx.account_by_name("alice").unwrap().unwrap().password_hash,
+            "new"
+        );
+        assert_eq!(
+            tx.account_by_name("bob").unwrap().unwrap().password_hash,
+            "bobs"
+        );
+        assert_eq!(tx.set_password("Nobody", "x").unwrap(), None);
+        tx.commit().unwrap();
+    }
+
+    /// Issue 11: a first login is told apart from the later ones.
+    #[test]
+    fn record_login_says_whether_the_account_logged_in_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        let ch = tx.create_account("Root", "h", 2, 1).unwrap();
+        assert!(!tx.record_login(ch.account_id).unwrap(), "never logged in");
+        assert!(tx.record_login(ch.account_id).unwrap());
+        tx.commit().unwrap();
+        let tx = store.begin().unwrap();
+        assert!(
+            tx.record_login(ch.account_id).unwrap(),
+            "kept by the commit"
+        );
     }
 }

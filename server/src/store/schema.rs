@@ -62,6 +62,14 @@ const MIGRATIONS: &[&str] = &[
     UPDATE accounts SET level = 2 WHERE is_admin = 1;
     ALTER TABLE accounts DROP COLUMN is_admin;
 ",
+    "
+    -- When the account last logged in (Unix seconds); NULL: never, so its
+    -- first login is greeted as one. Accounts from before are taken to have
+    -- logged in (most were made by `create`, which logs in): a returning
+    -- player is not welcomed as a new one.
+    ALTER TABLE accounts ADD COLUMN last_login INTEGER;
+    UPDATE accounts SET last_login = created_at;
+",
 ];
 
 impl Store {
@@ -259,6 +267,9 @@ mod tests {
         // The admin flag became a level.
         assert_eq!(tx.account_by_name("root").unwrap().unwrap().level, 2);
         assert_eq!(tx.account_by_name("pat").unwrap().unwrap().level, 0);
+        // Accounts from before last_login count as having logged in.
+        let pat = tx.account_by_name("pat").unwrap().unwrap();
+        assert!(tx.record_login(pat.id).unwrap());
     }
 
     #[test]
