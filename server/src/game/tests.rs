@@ -370,9 +370,12 @@ fn commands_answer_to_unique_prefixes_and_say_which_when_several_match() {
     h.open(S1);
     assert_eq!(
         texts(&h.input(S1, "c Alice secret"), S1),
-        ["Which did you mean: connect, create?"]
+        ["Which did you mean: client, connect, create?"]
     );
-    assert_eq!(texts(&h.input(S1, "cr Alice secret"), S1)[0], "Welcome, Alice!");
+    assert_eq!(
+        texts(&h.input(S1, "cr Alice secret"), S1)[0],
+        "Welcome, Alice!"
+    );
     assert!(texts(&h.input(S1, "l"), S1)[0].starts_with("Limbo"));
     assert_eq!(texts(&h.input(S1, "'hi"), S1), ["You say, \"hi\""]);
     assert_eq!(
@@ -386,7 +389,10 @@ fn help_lists_what_a_session_may_run_and_admins_grant_levels() {
     let mut h = Harness::new();
     h.player(S1, "Alice");
     let help = texts(&h.input(S1, "help"), S1)[0].to_owned();
-    assert!(help.contains("say TEXT") && !help.contains("@grant"), "{help}");
+    assert!(
+        help.contains("say TEXT") && !help.contains("@grant"),
+        "{help}"
+    );
     assert!(!help.contains("connect NAME"), "{help}");
     assert_eq!(
         texts(&h.input(S1, "help say"), S1)[0],
@@ -399,8 +405,13 @@ fn help_lists_what_a_session_may_run_and_admins_grant_levels() {
     );
     // An admin (as evctl init makes one) does, and grants in place.
     let tx = h.store.begin().unwrap();
-    tx.create_account("Root", &h.hasher.hash("rootpw").unwrap(), Level::Admin.as_i64(), START_ROOM)
-        .unwrap();
+    tx.create_account(
+        "Root",
+        &h.hasher.hash("rootpw").unwrap(),
+        Level::Admin.as_i64(),
+        START_ROOM,
+    )
+    .unwrap();
     tx.commit().unwrap();
     h.open(S2);
     h.input(S2, "connect Root rootpw");
@@ -413,7 +424,10 @@ fn help_lists_what_a_session_may_run_and_admins_grant_levels() {
         texts(&h.input(S2, "@grant alice god"), S2),
         ["Usage: @grant NAME player|builder|admin"]
     );
-    assert!(texts(&h.input(S1, "help"), S1)[0].contains("@grant"), "Alice's session has it at once");
+    assert!(
+        texts(&h.input(S1, "help"), S1)[0].contains("@grant"),
+        "Alice's session has it at once"
+    );
     // And after a reload, from the account.
     let snapshot = h.delivered(playing(S1, 1, 1));
     h.restart();
@@ -435,12 +449,15 @@ fn the_demo_registers_every_command_and_logs_no_secret() {
     assert_eq!(
         names,
         [
-            "@crash", "@grant", "@hang", "connect", "create", "help", "look", "ping", "quit",
-            "say", "version", "who"
+            "@crash", "@grant", "@hang", "client", "connect", "create", "help", "look", "ping",
+            "quit", "say", "version", "who"
         ],
         "a command clashed with another and was left out"
     );
-    assert_eq!(game.loggable("connect Alice hunter2"), "connect Alice <secret>");
+    assert_eq!(
+        game.loggable("connect Alice hunter2"),
+        "connect Alice <secret>"
+    );
     assert_eq!(game.loggable("cre Bob hunter2"), "cre Bob <secret>");
 }
 
@@ -1313,4 +1330,36 @@ fn only_the_names_shown_are_put_in_order() {
     assert_eq!(rest, ["d", "e", "f"]);
     super::sort_names(&mut names, 0);
     assert_eq!(names.len(), 6);
+}
+
+#[test]
+fn client_shows_what_the_portal_knows_and_follows_its_updates() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    let out = h.input(S1, "client");
+    assert_eq!(texts(&out, S1), ["Your client: unknown"]);
+    let info = PortalSession {
+        id: S1,
+        peer: peer(S1),
+        client: "MUDLET 4.17.2".into(),
+        terminal: "XTERM-256COLOR".into(),
+        width: 120,
+        height: 40,
+        encoding: "utf-8".into(),
+        capabilities: ev::link::Capabilities(1 | 8),
+        ..Default::default()
+    };
+    h.batch(vec![Inbound::SessionInfo(info.clone())]);
+    let out = h.input(S1, "client");
+    assert_eq!(
+        texts(&out, S1),
+        [
+            "Your client: MUDLET 4.17.2 (XTERM-256COLOR), 120x40, UTF-8; capabilities: ANSI, 256 colours"
+        ]
+    );
+    // For a session it does not know, nothing happens.
+    h.batch(vec![Inbound::SessionInfo(PortalSession {
+        id: SessionId(999),
+        ..info
+    })]);
 }
