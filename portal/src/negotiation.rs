@@ -151,7 +151,7 @@ impl Negotiation {
                 self.ttype_last.clear();
                 out.extend_from_slice(&[IAC, SB, TTYPE, SEND, IAC, SE]);
             }
-            Change::Off(Side::Him, TTYPE) => self.ttype = Ttype::Idle,
+            Change::Off(Side::Him, TTYPE) => self.end_ttype(),
             Change::On(_, CHARSET) if self.agreement == Agreement::Unasked => {
                 self.agreement = Agreement::Requested;
                 out.extend_from_slice(&[IAC, SB, CHARSET, REQUEST]);
@@ -216,7 +216,7 @@ impl Negotiation {
                 let name = name.clone();
                 self.set(|i| i.terminal = name);
             }
-            self.ttype = Ttype::Idle;
+            self.end_ttype();
             return;
         }
         match asked {
@@ -236,18 +236,24 @@ impl Negotiation {
                     self.mtts = Some(bits);
                     self.set(|i| i.capabilities = Capabilities(bits));
                     self.decide_charset();
-                    self.ttype = Ttype::Idle;
+                    self.end_ttype();
                     return;
                 }
             }
         }
         if asked >= MAX_TTYPE_ASKS {
-            self.ttype = Ttype::Idle;
+            self.end_ttype();
             return;
         }
         self.ttype_last = name;
         self.ttype = Ttype::Asking { asked: asked + 1 };
         out.extend_from_slice(&[IAC, SB, TTYPE, SEND, IAC, SE]);
+    }
+
+    /// The cycle is over: an idle session keeps no name it no longer needs.
+    fn end_ttype(&mut self) {
+        self.ttype = Ttype::Idle;
+        self.ttype_last = String::new();
     }
 
     fn charset_message(&mut self, data: &[u8], out: &mut Vec<u8>) {

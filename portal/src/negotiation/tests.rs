@@ -2,7 +2,7 @@ use std::sync::atomic::AtomicU64;
 
 use super::*;
 use crate::options::{DO, DONT, WILL, WONT};
-use crate::telnet::{Event, Parser};
+use crate::telnet::{Event, Line, LineAssembler, Parser};
 
 const SEND_TTYPE: [u8; 6] = [IAC, SB, TTYPE, SEND, IAC, SE];
 
@@ -281,15 +281,18 @@ impl XorShift {
     }
 }
 
-/// Random and malformed streams (truncated IAC, endless SB, option floods),
-/// cut at random places, through the parser and the negotiation: nothing
-/// panics, what is kept stays bounded, and what is sent back is at most a
-/// small multiple of what came in.
+/// Random and malformed streams (truncated IAC, endless SB, IAC IAC in
+/// data, option floods, invalid UTF-8), cut at random places, through the
+/// parser, the negotiation and the line assembler: nothing panics, what is
+/// kept stays bounded, lines stay under the limit, and what is sent back is
+/// at most a small multiple of what came in.
 #[test]
 fn random_streams_are_survived_with_bounded_state() {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     for _ in 0..300 {
         let mut parser = Parser::default();
+        let mut assembler = LineAssembler::new(100);
+        let mut lines = Vec::new();
         let mut n = Negotiation::new(rng.next() % 2 == 0, facts());
         let mut out = Vec::new();
         n.start(&mut out);
@@ -312,12 +315,20 @@ fn random_streams_are_survived_with_bounded_state() {
                         assert!(data.len() <= 1024);
                         n.subnegotiation(option, &data, &mut reply);
                     }
-                    Event::Data(_) | Event::Command(_) => {}
+                    Event::Data(data) => assembler.push(&data, n.charset(), &mut lines),
+                    Event::Command(_) => {}
                 }
                 // The MSSP table is the one long answer.
                 answered += reply.len().min(64);
             }
             at = cut;
+        }
+        for line in &lines {
+            if let Line::Text(text) = line {
+                // At most 100 bytes in, each at worst one U+FFFD out.
+                assert!(text.chars().count() <= 100, "{text:?}");
+                assert!(!text.contains(['\r', '\n', '\0']), "{text:?}");
+            }
         }
         let info = n.take_changed().unwrap_or_default();
         assert!(info.client.len() <= MAX_NAME && info.terminal.len() <= MAX_NAME);
