@@ -694,4 +694,43 @@ mod tests {
         assert!(b.rx.try_recv().is_err());
         h.stop.cancel();
     }
+
+    #[tokio::test]
+    async fn players_are_counted_with_or_without_a_server() {
+        use std::sync::atomic::Ordering;
+        let h = start();
+        let _s = h.open(7, 16);
+        let _t = h.open(8, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.from(
+            1,
+            vec![ToPortal::Update {
+                session: SessionId(7),
+                seq: 1,
+                server: ServerSession {
+                    stage: ev::link::Stage::Playing,
+                    account_id: 1,
+                    character_id: 1,
+                    extra: Vec::new(),
+                },
+            }],
+        );
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        assert_eq!(h.players.load(Ordering::Relaxed), 1);
+        // No server at all (a crash, the dark of a reload): still one.
+        h.kill(1);
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        assert_eq!(h.players.load(Ordering::Relaxed), 1);
+        h.tx.send(HubEvent::Closed {
+            session: SessionId(7),
+            reason: "gone".into(),
+        });
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        assert_eq!(h.players.load(Ordering::Relaxed), 0);
+        h.stop.cancel();
+    }
 }
