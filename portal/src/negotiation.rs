@@ -135,6 +135,13 @@ impl Negotiation {
         self.info.charset
     }
 
+    /// Whether what we know of the client changed since [`take_changed`].
+    ///
+    /// [`take_changed`]: Negotiation::take_changed
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
     /// What we know of the client, if it changed since the last call.
     pub fn take_changed(&mut self) -> Option<ClientInfo> {
         std::mem::take(&mut self.changed).then(|| self.info.clone())

@@ -46,6 +46,10 @@ const READ_BUF: usize = 1024;
 const STALLED: &str = "disconnected: output queue full (the client stopped reading)";
 /// How long a timed-out client gets to take its goodbye: it may not be reading.
 const GOODBYE_DEADLINE: Duration = Duration::from_secs(5);
+/// What the client tells of itself goes to the hub at most this often: a
+/// window being dragged (or a client flooding NAWS) must not become a
+/// stream of Link events and server transactions.
+const INFO_EVERY: Duration = Duration::from_millis(100);
 
 pub struct Connection {
     pub id: SessionId,
@@ -98,6 +102,10 @@ impl Connection {
         let mut eof = false;
         let mut told_hub_eof = false;
         let mut watching_login = true;
+        // When the hub may next be told of the client, and whether a change
+        // waits for that.
+        let mut info_next = Instant::now();
+        let mut info_due = false;
 
         loop {
             if eof && lines.is_empty() && !told_hub_eof {
@@ -106,6 +114,7 @@ impl Connection {
             }
             let release_at = out.release_at;
             let keepalive_at = self.keepalive.map(|every| out.last_sent + every);
+            let info_at = info_due.then_some(info_next);
             let expiry = self.clock.next();
             tokio::select! {
                 biased;
@@ -164,6 +173,10 @@ impl Connection {
                         return Ok(reason);
                     }
                 }
+                _ = tokio::time::sleep_until(info_at.unwrap_or_else(Instant::now)), if info_at.is_some() => {
+                    info_due = false;
+                    info_next = tell_client_info(&mut self.negotiation, &self.hub, self.id, Instant::now());
+                }
                 _ = tokio::time::sleep_until(held_until.unwrap_or_else(Instant::now)), if held_until.is_some() => {
                     held_until = None;
                 }
@@ -176,6 +189,10 @@ impl Connection {
                                 Verdict::Go => {
                                     permit.forget();
                                     self.clock.command(now);
+                                    // A command typed after a resize sees it.
+                                    if std::mem::take(&mut info_due) {
+                                        info_next = tell_client_info(&mut self.negotiation, &self.hub, self.id, now);
+                                    }
                                     self.hub.send(HubEvent::Input { session: self.id, text });
                                 }
                                 Verdict::Hold { until, tell } => {
@@ -226,9 +243,13 @@ impl Connection {
                             Event::Command(_) => {}
                         }
                     }
-                    // Once per read: a client resizing its window sends many.
-                    if let Some(info) = self.negotiation.take_changed() {
-                        self.hub.send(HubEvent::ClientInfo { session: self.id, info });
+                    if self.negotiation.changed() {
+                        let now = Instant::now();
+                        if now >= info_next {
+                            info_next = tell_client_info(&mut self.negotiation, &self.hub, self.id, now);
+                        } else {
+                            info_due = true;
+                        }
                     }
                     if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
                         return Ok(reason);
@@ -237,6 +258,20 @@ impl Connection {
             }
         }
     }
+}
+
+/// Tells the hub what changed of the client, if anything; returns when it
+/// may be told again.
+fn tell_client_info(
+    negotiation: &mut Negotiation,
+    hub: &HubSender,
+    session: SessionId,
+    now: Instant,
+) -> Instant {
+    if let Some(info) = negotiation.take_changed() {
+        hub.send(HubEvent::ClientInfo { session, info });
+    }
+    now + INFO_EVERY
 }
 
 /// Writes what is owed, unless the hub cuts the client off or its timeout

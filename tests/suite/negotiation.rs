@@ -245,6 +245,18 @@ fn what_the_client_tells_reaches_the_server_and_survives_a_reload() {
     let shown = c.command("client", "Your client:");
     assert!(shown.contains(", 255x50, "), "{shown:?}");
 
+    // A window dragged: many sizes at once (the hub is told at most ten
+    // times a second), and a command after them sees the last.
+    let mut drag = Vec::new();
+    for width in 60u16..=300 {
+        let [w1, w0] = width.to_be_bytes();
+        drag.extend_from_slice(&[IAC, SB, NAWS, w1, w0, 0, 50, IAC, SE]);
+    }
+    c.send(&drag);
+    let shown = c.command("client", "Your client:");
+    assert!(shown.contains(", 300x50, "), "{shown:?}");
+    c.send(&[IAC, SB, NAWS, 0, IAC, IAC, 0, 50, IAC, SE]);
+
     game.reload();
     let shown = c.command("client", "Your client:");
     assert!(
