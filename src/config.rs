@@ -103,6 +103,11 @@ pub struct PortalConfig {
     /// compressor (about 150 KiB resident) back; the stream goes on with a
     /// fresh one.
     pub mccp2_idle_release_ms: u64,
+    /// Seconds without sending a connection anything before it is sent a
+    /// telnet NOP, so a peer that vanished (or a NAT that forgot the
+    /// connection) is found, and a client's own idle timer is kept from
+    /// closing it; 0: never.
+    pub keepalive_s: u64,
     /// Players are told of a pause (a reload's hand-over, a crashed server's
     /// restart) only once their input has waited this long, and told when it
     /// is over; 0 tells them at once. A reload takes milliseconds: a line to
@@ -134,6 +139,7 @@ impl Default for PortalConfig {
             sync_chunk: 1000,
             mccp2: true,
             mccp2_idle_release_ms: 5000,
+            keepalive_s: 60,
             pause_notice_ms: 500,
             threads: 1,
         }

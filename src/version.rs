@@ -3,7 +3,9 @@
 /// A peer with a different major is refused. Bump it for any change an older
 /// peer would misread; additions only bump [`LINK_MINOR`].
 pub const LINK_MAJOR: u32 = 1;
-pub const LINK_MINOR: u32 = 1;
+/// 1.1: `Working`. 1.2: `SessionInfo`, and a session's terminal and
+/// capabilities.
+pub const LINK_MINOR: u32 = 2;
 
 /// The crate version; build ids of server binaries are content hashes taken by
 /// the supervisor (see `run/bin/`), this is what a process says of itself.

@@ -29,6 +29,9 @@ mod suite {
     mod logs;
     // systemd's notify socket and watchdog, played by the test.
     mod systemd;
+    // Telnet negotiation byte for byte: offers, answers, TTYPE/MTTS, NAWS,
+    // CHARSET to the server and across a reload, MSSP, keepalive, line ends.
+    mod negotiation;
     // Logins under attack: bounded password work, failures per address, creation limits.
     mod login;
     // Storage faults stall the game, not crash it; reloads onto bad storage fail; the file shrinks.

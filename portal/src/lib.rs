@@ -8,6 +8,11 @@
 //!   bounded input credit and a bounded output queue (`outqueue`), its
 //!   command rate limit (`throttle`) and login and idle timeouts (`timeout`).
 //! - `telnet`: the sans-IO telnet parser and line assembler.
+//! - `options`: every telnet option's state (RFC 1143's Q method), sans IO;
+//!   `negotiation`: what each option the portal speaks means (SGA, TTYPE
+//!   and MTTS, NAWS, CHARSET, MSSP, MCCP2), sans IO; `charset`: the
+//!   client's character set both ways; `mssp`: the MSSP table; `mccp`: the
+//!   compressed half of a connection.
 //! - `hub`: the one owner of the session table; routes input to the active
 //!   server, output to players, and runs the reload hand-over; tells players
 //!   of pauses, including inputs left unanswered (`unanswered`). A directory
@@ -26,10 +31,14 @@
 
 mod address;
 mod bucket;
+mod charset;
 mod hub;
 mod link;
 mod listener;
 mod mccp;
+mod mssp;
+mod negotiation;
+mod options;
 mod outqueue;
 mod session;
 pub mod telnet;
@@ -119,6 +128,18 @@ pub async fn run(
             .portal
             .mccp2
             .then(|| Duration::from_millis(config.portal.mccp2_idle_release_ms)),
+        mssp: std::sync::Arc::new(mssp::Facts {
+            name: config.game.name.clone(),
+            started_at_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+            port: addr.port(),
+            mccp2: config.portal.mccp2,
+            players: hub.players(),
+        }),
+        keepalive: (config.portal.keepalive_s > 0)
+            .then(|| Duration::from_secs(config.portal.keepalive_s)),
     };
     let accept = tokio::spawn(listener::run(
         listener,

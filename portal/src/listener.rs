@@ -14,6 +14,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::address::{AddressLimits, Addresses, Slot};
 use crate::hub::api::{HubEvent, HubSender};
+use crate::mssp::Facts;
+use crate::negotiation::Negotiation;
 use crate::outqueue;
 use crate::session::Connection;
 use crate::throttle::{Rate, Throttle};
@@ -30,6 +32,10 @@ pub struct Limits {
     pub addresses: AddressLimits,
     /// Offer MCCP2; an idle player's compressor is released after this long.
     pub mccp2: Option<Duration>,
+    /// What an MSSP crawler is told.
+    pub mssp: Arc<Facts>,
+    /// An idle connection gets IAC NOP after this long (`portal.keepalive_s`).
+    pub keepalive: Option<Duration>,
 }
 
 /// Session ids grow across portal restarts: they start from the start time in
@@ -128,7 +134,9 @@ fn start_session(
         kill,
         hub: hub.clone(),
         max_line: limits.max_line,
-        mccp2: limits.mccp2,
+        mccp2_idle: limits.mccp2.unwrap_or_default(),
+        negotiation: Negotiation::new(limits.mccp2.is_some(), limits.mssp.clone()),
+        keepalive: limits.keepalive,
         throttle: Throttle::new(limits.commands, slot, now),
         clock: Clock::new(limits.timeouts, now),
         logged_in: logged_in_rx,

@@ -15,9 +15,6 @@ use std::io;
 
 use flate2::{Compress, Compression, FlushCompress};
 
-/// The telnet option number of MCCP version 2.
-pub const OPTION: u8 = 86;
-
 /// zlib header: deflate with a 32 KiB window (the raw deflater's), default level.
 const HEADER: [u8; 2] = [0x78, 0x9c];
 /// An empty stored block marked final: ends the deflate data from a byte boundary.
@@ -65,6 +62,28 @@ impl Stream {
                 return Ok(());
             }
         }
+    }
+
+    /// Sends a few bytes (the keepalive's IAC NOP) without waking a released
+    /// compressor: they go in a stored block, which needs none, so an idle
+    /// player's keepalive does not cost a compressor. A live compressor
+    /// takes them like any write: a block it did not make would shift what
+    /// its next blocks refer back to.
+    pub fn write_small(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let Ok(len) = u16::try_from(data.len()) else {
+            return self.write(data, out);
+        };
+        if self.deflate.is_some() {
+            return self.write(data, out);
+        }
+        self.adler.update(data);
+        // BFINAL 0, BTYPE 00 (stored), padded to the byte: the stream is at a
+        // byte boundary after every sync flush.
+        out.push(0x00);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(data);
+        Ok(())
     }
 
     /// Gives the compressor's memory back; the next write starts a fresh one.
@@ -155,6 +174,31 @@ mod tests {
         let (all, ended) = inflate(&wire);
         assert_eq!(all, sent);
         assert!(ended, "the trailer's checksum matched and the stream ended");
+    }
+
+    #[test]
+    fn small_writes_between_compressors_need_none() {
+        let mut wire = Vec::new();
+        let mut sent = Vec::new();
+        let mut stream = Stream::start(&mut wire);
+        for i in 0..6 {
+            let line = format!("line {i} of the room description\r\n");
+            stream.write(line.as_bytes(), &mut wire).unwrap();
+            sent.extend_from_slice(line.as_bytes());
+            if i % 2 == 0 {
+                stream.release();
+                stream.write_small(&[255, 241], &mut wire).unwrap();
+                assert!(stream.deflate.is_none(), "no compressor for a keepalive");
+            } else {
+                // With a live compressor it goes through it.
+                stream.write_small(&[255, 241], &mut wire).unwrap();
+            }
+            sent.extend_from_slice(&[255, 241]);
+        }
+        stream.finish(&mut wire);
+        let (all, ended) = inflate(&wire);
+        assert_eq!(all, sent);
+        assert!(ended);
     }
 
     #[test]

@@ -14,8 +14,12 @@
 //! connection with a notice. A client that half-closes its side gets the
 //! answers to what it sent before the connection closes.
 //!
-//! Telnet options are refused, but for MCCP2 when `portal.mccp2` offers it:
-//! then [`Writer`] compresses what follows the client's DO.
+//! Telnet options are negotiated by [`Negotiation`] (sans IO); this task
+//! carries out what it decides: [`Writer`] compresses what follows the
+//! client's DO MCCP2 and puts text in the client's character set, what the
+//! client tells of its terminal goes to the hub, and an idle connection gets
+//! an IAC NOP every `portal.keepalive_s`, so a dead peer or a NAT that forgot
+//! the connection is found.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,10 +31,13 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::charset::Charset;
 use crate::hub::api::{HubEvent, HubSender, Outbound};
 use crate::mccp;
+use crate::negotiation::{Compress, Negotiation};
+use crate::options::MCCP2;
 use crate::outqueue::OutReceiver;
-use crate::telnet::{self, DO, DONT, Event, IAC, Line, LineAssembler, Parser, SB, SE, WILL, WONT};
+use crate::telnet::{self, Event, IAC, Line, LineAssembler, NOP, Parser, SB, SE};
 use crate::throttle::{TOO_FAST, Throttle, Verdict};
 use crate::timeout::{Clock, Expired};
 use ev::link::SessionId;
@@ -39,6 +46,10 @@ const READ_BUF: usize = 1024;
 const STALLED: &str = "disconnected: output queue full (the client stopped reading)";
 /// How long a timed-out client gets to take its goodbye: it may not be reading.
 const GOODBYE_DEADLINE: Duration = Duration::from_secs(5);
+/// What the client tells of itself goes to the hub at most this often: a
+/// window being dragged (or a client flooding NAWS) must not become a
+/// stream of Link events and server transactions.
+const INFO_EVERY: Duration = Duration::from_millis(100);
 
 pub struct Connection {
     pub id: SessionId,
@@ -48,8 +59,13 @@ pub struct Connection {
     pub kill: CancellationToken,
     pub hub: HubSender,
     pub max_line: usize,
-    /// Offer MCCP2, and release an idle player's compressor after this long.
-    pub mccp2: Option<Duration>,
+    /// Release an idle player's compressor after this long (MCCP2 itself
+    /// is offered or not by `negotiation`).
+    pub mccp2_idle: Duration,
+    /// The client's options and what they told of it.
+    pub negotiation: Negotiation,
+    /// Send IAC NOP after this long without sending anything.
+    pub keepalive: Option<Duration>,
     pub throttle: Throttle,
     pub clock: Clock,
     /// The server's word on whether the session is logged in, via the hub.
@@ -77,7 +93,8 @@ impl Connection {
         let mut lines: VecDeque<Line> = VecDeque::new();
         let mut events = Vec::new();
         let mut buf = vec![0u8; READ_BUF];
-        let mut out = Writer::new(self.mccp2);
+        let mut out = Writer::new(self.mccp2_idle);
+        self.negotiation.start(&mut out.plain);
         out.flush(&mut wr).await?;
         // A command over the rate limit waits at the front of `lines` until then.
         let mut held_until: Option<Instant> = None;
@@ -85,6 +102,10 @@ impl Connection {
         let mut eof = false;
         let mut told_hub_eof = false;
         let mut watching_login = true;
+        // When the hub may next be told of the client, and whether a change
+        // waits for that.
+        let mut info_next = Instant::now();
+        let mut info_due = false;
 
         loop {
             if eof && lines.is_empty() && !told_hub_eof {
@@ -92,6 +113,8 @@ impl Connection {
                 self.hub.send(HubEvent::InputEnded { session: self.id });
             }
             let release_at = out.release_at;
+            let keepalive_at = self.keepalive.map(|every| out.last_sent + every);
+            let info_at = info_due.then_some(info_next);
             let expiry = self.clock.next();
             tokio::select! {
                 biased;
@@ -102,10 +125,7 @@ impl Connection {
                     // Coalesce what is queued into one write.
                     loop {
                         match next {
-                            Some(Outbound::Text(text)) => {
-                                telnet::encode_text(&text, &mut out.plain);
-                                out.plain.extend_from_slice(b"\r\n");
-                            }
+                            Some(Outbound::Text(text)) => out.text(&text),
                             Some(Outbound::Close(reason)) => { close = Some(reason); break; }
                             None => { close = Some("the portal is stopping".into()); break; }
                         }
@@ -147,6 +167,16 @@ impl Connection {
                 _ = tokio::time::sleep_until(release_at.unwrap_or_else(Instant::now)), if release_at.is_some() => {
                     out.release_idle();
                 }
+                _ = tokio::time::sleep_until(keepalive_at.unwrap_or_else(Instant::now)), if keepalive_at.is_some() => {
+                    out.keepalive()?;
+                    if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                        return Ok(reason);
+                    }
+                }
+                _ = tokio::time::sleep_until(info_at.unwrap_or_else(Instant::now)), if info_at.is_some() => {
+                    info_due = false;
+                    info_next = tell_client_info(&mut self.negotiation, &self.hub, self.id, Instant::now());
+                }
                 _ = tokio::time::sleep_until(held_until.unwrap_or_else(Instant::now)), if held_until.is_some() => {
                     held_until = None;
                 }
@@ -159,14 +189,17 @@ impl Connection {
                                 Verdict::Go => {
                                     permit.forget();
                                     self.clock.command(now);
+                                    // A command typed after a resize sees it.
+                                    if std::mem::take(&mut info_due) {
+                                        info_next = tell_client_info(&mut self.negotiation, &self.hub, self.id, now);
+                                    }
                                     self.hub.send(HubEvent::Input { session: self.id, text });
                                 }
                                 Verdict::Hold { until, tell } => {
                                     lines.push_front(Line::Text(text));
                                     held_until = Some(until);
                                     if tell {
-                                        telnet::encode_text(TOO_FAST, &mut out.plain);
-                                        out.plain.extend_from_slice(b"\r\n");
+                                        out.text(TOO_FAST);
                                         if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
                                             return Ok(reason);
                                         }
@@ -197,9 +230,25 @@ impl Connection {
                     parser.receive(&buf[..n], &mut events);
                     for event in events.drain(..) {
                         match event {
-                            Event::Data(data) => assembler.push(&data, &mut lines),
-                            Event::Negotiate(verb, option) => out.negotiate(verb, option)?,
-                            Event::Subnegotiation(..) | Event::Command(_) => {}
+                            Event::Data(data) => {
+                                assembler.push(&data, out.charset, &mut lines)
+                            }
+                            Event::Negotiate(verb, option) => {
+                                out.negotiate(&mut self.negotiation, verb, option)?
+                            }
+                            Event::Subnegotiation(option, data) => {
+                                self.negotiation.subnegotiation(option, &data, &mut out.plain);
+                                out.charset = self.negotiation.charset();
+                            }
+                            Event::Command(_) => {}
+                        }
+                    }
+                    if self.negotiation.changed() {
+                        let now = Instant::now();
+                        if now >= info_next {
+                            info_next = tell_client_info(&mut self.negotiation, &self.hub, self.id, now);
+                        } else {
+                            info_due = true;
                         }
                     }
                     if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
@@ -209,6 +258,20 @@ impl Connection {
             }
         }
     }
+}
+
+/// Tells the hub what changed of the client, if anything; returns when it
+/// may be told again.
+fn tell_client_info(
+    negotiation: &mut Negotiation,
+    hub: &HubSender,
+    session: SessionId,
+    now: Instant,
+) -> Instant {
+    if let Some(info) = negotiation.take_changed() {
+        hub.send(HubEvent::ClientInfo { session, info });
+    }
+    now + INFO_EVERY
 }
 
 /// Writes what is owed, unless the hub cuts the client off or its timeout
@@ -233,24 +296,13 @@ async fn flush_or_end(
 /// Tells the player why the connection ends and closes it, giving up on a
 /// client that does not take the line within [`GOODBYE_DEADLINE`].
 async fn goodbye(out: &mut Writer, wr: &mut (impl AsyncWriteExt + Unpin), text: &str) {
-    telnet::encode_text(text, &mut out.plain);
-    out.plain.extend_from_slice(b"\r\n");
+    out.text(text);
     let _ = tokio::time::timeout(GOODBYE_DEADLINE, async {
         out.end_compression()?;
         out.flush(wr).await?;
         wr.shutdown().await
     })
     .await;
-}
-
-/// Where MCCP2 stands with this client (RFC 1143's states, for our side of
-/// the one option we offer).
-enum Mccp {
-    /// Not offered (`portal.mccp2` off) or refused by the client.
-    Off,
-    /// We sent WILL and wait for the client's DO or DONT.
-    Offered,
-    On(mccp::Stream),
 }
 
 /// Bytes owed to the client: telnet text is staged in `plain`, and [`seal`]
@@ -260,71 +312,89 @@ enum Mccp {
 struct Writer {
     plain: Vec<u8>,
     wire: Vec<u8>,
-    mccp: Mccp,
-    /// MCCP2 is offered, and an idle compressor goes back after this long.
-    idle: Option<Duration>,
+    /// The zlib stream, from the client's DO MCCP2 to its DONT or the close.
+    mccp: Option<mccp::Stream>,
+    /// An idle compressor goes back after this long.
+    idle: Duration,
     /// When the compressor goes back, unless more output comes first.
     release_at: Option<Instant>,
+    /// The client's character set, for text both ways.
+    charset: Charset,
+    /// When the client was last sent anything, for the keepalive.
+    last_sent: Instant,
 }
 
 impl Writer {
-    fn new(mccp2: Option<Duration>) -> Self {
-        let mut writer = Writer {
+    fn new(idle: Duration) -> Self {
+        Writer {
             plain: Vec::new(),
             wire: Vec::new(),
-            mccp: Mccp::Off,
-            idle: mccp2,
+            mccp: None,
+            idle,
             release_at: None,
-        };
-        if writer.idle.is_some() {
-            writer.wire.extend_from_slice(&[IAC, WILL, mccp::OPTION]);
-            writer.mccp = Mccp::Offered;
+            charset: Charset::default(),
+            last_sent: Instant::now(),
         }
-        writer
     }
 
-    fn negotiate(&mut self, verb: u8, option: u8) -> std::io::Result<()> {
-        // WILL/WONT 86 are about the client's side, where MCCP2 has no
-        // meaning: refused like any option we do not offer.
-        let ours = option == mccp::OPTION && self.idle.is_some() && matches!(verb, DO | DONT);
-        if !ours {
-            if let Some(answer) = telnet::refuse(verb, option) {
-                self.plain.extend_from_slice(&answer);
-            }
-            return Ok(());
-        }
-        match (verb, &self.mccp) {
-            (DO, Mccp::Offered) => self.begin_compression(false)?,
-            // Asked after a DONT: we offer it, so we agree.
-            (DO, Mccp::Off) => self.begin_compression(true)?,
-            (DONT, Mccp::Offered) => self.mccp = Mccp::Off,
-            (DONT, Mccp::On(_)) => {
+    /// Stages a line of text for the client.
+    fn text(&mut self, text: &str) {
+        telnet::encode_text(text, self.charset, &mut self.plain);
+        self.plain.extend_from_slice(b"\r\n");
+    }
+
+    /// The client's WILL/WONT/DO/DONT, through `negotiation`: its answer is
+    /// staged, and MCCP2 starts after it or ends before it.
+    fn negotiate(
+        &mut self,
+        negotiation: &mut Negotiation,
+        verb: u8,
+        option: u8,
+    ) -> std::io::Result<()> {
+        let mut reply = Vec::new();
+        match negotiation.negotiate(verb, option, &mut reply) {
+            Some(Compress::End) => {
                 self.end_compression()?;
-                self.plain.extend_from_slice(&[IAC, WONT, mccp::OPTION]);
+                self.plain.append(&mut reply);
             }
-            // A repeated DO or DONT needs no answer.
-            _ => {}
+            Some(Compress::Start) => {
+                // An agreement to a DO that came unasked (after a DONT)
+                // says WILL first, plain.
+                self.plain.append(&mut reply);
+                self.begin_compression()?;
+            }
+            None => self.plain.append(&mut reply),
         }
+        self.charset = negotiation.charset();
         Ok(())
     }
 
-    fn begin_compression(&mut self, announce: bool) -> std::io::Result<()> {
-        self.seal()?;
-        if announce {
-            self.wire.extend_from_slice(&[IAC, WILL, mccp::OPTION]);
+    fn begin_compression(&mut self) -> std::io::Result<()> {
+        if self.mccp.is_some() {
+            return Ok(());
         }
-        self.wire
-            .extend_from_slice(&[IAC, SB, mccp::OPTION, IAC, SE]);
-        self.mccp = Mccp::On(mccp::Stream::start(&mut self.wire));
+        self.seal()?;
+        self.wire.extend_from_slice(&[IAC, SB, MCCP2, IAC, SE]);
+        self.mccp = Some(mccp::Stream::start(&mut self.wire));
         Ok(())
     }
 
     /// Finishes the zlib stream (before a close or on DONT); later output is plain.
     fn end_compression(&mut self) -> std::io::Result<()> {
         self.seal()?;
-        if let Mccp::On(stream) = std::mem::replace(&mut self.mccp, Mccp::Off) {
+        if let Some(stream) = self.mccp.take() {
             stream.finish(&mut self.wire);
             self.release_at = None;
+        }
+        Ok(())
+    }
+
+    /// Stages IAC NOP, without waking a released compressor.
+    fn keepalive(&mut self) -> std::io::Result<()> {
+        self.seal()?;
+        match &mut self.mccp {
+            Some(stream) => stream.write_small(&[IAC, NOP], &mut self.wire)?,
+            None => self.wire.extend_from_slice(&[IAC, NOP]),
         }
         Ok(())
     }
@@ -335,13 +405,13 @@ impl Writer {
             return Ok(());
         }
         match &mut self.mccp {
-            Mccp::On(stream) => {
+            Some(stream) => {
                 stream.write(&self.plain, &mut self.wire)?;
                 self.plain.clear();
-                self.release_at = Some(Instant::now() + self.idle.unwrap_or_default());
+                self.release_at = Some(Instant::now() + self.idle);
             }
-            _ if self.wire.is_empty() => std::mem::swap(&mut self.plain, &mut self.wire),
-            _ => self.wire.append(&mut self.plain),
+            None if self.wire.is_empty() => std::mem::swap(&mut self.plain, &mut self.wire),
+            None => self.wire.append(&mut self.plain),
         }
         Ok(())
     }
@@ -359,6 +429,7 @@ impl Writer {
     /// After `wire` went out.
     fn written(&mut self) {
         self.wire.clear();
+        self.last_sent = Instant::now();
         // An idle player keeps no buffer: a burst (a crowded room announcing
         // arrivals) must not leave kilobytes behind in every session.
         // Allocating per burst is cheap.
@@ -371,7 +442,7 @@ impl Writer {
 
     fn release_idle(&mut self) {
         self.release_at = None;
-        if let Mccp::On(stream) = &mut self.mccp {
+        if let Some(stream) = &mut self.mccp {
             stream.release();
         }
     }
@@ -379,10 +450,15 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
 
-    const OFFER: [u8; 3] = [IAC, WILL, mccp::OPTION];
-    const START: [u8; 5] = [IAC, SB, mccp::OPTION, IAC, SE];
+    use super::*;
+    use crate::mssp::Facts;
+    use crate::options::{DO, DONT, WILL, WONT};
+
+    const OFFER: [u8; 3] = [IAC, WILL, MCCP2];
+    const START: [u8; 5] = [IAC, SB, MCCP2, IAC, SE];
 
     fn wire(w: &mut Writer) -> Vec<u8> {
         w.seal().unwrap();
@@ -391,16 +467,29 @@ mod tests {
         bytes
     }
 
-    fn offered() -> Writer {
-        let mut w = Writer::new(Some(Duration::from_secs(5)));
-        assert_eq!(wire(&mut w), OFFER);
-        w
+    fn negotiation(mccp2: bool) -> Negotiation {
+        let facts = Facts {
+            name: "Test".into(),
+            started_at_s: 0,
+            port: 4000,
+            mccp2,
+            players: Arc::new(AtomicU64::new(0)),
+        };
+        Negotiation::new(mccp2, Arc::new(facts))
+    }
+
+    fn offered() -> (Writer, Negotiation) {
+        let mut w = Writer::new(Duration::from_secs(5));
+        let mut n = negotiation(true);
+        n.start(&mut w.plain);
+        assert!(wire(&mut w).starts_with(&OFFER));
+        (w, n)
     }
 
     #[test]
     fn do_starts_compression_once() {
-        let mut w = offered();
-        w.negotiate(DO, mccp::OPTION).unwrap();
+        let (mut w, mut n) = offered();
+        w.negotiate(&mut n, DO, MCCP2).unwrap();
         let first = wire(&mut w);
         assert!(first.starts_with(&START), "{first:?}");
         assert_eq!(
@@ -409,49 +498,71 @@ mod tests {
             "the zlib header follows"
         );
         // A repeated DO neither restarts the stream nor answers.
-        w.negotiate(DO, mccp::OPTION).unwrap();
+        w.negotiate(&mut n, DO, MCCP2).unwrap();
         assert_eq!(wire(&mut w), Vec::<u8>::new());
-        assert!(matches!(w.mccp, Mccp::On(_)));
+        assert!(w.mccp.is_some());
     }
 
     #[test]
     fn dont_refuses_the_offer_without_an_answer() {
-        let mut w = offered();
-        w.negotiate(DONT, mccp::OPTION).unwrap();
+        let (mut w, mut n) = offered();
+        w.negotiate(&mut n, DONT, MCCP2).unwrap();
         assert_eq!(wire(&mut w), Vec::<u8>::new());
-        assert!(matches!(w.mccp, Mccp::Off));
+        assert!(w.mccp.is_none());
         // The client changes its mind: we said we would, so we do.
-        w.negotiate(DO, mccp::OPTION).unwrap();
+        w.negotiate(&mut n, DO, MCCP2).unwrap();
         let again = wire(&mut w);
-        assert!(
-            again.starts_with(&[IAC, WILL, mccp::OPTION, IAC, SB]),
-            "{again:?}"
-        );
+        assert!(again.starts_with(&[IAC, WILL, MCCP2, IAC, SB]), "{again:?}");
     }
 
     #[test]
     fn not_offered_means_refused() {
-        let mut w = Writer::new(None);
-        assert_eq!(wire(&mut w), Vec::<u8>::new());
-        w.negotiate(DO, mccp::OPTION).unwrap();
-        assert_eq!(wire(&mut w), [IAC, WONT, mccp::OPTION]);
-        w.negotiate(WILL, mccp::OPTION).unwrap();
-        assert_eq!(wire(&mut w), [IAC, DONT, mccp::OPTION]);
-        assert!(matches!(w.mccp, Mccp::Off));
+        let mut w = Writer::new(Duration::from_secs(5));
+        let mut n = negotiation(false);
+        n.start(&mut w.plain);
+        assert!(!wire(&mut w).windows(3).any(|x| x == OFFER));
+        w.negotiate(&mut n, DO, MCCP2).unwrap();
+        assert_eq!(wire(&mut w), [IAC, WONT, MCCP2]);
+        w.negotiate(&mut n, WILL, MCCP2).unwrap();
+        assert_eq!(wire(&mut w), [IAC, DONT, MCCP2]);
+        assert!(w.mccp.is_none());
     }
 
     #[test]
     fn text_after_dont_is_plain() {
-        let mut w = offered();
-        w.negotiate(DO, mccp::OPTION).unwrap();
+        let (mut w, mut n) = offered();
+        w.negotiate(&mut n, DO, MCCP2).unwrap();
         w.plain.extend_from_slice(b"squeezed\r\n");
         let compressed = wire(&mut w);
         assert!(!compressed.windows(8).any(|x| x == b"squeezed"));
-        w.negotiate(DONT, mccp::OPTION).unwrap();
+        w.negotiate(&mut n, DONT, MCCP2).unwrap();
         let end = wire(&mut w);
-        assert!(end.ends_with(&[IAC, WONT, mccp::OPTION]), "{end:?}");
+        assert!(end.ends_with(&[IAC, WONT, MCCP2]), "{end:?}");
         w.plain.extend_from_slice(b"plain\r\n");
         assert_eq!(wire(&mut w), b"plain\r\n");
         assert_eq!(w.release_at, None, "no compressor left to release");
+    }
+
+    #[test]
+    fn keepalive_is_a_nop_plain_or_compressed() {
+        let (mut w, mut n) = offered();
+        w.keepalive().unwrap();
+        assert_eq!(wire(&mut w), [IAC, NOP]);
+        w.negotiate(&mut n, DO, MCCP2).unwrap();
+        wire(&mut w);
+        w.release_idle();
+        w.keepalive().unwrap();
+        // A stored block: no compressor was started for it.
+        assert_eq!(wire(&mut w), [0, 2, 0, 0xfd, 0xff, IAC, NOP]);
+        assert_eq!(w.release_at, None);
+    }
+
+    #[test]
+    fn text_goes_in_the_agreed_charset() {
+        let mut w = Writer::new(Duration::from_secs(5));
+        w.text("café");
+        w.charset = Charset::Ascii;
+        w.text("café");
+        assert_eq!(wire(&mut w), "café\r\ncaf?\r\n".as_bytes());
     }
 }

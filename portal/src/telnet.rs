@@ -6,8 +6,10 @@
 //! line over the limit is dropped as it arrives and reported once, so a client
 //! can never make the portal buffer without bound.
 //!
-//! Option negotiation is minimal for now: every option the client offers or
-//! asks for is refused (RFC 854 allows that, and refusing never loops).
+//! What the options mean is [`crate::options`] (whether each is on) and
+//! [`crate::negotiation`] (what follows); this module only frames them.
+
+use crate::charset::Charset;
 
 pub const IAC: u8 = 255;
 pub const DONT: u8 = 254;
@@ -16,6 +18,8 @@ pub const WONT: u8 = 252;
 pub const WILL: u8 = 251;
 pub const SB: u8 = 250;
 pub const SE: u8 = 240;
+/// No operation: the idle keepalive.
+pub const NOP: u8 = 241;
 
 /// Longest subnegotiation payload kept; the rest is dropped.
 const MAX_SUBNEG: usize = 1024;
@@ -117,23 +121,34 @@ fn flush(text: &mut Vec<u8>, out: &mut Vec<Event>) {
     }
 }
 
-/// The answer to a negotiation: refuse whatever is asked or offered.
-pub fn refuse(verb: u8, option: u8) -> Option<[u8; 3]> {
-    match verb {
-        DO => Some([IAC, WONT, option]),
-        WILL => Some([IAC, DONT, option]),
-        _ => None,
+/// Puts outgoing text in the client's character set, escapes IAC and turns
+/// `\n` into telnet's `\r\n`.
+pub fn encode_text(text: &str, charset: Charset, out: &mut Vec<u8>) {
+    if charset == Charset::Utf8 {
+        // The common case, byte by byte: UTF-8 never holds a 255 byte, but
+        // the escape costs nothing and keeps the rule in one place.
+        for &b in text.as_bytes() {
+            match b {
+                b'\n' => out.extend_from_slice(b"\r\n"),
+                b'\r' => {}
+                IAC => out.extend_from_slice(&[IAC, IAC]),
+                b => out.push(b),
+            }
+        }
+        return;
     }
-}
-
-/// Escapes IAC in outgoing text and turns `\n` into telnet's `\r\n`.
-pub fn encode_text(text: &str, out: &mut Vec<u8>) {
-    for &b in text.as_bytes() {
-        match b {
-            b'\n' => out.extend_from_slice(b"\r\n"),
-            b'\r' => {}
-            IAC => out.extend_from_slice(&[IAC, IAC]),
-            b => out.push(b),
+    for c in text.chars() {
+        match c {
+            '\n' => out.extend_from_slice(b"\r\n"),
+            '\r' => {}
+            c => {
+                let at = out.len();
+                charset.encode_char(c, out);
+                // Latin-1's ÿ is byte 255.
+                if out[at..] == [IAC] {
+                    out.push(IAC);
+                }
+            }
         }
     }
 }
@@ -145,13 +160,19 @@ pub enum Line {
     TooLong,
 }
 
-/// Splits text into lines at `\n` (a `\r` before it, or alone, is dropped)
-/// and refuses lines over `max` bytes.
+/// Splits text into lines and refuses lines over `max` bytes.
+///
+/// Clients end lines every way there is: CR LF (telnet's own), CR NUL
+/// (telnet's bare carriage return), a bare LF (Unix clients), a bare CR
+/// (character-mode clients such as telix send `text\r`). Each ends a line,
+/// and the LF or NUL after a CR belongs to it: CR LF is one line end.
 #[derive(Debug)]
 pub struct LineAssembler {
     max: usize,
     buf: Vec<u8>,
     overflowed: bool,
+    /// The last byte ended a line with CR: an LF or NUL now is part of it.
+    after_cr: bool,
 }
 
 impl LineAssembler {
@@ -160,25 +181,29 @@ impl LineAssembler {
             max,
             buf: Vec::new(),
             overflowed: false,
+            after_cr: false,
         }
     }
 
-    pub fn push(&mut self, bytes: &[u8], out: &mut impl Extend<Line>) {
+    /// Adds `bytes` in the client's `charset`, appending every line they end.
+    pub fn push(&mut self, bytes: &[u8], charset: Charset, out: &mut impl Extend<Line>) {
         for &b in bytes {
+            let after_cr = std::mem::take(&mut self.after_cr);
             match b {
-                b'\n' => {
+                b'\n' | 0 if after_cr => {}
+                b'\r' | b'\n' => {
+                    self.after_cr = b == b'\r';
                     if self.overflowed {
                         out.extend([Line::TooLong]);
                     } else {
-                        let text = String::from_utf8_lossy(&self.buf);
-                        let text = text.trim_end_matches('\r');
-                        let clean = ev::text::printable(text);
+                        let text = charset.decode(&self.buf);
+                        let clean = ev::text::printable(&text);
                         out.extend([Line::Text(clean)]);
                     }
                     self.buf.clear();
                     self.overflowed = false;
                 }
-                // NUL after CR is telnet's bare carriage return.
+                // A NUL is no text (telnet pads with it).
                 0 => {}
                 _ if self.overflowed => {}
                 b => {
@@ -263,40 +288,71 @@ mod tests {
     }
 
     #[test]
-    fn refusals() {
-        assert_eq!(refuse(DO, 1), Some([IAC, WONT, 1]));
-        assert_eq!(refuse(WILL, 31), Some([IAC, DONT, 31]));
-        assert_eq!(refuse(WONT, 31), None);
-    }
-
-    #[test]
     fn encode_escapes_iac_and_uses_crlf() {
         let mut out = Vec::new();
-        encode_text("a\nb\u{ff}", &mut out);
+        encode_text("a\nb\u{ff}", Charset::Utf8, &mut out);
         assert_eq!(out, b"a\r\nb\xc3\xbf");
         let mut out = Vec::new();
-        encode_text("x\r\ny", &mut out);
+        encode_text("x\r\ny", Charset::Utf8, &mut out);
         assert_eq!(out, b"x\r\ny");
     }
 
-    fn lines(max: usize, chunks: &[&[u8]]) -> Vec<Line> {
+    #[test]
+    fn encode_in_other_sets_never_sends_utf8() {
+        let mut out = Vec::new();
+        encode_text("é\u{ff}字\n", Charset::Latin1, &mut out);
+        assert_eq!(out, b"\xe9\xff\xff?\r\n", "Latin-1's 255 is escaped");
+        let mut out = Vec::new();
+        encode_text("é\u{ff}字\n", Charset::Ascii, &mut out);
+        assert_eq!(out, b"???\r\n");
+    }
+
+    fn lines_in(charset: Charset, max: usize, chunks: &[&[u8]]) -> Vec<Line> {
         let mut a = LineAssembler::new(max);
         let mut out = Vec::new();
         for c in chunks {
-            a.push(c, &mut out);
+            a.push(c, charset, &mut out);
         }
         out
     }
 
+    fn lines(max: usize, chunks: &[&[u8]]) -> Vec<Line> {
+        lines_in(Charset::Utf8, max, chunks)
+    }
+
+    fn texts(v: &[&str]) -> Vec<Line> {
+        v.iter().map(|t| Line::Text((*t).into())).collect()
+    }
+
     #[test]
-    fn lines_split_on_lf_and_drop_cr() {
+    fn lines_split_on_lf_and_crlf() {
         assert_eq!(
             lines(100, &[b"look\r\nsay h", b"i\n\r\n"]),
-            vec![
-                Line::Text("look".into()),
-                Line::Text("say hi".into()),
-                Line::Text("".into())
-            ]
+            texts(&["look", "say hi", ""])
+        );
+    }
+
+    #[test]
+    fn every_line_end_counts_once() {
+        let input: &[u8] = b"a\r\nb\r\0c\nd\re\r\n\r\nf\n\ng\r";
+        let want = texts(&["a", "b", "c", "d", "e", "", "f", "", "g"]);
+        assert_eq!(lines(100, &[input]), want);
+        // However the bytes are split: CR at the end of one read and LF at
+        // the start of the next are still one line end.
+        for i in 0..=input.len() {
+            assert_eq!(
+                lines(100, &[&input[..i], &input[i..]]),
+                want,
+                "split at {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn latin1_input_is_decoded_as_latin1() {
+        assert_eq!(
+            lines_in(Charset::Latin1, 100, &[b"caf\xe9\r\n"]),
+            texts(&["café"])
         );
     }
 

@@ -764,6 +764,7 @@ fn kind(event: &Inbound) -> &'static str {
     match event {
         Inbound::Hello(_) => "PortalHello",
         Inbound::Opened { .. } => "SessionOpened",
+        Inbound::SessionInfo(_) => "SessionInfo",
         Inbound::Input { .. } => "Input",
         Inbound::Closed { .. } => "SessionClosed",
         Inbound::Sync { .. } => "Sync",

@@ -7,7 +7,7 @@
 //! nothing else in the crate sees a prost struct.
 
 pub use ev::link::{
-    ServerSession as SessionState, SessionId, Snapshot, Stage, ToPortal as Outbound,
+    PortalSession, ServerSession as SessionState, SessionId, Snapshot, Stage, ToPortal as Outbound,
     ToServer as Inbound,
 };
 

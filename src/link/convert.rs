@@ -13,8 +13,8 @@ use pb::portal_event::Kind as FromServerKind;
 use pb::server_event::Kind as FromPortalKind;
 
 use super::{
-    PortalHello, PortalSession, Role, ServerHello, ServerSession, SessionId, Snapshot, Stage,
-    ToPortal, ToServer,
+    Capabilities, PortalHello, PortalSession, Role, ServerHello, ServerSession, SessionId,
+    Snapshot, Stage, ToPortal, ToServer,
 };
 
 /// Why a protobuf event has no domain meaning.
@@ -104,6 +104,8 @@ impl From<PortalSession> for pb::PortalSession {
             width: p.width,
             height: p.height,
             encoding: p.encoding,
+            terminal: p.terminal,
+            capabilities: p.capabilities.0,
         }
     }
 }
@@ -119,6 +121,8 @@ impl From<pb::PortalSession> for PortalSession {
             width: p.width,
             height: p.height,
             encoding: p.encoding,
+            terminal: p.terminal,
+            capabilities: Capabilities(p.capabilities),
         }
     }
 }
@@ -236,6 +240,9 @@ impl From<ToServer> for pb::ServerEvent {
             ToServer::Opened(p) => K::Opened(pb::SessionOpened {
                 session: Some(p.into()),
             }),
+            ToServer::SessionInfo(p) => K::Info(pb::SessionInfo {
+                session: Some(p.into()),
+            }),
             ToServer::Input { session, seq, text } => K::Input(pb::Input {
                 session: session.0,
                 seq,
@@ -272,6 +279,9 @@ impl TryFrom<pb::ServerEvent> for ToServer {
                     .ok_or(Malformed::NoSession("SessionOpened"))?
                     .into(),
             ),
+            K::Info(i) => {
+                ToServer::SessionInfo(i.session.ok_or(Malformed::NoSession("SessionInfo"))?.into())
+            }
             K::Input(i) => ToServer::Input {
                 session: SessionId(i.session),
                 seq: i.seq,
@@ -411,6 +421,8 @@ mod tests {
                 width: 80,
                 height: 24,
                 encoding: "utf-8".into(),
+                terminal: "XTERM-256COLOR".into(),
+                capabilities: Capabilities(Capabilities::ANSI | Capabilities::SCREEN_READER),
             },
             server: ServerSession {
                 stage: Stage::Playing,
@@ -437,6 +449,11 @@ mod tests {
                 refused: "version mismatch".into(),
             }),
             ToServer::Opened(snapshot(1).portal),
+            ToServer::SessionInfo(snapshot(2).portal),
+            ToServer::SessionInfo(PortalSession {
+                id: s,
+                ..Default::default()
+            }),
             ToServer::Input {
                 session: s,
                 seq: 2,
@@ -577,6 +594,13 @@ mod tests {
         let err = ToServer::try_from(opened).unwrap_err();
         assert_eq!(err, Malformed::NoSession("SessionOpened"));
         assert_eq!(err.to_string(), "SessionOpened without its session");
+        let info = pb::ServerEvent {
+            kind: Some(FromPortalKind::Info(pb::SessionInfo { session: None })),
+        };
+        assert_eq!(
+            ToServer::try_from(info),
+            Err(Malformed::NoSession("SessionInfo"))
+        );
     }
 
     #[test]

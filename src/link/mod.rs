@@ -41,7 +41,9 @@ pub enum Stage {
     Playing,
 }
 
-/// What the portal knows of a connection.
+/// What the portal knows of a connection. The client's part (`client` to
+/// `capabilities`) is what telnet negotiation told the portal; it changes
+/// during a session ([`ToServer::SessionInfo`]). Empty or 0: not known.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortalSession {
     pub id: SessionId,
@@ -50,10 +52,66 @@ pub struct PortalSession {
     pub peer: String,
     /// Unix time in milliseconds.
     pub connected_at_ms: u64,
+    /// The client's name (and version), e.g. "MUDLET 4.17.2".
     pub client: String,
+    /// Columns and rows of the player's window.
     pub width: u32,
     pub height: u32,
+    /// The character set text is sent in (an IANA name, lower case).
     pub encoding: String,
+    /// The terminal type the client reports, e.g. "XTERM-256COLOR". Since Link 1.2.
+    pub terminal: String,
+    /// What the terminal can do. Since Link 1.2.
+    pub capabilities: Capabilities,
+}
+
+/// What a player's terminal can do: MTTS's bitfield, kept with MTTS's
+/// numbering so a client's report passes through unchanged. The server
+/// sees capabilities, never telnet options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Capabilities(pub u32);
+
+impl Capabilities {
+    pub const ANSI: u32 = 1;
+    pub const VT100: u32 = 2;
+    pub const UTF8: u32 = 4;
+    pub const COLOURS_256: u32 = 8;
+    pub const MOUSE_TRACKING: u32 = 16;
+    pub const OSC_COLOUR_PALETTE: u32 = 32;
+    pub const SCREEN_READER: u32 = 64;
+    pub const PROXY: u32 = 128;
+    pub const TRUECOLOUR: u32 = 256;
+    pub const MNES: u32 = 512;
+    pub const MSLP: u32 = 1024;
+    pub const SSL: u32 = 2048;
+
+    const NAMES: [(u32, &'static str); 12] = [
+        (Self::ANSI, "ANSI"),
+        (Self::VT100, "VT100"),
+        (Self::UTF8, "UTF-8"),
+        (Self::COLOURS_256, "256 colours"),
+        (Self::MOUSE_TRACKING, "mouse tracking"),
+        (Self::OSC_COLOUR_PALETTE, "OSC colour palette"),
+        (Self::SCREEN_READER, "screen reader"),
+        (Self::PROXY, "proxy"),
+        (Self::TRUECOLOUR, "truecolour"),
+        (Self::MNES, "MNES"),
+        (Self::MSLP, "MSLP"),
+        (Self::SSL, "TLS"),
+    ];
+
+    pub fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// The name of each capability set, in MTTS's order.
+    pub fn names(self) -> Vec<&'static str> {
+        Self::NAMES
+            .iter()
+            .filter(|(bit, _)| self.has(*bit))
+            .map(|(_, name)| *name)
+            .collect()
+    }
 }
 
 /// The part of a session the server owns. The portal keeps the latest copy,
@@ -145,6 +203,10 @@ pub enum ToServer {
     /// The first event of the first message, and only there.
     Hello(PortalHello),
     Opened(PortalSession),
+    /// What the portal knows of a session changed (the client told its
+    /// window size, name, terminal or character set): the whole of it, as
+    /// it now is. Since Link 1.2; a server of 1.1 or older is not sent it.
+    SessionInfo(PortalSession),
     /// `seq` counts the session's inputs from 1, without gaps.
     Input {
         session: SessionId,
@@ -231,5 +293,24 @@ impl ToPortal {
             | ToPortal::Disconnect { session, seq, .. } => Some((*session, seq)),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_are_named_in_mtts_order() {
+        let caps = Capabilities(137);
+        assert_eq!(caps.names(), ["ANSI", "256 colours", "proxy"]);
+        assert!(caps.has(Capabilities::COLOURS_256));
+        assert!(!caps.has(Capabilities::UTF8));
+        let all = Capabilities(4095);
+        assert_eq!(all.names().len(), 12);
+        assert!(
+            Capabilities(1 << 20).names().is_empty(),
+            "unknown bits are ignored"
+        );
     }
 }

@@ -2,10 +2,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{Game, PASSWORD, run, text};
+use crate::util::{Game, PASSWORD, evctl_path, run, text};
 
-#[test]
-fn telnetlib3_logs_in_says_and_pings() {
+/// Fails the test with how to install telnetlib3 if it is missing.
+fn require_telnetlib3() {
     let probe = Command::new("python3")
         .args(["-c", "import telnetlib3"])
         .output();
@@ -19,6 +19,11 @@ fn telnetlib3_logs_in_says_and_pings() {
         ),
         Ok(_) => {}
     }
+}
+
+#[test]
+fn telnetlib3_logs_in_says_and_pings() {
+    require_telnetlib3();
     let game = Game::started();
     let addr = game.telnet_addr();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/telnetlib3_login.py");
@@ -33,6 +38,96 @@ fn telnetlib3_logs_in_says_and_pings() {
         script.display(),
         text(&out)
     );
+}
+
+/// telnetlib3 tells its window (NAWS) and terminal (TTYPE) and agrees on
+/// UTF-8 (CHARSET); the game's `client` command shows them, and again after
+/// a reload (the new server has them from the Sync).
+#[test]
+fn telnetlib3_window_and_terminal_reach_the_game_across_a_reload() {
+    require_telnetlib3();
+    let game = Game::started();
+    let addr = game.telnet_addr();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/telnetlib3_terminal.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(evctl_path())
+        .arg(game.root())
+        .env_remove("EV_GAME_DIR");
+    let out = run(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{} failed: {}{}",
+        script.display(),
+        text(&out),
+        game.log_tails()
+    );
+}
+
+/// `telnetlib3-fingerprint` probes every option, re-sends DO and WILL for
+/// what was agreed (a looping server answers again), asks in the wrong
+/// direction and reads the MSSP table. Its report is kept in the target
+/// directory's tmp (`telnetlib3-fingerprint.json`).
+#[test]
+fn telnetlib3_fingerprint_sees_no_negotiation_loop() {
+    require_telnetlib3();
+    let game = Game::started();
+    let addr = game.telnet_addr();
+    let report = Path::new(env!("CARGO_TARGET_TMPDIR")).join("telnetlib3-fingerprint.json");
+    let _ = std::fs::remove_file(&report);
+    let mut cmd = Command::new("telnetlib3-fingerprint");
+    cmd.arg("--save-json")
+        .arg(&report)
+        .arg("--data-dir")
+        .arg(game.tmp().join("fingerprints"))
+        .args([
+            "--silent",
+            "--banner-max-wait",
+            "3",
+            "--banner-quiet-time",
+            "0.5",
+            "--mssp-wait",
+            "3",
+        ])
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string());
+    let out = run(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "telnetlib3-fingerprint failed (it ships with telnetlib3): {}",
+        text(&out)
+    );
+    let json = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("reading {}: {e}; {}", report.display(), text(&out)));
+    let report: serde_json::Value = serde_json::from_str(&json).expect("the report is JSON");
+    let probe = &report["server-probe"];
+    let fp = &probe["fingerprint-data"];
+    let list = |key: &str| -> Vec<String> {
+        fp[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key} in the report: {json}"))
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert!(
+        list("looped-negotiation").is_empty(),
+        "a negotiation loop: {json}"
+    );
+    assert!(
+        list("wrong-direction-offered").is_empty(),
+        "offered in the wrong direction: {json}"
+    );
+    assert_eq!(
+        list("offered-options"),
+        ["CHARSET", "MCCP2", "MSSP", "SGA"],
+        "{json}"
+    );
+    assert_eq!(list("requested-options"), ["NAWS", "TTYPE"], "{json}");
+    let mssp = probe["session_data"]["mssp"].to_string();
+    assert!(mssp.contains("ev test"), "the MSSP table was read: {json}");
 }
 
 /// tintin++, driven by a script of triggers, in a pseudo-terminal (`script`):

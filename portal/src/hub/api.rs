@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::negotiation::ClientInfo;
 use crate::outqueue::OutSender;
 use ev::link::{PortalSession, Role, ServerHello, SessionId, ToPortal, ToServer};
 
@@ -33,6 +34,11 @@ pub enum HubEvent {
     Input {
         session: SessionId,
         text: String,
+    },
+    /// What telnet negotiation told of the client changed.
+    ClientInfo {
+        session: SessionId,
+        info: ClientInfo,
     },
     /// The client half-closed its side after its last input: close the
     /// connection once every input is answered and the answers are queued.

@@ -18,6 +18,8 @@ pub use tokio::sync::oneshot;
 pub struct Harness {
     pub tx: HubSender,
     pub stop: CancellationToken,
+    /// The hub's count of logged-in players (MSSP's).
+    pub players: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct FakeServer {
@@ -60,8 +62,9 @@ pub fn start_with(pause_notice: Duration) -> Harness {
         pause_notice,
     };
     let hub = Hub::new(rx, tx.clone(), config, stop.clone());
+    let players = hub.players();
     tokio::spawn(hub.run());
-    Harness { tx, stop }
+    Harness { tx, stop, players }
 }
 
 /// Session 7 on server 1, server 2 standing by, and a promotion of 2

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::Hub;
 use super::api::{ConnId, Outbound};
 use super::shutdown::Stopping;
+use crate::negotiation::ClientInfo;
 use crate::outqueue::{OutSender, Refused};
 use ev::link::{PortalSession, ServerSession, SessionId, Snapshot, ToServer};
 
@@ -135,7 +136,37 @@ impl Hub {
         };
         s.out = None;
         s.closed = Some(reason);
+        self.players_changed = true;
         self.settle_closed(session);
+    }
+
+    /// What the client told of itself: kept in the session (so a Sync
+    /// carries it to the next server) and told to the active server.
+    pub(super) fn client_info(&mut self, session: SessionId, info: ClientInfo) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let before = s.portal.clone();
+        let p = &mut s.portal;
+        p.client = info.client;
+        p.terminal = info.terminal;
+        p.width = info.width;
+        p.height = info.height;
+        p.encoding = info.charset.name().to_ascii_lowercase();
+        p.capabilities = info.capabilities;
+        if s.portal == before || s.closed.is_some() {
+            return;
+        }
+        let portal = s.portal.clone();
+        // A server older than Link 1.2 would only log it as malformed.
+        if let Some(active) = self.active
+            && self
+                .servers
+                .get(&active)
+                .is_some_and(|server| server.hello.minor >= 2)
+        {
+            self.push(active, ToServer::SessionInfo(portal));
+        }
     }
 
     /// Tells the server a closed session is gone once every input of it has
@@ -312,8 +343,11 @@ impl Hub {
         {
             s.server = server;
             let now_in = s.server.logged_in();
-            s.logged_in
-                .send_if_modified(|was| std::mem::replace(was, now_in) != now_in);
+            if s.logged_in
+                .send_if_modified(|was| std::mem::replace(was, now_in) != now_in)
+            {
+                self.players_changed = true;
+            }
         }
     }
 
@@ -598,6 +632,105 @@ mod tests {
             session: SessionId(7),
         });
         assert!(matches!(s.out.recv().await, Some(Outbound::Close(_))));
+        h.stop.cancel();
+    }
+
+    fn info(width: u32) -> crate::negotiation::ClientInfo {
+        crate::negotiation::ClientInfo {
+            client: "MUDLET 4.17.2".into(),
+            width,
+            height: 40,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn client_info_reaches_a_1_2_server_and_the_next_sync() {
+        let h = start();
+        let _s = h.open(7, 16);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut hello = hello(1, ev::version::LINK_MAJOR);
+        hello.minor = 2;
+        h.tx.send(HubEvent::Attach { conn: 1, hello, tx });
+        let mut a = FakeServer { rx };
+        a.take(2).await;
+        h.tx.send(HubEvent::ClientInfo {
+            session: SessionId(7),
+            info: info(120),
+        });
+        let events = a.take(1).await;
+        assert!(
+            matches!(&events[0], ToServer::SessionInfo(p)
+                if p.id == SessionId(7) && p.width == 120 && p.height == 40
+                    && p.client == "MUDLET 4.17.2" && p.encoding == "utf-8"),
+            "{events:?}"
+        );
+        // The same again is no news.
+        h.tx.send(HubEvent::ClientInfo {
+            session: SessionId(7),
+            info: info(120),
+        });
+        h.status().await;
+        assert!(
+            a.rx.try_recv().is_err(),
+            "an unchanged session was sent again"
+        );
+
+        // The next server has it from its Sync; being 1.0, it is sent no
+        // SessionInfo, which it could not read.
+        h.kill(1);
+        let mut b = h.attach(2, 2, ev::version::LINK_MAJOR);
+        let events = b.take(2).await;
+        let synced_width = events.iter().find_map(|e| match e {
+            ToServer::Sync { sessions, .. } => sessions.first().map(|s| s.portal.width),
+            _ => None,
+        });
+        assert_eq!(synced_width, Some(120));
+        h.tx.send(HubEvent::ClientInfo {
+            session: SessionId(7),
+            info: info(100),
+        });
+        h.status().await;
+        assert!(b.rx.try_recv().is_err());
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn players_are_counted_with_or_without_a_server() {
+        use std::sync::atomic::Ordering;
+        let h = start();
+        let _s = h.open(7, 16);
+        let _t = h.open(8, 16);
+        let mut a = h.attach(1, 1, ev::version::LINK_MAJOR);
+        a.take(2).await;
+        h.from(
+            1,
+            vec![ToPortal::Update {
+                session: SessionId(7),
+                seq: 1,
+                server: ServerSession {
+                    stage: ev::link::Stage::Playing,
+                    account_id: 1,
+                    character_id: 1,
+                    extra: Vec::new(),
+                },
+            }],
+        );
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        assert_eq!(h.players.load(Ordering::Relaxed), 1);
+        // No server at all (a crash, the dark of a reload): still one.
+        h.kill(1);
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        assert_eq!(h.players.load(Ordering::Relaxed), 1);
+        h.tx.send(HubEvent::Closed {
+            session: SessionId(7),
+            reason: "gone".into(),
+        });
+        h.tx.send(HubEvent::Tick);
+        h.status().await;
+        assert_eq!(h.players.load(Ordering::Relaxed), 0);
         h.stop.cancel();
     }
 }

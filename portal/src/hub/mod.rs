@@ -33,6 +33,8 @@ mod servers;
 mod shutdown;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -90,6 +92,11 @@ pub struct Hub {
     unanswered: Unanswered,
     /// Cancelled when the portal should stop accepting connections.
     stop_accepting: CancellationToken,
+    /// Logged-in players with a connection, for MSSP: counted on a tick
+    /// after a change (a session logged in or out, a connection closed),
+    /// not per change, so ten thousand logins cost no quadratic work.
+    players: Arc<AtomicU64>,
+    players_changed: bool,
 }
 
 impl Hub {
@@ -122,7 +129,14 @@ impl Hub {
             pause: None,
             next_pause: 1,
             unanswered: Unanswered::default(),
+            players: Arc::new(AtomicU64::new(0)),
+            players_changed: false,
         }
+    }
+
+    /// The count of logged-in players the hub keeps up to date.
+    pub fn players(&self) -> Arc<AtomicU64> {
+        self.players.clone()
     }
 
     /// Runs until a shutdown completes or every sender is gone.
@@ -169,6 +183,7 @@ impl Hub {
             } => self.opened(portal, out, credits, kill, logged_in),
             HubEvent::Input { session, text } => self.input(session, text),
             HubEvent::InputEnded { session } => self.input_ended(session),
+            HubEvent::ClientInfo { session, info } => self.client_info(session, info),
             HubEvent::Closed { session, reason } => self.closed(session, reason),
             HubEvent::Attach { conn, hello, tx } => self.attach(conn, hello, tx),
             HubEvent::FromServer { conn, events } => {
@@ -264,6 +279,14 @@ impl Hub {
     }
 
     fn tick(&mut self) {
+        if std::mem::take(&mut self.players_changed) {
+            let players = self
+                .sessions
+                .values()
+                .filter(|s| s.out.is_some() && s.server.logged_in())
+                .count();
+            self.players.store(players as u64, Ordering::Relaxed);
+        }
         self.check_unanswered();
         self.report_deliveries();
         self.heartbeat();

@@ -44,7 +44,9 @@ mod world;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::auth::{Abandon, Outcome, Work};
-use crate::event::{Inbound, Outbound, OutboxRow, SessionId, SessionState, Snapshot, Stage};
+use crate::event::{
+    Inbound, Outbound, OutboxRow, PortalSession, SessionId, SessionState, Snapshot, Stage,
+};
 use crate::store::{Account, Character, CreateError, StoreError, SyncState, Tx};
 pub use command::valid_name;
 pub use registry::Level;
@@ -252,6 +254,9 @@ struct Session {
     level: Level,
     pending: Option<Pending>,
     queue: VecDeque<Queued>,
+    /// What the portal knows of the connection (window size, client,
+    /// character set), as it last said.
+    client: PortalSession,
 }
 
 impl Session {
@@ -266,6 +271,7 @@ impl Session {
             level: Level::Player,
             pending: None,
             queue: VecDeque::new(),
+            client: PortalSession::default(),
         }
     }
 }
@@ -319,7 +325,11 @@ impl Game {
     /// What it sends is sealed into the outbox before it returns.
     pub fn handle(&mut self, tx: &Tx, event: Inbound, out: &mut Outbox) -> Result<(), StoreError> {
         match event {
-            Inbound::Opened(s) => self.opened(tx, s.id, &s.peer, out)?,
+            Inbound::Opened(s) => {
+                self.opened(tx, s.id, &s.peer, out)?;
+                self.session_info(s);
+            }
+            Inbound::SessionInfo(s) => self.session_info(s),
             Inbound::Input { session, seq, text } => self.input(tx, session, seq, text, out)?,
             Inbound::Closed { session, .. } => self.closed(tx, session, out)?,
             Inbound::Sync { sessions, last } => self.sync(tx, sessions, last, out)?,
@@ -372,6 +382,13 @@ impl Game {
         self.sessions.insert(id, Session::new(0, peer));
         self.greet(id, out);
         Ok(())
+    }
+
+    /// What the portal knows of a session's connection changed.
+    fn session_info(&mut self, portal: PortalSession) {
+        if let Some(session) = self.sessions.get_mut(&portal.id) {
+            session.client = portal;
+        }
     }
 
     fn greet(&mut self, id: SessionId, out: &mut Outbox) {
@@ -525,6 +542,7 @@ impl Game {
             return Ok(());
         }
         let mut session = Session::new(last_seq, &snapshot.portal.peer);
+        session.client = snapshot.portal.clone();
         let snapshot = Snapshot {
             server: state,
             ..snapshot
@@ -1065,6 +1083,32 @@ fn now() -> std::time::Instant {
     std::time::Instant::now()
 }
 
+/// What `client` says, e.g. "Your client: MUDLET 4.17 (XTERM), 120x40,
+/// UTF-8; capabilities: ANSI, 256 colours".
+fn describe_client(c: &PortalSession) -> String {
+    let mut parts = vec![match (c.client.as_str(), c.terminal.as_str()) {
+        ("", _) => "unknown".to_owned(),
+        (name, t) if t.is_empty() || t == name => name.to_owned(),
+        (name, t) => format!("{name} ({t})"),
+    }];
+    if c.width > 0 && c.height > 0 {
+        parts.push(format!("{}x{}", c.width, c.height));
+    }
+    if !c.encoding.is_empty() {
+        parts.push(c.encoding.to_uppercase());
+    }
+    let capabilities = c.capabilities.names();
+    if capabilities.is_empty() {
+        format!("Your client: {}", parts.join(", "))
+    } else {
+        format!(
+            "Your client: {}; capabilities: {}",
+            parts.join(", "),
+            capabilities.join(", ")
+        )
+    }
+}
+
 /// The demo's commands. A name or alias two of them share is a mistake in
 /// this list, caught by a unit test; at run time it is logged and the
 /// second one left out.
@@ -1139,6 +1183,19 @@ fn commands(test_commands: bool) -> Registry<Handler> {
                         format!("pong {rest}")
                     },
                 );
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            anywhere(Spec::new(
+                "client",
+                "client",
+                "What the game knows of your client: name, window, characters.",
+            )),
+            |g, _, id, _, out| {
+                if let Some(session) = g.sessions.get(&id) {
+                    out.output(id, describe_client(&session.client));
+                }
                 Ok(Flow::Done)
             },
         ),

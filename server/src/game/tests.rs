@@ -370,7 +370,7 @@ fn commands_answer_to_unique_prefixes_and_say_which_when_several_match() {
     h.open(S1);
     assert_eq!(
         texts(&h.input(S1, "c Alice secret"), S1),
-        ["Which did you mean: connect, create?"]
+        ["Which did you mean: client, connect, create?"]
     );
     assert_eq!(
         texts(&h.input(S1, "cr Alice secret"), S1)[0],
@@ -449,8 +449,8 @@ fn the_demo_registers_every_command_and_logs_no_secret() {
     assert_eq!(
         names,
         [
-            "@crash", "@grant", "@hang", "connect", "create", "help", "look", "ping", "quit",
-            "say", "version", "who"
+            "@crash", "@grant", "@hang", "client", "connect", "create", "help", "look", "ping",
+            "quit", "say", "version", "who"
         ],
         "a command clashed with another and was left out"
     );
@@ -1330,4 +1330,36 @@ fn only_the_names_shown_are_put_in_order() {
     assert_eq!(rest, ["d", "e", "f"]);
     super::sort_names(&mut names, 0);
     assert_eq!(names.len(), 6);
+}
+
+#[test]
+fn client_shows_what_the_portal_knows_and_follows_its_updates() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    let out = h.input(S1, "client");
+    assert_eq!(texts(&out, S1), ["Your client: unknown"]);
+    let info = PortalSession {
+        id: S1,
+        peer: peer(S1),
+        client: "MUDLET 4.17.2".into(),
+        terminal: "XTERM-256COLOR".into(),
+        width: 120,
+        height: 40,
+        encoding: "utf-8".into(),
+        capabilities: ev::link::Capabilities(1 | 8),
+        ..Default::default()
+    };
+    h.batch(vec![Inbound::SessionInfo(info.clone())]);
+    let out = h.input(S1, "client");
+    assert_eq!(
+        texts(&out, S1),
+        [
+            "Your client: MUDLET 4.17.2 (XTERM-256COLOR), 120x40, UTF-8; capabilities: ANSI, 256 colours"
+        ]
+    );
+    // For a session it does not know, nothing happens.
+    h.batch(vec![Inbound::SessionInfo(PortalSession {
+        id: SessionId(999),
+        ..info
+    })]);
 }

@@ -1,0 +1,350 @@
+use std::sync::atomic::AtomicU64;
+
+use super::*;
+use crate::options::{DO, DONT, WILL, WONT};
+use crate::telnet::{Event, Line, LineAssembler, Parser};
+
+const SEND_TTYPE: [u8; 6] = [IAC, SB, TTYPE, SEND, IAC, SE];
+
+fn facts() -> Arc<Facts> {
+    Arc::new(Facts {
+        name: "Test".into(),
+        started_at_s: 1,
+        port: 4000,
+        mccp2: true,
+        players: Arc::new(AtomicU64::new(2)),
+    })
+}
+
+fn started() -> Negotiation {
+    let mut n = Negotiation::new(true, facts());
+    n.start(&mut Vec::new());
+    n
+}
+
+fn neg(n: &mut Negotiation, verb: u8, option: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    n.negotiate(verb, option, &mut out);
+    out
+}
+
+fn sub(n: &mut Negotiation, option: u8, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    n.subnegotiation(option, data, &mut out);
+    out
+}
+
+fn is(name: &str) -> Vec<u8> {
+    let mut data = vec![IS];
+    data.extend_from_slice(name.as_bytes());
+    data
+}
+
+#[test]
+fn the_offers_on_connect() {
+    let mut out = Vec::new();
+    Negotiation::new(true, facts()).start(&mut out);
+    assert_eq!(
+        out,
+        [
+            IAC, WILL, MCCP2, IAC, WILL, SGA, IAC, DO, TTYPE, IAC, DO, NAWS, IAC, WILL, CHARSET,
+            IAC, WILL, MSSP
+        ]
+    );
+    let mut out = Vec::new();
+    Negotiation::new(false, facts()).start(&mut out);
+    assert!(!out.windows(3).any(|w| w == [IAC, WILL, MCCP2]), "{out:?}");
+}
+
+#[test]
+fn ttype_cycles_through_mtts_and_stops() {
+    let mut n = started();
+    assert_eq!(neg(&mut n, WILL, TTYPE), SEND_TTYPE);
+    assert_eq!(sub(&mut n, TTYPE, &is("MUDLET 4.17.2")), SEND_TTYPE);
+    assert_eq!(sub(&mut n, TTYPE, &is("XTERM-256COLOR")), SEND_TTYPE);
+    // 1 ANSI + 4 UTF-8 + 8 256 colours + 256 truecolour.
+    assert_eq!(sub(&mut n, TTYPE, &is("MTTS 269")), Vec::<u8>::new());
+    let info = n.take_changed().unwrap();
+    assert_eq!(info.client, "MUDLET 4.17.2");
+    assert_eq!(info.terminal, "XTERM-256COLOR");
+    assert_eq!(info.capabilities, Capabilities(269));
+    assert_eq!(info.charset, Charset::Utf8);
+    // Done: another answer is not asked for and changes nothing.
+    assert_eq!(sub(&mut n, TTYPE, &is("SOMETHING")), Vec::<u8>::new());
+    assert_eq!(n.take_changed(), None);
+    // A repeated WILL neither answers nor restarts the cycle.
+    assert_eq!(neg(&mut n, WILL, TTYPE), Vec::<u8>::new());
+}
+
+#[test]
+fn a_client_that_does_not_cycle_is_asked_twice() {
+    let mut n = started();
+    neg(&mut n, WILL, TTYPE);
+    assert_eq!(sub(&mut n, TTYPE, &is("unknown")), SEND_TTYPE);
+    assert_eq!(sub(&mut n, TTYPE, &is("unknown")), Vec::<u8>::new());
+    let info = n.take_changed().unwrap();
+    assert_eq!(
+        (info.client.as_str(), info.terminal.as_str()),
+        ("unknown", "unknown")
+    );
+    assert_eq!(info.capabilities, Capabilities(0));
+}
+
+#[test]
+fn a_cycle_ends_where_it_starts_over_or_at_the_bound() {
+    let mut n = started();
+    neg(&mut n, WILL, TTYPE);
+    sub(&mut n, TTYPE, &is("TINTIN++"));
+    sub(&mut n, TTYPE, &is("XTERM"));
+    // Not MTTS, and back to the first: the end.
+    assert_eq!(sub(&mut n, TTYPE, &is("TINTIN++")), Vec::<u8>::new());
+
+    let mut n = started();
+    neg(&mut n, WILL, TTYPE);
+    let mut asks = 1;
+    for i in 0..100 {
+        if sub(&mut n, TTYPE, &is(&format!("TYPE{i}"))) == SEND_TTYPE {
+            asks += 1;
+        }
+    }
+    assert_eq!(asks, MAX_TTYPE_ASKS as usize);
+}
+
+#[test]
+fn unasked_or_oversized_names_do_no_harm() {
+    let mut n = started();
+    // TTYPE not on: ignored.
+    assert_eq!(sub(&mut n, TTYPE, &is("EARLY")), Vec::<u8>::new());
+    assert_eq!(n.take_changed(), None);
+    neg(&mut n, WILL, TTYPE);
+    let long = format!("{}\u{7}\r\n", "X".repeat(1000));
+    sub(&mut n, TTYPE, &is(&long));
+    let info = n.take_changed().unwrap();
+    assert_eq!(info.client, "X".repeat(MAX_NAME));
+}
+
+#[test]
+fn naws_reports_the_live_size() {
+    let mut n = started();
+    // Before WILL NAWS a size is not taken.
+    sub(&mut n, NAWS, &[0, 80, 0, 24]);
+    assert_eq!(n.take_changed(), None);
+    assert_eq!(neg(&mut n, WILL, NAWS), Vec::<u8>::new());
+    sub(&mut n, NAWS, &[0, 120, 0, 40]);
+    let info = n.take_changed().unwrap();
+    assert_eq!((info.width, info.height), (120, 40));
+    // 255 arrives doubled on the wire; the parser undid that.
+    sub(&mut n, NAWS, &[1, 255, 0, 255]);
+    let info = n.take_changed().unwrap();
+    assert_eq!((info.width, info.height), (511, 255));
+    // The same size again is no change; a malformed one is ignored.
+    sub(&mut n, NAWS, &[1, 255, 0, 255]);
+    sub(&mut n, NAWS, &[1, 2, 3]);
+    assert_eq!(n.take_changed(), None);
+}
+
+fn request() -> Vec<u8> {
+    let mut r = vec![IAC, SB, CHARSET, REQUEST];
+    r.extend_from_slice(b";UTF-8;ISO-8859-1;US-ASCII");
+    r.extend_from_slice(&[IAC, SE]);
+    r
+}
+
+#[test]
+fn charset_agrees_on_utf8() {
+    let mut n = started();
+    assert_eq!(neg(&mut n, DO, CHARSET), request());
+    // Its own WILL adds no second request.
+    assert_eq!(neg(&mut n, WILL, CHARSET), [IAC, DO, CHARSET]);
+    let mut accepted = vec![ACCEPTED];
+    accepted.extend_from_slice(b"UTF-8");
+    assert_eq!(sub(&mut n, CHARSET, &accepted), Vec::<u8>::new());
+    assert_eq!(n.charset(), Charset::Utf8);
+}
+
+#[test]
+fn charset_latin1_and_rejection() {
+    let mut n = started();
+    neg(&mut n, DO, CHARSET);
+    let mut accepted = vec![ACCEPTED];
+    accepted.extend_from_slice(b"iso-8859-1");
+    sub(&mut n, CHARSET, &accepted);
+    assert_eq!(n.charset(), Charset::Latin1);
+    assert_eq!(n.take_changed().unwrap().charset, Charset::Latin1);
+
+    let mut n = started();
+    neg(&mut n, DO, CHARSET);
+    sub(&mut n, CHARSET, &[REJECTED]);
+    assert_eq!(n.charset(), Charset::Ascii, "agreed on nothing: ASCII");
+    // A late answer to a request no longer out changes nothing.
+    sub(&mut n, CHARSET, &accepted);
+    assert_eq!(n.charset(), Charset::Ascii);
+}
+
+#[test]
+fn the_clients_own_request() {
+    let mut n = started();
+    neg(&mut n, DO, CHARSET);
+    let mut theirs = vec![REQUEST];
+    theirs.extend_from_slice(b" KOI8-R latin1 UTF8");
+    // Ours is out: theirs is declined.
+    assert_eq!(
+        sub(&mut n, CHARSET, &theirs),
+        [IAC, SB, CHARSET, REJECTED, IAC, SE]
+    );
+    sub(&mut n, CHARSET, &[REJECTED]);
+    // Now theirs is answered, UTF-8 first whatever its order.
+    let mut expected = vec![IAC, SB, CHARSET, ACCEPTED];
+    expected.extend_from_slice(b"UTF8");
+    expected.extend_from_slice(&[IAC, SE]);
+    assert_eq!(sub(&mut n, CHARSET, &theirs), expected);
+    assert_eq!(n.charset(), Charset::Utf8);
+    // With a translation-table version first, and nothing we speak:
+    // declined, and what was agreed stands.
+    let mut ttable = vec![REQUEST];
+    ttable.extend_from_slice(b"[TTABLE]\x01;KOI8-R");
+    assert_eq!(
+        sub(&mut n, CHARSET, &ttable),
+        [IAC, SB, CHARSET, REJECTED, IAC, SE]
+    );
+    assert_eq!(n.charset(), Charset::Utf8);
+    // A client that never agreed on anything and asks for nothing we speak
+    // gets ASCII.
+    let mut n = started();
+    neg(&mut n, WILL, CHARSET);
+    sub(&mut n, CHARSET, &[REJECTED]);
+    sub(&mut n, CHARSET, &ttable);
+    assert_eq!(n.charset(), Charset::Ascii);
+}
+
+#[test]
+fn mtts_without_utf8_means_ascii_until_charset_says_otherwise() {
+    let mut n = started();
+    neg(&mut n, WILL, TTYPE);
+    sub(&mut n, TTYPE, &is("TINTIN++"));
+    sub(&mut n, TTYPE, &is("XTERM"));
+    sub(&mut n, TTYPE, &is("MTTS 137"));
+    assert_eq!(n.charset(), Charset::Ascii);
+    neg(&mut n, DO, CHARSET);
+    let mut accepted = vec![ACCEPTED];
+    accepted.extend_from_slice(b"UTF-8");
+    sub(&mut n, CHARSET, &accepted);
+    assert_eq!(n.charset(), Charset::Utf8);
+}
+
+#[test]
+fn mssp_is_answered_once_per_do() {
+    let mut n = started();
+    let table = neg(&mut n, DO, MSSP);
+    assert!(table.starts_with(&[IAC, SB, MSSP]), "{table:?}");
+    assert!(table.windows(9).any(|w| w == b"\x01PLAYERS\x02"));
+    assert_eq!(neg(&mut n, DO, MSSP), Vec::<u8>::new());
+}
+
+#[test]
+fn mccp2_start_and_end() {
+    let mut n = started();
+    let mut out = Vec::new();
+    assert_eq!(n.negotiate(DO, MCCP2, &mut out), Some(Compress::Start));
+    assert!(out.is_empty());
+    assert_eq!(n.negotiate(DO, MCCP2, &mut out), None);
+    assert_eq!(n.negotiate(DONT, MCCP2, &mut out), Some(Compress::End));
+    assert_eq!(out, [IAC, WONT, MCCP2]);
+    let mut n = Negotiation::new(false, facts());
+    let mut out = Vec::new();
+    assert_eq!(n.negotiate(DO, MCCP2, &mut out), None);
+    assert_eq!(out, [IAC, WONT, MCCP2]);
+}
+
+/// A small deterministic generator: the same streams on every run.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A byte, mostly the ones telnet gives meaning to.
+    fn byte(&mut self) -> u8 {
+        const MEANINGFUL: [u8; 16] = [
+            IAC, IAC, SB, SE, WILL, WONT, DO, DONT, TTYPE, NAWS, CHARSET, MSSP, MCCP2, SGA, 0, 1,
+        ];
+        let r = self.next();
+        if r % 3 == 0 {
+            (r >> 8) as u8
+        } else {
+            MEANINGFUL[(r >> 8) as usize % MEANINGFUL.len()]
+        }
+    }
+}
+
+/// Random and malformed streams (truncated IAC, endless SB, IAC IAC in
+/// data, option floods, invalid UTF-8), cut at random places, through the
+/// parser, the negotiation and the line assembler: nothing panics, what is
+/// kept stays bounded, lines stay under the limit, and what is sent back is
+/// at most a small multiple of what came in.
+#[test]
+fn random_streams_are_survived_with_bounded_state() {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..300 {
+        let mut parser = Parser::default();
+        let mut assembler = LineAssembler::new(100);
+        let mut lines = Vec::new();
+        let mut n = Negotiation::new(rng.next() % 2 == 0, facts());
+        let mut out = Vec::new();
+        n.start(&mut out);
+        let len = (rng.next() % 4000) as usize;
+        let stream: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
+        let mut events = Vec::new();
+        let mut at = 0;
+        let mut answered = 0;
+        while at < stream.len() {
+            let cut = (at + 1 + (rng.next() % 64) as usize).min(stream.len());
+            events.clear();
+            parser.receive(&stream[at..cut], &mut events);
+            for event in events.drain(..) {
+                let mut reply = Vec::new();
+                match event {
+                    Event::Negotiate(verb, option) => {
+                        n.negotiate(verb, option, &mut reply);
+                    }
+                    Event::Subnegotiation(option, data) => {
+                        assert!(data.len() <= 1024);
+                        n.subnegotiation(option, &data, &mut reply);
+                    }
+                    Event::Data(data) => assembler.push(&data, n.charset(), &mut lines),
+                    Event::Command(_) => {}
+                }
+                // The MSSP table is the one long answer.
+                answered += reply.len().min(64);
+            }
+            at = cut;
+        }
+        for line in &lines {
+            if let Line::Text(text) = line {
+                // At most 100 bytes in, each at worst one U+FFFD out.
+                assert!(text.chars().count() <= 100, "{text:?}");
+                assert!(!text.contains(['\r', '\n', '\0']), "{text:?}");
+            }
+        }
+        let info = n.take_changed().unwrap_or_default();
+        assert!(info.client.len() <= MAX_NAME && info.terminal.len() <= MAX_NAME);
+        assert!(answered <= 8 * stream.len() + 64, "{answered} for {len}");
+    }
+}
+
+#[test]
+fn a_do_dont_flood_answers_in_proportion() {
+    let mut n = started();
+    let mut answered = 0;
+    for _ in 0..10_000 {
+        answered += neg(&mut n, DO, SGA).len();
+        answered += neg(&mut n, DO, SGA).len();
+        answered += neg(&mut n, DONT, SGA).len();
+    }
+    // Each DO after a DONT is a new request; the repeated DO is never answered.
+    assert_eq!(answered, 10_000 * 6 - 3);
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Checks with telnetlib3 that what a client tells of its terminal reaches
+the game, and is still there after a reload.
+
+Usage: telnetlib3_terminal.py HOST PORT EVCTL GAME_DIR. telnetlib3 answers
+the portal's DO NAWS with a 120x40 window and its DO TTYPE with
+"xterm-256color", and agrees on UTF-8 over CHARSET. The game's `client`
+command must show all three, before and after `EVCTL -g GAME_DIR reload`.
+Exits 0 on success, 1 naming what was missing.
+"""
+
+import asyncio
+import sys
+
+import telnetlib3
+
+TIMEOUT = 15.0
+
+
+class Failed(Exception):
+    pass
+
+
+async def expect(reader, what, pred, seen):
+    """Reads lines until one satisfies pred, with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise Failed(f"timed out waiting for {what}")
+        try:
+            line = await asyncio.wait_for(reader.readline(), remaining)
+        except asyncio.TimeoutError:
+            raise Failed(f"timed out waiting for {what}")
+        if not line:
+            raise Failed(f"connection closed while waiting for {what}")
+        line = line.rstrip("\r\n")
+        seen.append(line)
+        if pred(line):
+            return line
+
+
+def check_client(line):
+    low = line.lower()
+    for part in ("xterm-256color", "120x40", "utf-8"):
+        if part not in low:
+            raise Failed(f"`client` did not show {part!r}: {line!r}")
+
+
+async def reload(evctl, game_dir):
+    proc = await asyncio.create_subprocess_exec(
+        evctl, "-g", game_dir, "reload",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    if proc.returncode != 0:
+        raise Failed(f"evctl reload failed: {out.decode(errors='replace')}")
+
+
+async def session(host, port, evctl, game_dir):
+    seen = []
+    reader, writer = await asyncio.wait_for(
+        telnetlib3.open_connection(
+            host,
+            port,
+            encoding="utf8",
+            term="xterm-256color",
+            cols=120,
+            rows=40,
+            connect_minwait=0.05,
+            connect_maxwait=1.0,
+        ),
+        TIMEOUT,
+    )
+    try:
+        await expect(reader, "the welcome screen", lambda l: "Welcome to " in l, seen)
+        writer.write("create Terminal secretpw\r\n")
+        await expect(reader, "Welcome, Terminal!", lambda l: "Welcome, Terminal!" in l, seen)
+        writer.write("client\r\n")
+        check_client(await expect(reader, "Your client:", lambda l: "Your client:" in l, seen))
+        await reload(evctl, game_dir)
+        writer.write("client\r\n")
+        check_client(await expect(reader, "Your client: after the reload",
+                                  lambda l: "Your client:" in l, seen))
+        writer.write("quit\r\n")
+        await expect(reader, "Goodbye.", lambda l: "Goodbye." in l, seen)
+    except Failed as e:
+        tail = "\n    ".join(seen[-20:])
+        raise Failed(f"{e}; lines received:\n    {tail}") from None
+    finally:
+        writer.close()
+
+
+def main():
+    if len(sys.argv) != 5:
+        print("usage: telnetlib3_terminal.py HOST PORT EVCTL GAME_DIR", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(session(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]))
+    except Failed as e:
+        print(f"telnetlib3 session failed: {e}", file=sys.stderr)
+        return 1
+    print("telnetlib3 session ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
