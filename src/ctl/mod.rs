@@ -219,6 +219,18 @@ fn config_or_default(game: &GameDir) -> Config {
     Config::load(&game.config_path()).unwrap_or_default()
 }
 
+/// A directory without ev.toml, as a usage error that says how to make one.
+fn not_a_game(game: &GameDir) -> Failure {
+    let message = match game.check_exists() {
+        Err(e) => e.to_string(),
+        Ok(()) => format!("{} is a game directory", game.root().display()),
+    };
+    Failure {
+        code: EXIT_USAGE,
+        ..Failure::new(message)
+    }
+}
+
 /// Parses the arguments, runs the command and returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -233,17 +245,9 @@ pub fn main() -> i32 {
         // A typo'd -g must not read as "ev is not running". A game whose
         // ev.toml went away while it runs can still be seen and stopped.
         Command::Stop | Command::Reload | Command::Status { .. } | Command::Passwd { .. }
-            if game.check_exists().is_err() && probe::supervisor(&game).is_none() =>
+            if probe::supervisor(&game).is_none() && game.check_exists().is_err() =>
         {
-            Err(Failure {
-                code: EXIT_USAGE,
-                ..Failure::new(
-                    game.check_exists()
-                        .err()
-                        .map(|e| e.to_string())
-                        .unwrap_or_default(),
-                )
-            })
+            Err(not_a_game(&game))
         }
         Command::Init {
             dir,
@@ -258,15 +262,7 @@ pub fn main() -> i32 {
             follow,
         } => logs::run(&game, process, lines, follow),
         Command::Backup { .. } | Command::Restore { .. } if game.check_exists().is_err() => {
-            Err(Failure {
-                code: EXIT_USAGE,
-                ..Failure::new(
-                    game.check_exists()
-                        .err()
-                        .map(|e| e.to_string())
-                        .unwrap_or_default(),
-                )
-            })
+            Err(not_a_game(&game))
         }
         Command::Backup { file } => backup::backup(&game, file),
         Command::SystemdUnit { user } => systemd::run(
