@@ -11,31 +11,8 @@ import sys
 
 import telnetlib3
 
-TIMEOUT = 15.0
-
-
-class Failed(Exception):
-    pass
-
-
-async def expect(reader, what, pred, seen):
-    """Reads lines until one satisfies pred, with a deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT
-    while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise Failed(f"timed out waiting for {what}")
-        try:
-            line = await asyncio.wait_for(reader.readline(), remaining)
-        except asyncio.TimeoutError:
-            raise Failed(f"timed out waiting for {what}")
-        if not line:
-            raise Failed(f"connection closed while waiting for {what}")
-        line = line.rstrip("\r\n")
-        seen.append(line)
-        if pred(line):
-            return line
+# Beside this script, so on its path when run.
+from evclient import TIMEOUT, Failed, expect  # noqa: E402,F401
 
 
 async def session(host, port):
