@@ -32,6 +32,10 @@ pub fn run(game: &GameDir, process: Option<Process>, n: usize, follow: bool) -> 
         Some(p) => vec![p],
         None => all.to_vec(),
     };
+    // Where following starts, taken before the tail is printed: a line
+    // written meanwhile is shown by one or the other, never by neither.
+    let paths: Vec<_> = chosen.iter().map(|p| game.log_path(p.name())).collect();
+    let offsets: Vec<u64> = paths.iter().map(|p| size(p)).collect();
     let mut shown = 0;
     for p in &chosen {
         let path = game.log_path(p.name());
@@ -62,18 +66,19 @@ pub fn run(game: &GameDir, process: Option<Process>, n: usize, follow: bool) -> 
         }));
     }
     if follow {
-        let paths: Vec<_> = chosen.iter().map(|p| game.log_path(p.name())).collect();
-        return follow_logs(&paths);
+        return follow_logs(&paths, offsets);
     }
     Ok(EXIT_OK)
 }
 
-/// Prints what is appended to `paths` from now on, until stdout closes or
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Prints what is appended to `paths` past `offsets`, until stdout closes or
 /// the process is interrupted. A log that shrank was rotated: it is read
 /// again from its start.
-fn follow_logs(paths: &[std::path::PathBuf]) -> Outcome {
-    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let mut offsets: Vec<u64> = paths.iter().map(|p| size(p)).collect();
+fn follow_logs(paths: &[std::path::PathBuf], mut offsets: Vec<u64>) -> Outcome {
     let mut last_shown = None;
     loop {
         std::thread::sleep(FOLLOW_EVERY);

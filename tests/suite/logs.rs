@@ -78,7 +78,7 @@ fn logs_follow_prints_new_lines() {
     let mut cmd = evctl_command();
     cmd.arg("-g")
         .arg(game.root())
-        .args(["logs", "server", "-n", "0", "-f"])
+        .args(["logs", "server", "-n", "1", "-f"])
         .stdout(Stdio::piped());
     let mut child = Killed(cmd.spawn().expect("spawning evctl logs -f"));
     let stdout = child.0.stdout.take().expect("its stdout");
@@ -90,6 +90,9 @@ fn logs_follow_prints_new_lines() {
             }
         }
     });
+    // Its one line of tail says it is reading: only then is a new line new.
+    let first = rx.recv_timeout(REPLY_TIMEOUT);
+    assert!(first.is_ok(), "evctl logs -f printed nothing");
     game.login("Followed");
     let deadline = Instant::now() + REPLY_TIMEOUT;
     let mut seen = Vec::new();
