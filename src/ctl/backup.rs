@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::start::beside_me;
+use super::start::server_binary;
 use super::{EXIT_OK, Failure, Outcome, probe, say};
 use crate::config::Config;
 use crate::gamedir::GameDir;
@@ -37,11 +37,7 @@ pub fn restore(game: &GameDir, file: &Path) -> Outcome {
 fn run_server(game: &GameDir, subcommand: &str, file: &Path) -> Outcome {
     let fail = |e: &dyn std::fmt::Display| Failure::new(format!("{subcommand} failed: {e}"));
     let config = Config::load(&game.config_path()).map_err(|e| fail(&e))?;
-    let server = if config.server.binary.as_os_str().is_empty() {
-        beside_me("ev-server").map_err(|e| fail(&e))?
-    } else {
-        game.root().join(&config.server.binary)
-    };
+    let server = server_binary(game, &config).map_err(|e| fail(&e))?;
     // Relative to where evctl was run, as the operator typed it.
     let file = std::path::absolute(file).map_err(|e| fail(&e))?;
     let out = Command::new(&server)

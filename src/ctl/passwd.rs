@@ -8,10 +8,9 @@
 //! server reads an account's hash at each login, so the next login takes
 //! the new password and the old one is refused. Players in play stay.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use super::start::beside_me;
+use super::start::server_binary;
 use super::{EXIT_OK, Failure, Outcome, password, say};
 use crate::config::Config;
 use crate::gamedir::GameDir;
@@ -53,22 +52,4 @@ pub fn run(game: &GameDir, name: &str) -> Outcome {
         "{done}; it is asked at the next login (players in play stay logged in)"
     ))?;
     Ok(EXIT_OK)
-}
-
-/// The server binary ev.toml names (`server.binary`, relative to the game
-/// directory), or `ev-server` beside evctl: what the supervisor starts.
-fn server_binary(game: &GameDir, config: &Config) -> Result<PathBuf, String> {
-    if config.server.binary.as_os_str().is_empty() {
-        return beside_me("ev-server");
-    }
-    let path = game.root().join(&config.server.binary);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} (server.binary in {}) not found",
-            path.display(),
-            game.config_path().display()
-        ))
-    }
 }

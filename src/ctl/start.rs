@@ -279,6 +279,24 @@ fn last_words(log: &Path, offset: u64) -> Option<String> {
 }
 
 /// A binary installed beside evctl.
+/// The server binary ev.toml names (`server.binary`, relative to the game
+/// directory), or `ev-server` beside evctl: what the supervisor starts.
+pub(super) fn server_binary(game: &GameDir, config: &Config) -> Result<PathBuf, String> {
+    if config.server.binary.as_os_str().is_empty() {
+        return beside_me("ev-server");
+    }
+    let path = game.root().join(&config.server.binary);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} (server.binary in {}) not found",
+            path.display(),
+            game.config_path().display()
+        ))
+    }
+}
+
 pub fn beside_me(name: &str) -> Result<PathBuf, String> {
     let me = std::env::current_exe().map_err(|e| format!("finding evctl's own path: {e}"))?;
     let path = me
