@@ -697,10 +697,9 @@ impl Game {
         text: &str,
         out: &mut Outbox,
     ) -> Result<Flow, StoreError> {
-        let Some(session) = self.sessions.get(&id) else {
+        let Some((playing, level)) = self.standing(id) else {
             return Ok(Flow::Done);
         };
-        let (playing, level) = (session.character.is_some(), session.level);
         let Some(typed) = self.commands.split(text) else {
             return Ok(Flow::Done);
         };
@@ -732,6 +731,12 @@ impl Game {
         handler(self, tx, id, typed.rest, out)
     }
 
+    /// Whether session `id` plays, and its level: which commands it sees.
+    fn standing(&self, id: SessionId) -> Option<(bool, Level)> {
+        let session = self.sessions.get(&id)?;
+        Some((session.character.is_some(), session.level))
+    }
+
     /// `text` as a log may show it: no secret of any command.
     pub fn loggable(&self, text: &str) -> String {
         self.commands.loggable(text)
@@ -744,10 +749,9 @@ impl Game {
         topic: &str,
         out: &mut Outbox,
     ) -> Result<Flow, StoreError> {
-        let Some(session) = self.sessions.get(&id) else {
+        let Some((playing, level)) = self.standing(id) else {
             return Ok(Flow::Done);
         };
-        let (playing, level) = (session.character.is_some(), session.level);
         let text = if topic.is_empty() {
             self.commands.listing(playing, level)
         } else {

@@ -236,12 +236,10 @@ impl<H> Registry<H> {
         if let Some((spec, _)) = self.commands.iter().find(|(s, _)| allowed(s) && exact(s)) {
             return Found::Elsewhere(spec);
         }
-        let lower = verb.to_lowercase();
-        let starts = |spec: &Spec| words(spec).any(|w| w.to_lowercase().starts_with(&lower));
         let matches: Vec<&(Spec, H)> = self
             .commands
             .iter()
-            .filter(|(s, _)| visible(s) && starts(s))
+            .filter(|(s, _)| visible(s) && could_name(s, verb))
             .collect();
         match matches.as_slice() {
             [] => Found::Unknown,
@@ -263,14 +261,13 @@ impl<H> Registry<H> {
             .map(|(spec, _)| spec)
             .filter(|s| s.level <= level && s.place.admits(playing))
             .collect();
-        let mut categories: Vec<&str> = visible.iter().map(|s| s.category).collect();
-        categories.dedup();
-        let mut seen = Vec::new();
-        categories.retain(|c| {
-            let new = !seen.contains(c);
-            seen.push(*c);
-            new
-        });
+        // In order of first appearance.
+        let mut categories: Vec<&str> = Vec::new();
+        for spec in &visible {
+            if !categories.contains(&spec.category) {
+                categories.push(spec.category);
+            }
+        }
         let width = visible.iter().map(|s| s.usage.len()).max().unwrap_or(0);
         let mut out = String::new();
         for category in categories {
@@ -313,30 +310,19 @@ impl<H> Registry<H> {
         let Some(typed) = self.split(line) else {
             return String::new();
         };
-        let lower = typed.verb.to_lowercase();
-        let secret_from = self
+        let mut named = self
             .commands
             .iter()
             .map(|(spec, _)| spec)
-            .filter(|spec| {
-                words(spec).any(|w| {
-                    let w = w.to_lowercase();
-                    w == lower || (!lower.is_empty() && w.starts_with(&lower))
-                })
-            })
-            .filter_map(|spec| spec.secret_from)
-            .min();
-        let known = self
-            .commands
-            .iter()
-            .any(|(spec, _)| words(spec).any(|w| w.to_lowercase().starts_with(&lower)));
-        if !known {
+            .filter(|spec| could_name(spec, typed.verb))
+            .peekable();
+        if named.peek().is_none() {
             // A mistyped `conect NAME PASSWORD` names no command: its words
             // could be anything, so only the word typed is shown.
             let more = if typed.rest.is_empty() { "" } else { " …" };
             return format!("{}{more}", printable(typed.verb));
         }
-        match secret_from {
+        match named.filter_map(|spec| spec.secret_from).min() {
             None => printable(line.trim()),
             Some(from) => {
                 let shown: Vec<&str> = typed.rest.split_whitespace().take(from).collect();
@@ -353,6 +339,14 @@ impl<H> Registry<H> {
             }
         }
     }
+}
+
+/// Whether `verb` is the start of one of `spec`'s words, in any case. It
+/// runs for every input (the log's view of it), so it allocates nothing.
+fn could_name(spec: &Spec, verb: &str) -> bool {
+    words(spec).any(|w| {
+        w.len() >= verb.len() && w.as_bytes()[..verb.len()].eq_ignore_ascii_case(verb.as_bytes())
+    })
 }
 
 /// A command's name and aliases.
