@@ -179,6 +179,7 @@ async fn telnet_line_crosses_the_link_and_the_reply_comes_back() {
                 session,
                 text: "pong 1".into(),
                 seq: 1,
+                ..Default::default()
             }),
             P::Ack(pb::Ack { session, seq: 1 }),
         ])

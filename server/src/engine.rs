@@ -740,7 +740,7 @@ async fn send(outbound: &mpsc::Sender<Batch>, events: Vec<Outbound>) -> Result<(
 fn inputs(events: &[Inbound]) -> usize {
     events
         .iter()
-        .filter(|e| matches!(e, Inbound::Input { .. }))
+        .filter(|e| matches!(e, Inbound::Input { .. } | Inbound::Oob { .. }))
         .count()
 }
 
@@ -766,6 +766,7 @@ fn kind(event: &Inbound) -> &'static str {
         Inbound::Opened { .. } => "SessionOpened",
         Inbound::SessionInfo(_) => "SessionInfo",
         Inbound::Input { .. } => "Input",
+        Inbound::Oob { .. } => "ClientOob",
         Inbound::Closed { .. } => "SessionClosed",
         Inbound::Sync { .. } => "Sync",
         Inbound::Drain { .. } => "Drain",

@@ -7,8 +7,8 @@
 //! nothing else in the crate sees a prost struct.
 
 pub use ev::link::{
-    PortalSession, ServerSession as SessionState, SessionId, Snapshot, Stage, ToPortal as Outbound,
-    ToServer as Inbound,
+    Form, Oob, PortalSession, ServerSession as SessionState, SessionId, Snapshot, Stage, TextKind,
+    ToPortal as Outbound, ToServer as Inbound,
 };
 
 /// One message for the portal. `handed`, if set, is fired once the Link
@@ -38,17 +38,51 @@ pub struct OutboxRow {
     pub payload: Vec<u8>,
 }
 
+/// Plain text, a line (what a server before Link 1.3 wrote).
 const ROW_OUTPUT: i64 = 1;
 const ROW_UPDATE: i64 = 2;
 const ROW_DISCONNECT: i64 = 3;
+/// Text with its [`Form`]: one byte (bit 0 markup, bits 1-2 the kind),
+/// then the text.
+const ROW_TEXT: i64 = 4;
+/// Out-of-band data: the name's length (4 bytes, little-endian), the name,
+/// the data.
+const ROW_OOB: i64 = 5;
 
 impl OutboxRow {
     /// The row of a sequenced event (Output, Update, Disconnect); None for
     /// the others.
     pub fn of(event: &Outbound) -> Option<OutboxRow> {
         let (session, seq, kind, payload) = match event {
-            Outbound::Output { session, seq, text } => {
-                (*session, *seq, ROW_OUTPUT, text.as_bytes().to_vec())
+            Outbound::Output {
+                session,
+                seq,
+                text,
+                form,
+            } if *form == Form::PLAIN => (*session, *seq, ROW_OUTPUT, text.as_bytes().to_vec()),
+            Outbound::Output {
+                session,
+                seq,
+                text,
+                form,
+            } => {
+                let kind = match form.kind {
+                    TextKind::Line => 0,
+                    TextKind::Prompt => 1,
+                    TextKind::Secret => 2,
+                };
+                let mut payload = Vec::with_capacity(1 + text.len());
+                payload.push(u8::from(form.markup) | (kind << 1));
+                payload.extend_from_slice(text.as_bytes());
+                (*session, *seq, ROW_TEXT, payload)
+            }
+            Outbound::Oob { session, seq, oob } => {
+                let mut payload = Vec::with_capacity(4 + oob.name.len() + oob.data.len());
+                let len = u32::try_from(oob.name.len()).unwrap_or(u32::MAX);
+                payload.extend_from_slice(&len.to_le_bytes());
+                payload.extend_from_slice(oob.name.as_bytes());
+                payload.extend_from_slice(oob.data.as_bytes());
+                (*session, *seq, ROW_OOB, payload)
             }
             Outbound::Disconnect {
                 session,
@@ -97,7 +131,39 @@ impl OutboxRow {
                 session,
                 seq,
                 text: text(payload)?,
+                form: Form::PLAIN,
             },
+            ROW_TEXT => {
+                let (&flags, rest) = payload.split_first()?;
+                let kind = match flags >> 1 {
+                    0 => TextKind::Line,
+                    1 => TextKind::Prompt,
+                    2 => TextKind::Secret,
+                    _ => return None,
+                };
+                Outbound::Output {
+                    session,
+                    seq,
+                    text: text(rest.to_vec())?,
+                    form: Form {
+                        markup: flags & 1 == 1,
+                        kind,
+                    },
+                }
+            }
+            ROW_OOB => {
+                let len = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+                let name = payload.get(4..4usize.checked_add(len)?)?;
+                let data = payload.get(4 + len..)?;
+                Outbound::Oob {
+                    session,
+                    seq,
+                    oob: Oob {
+                        name: String::from_utf8(name.to_vec()).ok()?,
+                        data: String::from_utf8(data.to_vec()).ok()?,
+                    },
+                }
+            }
             ROW_DISCONNECT => Outbound::Disconnect {
                 session,
                 seq,
@@ -139,6 +205,38 @@ mod tests {
                 session: SessionId(3),
                 seq: 9,
                 text: "héllo\nthere".into(),
+                form: Form::PLAIN,
+            },
+            Outbound::Output {
+                session: SessionId(3),
+                seq: 10,
+                text: "{red}Password:{/} ".into(),
+                form: Form {
+                    markup: true,
+                    kind: TextKind::Secret,
+                },
+            },
+            Outbound::Output {
+                session: SessionId(3),
+                seq: 11,
+                text: String::new(),
+                form: Form {
+                    markup: false,
+                    kind: TextKind::Prompt,
+                },
+            },
+            Outbound::Oob {
+                session: SessionId(3),
+                seq: 12,
+                oob: Oob {
+                    name: "Room.Info".into(),
+                    data: r#"{"name":"Limbo"}"#.into(),
+                },
+            },
+            Outbound::Oob {
+                session: SessionId(3),
+                seq: 13,
+                oob: Oob::default(),
             },
             Outbound::Disconnect {
                 session: SessionId(u64::MAX),
@@ -187,5 +285,9 @@ mod tests {
         assert_eq!(OutboxRow::event(row(ROW_OUTPUT, &[0xff, 0xfe])), None);
         assert_eq!(OutboxRow::event(row(ROW_UPDATE, &[1, 2, 3])), None);
         assert_eq!(OutboxRow::event(row(ROW_UPDATE, &[7; 17])), None);
+        assert_eq!(OutboxRow::event(row(ROW_TEXT, &[])), None);
+        assert_eq!(OutboxRow::event(row(ROW_TEXT, &[6, b'x'])), None);
+        assert_eq!(OutboxRow::event(row(ROW_OOB, &[9, 0, 0, 0, b'x'])), None);
+        assert_eq!(OutboxRow::event(row(ROW_OOB, &[255, 255, 255, 255])), None);
     }
 }

@@ -748,7 +748,8 @@ async fn a_reply_committed_before_a_crash_is_resent_exactly_once() {
             Out::Output(pb::Output {
                 session: 1,
                 text: "pong hello".into(),
-                seq: 3
+                seq: 3,
+                ..Default::default()
             }),
             Out::Ready(pb::Ready { sessions: 1 })
         ],
@@ -776,7 +777,8 @@ async fn a_reply_sent_before_a_crash_is_not_sent_again() {
         [Out::Output(pb::Output {
             session: 1,
             text: "pong hello".into(),
-            seq: 3
+            seq: 3,
+            ..Default::default()
         })],
         "the output, never its ack"
     );

@@ -37,6 +37,7 @@ impl Batchable for ToServer {
     fn approximate_size(&self) -> usize {
         match self {
             ToServer::Input { text, .. } => 32 + text.len(),
+            ToServer::Oob { oob, .. } => 32 + oob.name.len() + oob.data.len(),
             ToServer::Sync { sessions, .. } => 32 + 128 * sessions.len(),
             _ => 32,
         }
@@ -47,6 +48,7 @@ impl Batchable for ToPortal {
     fn approximate_size(&self) -> usize {
         match self {
             ToPortal::Output { text, .. } => 32 + text.len(),
+            ToPortal::Oob { oob, .. } => 32 + oob.name.len() + oob.data.len(),
             ToPortal::Disconnect { reason, .. } => 32 + reason.len(),
             _ => 32,
         }
@@ -121,6 +123,7 @@ mod tests {
             session: SessionId(session),
             seq: 1,
             text: "x".repeat(len),
+            form: crate::link::Form::LINE,
         }
     }
 
@@ -187,6 +190,10 @@ mod tests {
                 session: SessionId(1_700_000_000_000_000 + i),
                 seq: 1_000_000_000,
                 text: "y".repeat(MAX_BATCH_BYTES / MAX_EVENTS_PER_MESSAGE - 32),
+                form: crate::link::Form {
+                    markup: true,
+                    kind: crate::link::TextKind::Secret,
+                },
             })
             .collect();
         let messages = Batcher::split(events);

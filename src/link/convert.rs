@@ -13,8 +13,8 @@ use pb::portal_event::Kind as FromServerKind;
 use pb::server_event::Kind as FromPortalKind;
 
 use super::{
-    Capabilities, PortalHello, PortalSession, Role, ServerHello, ServerSession, SessionId,
-    Snapshot, Stage, ToPortal, ToServer,
+    Capabilities, Form, Oob, PortalHello, PortalSession, Role, ServerHello, ServerSession,
+    SessionId, Snapshot, Stage, TextKind, ToPortal, ToServer,
 };
 
 /// Why a protobuf event has no domain meaning.
@@ -262,6 +262,12 @@ impl From<ToServer> for pb::ServerEvent {
                 session: session.0,
                 seq,
             }),
+            ToServer::Oob { session, seq, oob } => K::Oob(pb::ClientOob {
+                session: session.0,
+                seq,
+                name: oob.name,
+                data: oob.data,
+            }),
         };
         pb::ServerEvent { kind: Some(kind) }
     }
@@ -314,6 +320,14 @@ impl TryFrom<pb::ServerEvent> for ToServer {
                 session: SessionId(d.session),
                 seq: d.seq,
             },
+            K::Oob(o) => ToServer::Oob {
+                session: SessionId(o.session),
+                seq: o.seq,
+                oob: Oob {
+                    name: o.name,
+                    data: o.data,
+                },
+            },
         })
     }
 }
@@ -325,10 +339,28 @@ impl From<ToPortal> for pb::PortalEvent {
         use FromServerKind as K;
         let kind = match e {
             ToPortal::Hello(h) => K::Hello(h.into()),
-            ToPortal::Output { session, seq, text } => K::Output(pb::Output {
+            ToPortal::Output {
+                session,
+                seq,
+                text,
+                form,
+            } => K::Output(pb::Output {
                 session: session.0,
                 text,
                 seq,
+                markup: form.markup,
+                kind: match form.kind {
+                    TextKind::Line => pb::TextKind::Line,
+                    TextKind::Prompt => pb::TextKind::Prompt,
+                    TextKind::Secret => pb::TextKind::Secret,
+                }
+                .into(),
+            }),
+            ToPortal::Oob { session, seq, oob } => K::Oob(pb::ServerOob {
+                session: session.0,
+                seq,
+                name: oob.name,
+                data: oob.data,
             }),
             ToPortal::Ack { session, seq } => K::Ack(pb::Ack {
                 session: session.0,
@@ -374,7 +406,24 @@ impl TryFrom<pb::PortalEvent> for ToPortal {
             K::Output(o) => ToPortal::Output {
                 session: SessionId(o.session),
                 seq: o.seq,
+                form: Form {
+                    markup: o.markup,
+                    // A kind this build does not know is shown as a line.
+                    kind: match pb::TextKind::try_from(o.kind) {
+                        Ok(pb::TextKind::Prompt) => TextKind::Prompt,
+                        Ok(pb::TextKind::Secret) => TextKind::Secret,
+                        _ => TextKind::Line,
+                    },
+                },
                 text: o.text,
+            },
+            K::Oob(o) => ToPortal::Oob {
+                session: SessionId(o.session),
+                seq: o.seq,
+                oob: Oob {
+                    name: o.name,
+                    data: o.data,
+                },
             },
             K::Ack(a) => ToPortal::Ack {
                 session: SessionId(a.session),
@@ -479,6 +528,14 @@ mod tests {
                 reply: true,
             },
             ToServer::Delivered { session: s, seq: 3 },
+            ToServer::Oob {
+                session: s,
+                seq: 4,
+                oob: Oob {
+                    name: "Char.Skills.Get".into(),
+                    data: r#"{"group":"all"}"#.into(),
+                },
+            },
         ];
         for event in events {
             let pb = pb::ServerEvent::from(event.clone());
@@ -501,6 +558,15 @@ mod tests {
                 session: s,
                 seq: 1,
                 text: "hi".into(),
+                form: Form::PLAIN,
+            },
+            ToPortal::Oob {
+                session: s,
+                seq: 2,
+                oob: Oob {
+                    name: "Char.Vitals".into(),
+                    data: r#"{"hp":3}"#.into(),
+                },
             },
             ToPortal::Ack { session: s, seq: 2 },
             ToPortal::Working { session: s, seq: 3 },
@@ -520,6 +586,14 @@ mod tests {
                 reply: false,
             },
         ];
+        for kind in [TextKind::Line, TextKind::Prompt, TextKind::Secret] {
+            events.push(ToPortal::Output {
+                session: s,
+                seq: 3,
+                text: "{red}Password:{/} ".into(),
+                form: Form { markup: true, kind },
+            });
+        }
         for stage in [Stage::New, Stage::Login, Stage::Playing] {
             events.push(ToPortal::Update {
                 session: s,
@@ -542,13 +616,15 @@ mod tests {
             session: SessionId(2),
             seq: 7,
             text: "hi".into(),
+            form: Form::PLAIN,
         });
         assert_eq!(
             event.kind,
             Some(FromServerKind::Output(pb::Output {
                 session: 2,
                 text: "hi".into(),
-                seq: 7
+                seq: 7,
+                ..Default::default()
             }))
         );
         let event = pb::PortalEvent::from(ToPortal::Disconnect {

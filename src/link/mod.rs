@@ -238,9 +238,61 @@ pub enum ToServer {
         session: SessionId,
         seq: u64,
     },
+    /// Out-of-band data from the client: a name and its data as JSON text.
+    /// It takes the session's next input seq, like an Input. Since Link
+    /// 1.3; a server older than that is sent an Input with empty text.
+    Oob {
+        session: SessionId,
+        seq: u64,
+        oob: Oob,
+    },
 }
 
-/// Server → portal. Output, Update and Disconnect are *sequenced*: `seq` is
+/// Out-of-band data, either way: a name ("Char.Vitals") and its data as
+/// JSON text (empty for none). Since Link 1.3.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Oob {
+    pub name: String,
+    pub data: String,
+}
+
+/// How an Output's text is shown. Since Link 1.3.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Form {
+    /// The text is ev markup ([`crate::markup`]), rendered per client;
+    /// false (an older server): plain text, shown as it is.
+    pub markup: bool,
+    pub kind: TextKind,
+}
+
+impl Form {
+    /// Plain text, a line: all a server older than Link 1.3 sends.
+    pub const PLAIN: Form = Form {
+        markup: false,
+        kind: TextKind::Line,
+    };
+    /// A line of markup.
+    pub const LINE: Form = Form {
+        markup: true,
+        kind: TextKind::Line,
+    };
+}
+
+/// What kind of text an Output is. Since Link 1.3.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TextKind {
+    /// The portal ends it with a line end.
+    #[default]
+    Line,
+    /// No line end; the client is told the prompt is complete (telnet: IAC
+    /// EOR or IAC GA).
+    Prompt,
+    /// A prompt whose answer is secret: the client hides what is typed
+    /// until the answer is in.
+    Secret,
+}
+
+/// Server → portal. Output, Oob, Update and Disconnect are *sequenced*: `seq` is
 /// the session's output seq (from 1, one counter for the three kinds, kept
 /// across servers); 0 is unsequenced, always delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +303,14 @@ pub enum ToPortal {
         session: SessionId,
         seq: u64,
         text: String,
+        form: Form,
+    },
+    /// Out-of-band data for the client, beside the text. Sequenced like an
+    /// Output. Since Link 1.3.
+    Oob {
+        session: SessionId,
+        seq: u64,
+        oob: Oob,
     },
     /// Every input of `session` up to `seq` is applied and committed.
     Ack {
@@ -285,10 +345,12 @@ pub enum ToPortal {
 }
 
 impl ToPortal {
-    /// The session and seq of a sequenced event (Output, Update, Disconnect).
+    /// The session and seq of a sequenced event (Output, Oob, Update,
+    /// Disconnect).
     pub fn sequence_mut(&mut self) -> Option<(SessionId, &mut u64)> {
         match self {
             ToPortal::Output { session, seq, .. }
+            | ToPortal::Oob { session, seq, .. }
             | ToPortal::Update { session, seq, .. }
             | ToPortal::Disconnect { session, seq, .. } => Some((*session, seq)),
             _ => None,

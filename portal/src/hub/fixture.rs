@@ -118,6 +118,7 @@ pub fn pong(session: u64, acked: u64) -> Vec<ToPortal> {
             session,
             seq: 1,
             text: "pong".into(),
+            form: ev::link::Form::PLAIN,
         },
         ToPortal::Ack {
             session,

@@ -314,7 +314,7 @@ impl Hub {
     }
 
     /// True if this sequenced event is new; marks it delivered.
-    fn fresh(&mut self, session: SessionId, seq: u64) -> bool {
+    pub(super) fn fresh(&mut self, session: SessionId, seq: u64) -> bool {
         let Some(s) = self.sessions.get_mut(&session) else {
             return false;
         };
@@ -480,6 +480,7 @@ mod tests {
                 session: SessionId(7),
                 seq: 0,
                 text: format!("line {i}"),
+                form: ev::link::Form::PLAIN,
             })
             .collect();
         h.from(1, flood);
@@ -520,6 +521,7 @@ mod tests {
             session: SessionId(7),
             seq,
             text: text.into(),
+            form: ev::link::Form::PLAIN,
         };
         // A restarted server re-sends seq 1 and 2 from its outbox.
         h.from(
@@ -563,6 +565,7 @@ mod tests {
                 session: SessionId(7),
                 seq: 5,
                 text: "x".into(),
+                form: ev::link::Form::PLAIN,
             }],
         );
         h.kill(1);

@@ -207,8 +207,24 @@ impl Hub {
             // `link` turns a server's first hello into the Attach and drops
             // any other.
             ToPortal::Hello(_) => {}
-            ToPortal::Output { session, seq, text } => {
+            ToPortal::Output {
+                session,
+                seq,
+                text,
+                form,
+            } => {
+                // Until telnet renders colour and prompts, markup is shown
+                // as its plain text.
+                let text = if form.markup {
+                    ev::markup::plain(&text)
+                } else {
+                    text
+                };
                 self.deliver(session, seq, Outbound::Text(text))
+            }
+            // Not rendered for telnet yet; marked delivered all the same.
+            ToPortal::Oob { session, seq, .. } => {
+                self.fresh(session, seq);
             }
             ToPortal::Ack { session, seq } => self.ack(conn, session, seq),
             ToPortal::Working { session, seq } => self.working(conn, session, seq),

@@ -157,17 +157,20 @@ async fn one_batch_in_one_batch_out_acks_last() {
             Outbound::Output {
                 session: S1,
                 seq: 1,
-                text: "pong a".into()
+                text: "pong a".into(),
+                form: ev::link::Form::PLAIN,
             },
             Outbound::Output {
                 session: S2,
                 seq: 1,
-                text: "pong b".into()
+                text: "pong b".into(),
+                form: ev::link::Form::PLAIN,
             },
             Outbound::Output {
                 session: S1,
                 seq: 2,
-                text: "pong c".into()
+                text: "pong c".into(),
+                form: ev::link::Form::PLAIN,
             },
             Outbound::Ack {
                 session: S1,
@@ -300,7 +303,8 @@ async fn delivered_prunes_the_outbox_in_the_next_transaction_without_opening_one
             Outbound::Output {
                 session: S1,
                 seq: 3,
-                text: "pong c".into()
+                text: "pong c".into(),
+                form: ev::link::Form::PLAIN,
             },
             Outbound::Ack {
                 session: S1,
@@ -327,6 +331,7 @@ fn pong(session: SessionId, seq: u64, text: &str) -> Outbound {
         session,
         seq,
         text: text.into(),
+        form: ev::link::Form::PLAIN,
     }
 }
 

@@ -148,6 +148,7 @@ impl Outbox {
             session,
             seq: 0,
             text: text.into(),
+            form: ev::link::Form::PLAIN,
         });
     }
 
@@ -331,6 +332,10 @@ impl Game {
             }
             Inbound::SessionInfo(s) => self.session_info(s),
             Inbound::Input { session, seq, text } => self.input(tx, session, seq, text, out)?,
+            // Applied as nothing until the game API routes it.
+            Inbound::Oob { session, seq, .. } => {
+                self.input(tx, session, seq, String::new(), out)?
+            }
             Inbound::Closed { session, .. } => self.closed(tx, session, out)?,
             Inbound::Sync { sessions, last } => self.sync(tx, sessions, last, out)?,
             Inbound::Delivered { session, seq } => tx.prune_outbox(session, seq)?,

@@ -254,7 +254,8 @@ fn new_session_gets_the_welcome_screen_and_login_stage() {
             Outbound::Output {
                 session: S1,
                 seq: 1,
-                text: command::welcome("Testgame")
+                text: command::welcome("Testgame"),
+                form: ev::link::Form::PLAIN,
             },
             Outbound::Update {
                 session: S1,
@@ -805,7 +806,8 @@ fn sync_restores_playing_sessions_with_their_characters() {
             Outbound::Output {
                 session: SessionId(4),
                 seq: 1,
-                text: command::welcome("Testgame")
+                text: command::welcome("Testgame"),
+                form: ev::link::Form::PLAIN,
             },
             Outbound::Update {
                 session: SessionId(4),
@@ -1136,6 +1138,7 @@ fn sync_resends_exactly_what_is_above_the_delivered_mark_first_and_prunes_the_re
         session: S1,
         seq: 9,
         text: "pong c".into(),
+        form: ev::link::Form::PLAIN,
     });
     expected.push(Outbound::Ack {
         session: S1,
