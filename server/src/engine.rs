@@ -49,7 +49,8 @@ use tokio::task::JoinSet;
 use crate::auth::{Outcome, Pool};
 use crate::event::{Batch, Inbound, Outbound, SessionId};
 use crate::failpoint::{Failpoint, Point};
-use crate::game::{Game, Job, JobId, Outbox};
+use crate::game::api::Game;
+use crate::game::{Job, JobId, Kernel, Outbox};
 use crate::store::{Store, StoreError};
 pub use watchdog::Watchdog;
 use watchdog::Work;
@@ -84,6 +85,8 @@ enum Failed<T> {
 enum Intake {
     Events(Vec<Inbound>),
     Jobs(Vec<Done>),
+    /// Fire the timers that are due.
+    Timers,
 }
 
 /// What a stalled engine holds.
@@ -123,8 +126,8 @@ struct Done {
     outcome: Outcome,
 }
 
-pub struct Engine {
-    game: Game,
+pub struct Engine<G: Game> {
+    game: Kernel<G>,
     store: Store,
     pool: Pool,
     /// Most password jobs in existence at once, running or waiting.
@@ -143,15 +146,15 @@ pub struct Engine {
     retry_max: Duration,
 }
 
-impl Engine {
+impl<G: Game> Engine<G> {
     pub fn new(
-        game: Game,
+        game: Kernel<G>,
         store: Store,
         pool: Pool,
         max_jobs: usize,
         max_batch: usize,
         failure_delay: Duration,
-    ) -> Engine {
+    ) -> Engine<G> {
         Engine {
             game,
             store,
@@ -173,19 +176,19 @@ impl Engine {
 
     /// The longest wait between two retries of a commit that failed on
     /// storage (`database.retry_max_ms`).
-    pub fn with_retry_max(mut self, max: Duration) -> Engine {
+    pub fn with_retry_max(mut self, max: Duration) -> Engine<G> {
         self.retry_max = max;
         self
     }
 
     /// Arms a failpoint (test build only).
-    pub fn with_failpoint(mut self, failpoint: Option<Failpoint>) -> Engine {
+    pub fn with_failpoint(mut self, failpoint: Option<Failpoint>) -> Engine<G> {
         self.failpoint = failpoint;
         self
     }
 
     /// Watches every transaction.
-    pub fn with_watchdog(mut self, watchdog: Watchdog) -> Engine {
+    pub fn with_watchdog(mut self, watchdog: Watchdog) -> Engine<G> {
         self.watchdog = Some(watchdog);
         self
     }
@@ -203,6 +206,11 @@ impl Engine {
                 return Ok(());
             }
             let retry_at = self.stalled.as_ref().map(|s| s.next);
+            let timer_at = if self.stalled.is_none() && !self.draining {
+                self.game.next_timer().map(wake_at)
+            } else {
+                None
+            };
             tokio::select! {
                 batch = inbound.recv() => {
                     let Some(mut events) = batch else {
@@ -226,6 +234,9 @@ impl Engine {
                 }
                 () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
                     self.retry(&outbound).await?;
+                }
+                () = tokio::time::sleep_until(timer_at.unwrap_or_else(tokio::time::Instant::now)), if timer_at.is_some() => {
+                    self.fire_timers(&outbound).await?;
                 }
                 Some(joined) = self.jobs.join_next(), if !self.jobs.is_empty() => {
                     let mut done = Vec::new();
@@ -380,7 +391,7 @@ impl Engine {
                             dog.applying(Work::Input {
                                 session: *session,
                                 seq: *seq,
-                                text: self.game.loggable(text),
+                                text: self.game.loggable(*session, text),
                             });
                         }
                         self.game.handle(tx, event, out).map_err(midway)?;
@@ -581,7 +592,59 @@ impl Engine {
         match work {
             Intake::Events(events) => self.apply(events, outbound).await,
             Intake::Jobs(done) => self.complete(done, outbound).await,
+            Intake::Timers => self.fire_timers(outbound).await,
         }
+    }
+
+    /// Fires the due timers in one transaction (at most `max_batch`; the
+    /// rest in the next) and sends what they produced after the commit.
+    async fn fire_timers(&mut self, outbound: &mpsc::Sender<Batch>) -> Result<(), EngineError> {
+        let mut out = Outbox::with_job_room(self.job_room());
+        let result = self.tick(&mut out);
+        self.watched(Watchdog::end);
+        match result {
+            Ok(fired) => {
+                if fired > 0 {
+                    self.hit(Point::AfterCommit);
+                }
+                self.send(out, outbound, fired > 0).await
+            }
+            Err(Failed::Before(error, ())) => {
+                self.stall(Held::Work(Intake::Timers), error, outbound)
+                    .await
+            }
+            Err(Failed::Commit(error)) => {
+                let held = Held::Applied { out, inputs: false };
+                self.stall(held, error, outbound).await
+            }
+            Err(Failed::Fatal(error)) => Err(error.into()),
+        }
+    }
+
+    fn tick(&mut self, out: &mut Outbox) -> Result<usize, Failed<()>> {
+        if let Err(e) = self.migrate_once() {
+            return Err(before(e, ()));
+        }
+        self.watched(Watchdog::begin);
+        let tx = match self.store.begin() {
+            Ok(tx) => tx,
+            Err(e) => return Err(before(e, ())),
+        };
+        for (&session, &seq) in &self.delivered {
+            if let Err(e) = tx.prune_outbox(session, seq) {
+                return Err(before(e, ()));
+            }
+        }
+        self.delivered.clear();
+        if let Some(dog) = &self.watchdog {
+            dog.applying(Work::Timers);
+        }
+        let fired = self
+            .game
+            .fire_timers(&tx, self.max_batch, out)
+            .map_err(midway)?;
+        tx.commit().map_err(at_commit)?;
+        Ok(fired)
     }
 
     /// Sends what a committed transaction produced and starts its jobs.
@@ -676,6 +739,16 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The tokio instant of a wall-clock time (at most an hour ahead: the loop
+/// looks again by then, whatever the clock did).
+fn wake_at(at: std::time::SystemTime) -> tokio::time::Instant {
+    let wait = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
+        .min(Duration::from_secs(3600));
+    tokio::time::Instant::now() + wait
 }
 
 fn before<T>(error: StoreError, work: T) -> Failed<T> {

@@ -1,32 +1,81 @@
-//! ev-server: the game process. It owns the accounts, the characters, the
-//! world and the database; the long-lived portal owns the players' sockets.
-//! A server attaches to the portal over the Link, serves until it is told to
-//! drain (a reload) or the portal goes away, and can be replaced at any time
-//! without a player noticing.
+//! ev-server: the runtime a game links against. It owns everything a
+//! game should never have to think about: the Link to the long-lived portal
+//! (which holds the players' connections), sessions and logins, the
+//! database, exactly-once input and output across reloads and crashes,
+//! password work off the game's thread, and the watchdogs. A game is a
+//! [`Game`]: commands, hooks, out-of-band handlers and timers, each run with
+//! a [`Context`] over the current transaction.
 //!
-//! # Layout
+//! # A game
+//! ```no_run
+//! use ev_server::{Context, Game, Result, Setup, Spec};
+//!
+//! #[derive(Default)]
+//! struct Hello;
+//!
+//! impl Game for Hello {
+//!     fn setup(setup: &mut Setup<Self>) {
+//!         setup.command(Spec::new("hello", "hello", "Be greeted."), Hello::hello);
+//!     }
+//! }
+//!
+//! impl Hello {
+//!     fn hello(&mut self, cx: &mut Context, _: &str) -> Result<()> {
+//!         cx.reply("{green}Hello!{/}");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     ev_server::main(Hello)
+//! }
+//! ```
+//! - Commands are declared by a [`Spec`] (name, aliases, where and by whom
+//!   they run, help, which words are secret); help, prefix matching,
+//!   permissions and keeping secrets out of logs follow from it. `create`,
+//!   `connect`, `help`, `who`, `quit` and a few more are the runtime's; a
+//!   game command of the same name replaces one.
+//! - Everything a handler does through its [`Context`] (objects and their
+//!   typed attributes, what it says to whom, the timers it schedules, the
+//!   session's values) is committed together with the input, or not at
+//!   all. A handler does no I/O and never blocks.
+//! - Text is ev markup ([`markup`]): `{red}`, `{bold}`, `{/}`; the portal
+//!   renders it for each client. Escape what players typed with
+//!   [`markup::escape`].
+//! - [`Timer`]s are stored with the transaction that made them and fire
+//!   exactly once per due time, across reloads and crashes.
+//! - [`Game::migrations`] change the game's data once, in order, in the
+//!   server that serves.
+//! - `testkit` (feature `testkit`): the game in process with fake sessions,
+//!   a hand-moved clock and reloads.
+//!
+//! # Layout (for the runtime's contributors)
 //! ```text
-//!  portal ══ Link (gRPC stream, run/portal.sock) ══ link ──Inbound──► engine ──► game
+//!  portal ══ Link (gRPC stream, run/portal.sock) ══ link ──Inbound──► engine ──► game (kernel ► Game)
 //!                                                        ◄─Outbound──   │  ▲       │
 //!                                                                       ▼  │       ▼
 //!                                                        auth (blocking pool)    store (SQLite)
 //! ```
 //! - `link`: the only module that knows the protobuf types. Connects,
 //!   exchanges hellos (refusal and major-version checks), then turns the
-//!   stream into bounded channels of [`event`] batches.
-//! - `event`: the domain side of the Link: [`Inbound`], [`Outbound`],
-//!   sessions and their server-owned state.
+//!   stream into bounded channels of event batches.
+//! - `event`: the domain side of the Link (`ev::link`'s types under the
+//!   server's names) and the outbox rows.
 //! - `engine`: the single task that owns the game and the store: group
 //!   commit (a batch of events per transaction, replies released after the
-//!   commit), password jobs off-thread, Drain, outbox pruning on the
-//!   portal's Delivered, and the command watchdog (a thread that aborts the
-//!   process when one transaction outlives `server.command_timeout_ms`).
-//! - `game`: pure logic: sessions, exactly-once input, per-session ordering
-//!   behind password work, the world and the commands.
+//!   commit), password jobs off-thread, due timers, Drain, outbox pruning on
+//!   the portal's Delivered, and the command watchdog (a thread that aborts
+//!   the process when one transaction outlives `server.command_timeout_ms`).
+//! - `game`: the kernel (sessions, exactly-once input, per-session ordering
+//!   behind password work, logins, the runtime's commands) and the API a
+//!   game sees: `api` (the trait, `Setup`), `context`, `objects` (the
+//!   object cache), `timers`, `registry` (commands).
 //! - `store`: SQLite (WAL): schema versions and migrations, accounts,
-//!   characters, each session's last applied input seq, and the outbox:
-//!   every Output/SessionUpdate/Disconnect under its session's output seq,
-//!   committed with the command that produced it, re-sent after a crash.
+//!   characters, objects, attributes, timers, each session's last applied
+//!   input seq, and the outbox: every sequenced event under its session's
+//!   output seq, committed with the command that produced it, re-sent after
+//!   a crash.
+//! - `auth`: argon2id hashing and verification.
 //! - `failpoint`: `EV_FAILPOINT` windows to crash in, for the test build.
 //!
 //! # Exactly once across a crash
@@ -35,8 +84,8 @@
 //! Output: each sequenced event is committed in the outbox in the same
 //! transaction and sent after the commit; a Sync re-sends what is above the
 //! portal's delivered mark (before anything new for that session), and the
-//! portal drops what it already delivered.
-//! - `auth`: argon2id hashing and verification.
+//! portal drops what it already delivered. A timer's firing is deleted (or
+//! moved to its next due time) in the transaction of its effects.
 //!
 //! # Exit codes
 //! - 0: drained on the portal's request (or `create-admin` or
@@ -57,18 +106,28 @@ pub mod failpoint;
 mod game;
 mod link;
 mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context as _, bail};
 use ev::config::Config;
 use ev::gamedir::GameDir;
 use ev::version::{LINK_MAJOR, LINK_MINOR};
 
 pub use engine::EngineError;
+pub use ev::link::{PortalSession as Client, SessionId};
+/// The markup a game writes its text in, rendered by the portal per client.
+pub use ev::markup;
 pub use failpoint::Failpoint;
+pub use game::api::{CommandFn, Error, Game, Migration, OobFn, Result, Setup, TimerFn};
+pub use game::context::{Context, MAX_SESSION_VALUES_BYTES};
+pub use game::objects::ObjectId;
+pub use game::timers::{Fired, Missed, Timer};
+pub use game::{Level, Login, Place, Spec, name_list, sort_names};
 pub use link::LinkError;
 pub use store::{SCHEMA_VERSION, StoreError};
 
@@ -168,8 +227,73 @@ pub enum Command {
     SetPassword { name: String },
 }
 
+/// A game binary's whole `main`: parses the command line (the runtime's
+/// subcommands included, which `evctl` calls) and runs `game`.
+///
+/// ```no_run
+/// # #[derive(Default)] struct MyGame;
+/// # impl ev_server::Game for MyGame { fn setup(_: &mut ev_server::Setup<Self>) {} }
+/// fn main() -> std::process::ExitCode {
+///     ev_server::main(MyGame::default())
+/// }
+/// ```
+pub fn main<G: Game>(game: G) -> ExitCode {
+    use clap::Parser;
+    let cli = Cli::parse();
+    match ServerOptions::from_env(cli.game_dir) {
+        Ok(options) => execute(cli.command, options, game),
+        Err(e) => {
+            eprintln!("ev-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The whole `main` of a game's test-suite build (`ev-test-server`), with
+/// the test build's knobs from the environment: `EV_TEST_LINK_MAJOR` (the
+/// Link major claimed in the hello, to test refusal), `EV_TEST_VERSION`
+/// (what `version` prints, to prove a reload picked up a new binary),
+/// `EV_FAILPOINT=NAME[:N]` (abort in a chosen window of the exactly-once
+/// protocol), `EV_STORAGE_FAULT=PATH` (while that file exists, commits fail
+/// as on a disk that refuses writes), and the `@crash` and `@hang` commands.
+/// Never ship it.
+#[cfg(feature = "test-build")]
+pub fn test_main<G: Game>(game: G) -> ExitCode {
+    use clap::Parser;
+    let cli = Cli::parse();
+    let mut options = match ServerOptions::from_env(cli.game_dir) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("ev-test-server: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Ok(major) = std::env::var("EV_TEST_LINK_MAJOR") {
+        match major.trim().parse() {
+            Ok(major) => options.link_major = major,
+            Err(_) => {
+                eprintln!("ev-test-server: EV_TEST_LINK_MAJOR must be a number, not {major:?}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    options.version_text = std::env::var("EV_TEST_VERSION").ok();
+    if let Ok(text) = std::env::var("EV_FAILPOINT") {
+        match text.parse() {
+            Ok(failpoint) => options.failpoint = Some(failpoint),
+            Err(e) => {
+                eprintln!("ev-test-server: EV_FAILPOINT: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    options.storage_fault = std::env::var_os("EV_STORAGE_FAULT").map(Into::into);
+    options.test_commands = true;
+    execute(cli.command, options, game)
+}
+
 /// Runs what the command line asked for and maps the outcome to an exit code.
-pub fn execute(command: Option<Command>, options: ServerOptions) -> ExitCode {
+pub fn execute<G: Game>(command: Option<Command>, options: ServerOptions, game: G) -> ExitCode {
     ev::logging::init("server", options.generation);
     // Each password hash takes `auth.argon2_memory_kib` (19 MiB) and frees
     // it. glibc would raise its mmap threshold after the first free and keep
@@ -184,7 +308,7 @@ pub fn execute(command: Option<Command>, options: ServerOptions) -> ExitCode {
                 .build()
                 .context("starting the async runtime")
                 .and_then(|rt| {
-                    let outcome = rt.block_on(run(options));
+                    let outcome = rt.block_on(run(options, game));
                     rt.shutdown_timeout(CLOSE_GRACE);
                     outcome
                 });
@@ -281,7 +405,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 
 /// Loads the game, attaches to the portal and serves until drained (Ok) or
 /// the portal goes away (Err).
-pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
+pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()> {
     let game_dir = &options.game_dir;
     game_dir.check_exists()?;
     let config = Config::load(&game_dir.config_path())?;
@@ -294,15 +418,18 @@ pub async fn run(options: ServerOptions) -> anyhow::Result<()> {
     // (the old one keeps serving), not crash at its first commit.
     store.preflight(config.database.min_free_mb.saturating_mul(1 << 20))?;
     let hasher = auth::Hasher::new(&config.auth)?;
-    let game = game::Game::new(game::Rules {
-        game_name: config.game.name.clone(),
-        max_name_len: config.auth.max_name_len,
-        min_password_len: config.auth.min_password_len,
-        login: game::Limits::from_config(&config.auth),
-        version: options.version_line(),
-        test_commands: options.test_commands,
-        crowd_size: config.game.crowd_size,
-    });
+    let game = game::Kernel::new(
+        game,
+        game::Rules {
+            game_name: config.game.name.clone(),
+            max_name_len: config.auth.max_name_len,
+            min_password_len: config.auth.min_password_len,
+            login: game::Limits::from_config(&config.auth),
+            version: options.version_line(),
+            test_commands: options.test_commands,
+            crowd_size: config.game.crowd_size,
+        },
+    );
     let hello = ev::link::ServerHello {
         major: options.link_major,
         minor: LINK_MINOR,
@@ -362,7 +489,8 @@ pub fn create_admin(game_dir: &GameDir, name: &str, password: &str) -> anyhow::R
     store.migrate()?;
     let hash = auth::Hasher::new(&config.auth)?.hash(password)?;
     let tx = store.begin()?;
-    let ch = match tx.create_account(name, &hash, game::Level::Admin.as_i64(), game::START_ROOM) {
+    // Placed at the game's start location at its first login.
+    let ch = match tx.create_account(name, &hash, game::Level::Admin.as_i64(), None) {
         Ok(ch) => ch,
         Err(store::CreateError::Taken) => bail!("the name {name} is taken"),
         Err(store::CreateError::Store(e)) => return Err(e.into()),

@@ -37,22 +37,28 @@ fn start_with(
     let store = Store::open(&dir.path().join("game.db"), Synchronous::Normal)
         .unwrap()
         .with_fault(fault(dir.path()));
-    let game = Game::new(Rules {
-        game_name: "T".into(),
-        max_name_len: 20,
-        min_password_len: 4,
-        login: crate::game::Limits {
-            failures_before_delay: 3,
-            ..crate::game::test_limits()
+    let game = Kernel::new(
+        crate::game::tests::Fixture::default(),
+        Rules {
+            game_name: "T".into(),
+            max_name_len: 20,
+            min_password_len: 4,
+            login: crate::game::Limits {
+                failures_before_delay: 3,
+                ..crate::game::test_limits()
+            },
+            version: "v".into(),
+            test_commands: false,
+            crowd_size: 100,
         },
-        version: "v".into(),
-        test_commands: false,
-        crowd_size: 100,
-    });
+    );
     let engine = Engine::new(
         game,
         store,
-        Pool::new(Hasher::cheap(), 2),
+        Pool::new(
+            Hasher::cheap().expect("cheap argon2 parameters are valid"),
+            2,
+        ),
         64,
         max_batch,
         Duration::ZERO,
@@ -158,19 +164,19 @@ async fn one_batch_in_one_batch_out_acks_last() {
                 session: S1,
                 seq: 1,
                 text: "pong a".into(),
-                form: ev::link::Form::PLAIN,
+                form: ev::link::Form::LINE,
             },
             Outbound::Output {
                 session: S2,
                 seq: 1,
                 text: "pong b".into(),
-                form: ev::link::Form::PLAIN,
+                form: ev::link::Form::LINE,
             },
             Outbound::Output {
                 session: S1,
                 seq: 2,
                 text: "pong c".into(),
-                form: ev::link::Form::PLAIN,
+                form: ev::link::Form::LINE,
             },
             Outbound::Ack {
                 session: S1,
@@ -304,7 +310,7 @@ async fn delivered_prunes_the_outbox_in_the_next_transaction_without_opening_one
                 session: S1,
                 seq: 3,
                 text: "pong c".into(),
-                form: ev::link::Form::PLAIN,
+                form: ev::link::Form::LINE,
             },
             Outbound::Ack {
                 session: S1,
@@ -331,7 +337,7 @@ fn pong(session: SessionId, seq: u64, text: &str) -> Outbound {
         session,
         seq,
         text: text.into(),
-        form: ev::link::Form::PLAIN,
+        form: ev::link::Form::LINE,
     }
 }
 

@@ -24,6 +24,8 @@ pub enum Work {
     },
     /// The result of a password job.
     Password { session: SessionId },
+    /// The game's timers.
+    Timers,
 }
 
 #[derive(Default)]
@@ -89,6 +91,9 @@ impl Watchdog {
                 Some(Work::Password { session }) => tracing::error!(
                     %session,
                     "command watchdog: a batch took over {limit} ms (server.command_timeout_ms) while applying a password result of session {session}; aborting"
+                ),
+                Some(Work::Timers) => tracing::error!(
+                    "command watchdog: the game's timers took over {limit} ms (server.command_timeout_ms); aborting"
                 ),
                 None => tracing::error!(
                     "command watchdog: a batch took over {limit} ms (server.command_timeout_ms); aborting"

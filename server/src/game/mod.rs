@@ -1,10 +1,12 @@
-//! The game: sessions, characters, the world and the commands.
+//! The game's side of the server: the [`Kernel`] (sessions, logins,
+//! exactly-once input, the runtime's commands) and the API a game is
+//! written against ([`api`], [`context`], [`objects`], [`timers`]).
 //!
 //! Pure logic over in-memory state and a store transaction: no sockets, no
-//! async, no protobuf. The engine hands it events ([`Game::handle`]) and the
-//! results of password work ([`Game::resume`]); the game writes everything it
-//! wants sent into an [`Outbox`], which the engine sends only after the
-//! transaction commits.
+//! async, no protobuf. The engine hands the kernel events
+//! ([`Kernel::handle`]), the results of password work ([`Kernel::resume`])
+//! and due timers ([`Kernel::fire_timers`]); everything to be sent goes into
+//! an [`Outbox`], which the engine sends only after the transaction commits.
 //!
 //! # Exactly-once input
 //! Each session remembers the last input seq applied (loaded from the
@@ -36,25 +38,32 @@
 //! session that goes while its job waits abandons the job: no hash is made
 //! for a player who is no longer there.
 
+pub mod api;
 mod command;
+pub mod context;
+pub mod objects;
 mod registry;
 mod throttle;
-mod world;
+pub mod timers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::SystemTime;
 
 use crate::auth::{Abandon, Outcome, Work};
 use crate::event::{
-    Inbound, Outbound, OutboxRow, PortalSession, SessionId, SessionState, Snapshot, Stage,
+    Form, Inbound, Oob, Outbound, OutboxRow, PortalSession, SessionId, SessionState, Snapshot,
+    Stage,
 };
 use crate::store::{Account, Character, CreateError, StoreError, SyncState, Tx};
+use api::{CommandFn, Error, Game, OobFn, Setup, TimerFn};
 pub use command::valid_name;
-pub use registry::Level;
-use registry::{Found, Place, Registry, Spec};
+use context::Context;
+use objects::{ObjectId, Objects};
+use registry::{Found, Registry};
+pub use registry::{Level, Place, Spec};
 pub use throttle::Limits;
 use throttle::{Origin, Throttle, Verdict};
-pub use world::START_ROOM;
-use world::World;
+use timers::Timers;
 
 /// The settings the game's texts and rules depend on.
 #[derive(Debug, Clone)]
@@ -143,12 +152,25 @@ impl Outbox {
         self.events.push(event);
     }
 
+    /// A line of markup.
     fn output(&mut self, session: SessionId, text: impl Into<String>) {
+        self.text(session, text, Form::LINE);
+    }
+
+    pub(crate) fn text(&mut self, session: SessionId, text: impl Into<String>, form: Form) {
         self.events.push(Outbound::Output {
             session,
             seq: 0,
             text: text.into(),
-            form: ev::link::Form::PLAIN,
+            form,
+        });
+    }
+
+    pub(crate) fn oob(&mut self, session: SessionId, oob: Oob) {
+        self.events.push(Outbound::Oob {
+            session,
+            seq: 0,
+            oob,
         });
     }
 
@@ -239,25 +261,45 @@ struct Pending {
 
 enum Queued {
     Input { seq: u64, text: String },
+    Oob { seq: u64, oob: Oob },
     Close,
 }
 
-struct Session {
+/// A login asked for step by step (`connect` or `create` alone): what the
+/// session's next line answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Asking {
+    Name {
+        create: bool,
+    },
+    /// The answer is a password: never logged, never echoed.
+    Password {
+        create: bool,
+        name: String,
+    },
+}
+
+pub(crate) struct Session {
     state: SessionState,
     /// Where it connects from, for the login throttle.
     origin: Option<Origin>,
     /// Some exactly when `state.stage` is Playing.
-    character: Option<Character>,
+    pub(crate) character: Option<Character>,
     last_applied: u64,
     last_received: u64,
     failures: u32,
     /// The account's permission level while playing; Player before.
-    level: Level,
+    pub(crate) level: Level,
     pending: Option<Pending>,
     queue: VecDeque<Queued>,
+    asking: Option<Asking>,
     /// What the portal knows of the connection (window size, client,
     /// character set), as it last said.
-    client: PortalSession,
+    pub(crate) client: PortalSession,
+    /// The game's values kept with the session (in `state.extra`, as JSON).
+    pub(crate) values: serde_json::Map<String, serde_json::Value>,
+    /// `values` changed since the portal was last told.
+    pub(crate) values_changed: bool,
 }
 
 impl Session {
@@ -272,24 +314,77 @@ impl Session {
             level: Level::Player,
             pending: None,
             queue: VecDeque::new(),
+            asking: None,
             client: PortalSession::default(),
+            values: serde_json::Map::new(),
+            values_changed: false,
+        }
+    }
+
+    /// Takes the game's values back from a snapshot's `extra`.
+    fn restore_values(&mut self) {
+        if self.state.extra.is_empty() {
+            return;
+        }
+        match serde_json::from_slice(&self.state.extra) {
+            Ok(values) => self.values = values,
+            Err(e) => tracing::warn!("a session's values are unreadable and start empty: {e}"),
         }
     }
 }
 
-/// A command's code: the game, the transaction, who typed it and the rest
-/// of their line.
-type Handler = fn(&mut Game, &Tx, SessionId, &str, &mut Outbox) -> Result<Flow, StoreError>;
+/// What a game's code sees through its [`Context`]: the sessions, who
+/// plays which character, the objects and the timers.
+pub(crate) struct State {
+    pub(crate) sessions: HashMap<SessionId, Session>,
+    /// The session playing each character.
+    pub(crate) playing: HashMap<ObjectId, SessionId>,
+    pub(crate) objects: Objects,
+    pub(crate) timers: Timers,
+    pub(crate) crowd_size: usize,
+    /// The test kit's clock; None: the system's.
+    pub(crate) clock: Option<SystemTime>,
+}
 
-pub struct Game {
+impl State {
+    pub(crate) fn now(&self) -> SystemTime {
+        self.clock.unwrap_or_else(SystemTime::now)
+    }
+}
+
+/// What runs a command: the runtime's own (login, help, quit...) or the
+/// game's.
+enum Action<G> {
+    Runtime(Builtin<G>),
+    Game(CommandFn<G>),
+}
+
+impl<G> Clone for Action<G> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<G> Copy for Action<G> {}
+
+/// A runtime command's code: the kernel, the transaction, who typed it and
+/// the rest of their line.
+type Builtin<G> = fn(&mut Kernel<G>, &Tx, SessionId, &str, &mut Outbox) -> Result<Flow, StoreError>;
+
+/// The runtime's side of the game: sessions, exactly-once input, logins,
+/// the runtime's commands, and the calls into the [`Game`].
+pub struct Kernel<G> {
+    game: G,
     rules: Rules,
-    commands: Registry<Handler>,
-    world: World,
-    sessions: HashMap<SessionId, Session>,
+    commands: Registry<Action<G>>,
+    oob: HashMap<String, OobFn<G>>,
+    timer_fns: HashMap<String, TimerFn<G>>,
+    state: State,
     throttle: Throttle,
     next_job: u64,
     /// A Sync that has not had its last chunk.
     syncing: Option<Syncing>,
+    /// The game's migrations ran, the objects are loaded and `on_start` ran.
+    started: bool,
 }
 
 /// What a Sync in progress has seen so far.
@@ -303,45 +398,197 @@ struct Syncing {
     stored: HashMap<SessionId, SyncState>,
 }
 
-impl Game {
-    pub fn new(rules: Rules) -> Game {
-        Game {
-            commands: commands(rules.test_commands),
+/// What a game handler's error becomes: a storage failure goes up to the
+/// engine (which stalls or restarts, so the input is applied again), any
+/// other is logged and the player told.
+fn settle(
+    result: api::Result<()>,
+    session: Option<SessionId>,
+    what: &str,
+    out: &mut Outbox,
+) -> Result<(), StoreError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(Error::Store(e)) => Err(e),
+        Err(e) => {
+            tracing::error!(session = ?session.map(|s| s.0), "{what} failed: {e}");
+            if let Some(id) = session {
+                out.output(id, "Something went wrong; that did not work.");
+            }
+            Ok(())
+        }
+    }
+}
+
+impl<G: Game> Kernel<G> {
+    pub fn new(game: G, rules: Rules) -> Kernel<G> {
+        let mut setup = Setup::default();
+        G::setup(&mut setup);
+        let mut commands = builtins::<G>(rules.test_commands);
+        for (spec, run) in setup.commands {
+            if commands.remove(spec.name) {
+                tracing::info!(
+                    command = spec.name,
+                    "the game replaces the runtime's command"
+                );
+            }
+            if let Err(clash) = commands.add(spec, Action::Game(run)) {
+                tracing::error!("{clash}: the second is left out");
+            }
+        }
+        Kernel {
+            game,
+            commands,
+            oob: setup.oob,
+            timer_fns: setup.timers,
             throttle: Throttle::new(rules.login.clone(), std::time::Instant::now()),
+            state: State {
+                sessions: HashMap::new(),
+                playing: HashMap::new(),
+                objects: Objects::default(),
+                timers: Timers::default(),
+                crowd_size: rules.crowd_size,
+                clock: None,
+            },
             rules,
-            world: World::default(),
-            sessions: HashMap::new(),
             next_job: 0,
             syncing: None,
+            started: false,
         }
     }
 
     #[cfg(test)]
     pub fn session_count(&self) -> usize {
-        self.sessions.len()
+        self.state.sessions.len()
+    }
+
+    #[cfg(feature = "testkit")]
+    pub(crate) fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// Runs `f` on the game with a context over `tx` for `actor`.
+    pub(crate) fn with_game<R>(
+        &mut self,
+        tx: &Tx,
+        out: &mut Outbox,
+        actor: Option<SessionId>,
+        f: impl FnOnce(&mut G, &mut Context) -> R,
+    ) -> R {
+        let mut cx = Context {
+            state: &mut self.state,
+            tx,
+            out,
+            actor,
+            login: None,
+        };
+        f(&mut self.game, &mut cx)
+    }
+
+    /// Once, in the first transaction of the server that serves: the
+    /// game's migrations not yet run, the objects and timers into memory,
+    /// then the game's `on_start`.
+    fn start(&mut self, tx: &Tx, out: &mut Outbox) -> Result<(), StoreError> {
+        if self.started {
+            return Ok(());
+        }
+        let began = std::time::Instant::now();
+        let done = tx.game_migrations()?;
+        let mut migrations = G::migrations();
+        migrations.sort_by_key(|m| m.version);
+        for m in migrations.iter().filter(|m| !done.contains(&m.version)) {
+            tx.run_game_migration(m.version, m.name, m.sql)?;
+            tracing::info!(version = m.version, name = m.name, "game migration ran");
+        }
+        self.state.objects = Objects::load(tx)?;
+        self.state.timers = Timers::load(tx)?;
+        self.started = true;
+        tracing::info!(
+            objects = self.state.objects.len(),
+            timers = self.state.timers.len(),
+            micros = began.elapsed().as_micros() as u64,
+            "world loaded"
+        );
+        let result = self.with_game(tx, out, None, |game, cx| game.on_start(cx));
+        settle(result, None, "on_start", out)
+    }
+
+    /// When the next timer is due, once serving.
+    pub fn next_timer(&self) -> Option<SystemTime> {
+        if self.started && self.syncing.is_none() {
+            self.state.timers.next_due()
+        } else {
+            None
+        }
+    }
+
+    /// Fires the timers due by now, at most `max`, in `tx`; gives how many.
+    pub fn fire_timers(
+        &mut self,
+        tx: &Tx,
+        max: usize,
+        out: &mut Outbox,
+    ) -> Result<usize, StoreError> {
+        self.start(tx, out)?;
+        let mut fired = 0;
+        while fired < max {
+            let now = self.state.now();
+            let Some(timer) = self.state.timers.take_due(tx, now)? else {
+                break;
+            };
+            fired += 1;
+            let Some(run) = self.timer_fns.get(&timer.name).copied() else {
+                tracing::warn!(
+                    timer = timer.name,
+                    "no handler for this timer; it is dropped"
+                );
+                continue;
+            };
+            let result = self.with_game(tx, out, None, |game, cx| run(game, cx, &timer));
+            settle(result, None, &format!("timer {}", timer.name), out)?;
+        }
+        self.tell_values(out);
+        out.seal(tx)?;
+        Ok(fired)
     }
 
     /// Applies one event from the portal. Drain and Heartbeat are the
     /// engine's business, a hello the link's, and do nothing here.
     /// What it sends is sealed into the outbox before it returns.
     pub fn handle(&mut self, tx: &Tx, event: Inbound, out: &mut Outbox) -> Result<(), StoreError> {
+        self.start(tx, out)?;
         match event {
             Inbound::Opened(s) => {
                 self.opened(tx, s.id, &s.peer, out)?;
                 self.session_info(s);
             }
             Inbound::SessionInfo(s) => self.session_info(s),
-            Inbound::Input { session, seq, text } => self.input(tx, session, seq, text, out)?,
-            // Applied as nothing until the game API routes it.
-            Inbound::Oob { session, seq, .. } => {
-                self.input(tx, session, seq, String::new(), out)?
+            Inbound::Input { session, seq, text } => {
+                self.input(tx, session, seq, Queued::Input { seq, text }, out)?
+            }
+            Inbound::Oob { session, seq, oob } => {
+                self.input(tx, session, seq, Queued::Oob { seq, oob }, out)?
             }
             Inbound::Closed { session, .. } => self.closed(tx, session, out)?,
             Inbound::Sync { sessions, last } => self.sync(tx, sessions, last, out)?,
             Inbound::Delivered { session, seq } => tx.prune_outbox(session, seq)?,
             Inbound::Hello(_) | Inbound::Drain { .. } | Inbound::Heartbeat { .. } => {}
         }
+        self.tell_values(out);
         out.seal(tx)
+    }
+
+    /// Tells the portal the new values of every session whose game values
+    /// changed, so a snapshot carries them to the next server.
+    fn tell_values(&mut self, out: &mut Outbox) {
+        for (&id, session) in self.state.sessions.iter_mut() {
+            if !session.values_changed {
+                continue;
+            }
+            session.values_changed = false;
+            session.state.extra = serde_json::to_vec(&session.values).unwrap_or_default();
+            out.update(id, &session.state);
+        }
     }
 
     /// Applies the outcome of a job: finishes its command, records its seq,
@@ -354,7 +601,8 @@ impl Game {
         outcome: Outcome,
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
-        let Some(session) = self.sessions.get_mut(&id) else {
+        self.start(tx, out)?;
+        let Some(session) = self.state.sessions.get_mut(&id) else {
             tracing::debug!(session = %id, "password result for a closed session dropped");
             return Ok(());
         };
@@ -365,6 +613,7 @@ impl Game {
         self.finish(tx, id, pending.then, outcome, out)?;
         self.applied(tx, id, pending.seq, out)?;
         self.run_queue(tx, id, out)?;
+        self.tell_values(out);
         out.seal(tx)
     }
 
@@ -377,21 +626,21 @@ impl Game {
         peer: &str,
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
-        if self.sessions.contains_key(&id) {
+        if self.state.sessions.contains_key(&id) {
             tracing::warn!(session = %id, "opened twice; starting it afresh");
-            self.remove(id, false, out);
+            self.remove(tx, id, false, out)?;
         }
         // A new session has applied and been sent nothing, whatever an old
         // one of the same number left behind.
         forget(tx, id, out)?;
-        self.sessions.insert(id, Session::new(0, peer));
+        self.state.sessions.insert(id, Session::new(0, peer));
         self.greet(id, out);
         Ok(())
     }
 
     /// What the portal knows of a session's connection changed.
     fn session_info(&mut self, portal: PortalSession) {
-        if let Some(session) = self.sessions.get_mut(&portal.id) {
+        if let Some(session) = self.state.sessions.get_mut(&portal.id) {
             session.client = portal;
         }
     }
@@ -402,7 +651,7 @@ impl Game {
     }
 
     fn closed(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
-        match self.sessions.get_mut(&id) {
+        match self.state.sessions.get_mut(&id) {
             Some(s) if s.pending.is_some() => {
                 if let Some(pending) = &s.pending {
                     pending.abandon.set();
@@ -416,34 +665,48 @@ impl Game {
     }
 
     fn close(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
-        self.remove(id, true, out);
+        self.remove(tx, id, true, out)?;
         forget(tx, id, out)
     }
 
-    /// Takes a session out of the game. Its character leaves the room (seen
-    /// by others if `announce`); inputs it still queued are acknowledged and
-    /// ignored, like any input for an unknown session.
-    fn remove(&mut self, id: SessionId, announce: bool, out: &mut Outbox) {
-        let Some(session) = self.sessions.remove(&id) else {
-            return;
+    /// Takes a session out of the game. If it played and `logout`, the
+    /// game's `on_logout` runs first (the character still online); inputs
+    /// it still queued are acknowledged and ignored, like any input for an
+    /// unknown session.
+    fn remove(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        logout: bool,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
+        let playing = self
+            .state
+            .sessions
+            .get(&id)
+            .and_then(|s| s.character.as_ref())
+            .map(|c| ObjectId(c.id));
+        if logout && playing.is_some() {
+            let result = self.with_game(tx, out, Some(id), |game, cx| game.on_logout(cx));
+            settle(result, None, "on_logout", out)?;
+        }
+        let Some(session) = self.state.sessions.remove(&id) else {
+            return Ok(());
         };
+        if let Some(ch) = playing
+            && self.state.playing.get(&ch) == Some(&id)
+        {
+            self.state.playing.remove(&ch);
+        }
         if let Some(pending) = &session.pending {
             pending.abandon.set();
         }
         for queued in session.queue {
-            if let Queued::Input { seq, .. } = queued {
+            if let Queued::Input { seq, .. } | Queued::Oob { seq, .. } = queued {
                 out.ack(id, seq);
             }
         }
-        if let Some(ch) = session.character {
-            self.world.leave(ch.room, id);
-            let others = self.world.others(ch.room, id);
-            if announce && others.len() < self.rules.crowd_size {
-                for other in others {
-                    out.output(other, format!("{} has left.", ch.name));
-                }
-            }
-        }
+        Ok(())
     }
 
     fn sync(
@@ -474,13 +737,14 @@ impl Game {
             return Ok(());
         }
         let gone: Vec<SessionId> = self
+            .state
             .sessions
             .keys()
             .filter(|id| !syncing.listed.contains(id))
             .copied()
             .collect();
         for &id in &gone {
-            self.remove(id, true, out);
+            self.remove(tx, id, true, out)?;
         }
         out.seal(tx)?;
         // Nothing but the listed sessions is open: forget the rest, including
@@ -489,10 +753,10 @@ impl Game {
             tx.forget_session(id)?;
         }
         out.push(Outbound::Ready {
-            sessions: self.sessions.len() as u64,
+            sessions: self.state.sessions.len() as u64,
         });
         tracing::info!(
-            sessions = self.sessions.len(),
+            sessions = self.state.sessions.len(),
             micros = syncing.started.elapsed().as_micros() as u64,
             "sessions restored"
         );
@@ -509,8 +773,8 @@ impl Game {
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
         let id = snapshot.portal.id;
-        if self.sessions.contains_key(&id) {
-            self.remove(id, false, out);
+        if self.state.sessions.contains_key(&id) {
+            self.remove(tx, id, false, out)?;
         }
         out.seal(tx)?;
         // What the portal has not delivered goes again, before anything new.
@@ -548,42 +812,39 @@ impl Game {
         }
         let mut session = Session::new(last_seq, &snapshot.portal.peer);
         session.client = snapshot.portal.clone();
-        let snapshot = Snapshot {
-            server: state,
-            ..snapshot
-        };
-        match snapshot.server.stage {
+        match state.stage {
             Stage::New => {
-                self.sessions.insert(id, session);
+                self.state.sessions.insert(id, session);
                 self.greet(id, out);
             }
             Stage::Login => {
                 session.state = SessionState {
                     stage: Stage::Login,
-                    ..snapshot.server
+                    ..state
                 };
-                self.sessions.insert(id, session);
+                session.restore_values();
+                self.state.sessions.insert(id, session);
             }
-            Stage::Playing => match tx.character_and_level(snapshot.server.character_id)? {
-                Some((mut ch, level)) => {
-                    ch.room = self.world.resolve(ch.room);
-                    self.world.enter(ch.room, id);
+            Stage::Playing => match tx.character_and_level(state.character_id)? {
+                Some((ch, level)) => {
                     session.level = Level::from_i64(level);
                     session.state = SessionState {
                         account_id: ch.account_id,
                         character_id: ch.id,
-                        ..snapshot.server
+                        ..state
                     };
+                    session.restore_values();
+                    self.state.playing.insert(ObjectId(ch.id), id);
                     session.character = Some(ch);
-                    self.sessions.insert(id, session);
+                    self.state.sessions.insert(id, session);
                 }
                 None => {
                     tracing::warn!(
                         session = %id,
-                        character = snapshot.server.character_id,
+                        character = state.character_id,
                         "synced session plays a character that does not exist; back to the login screen"
                     );
-                    self.sessions.insert(id, session);
+                    self.state.sessions.insert(id, session);
                     self.greet(id, out);
                 }
             },
@@ -598,10 +859,10 @@ impl Game {
         tx: &Tx,
         id: SessionId,
         seq: u64,
-        text: String,
+        input: Queued,
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
-        let Some(session) = self.sessions.get_mut(&id) else {
+        let Some(session) = self.state.sessions.get_mut(&id) else {
             tracing::debug!(session = %id, seq, "input for an unknown session acknowledged and ignored");
             out.ack(id, seq);
             return Ok(());
@@ -616,21 +877,28 @@ impl Game {
         }
         session.last_received = seq;
         if session.pending.is_some() {
-            session.queue.push_back(Queued::Input { seq, text });
+            session.queue.push_back(input);
             return Ok(());
         }
-        self.run_input(tx, id, seq, &text, out)
+        self.run_input(tx, id, input, out)
     }
 
     fn run_input(
         &mut self,
         tx: &Tx,
         id: SessionId,
-        seq: u64,
-        text: &str,
+        input: Queued,
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
-        match self.command(tx, id, text, out)? {
+        let (seq, flow) = match input {
+            Queued::Input { seq, text } => (seq, self.line(tx, id, &text, out)?),
+            Queued::Oob { seq, oob } => {
+                self.client_oob(tx, id, oob, out)?;
+                (seq, Flow::Done)
+            }
+            Queued::Close => return self.close(tx, id, out),
+        };
+        match flow {
             Flow::Done => self.applied(tx, id, seq, out),
             Flow::Wait { .. } if out.jobs.len() >= out.job_room => {
                 out.output(id, BUSY);
@@ -640,7 +908,7 @@ impl Game {
                 let job = JobId(self.next_job);
                 self.next_job += 1;
                 let abandon = Abandon::default();
-                if let Some(session) = self.sessions.get_mut(&id) {
+                if let Some(session) = self.state.sessions.get_mut(&id) {
                     session.pending = Some(Pending {
                         job,
                         seq,
@@ -661,6 +929,33 @@ impl Game {
         }
     }
 
+    /// Out-of-band data from a client, to the game's handler of its name.
+    fn client_oob(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        oob: Oob,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
+        let Some(run) = self.oob.get(&oob.name).copied() else {
+            tracing::debug!(session = %id, name = oob.name, "no handler for this OOB message");
+            return Ok(());
+        };
+        let data = if oob.data.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            match serde_json::from_str(&oob.data) {
+                Ok(data) => data,
+                Err(e) => {
+                    tracing::debug!(session = %id, name = oob.name, "OOB data is not JSON: {e}");
+                    return Ok(());
+                }
+            }
+        };
+        let result = self.with_game(tx, out, Some(id), |game, cx| run(game, cx, &data));
+        settle(result, Some(id), &format!("OOB {}", oob.name), out)
+    }
+
     /// Records that input `seq` of `id` is applied, in the same transaction.
     fn applied(
         &mut self,
@@ -670,7 +965,7 @@ impl Game {
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
         tx.set_last_seq(id, seq)?;
-        if let Some(session) = self.sessions.get_mut(&id) {
+        if let Some(session) = self.state.sessions.get_mut(&id) {
             session.last_applied = seq;
         }
         out.ack(id, seq);
@@ -679,7 +974,7 @@ impl Game {
 
     fn run_queue(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
         loop {
-            let Some(session) = self.sessions.get_mut(&id) else {
+            let Some(session) = self.state.sessions.get_mut(&id) else {
                 return Ok(());
             };
             if session.pending.is_some() {
@@ -687,13 +982,31 @@ impl Game {
             }
             match session.queue.pop_front() {
                 None => return Ok(()),
-                Some(Queued::Input { seq, text }) => self.run_input(tx, id, seq, &text, out)?,
-                Some(Queued::Close) => self.close(tx, id, out)?,
+                Some(queued) => self.run_input(tx, id, queued, out)?,
             }
         }
     }
 
     // === commands ===
+
+    /// A line a session typed: the answer to a login question, or a command.
+    fn line(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        text: &str,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
+        let asking = self
+            .state
+            .sessions
+            .get_mut(&id)
+            .and_then(|s| s.asking.take());
+        match asking {
+            Some(asking) => self.answer(tx, id, asking, text, out),
+            None => self.command(tx, id, text, out),
+        }
+    }
 
     fn command(
         &mut self,
@@ -710,6 +1023,7 @@ impl Game {
         };
         let verb = typed.verb;
         let unknown = || {
+            let verb = ev::markup::escape(&ev::text::printable(verb));
             if playing {
                 format!("Unknown command '{verb}'. Type help for a list.")
             } else {
@@ -718,8 +1032,8 @@ impl Game {
                 )
             }
         };
-        let handler = match self.commands.find(verb, playing, level) {
-            Found::Command(_, handler) => *handler,
+        let action = match self.commands.find(verb, playing, level) {
+            Found::Command(_, action) => *action,
             Found::Ambiguous(names) => {
                 out.output(id, format!("Which did you mean: {}?", names.join(", ")));
                 return Ok(Flow::Done);
@@ -733,18 +1047,35 @@ impl Game {
                 return Ok(Flow::Done);
             }
         };
-        handler(self, tx, id, typed.rest, out)
+        match action {
+            Action::Runtime(run) => run(self, tx, id, typed.rest, out),
+            Action::Game(run) => {
+                let result =
+                    self.with_game(tx, out, Some(id), |game, cx| run(game, cx, typed.rest));
+                settle(result, Some(id), verb, out)?;
+                Ok(Flow::Done)
+            }
+        }
     }
 
     /// Whether session `id` plays, and its level: which commands it sees.
     fn standing(&self, id: SessionId) -> Option<(bool, Level)> {
-        let session = self.sessions.get(&id)?;
+        let session = self.state.sessions.get(&id)?;
         Some((session.character.is_some(), session.level))
     }
 
-    /// `text` as a log may show it: no secret of any command.
-    pub fn loggable(&self, text: &str) -> String {
-        self.commands.loggable(text)
+    /// `text`, typed by `session`, as a log may show it: no secret of any
+    /// command, and nothing of an answer to a password prompt.
+    pub fn loggable(&self, session: SessionId, text: &str) -> String {
+        match self
+            .state
+            .sessions
+            .get(&session)
+            .and_then(|s| s.asking.as_ref())
+        {
+            Some(Asking::Password { .. }) => "<secret>".into(),
+            _ => self.commands.loggable(text),
+        }
     }
 
     fn help(
@@ -762,9 +1093,14 @@ impl Game {
         } else {
             self.commands
                 .help_for(topic, playing, level)
-                .unwrap_or_else(|| format!("There is no help on '{topic}'."))
+                .unwrap_or_else(|| {
+                    format!(
+                        "There is no help on '{}'.",
+                        ev::markup::escape(&ev::text::printable(topic))
+                    )
+                })
         };
-        out.output(id, text);
+        out.output(id, ev::markup::escape(&text));
         Ok(Flow::Done)
     }
 
@@ -786,11 +1122,17 @@ impl Game {
             return Ok(Flow::Done);
         };
         let Some(account) = tx.account_by_name(name)? else {
-            out.output(id, format!("There is no account '{name}'."));
+            out.output(
+                id,
+                format!(
+                    "There is no account '{}'.",
+                    ev::markup::escape(&ev::text::printable(name))
+                ),
+            );
             return Ok(Flow::Done);
         };
         tx.set_level(account.id, level.as_i64())?;
-        for s in self.sessions.values_mut() {
+        for s in self.state.sessions.values_mut() {
             if s.character
                 .as_ref()
                 .is_some_and(|c| c.account_id == account.id)
@@ -803,12 +1145,14 @@ impl Game {
         Ok(Flow::Done)
     }
 
-    fn quit(&mut self, id: SessionId, out: &mut Outbox) {
+    fn quit(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
         out.output(id, "Goodbye.");
         out.disconnect(id, "quit");
-        self.remove(id, true, out);
+        self.remove(tx, id, true, out)
     }
 
+    /// `create` alone asks for a name, then a password; `create NAME` for
+    /// the password.
     fn create(
         &mut self,
         tx: &Tx,
@@ -817,16 +1161,44 @@ impl Game {
         out: &mut Outbox,
     ) -> Result<Flow, StoreError> {
         let args: Vec<&str> = args.split_whitespace().collect();
-        let &[name, password] = args.as_slice() else {
-            out.output(id, "Usage: create NAME PASSWORD");
-            return Ok(Flow::Done);
-        };
+        match args.as_slice() {
+            [] => {
+                self.ask(id, Asking::Name { create: true }, out);
+                Ok(Flow::Done)
+            }
+            &[name] => {
+                let name = name.to_owned();
+                self.ask(id, Asking::Password { create: true, name }, out);
+                Ok(Flow::Done)
+            }
+            &[name, password] => self.try_create(tx, id, name, password, out),
+            _ => {
+                out.output(
+                    id,
+                    "Usage: create NAME PASSWORD (or create alone, to be asked)",
+                );
+                Ok(Flow::Done)
+            }
+        }
+    }
+
+    fn try_create(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        name: &str,
+        password: &str,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
         let max = self.rules.max_name_len;
         let min = self.rules.min_password_len;
         if !command::valid_name(name, max) {
             out.output(id, format!("Names are 2-{max} letters, A to Z only."));
-        } else if password.chars().count() < min {
-            out.output(id, format!("Passwords need at least {min} characters."));
+        } else if password.chars().count() < min || password.chars().any(char::is_whitespace) {
+            out.output(
+                id,
+                format!("Passwords need at least {min} characters and no spaces."),
+            );
         } else if tx.name_taken(name)? {
             out.output(id, "That name is taken.");
         } else if let Verdict::Refuse(why) = self.throttle.create(self.origin(id), now()) {
@@ -846,6 +1218,8 @@ impl Game {
         Ok(Flow::Done)
     }
 
+    /// `connect` alone asks for a name, then a password; `connect NAME` for
+    /// the password.
     fn connect(
         &mut self,
         tx: &Tx,
@@ -854,16 +1228,94 @@ impl Game {
         out: &mut Outbox,
     ) -> Result<Flow, StoreError> {
         let args: Vec<&str> = args.split_whitespace().collect();
-        let &[name, password] = args.as_slice() else {
-            out.output(id, "Usage: connect NAME PASSWORD");
+        match args.as_slice() {
+            [] => {
+                self.ask(id, Asking::Name { create: false }, out);
+                Ok(Flow::Done)
+            }
+            &[name] => {
+                let name = name.to_owned();
+                self.ask(
+                    id,
+                    Asking::Password {
+                        create: false,
+                        name,
+                    },
+                    out,
+                );
+                Ok(Flow::Done)
+            }
+            &[name, password] => self.try_connect(tx, id, name, password, out),
+            _ => {
+                out.output(
+                    id,
+                    "Usage: connect NAME PASSWORD (or connect alone, to be asked)",
+                );
+                Ok(Flow::Done)
+            }
+        }
+    }
+
+    /// Puts a login question to session `id`; its next line answers it.
+    fn ask(&mut self, id: SessionId, asking: Asking, out: &mut Outbox) {
+        let form = |kind| Form { markup: true, kind };
+        match &asking {
+            Asking::Name { .. } => out.text(id, "Name: ", form(ev::link::TextKind::Prompt)),
+            Asking::Password { .. } => out.text(id, "Password: ", form(ev::link::TextKind::Secret)),
+        }
+        if let Some(session) = self.state.sessions.get_mut(&id) {
+            session.asking = Some(asking);
+        }
+    }
+
+    /// The answer to a login question. An empty answer gives up.
+    fn answer(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        asking: Asking,
+        text: &str,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
+        let answer = text.trim();
+        if answer.is_empty() {
+            out.output(id, "Never mind.");
             return Ok(Flow::Done);
-        };
+        }
+        match asking {
+            Asking::Name { create } => {
+                self.ask(
+                    id,
+                    Asking::Password {
+                        create,
+                        name: answer.to_owned(),
+                    },
+                    out,
+                );
+                Ok(Flow::Done)
+            }
+            Asking::Password { create: true, name } => self.try_create(tx, id, &name, answer, out),
+            Asking::Password {
+                create: false,
+                name,
+            } => self.try_connect(tx, id, &name, answer, out),
+        }
+    }
+
+    fn try_connect(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        name: &str,
+        password: &str,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
         let account = if command::valid_name(name, self.rules.max_name_len) {
             tx.account_by_name(name)?
         } else {
             None
         };
-        let failures = self.sessions.get(&id).map_or(0, |s| s.failures);
+        let failures = self.state.sessions.get(&id).map_or(0, |s| s.failures);
         let delay = match self.throttle.login(self.origin(id), name, failures, now()) {
             Verdict::Go => false,
             Verdict::Delay => true,
@@ -897,11 +1349,21 @@ impl Game {
     ) -> Result<(), StoreError> {
         match (then, outcome) {
             (Then::Create { name }, Outcome::Hashed(hash)) => {
-                match tx.create_account(&name, &hash, Level::Player.as_i64(), START_ROOM) {
+                let start = self.with_game(tx, out, Some(id), |game, cx| game.start_location(cx));
+                match tx.create_account(&name, &hash, Level::Player.as_i64(), start.map(|s| s.0)) {
                     Ok(ch) => {
                         tracing::info!(session = %id, name, "account created");
                         tx.record_login(ch.account_id)?;
-                        self.enter_game(id, ch, format!("Welcome, {name}!"), out);
+                        self.state.objects.insert(
+                            ObjectId(ch.id),
+                            objects::Object {
+                                kind: "character".into(),
+                                name: ch.name.clone(),
+                                location: start,
+                                attributes: Default::default(),
+                            },
+                        );
+                        self.enter_game(tx, id, ch, Level::Player, Login::New, out)?;
                     }
                     Err(CreateError::Taken) => out.output(id, "That name is taken."),
                     Err(CreateError::Store(e)) => return Err(e),
@@ -917,15 +1379,13 @@ impl Game {
                 Some(ch) => {
                     self.throttle.succeeded(&name);
                     // An account `create-admin` made has never logged in.
-                    let greeting = if tx.record_login(account.id)? {
-                        format!("Welcome back, {}!", ch.name)
+                    let login = if tx.record_login(account.id)? {
+                        Login::Returning
                     } else {
-                        format!("Welcome, {}!", ch.name)
+                        Login::New
                     };
-                    self.enter_game(id, ch, greeting, out);
-                    if let Some(session) = self.sessions.get_mut(&id) {
-                        session.level = Level::from_i64(account.level);
-                    }
+                    let level = Level::from_i64(account.level);
+                    self.enter_game(tx, id, ch, level, login, out)?;
                 }
                 None => {
                     tracing::warn!(session = %id, account = account.id, "account has no character");
@@ -934,7 +1394,7 @@ impl Game {
             },
             (Then::Connect { name, .. }, Outcome::Verified(false)) => {
                 self.throttle.failed(self.origin(id), &name, now());
-                if let Some(session) = self.sessions.get_mut(&id) {
+                if let Some(session) = self.state.sessions.get_mut(&id) {
                     session.failures = session.failures.saturating_add(1);
                 }
                 out.output(id, "Wrong name or password.");
@@ -950,33 +1410,50 @@ impl Game {
     }
 
     /// Puts session `id` in the game as `ch`, taking the character over from
-    /// any other session that plays it.
-    fn enter_game(&mut self, id: SessionId, mut ch: Character, greeting: String, out: &mut Outbox) {
-        ch.room = self.world.resolve(ch.room);
+    /// any other session that plays it, then runs the game's `on_login`.
+    fn enter_game(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        ch: Character,
+        level: Level,
+        login: Login,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
+        let object = ObjectId(ch.id);
         let previous = self
-            .sessions
-            .iter()
-            .find(|(other, s)| **other != id && s.character.as_ref().is_some_and(|c| c.id == ch.id))
-            .map(|(other, _)| *other);
-        if let Some(other) = previous {
-            if let Some(s) = self.sessions.get_mut(&other) {
-                if let Some(old) = s.character.take() {
-                    self.world.leave(old.room, other);
-                }
-                s.level = Level::Player;
-                s.state = SessionState {
-                    extra: std::mem::take(&mut s.state.extra),
-                    ..SessionState::login()
-                };
-                out.output(other, format!("Another connection took over {}.", ch.name));
-                out.update(other, &s.state);
-                out.disconnect(other, "takeover");
+            .state
+            .playing
+            .get(&object)
+            .copied()
+            .filter(|p| *p != id);
+        if let Some(other) = previous
+            && let Some(s) = self.state.sessions.get_mut(&other)
+        {
+            s.character = None;
+            s.level = Level::Player;
+            s.state = SessionState {
+                extra: std::mem::take(&mut s.state.extra),
+                ..SessionState::login()
+            };
+            out.output(other, format!("Another connection took over {}.", ch.name));
+            out.update(other, &s.state);
+            out.disconnect(other, "takeover");
+        }
+        // A character somewhere that is gone goes to the start.
+        let here = self.state.objects.get(object).and_then(|o| o.location);
+        if here.is_none_or(|at| self.state.objects.get(at).is_none()) {
+            let start = self.with_game(tx, out, Some(id), |game, cx| game.start_location(cx));
+            if start.is_some() && start != here {
+                tx.move_object(ch.id, start.map(|s| s.0))?;
+                self.state.objects.set_location(object, start);
             }
         }
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return;
+        let Some(session) = self.state.sessions.get_mut(&id) else {
+            return Ok(());
         };
         session.failures = 0;
+        session.level = level;
         session.state = SessionState {
             stage: Stage::Playing,
             account_id: ch.account_id,
@@ -984,73 +1461,34 @@ impl Game {
             extra: std::mem::take(&mut session.state.extra),
         };
         out.update(id, &session.state);
-        self.world.enter(ch.room, id);
-        let (name, room) = (ch.name.clone(), ch.room);
-        session.character = Some(ch);
-        out.output(id, greeting);
-        out.output(id, self.look(id));
-        // A takeover is the same character staying put: nobody arrives.
-        let others = self.world.others(room, id);
-        if previous.is_none() && others.len() < self.rules.crowd_size {
-            for other in others {
-                out.output(other, format!("{name} has arrived."));
+        let greeting = match (login, previous) {
+            (_, Some(_)) | (Login::Returning | Login::Takeover, _) => {
+                format!("Welcome back, {}!", ch.name)
             }
-        }
+            (Login::New, _) => format!("Welcome, {}!", ch.name),
+        };
+        session.character = Some(ch);
+        self.state.playing.insert(object, id);
+        out.output(id, greeting);
+        let login = if previous.is_some() {
+            Login::Takeover
+        } else {
+            login
+        };
+        let result = self.with_game(tx, out, Some(id), |game, cx| {
+            cx.login = Some(login);
+            game.on_login(cx)
+        });
+        settle(result, Some(id), "on_login", out)
     }
 
     fn origin(&self, id: SessionId) -> Option<Origin> {
-        self.sessions.get(&id)?.origin
-    }
-
-    fn character(&self, id: SessionId) -> Option<&Character> {
-        self.sessions.get(&id)?.character.as_ref()
-    }
-
-    /// Names of the characters in `room` other than `id`'s, sorted.
-    fn names_here(&self, room: i64, id: SessionId) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .world
-            .others(room, id)
-            .into_iter()
-            .filter_map(|other| self.character(other).map(|c| c.name.as_str()))
-            .collect();
-        sort_names(&mut names, self.rules.crowd_size);
-        names
-    }
-
-    fn look(&self, id: SessionId) -> String {
-        let Some(ch) = self.character(id) else {
-            return String::new();
-        };
-        let room = self.world.room(ch.room);
-        let names = self.names_here(ch.room, id);
-        let here = if names.is_empty() {
-            "You are alone here.".to_owned()
-        } else {
-            format!("Here: {}", self.name_list(&names))
-        };
-        format!("{}\n{}\n{here}", room.name, room.description)
-    }
-
-    fn say(&mut self, id: SessionId, text: &str, out: &mut Outbox) {
-        let text = command::printable(text);
-        let text = text.trim();
-        let Some(ch) = self.character(id) else {
-            return;
-        };
-        if text.is_empty() {
-            out.output(id, "Say what?");
-            return;
-        }
-        out.output(id, format!("You say, \"{text}\""));
-        let heard = format!("{} says, \"{text}\"", ch.name);
-        for other in self.world.others(ch.room, id) {
-            out.output(other, heard.clone());
-        }
+        self.state.sessions.get(&id)?.origin
     }
 
     fn who(&self, id: SessionId, out: &mut Outbox) {
         let mut names: Vec<&str> = self
+            .state
             .sessions
             .values()
             .filter_map(|s| s.character.as_ref().map(|c| c.name.as_str()))
@@ -1061,19 +1499,33 @@ impl Game {
             format!(
                 "Players online ({}): {}",
                 names.len(),
-                self.name_list(&names)
+                name_list(&names, self.rules.crowd_size)
             ),
         );
     }
+}
 
-    /// `names`, or in a crowd the first `crowd_size` of them and a count.
-    fn name_list(&self, names: &[&str]) -> String {
-        let shown = names.len().min(self.rules.crowd_size);
-        let list = names[..shown].join(", ");
-        match names.len() - shown {
-            0 => list,
-            rest => format!("{list} and {rest} more"),
-        }
+/// How a session came to play its character, as `on_login` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// The account's first time in play (just created, or made by
+    /// `create-admin`).
+    New,
+    /// Logged in again.
+    Returning,
+    /// Took the character over from another connection: the character
+    /// did not go anywhere.
+    Takeover,
+}
+
+/// `names`, or in a crowd the first `crowd_size` of them and a count.
+/// Sort them first with [`sort_names`].
+pub fn name_list(names: &[&str], crowd_size: usize) -> String {
+    let shown = names.len().min(crowd_size);
+    let list = names[..shown].join(", ");
+    match names.len() - shown {
+        0 => list,
+        rest => format!("{list} and {rest} more"),
     }
 }
 
@@ -1118,127 +1570,101 @@ fn describe_client(c: &PortalSession) -> String {
     }
 }
 
-/// The demo's commands. A name or alias two of them share is a mistake in
-/// this list, caught by a unit test; at run time it is logged and the
+/// The runtime's own commands, which every game has unless it registers a
+/// command of the same name. A name or alias two of them share is a mistake
+/// in this list, caught by a unit test; at run time it is logged and the
 /// second one left out.
-fn commands(test_commands: bool) -> Registry<Handler> {
-    let account = |spec: Spec| Spec {
-        place: Place::Login,
-        category: "Account",
-        secret_from: Some(1),
-        ..spec
-    };
-    let anywhere = |spec: Spec| Spec {
-        place: Place::Anywhere,
-        ..spec
-    };
-    let list: Vec<(Spec, Handler)> = vec![
+fn builtins<G: Game>(test_commands: bool) -> Registry<Action<G>> {
+    let account = |spec: Spec| spec.at_login().category("Account").secret_from(1);
+    let list: Vec<(Spec, Builtin<G>)> = vec![
         (
             account(Spec::new(
                 "create",
                 "create NAME PASSWORD",
-                "Make a new character.",
+                "Make a new character (or type create alone to be asked).",
             )),
-            Game::create,
+            Kernel::create,
         ),
         (
             account(Spec::new(
                 "connect",
                 "connect NAME PASSWORD",
-                "Play your character.",
+                "Play your character (or type connect alone to be asked).",
             )),
-            Game::connect,
-        ),
-        (
-            Spec::new("look", "look", "See where you are."),
-            |g, _, id, _, out| {
-                let text = g.look(id);
-                out.output(id, text);
-                Ok(Flow::Done)
-            },
-        ),
-        (
-            Spec {
-                aliases: &["\"", "'"],
-                ..Spec::new("say", "say TEXT", "Talk to everyone here (or \"TEXT).")
-            },
-            |g, _, id, rest, out| {
-                g.say(id, rest, out);
-                Ok(Flow::Done)
-            },
+            Kernel::connect,
         ),
         (
             Spec::new("who", "who", "List the players online."),
-            |g, _, id, _, out| {
-                g.who(id, out);
+            |k, _, id, _, out| {
+                k.who(id, out);
                 Ok(Flow::Done)
             },
         ),
         (
             Spec::new("version", "version", "Show the server's version."),
-            |g, _, id, _, out| {
-                out.output(id, g.rules.version.clone());
+            |k, _, id, _, out| {
+                out.output(id, ev::markup::escape(&k.rules.version));
                 Ok(Flow::Done)
             },
         ),
         (
-            anywhere(Spec::new("ping", "ping [TEXT]", "Check the connection.")),
+            Spec::new("ping", "ping [TEXT]", "Check the connection.").anywhere(),
             |_, _, id, rest, out| {
                 out.output(
                     id,
                     if rest.is_empty() {
                         "pong".to_owned()
                     } else {
-                        format!("pong {rest}")
+                        format!("pong {}", ev::markup::escape(&ev::text::printable(rest)))
                     },
                 );
                 Ok(Flow::Done)
             },
         ),
         (
-            anywhere(Spec::new(
+            Spec::new(
                 "client",
                 "client",
                 "What the game knows of your client: name, window, characters.",
-            )),
-            |g, _, id, _, out| {
-                if let Some(session) = g.sessions.get(&id) {
-                    out.output(id, describe_client(&session.client));
+            )
+            .anywhere(),
+            |k, _, id, _, out| {
+                if let Some(session) = k.state.sessions.get(&id) {
+                    out.output(id, ev::markup::escape(&describe_client(&session.client)));
                 }
                 Ok(Flow::Done)
             },
         ),
         (
-            anywhere(Spec::new(
+            Spec::new(
                 "help",
                 "help [COMMAND]",
                 "This list, or more on one command.",
-            )),
-            Game::help,
+            )
+            .anywhere(),
+            Kernel::help,
         ),
         (
-            anywhere(Spec::new("quit", "quit", "Leave the game.")),
-            |g, _, id, _, out| {
-                g.quit(id, out);
+            Spec::new("quit", "quit", "Leave the game.").anywhere(),
+            |k, tx, id, _, out| {
+                k.quit(tx, id, out)?;
                 Ok(Flow::Done)
             },
         ),
         (
-            Spec {
-                level: Level::Admin,
-                category: "Admin",
-                ..Spec::new(
-                    "@grant",
-                    "@grant NAME LEVEL",
-                    "Make an account a player, builder or admin.",
-                )
-            },
-            Game::grant,
+            Spec::new(
+                "@grant",
+                "@grant NAME LEVEL",
+                "Make an account a player, builder or admin.",
+            )
+            .level(Level::Admin)
+            .category("Admin"),
+            Kernel::grant,
         ),
     ];
     let mut registry = Registry::default();
-    for (spec, handler) in list.into_iter().chain(test_only(test_commands)) {
-        if let Err(clash) = registry.add(spec, handler) {
+    for (spec, run) in list.into_iter().chain(test_only::<G>(test_commands)) {
+        if let Err(clash) = registry.add(spec, Action::Runtime(run)) {
             tracing::error!("{clash}: the second is left out");
         }
     }
@@ -1248,15 +1674,11 @@ fn commands(test_commands: bool) -> Registry<Handler> {
 /// `@crash` (abort at once) and `@hang` (block the engine far past the
 /// command timeout), when `on`: only the test build has them at all.
 #[cfg(any(test, feature = "test-build"))]
-fn test_only(on: bool) -> Vec<(Spec, Handler)> {
+fn test_only<G: Game>(on: bool) -> Vec<(Spec, Builtin<G>)> {
     if !on {
         return Vec::new();
     }
-    let test = |spec: Spec| Spec {
-        place: Place::Anywhere,
-        category: "Test build",
-        ..spec
-    };
+    let test = |spec: Spec| spec.anywhere().category("Test build");
     vec![
         (
             test(Spec::new("@crash", "@crash", "Abort the server.")),
@@ -1282,7 +1704,7 @@ fn test_only(on: bool) -> Vec<(Spec, Handler)> {
 }
 
 #[cfg(not(any(test, feature = "test-build")))]
-fn test_only(_: bool) -> Vec<(Spec, Handler)> {
+fn test_only<G: Game>(_: bool) -> Vec<(Spec, Builtin<G>)> {
     Vec::new()
 }
 
@@ -1297,7 +1719,7 @@ fn forget(tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
 /// the rest are only counted, so a crowd is not sorted for a list of
 /// `crowd_size`. Compared byte by byte: lowering whole names allocated two
 /// strings per comparison, a millisecond for one `look` among a thousand.
-fn sort_names(names: &mut [&str], shown: usize) {
+pub fn sort_names(names: &mut [&str], shown: usize) {
     fn by_name(a: &&str, b: &&str) -> std::cmp::Ordering {
         a.bytes()
             .map(|c| c.to_ascii_lowercase())
@@ -1312,4 +1734,4 @@ fn sort_names(names: &mut [&str], shown: usize) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -115,6 +115,45 @@ impl Spec {
             secret_from: None,
         }
     }
+
+    /// Other words for it.
+    pub const fn aliases(self, aliases: &'static [&'static str]) -> Spec {
+        Spec { aliases, ..self }
+    }
+
+    /// Runs at the login screen only.
+    pub const fn at_login(self) -> Spec {
+        Spec {
+            place: Place::Login,
+            ..self
+        }
+    }
+
+    /// Runs at the login screen and in play.
+    pub const fn anywhere(self) -> Spec {
+        Spec {
+            place: Place::Anywhere,
+            ..self
+        }
+    }
+
+    /// Needs at least this level.
+    pub const fn level(self, level: Level) -> Spec {
+        Spec { level, ..self }
+    }
+
+    /// Its heading in the help listing.
+    pub const fn category(self, category: &'static str) -> Spec {
+        Spec { category, ..self }
+    }
+
+    /// Its arguments from number `n` on (from 0) never reach a log.
+    pub const fn secret_from(self, n: usize) -> Spec {
+        Spec {
+            secret_from: Some(n),
+            ..self
+        }
+    }
 }
 
 /// Two commands that claim the same word, found when the game registers them.
@@ -186,6 +225,14 @@ impl<H> Registry<H> {
         }
         self.commands.push((spec, handler));
         Ok(())
+    }
+
+    /// Takes out the command called `name`; gives whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.commands.len();
+        self.commands
+            .retain(|(spec, _)| !spec.name.eq_ignore_ascii_case(name));
+        self.commands.len() != before
     }
 
     /// Every command's name, in the order registered.

@@ -11,6 +11,108 @@ use crate::auth::Hasher;
 use crate::store::Store;
 use ev::link::PortalSession;
 
+/// A small game on the public API, as the old built-in demo was: one room,
+/// `look`, `say`, and comings and goings told to the room.
+#[derive(Default)]
+pub(crate) struct Fixture {
+    room: Option<ObjectId>,
+}
+
+impl api::Game for Fixture {
+    fn setup(setup: &mut Setup<Self>) {
+        setup
+            .command(
+                Spec::new("look", "look", "See where you are."),
+                |_, cx, _| {
+                    let text = look(cx);
+                    cx.reply(&text);
+                    Ok(())
+                },
+            )
+            .command(
+                Spec::new("say", "say TEXT", "Talk to everyone here (or \"TEXT).")
+                    .aliases(&["\"", "'"]),
+                |_, cx, text| {
+                    let text = ev::markup::escape(ev::text::printable(text).trim());
+                    let (Some(me), true) = (cx.character(), !text.is_empty()) else {
+                        cx.reply("Say what?");
+                        return Ok(());
+                    };
+                    cx.reply(&format!("You say, \"{text}\""));
+                    if let Some(room) = cx.location(me) {
+                        let heard = format!("{} says, \"{text}\"", cx.name(me));
+                        cx.tell_room(room, &[me], &heard);
+                    }
+                    Ok(())
+                },
+            );
+    }
+
+    fn on_start(&mut self, cx: &mut Context) -> api::Result<()> {
+        self.room = match cx.all_of_kind("room").first() {
+            Some(room) => Some(*room),
+            None => Some(cx.create("room", "Limbo", None)?),
+        };
+        Ok(())
+    }
+
+    fn start_location(&self, _: &Context) -> Option<ObjectId> {
+        self.room
+    }
+
+    fn on_login(&mut self, cx: &mut Context) -> api::Result<()> {
+        let text = look(cx);
+        cx.reply(&text);
+        if cx.login() != Some(Login::Takeover) {
+            announce(cx, "has arrived.");
+        }
+        Ok(())
+    }
+
+    fn on_logout(&mut self, cx: &mut Context) -> api::Result<()> {
+        announce(cx, "has left.");
+        Ok(())
+    }
+}
+
+fn look(cx: &Context) -> String {
+    let (Some(me), Some(room)) = (cx.character(), cx.character().and_then(|c| cx.location(c)))
+    else {
+        return String::new();
+    };
+    let others: Vec<ObjectId> = cx
+        .players_in(room)
+        .into_iter()
+        .filter(|c| *c != me)
+        .collect();
+    let mut names: Vec<&str> = others.iter().map(|c| cx.name(*c)).collect();
+    sort_names(&mut names, cx.crowd_size());
+    let here = if names.is_empty() {
+        "You are alone here.".to_owned()
+    } else {
+        format!("Here: {}", name_list(&names, cx.crowd_size()))
+    };
+    format!(
+        "{}\nA quiet grey space where new arrivals gather.\n{here}",
+        cx.name(room)
+    )
+}
+
+/// "NAME has arrived." to the rest of the room, unless it is a crowd.
+fn announce(cx: &mut Context, what: &str) {
+    let (Some(me), Some(room)) = (cx.character(), cx.character().and_then(|c| cx.location(c)))
+    else {
+        return;
+    };
+    let others = cx.players_in(room).len() - 1;
+    if others < cx.crowd_size() {
+        let text = format!("{} {what}", cx.name(me));
+        cx.tell_room(room, &[me], &text);
+    }
+}
+
+type Game = Kernel<Fixture>;
+
 const S1: SessionId = SessionId(1);
 const S2: SessionId = SessionId(2);
 const S3: SessionId = SessionId(3);
@@ -49,8 +151,8 @@ impl Harness {
             _dir: dir,
             path,
             store,
-            game: Game::new(rules()),
-            hasher: Hasher::cheap(),
+            game: Game::new(Fixture::default(), rules()),
+            hasher: Hasher::cheap().expect("cheap argon2 parameters are valid"),
             seqs: HashMap::new(),
         }
     }
@@ -59,7 +161,7 @@ impl Harness {
     fn restart(&mut self) {
         self.store = Store::open(&self.path, Synchronous::Normal).unwrap();
         self.store.migrate().unwrap();
-        self.game = Game::new(rules());
+        self.game = Game::new(Fixture::default(), rules());
     }
 
     /// One transaction over `events`, committed; jobs are returned, not run.
@@ -226,7 +328,13 @@ fn acks(out: &[Outbound]) -> Vec<(SessionId, u64)> {
         .collect()
 }
 
-fn playing(session: SessionId, account_id: i64, character_id: i64) -> Snapshot {
+/// Playing the character of account `account_id`, which is object
+/// `account_id + 1` (the fixture's room is object 1).
+fn playing(session: SessionId, account_id: i64) -> Snapshot {
+    playing_as(session, account_id, account_id + 1)
+}
+
+fn playing_as(session: SessionId, account_id: i64, character_id: i64) -> Snapshot {
     Snapshot {
         portal: PortalSession {
             id: session,
@@ -255,7 +363,7 @@ fn new_session_gets_the_welcome_screen_and_login_stage() {
                 session: S1,
                 seq: 1,
                 text: command::welcome("Testgame"),
-                form: ev::link::Form::PLAIN,
+                form: ev::link::Form::LINE,
             },
             Outbound::Update {
                 session: S1,
@@ -283,7 +391,7 @@ fn create_look_say_who_quit_between_two_sessions() {
         server: SessionState {
             stage: Stage::Playing,
             account_id: 1,
-            character_id: 1,
+            character_id: 2,
             extra: vec![]
         }
     }));
@@ -410,7 +518,7 @@ fn help_lists_what_a_session_may_run_and_admins_grant_levels() {
         "Root",
         &h.hasher.hash("rootpw").unwrap(),
         Level::Admin.as_i64(),
-        START_ROOM,
+        None,
     )
     .unwrap();
     tx.commit().unwrap();
@@ -430,7 +538,7 @@ fn help_lists_what_a_session_may_run_and_admins_grant_levels() {
         "Alice's session has it at once"
     );
     // And after a reload, from the account.
-    let snapshot = h.delivered(playing(S1, 1, 1));
+    let snapshot = h.delivered(playing(S1, 1));
     h.restart();
     h.batch(vec![Inbound::Sync {
         sessions: vec![snapshot],
@@ -441,10 +549,13 @@ fn help_lists_what_a_session_may_run_and_admins_grant_levels() {
 
 #[test]
 fn the_demo_registers_every_command_and_logs_no_secret() {
-    let game = Game::new(Rules {
-        test_commands: true,
-        ..rules()
-    });
+    let game = Game::new(
+        Fixture::default(),
+        Rules {
+            test_commands: true,
+            ..rules()
+        },
+    );
     let mut names: Vec<&str> = game.commands.names().collect();
     names.sort_unstable();
     assert_eq!(
@@ -456,10 +567,10 @@ fn the_demo_registers_every_command_and_logs_no_secret() {
         "a command clashed with another and was left out"
     );
     assert_eq!(
-        game.loggable("connect Alice hunter2"),
+        game.loggable(S1, "connect Alice hunter2"),
         "connect Alice <secret>"
     );
-    assert_eq!(game.loggable("cre Bob hunter2"), "cre Bob <secret>");
+    assert_eq!(game.loggable(S1, "cre Bob hunter2"), "cre Bob <secret>");
 }
 
 #[test]
@@ -473,12 +584,8 @@ fn login_screen_commands() {
     );
     assert!(texts(&h.input(S1, "HELP"), S1)[0].contains("connect NAME PASSWORD"));
     assert_eq!(
-        texts(&h.input(S1, "create"), S1),
-        ["Usage: create NAME PASSWORD"]
-    );
-    assert_eq!(
         texts(&h.input(S1, "create Al pass word"), S1),
-        ["Usage: create NAME PASSWORD"]
+        ["Usage: create NAME PASSWORD (or create alone, to be asked)"]
     );
     assert_eq!(
         texts(&h.input(S1, "create A1 secret"), S1),
@@ -486,7 +593,7 @@ fn login_screen_commands() {
     );
     assert_eq!(
         texts(&h.input(S1, "create Al abc"), S1),
-        ["Passwords need at least 4 characters."]
+        ["Passwords need at least 4 characters and no spaces."]
     );
     let out = h.input(S1, "quit");
     assert_eq!(texts(&out, S1), ["Goodbye."]);
@@ -546,8 +653,8 @@ fn connect_wrong_password_and_unknown_name_read_the_same() {
         ["Wrong name or password."]
     );
     assert_eq!(
-        texts(&h.input(S2, "connect alice"), S2),
-        ["Usage: connect NAME PASSWORD"]
+        texts(&h.input(S2, "connect alice x y"), S2),
+        ["Usage: connect NAME PASSWORD (or connect alone, to be asked)"]
     );
     let out = h.input(S2, "connect alice secret");
     assert_eq!(
@@ -619,13 +726,16 @@ fn failures_follow_the_address_across_connections_and_the_owner_still_gets_in() 
 #[test]
 fn account_creation_is_limited_per_address() {
     let mut h = Harness::new();
-    h.game = Game::new(Rules {
-        login: Limits {
-            creates_per_address_per_hour: 1,
-            ..test_limits()
+    h.game = Game::new(
+        Fixture::default(),
+        Rules {
+            login: Limits {
+                creates_per_address_per_hour: 1,
+                ..test_limits()
+            },
+            ..rules()
         },
-        ..rules()
-    });
+    );
     for id in [S1, S2] {
         h.batch(vec![Inbound::Opened(PortalSession {
             id,
@@ -694,10 +804,7 @@ fn an_applied_seq_is_only_acknowledged_again() {
     }
     // Also after a restart: the database says what was applied.
     h.restart();
-    let sessions = vec![
-        h.delivered(playing(S1, 1, 1)),
-        h.delivered(playing(S2, 2, 2)),
-    ];
+    let sessions = vec![h.delivered(playing(S1, 1)), h.delivered(playing(S2, 2))];
     let out = h.batch(vec![Inbound::Sync {
         sessions,
         last: true,
@@ -761,8 +868,8 @@ fn sync_restores_playing_sessions_with_their_characters() {
     h.open(S3);
     h.restart();
     // The portal delivered everything: nothing is sent again.
-    let s1 = h.delivered(playing(S1, 1, 1));
-    let s2 = h.delivered(playing(S2, 2, 2));
+    let s1 = h.delivered(playing(S1, 1));
+    let s2 = h.delivered(playing(S2, 2));
     let s3 = h.delivered(Snapshot {
         portal: PortalSession {
             id: S3,
@@ -807,7 +914,7 @@ fn sync_restores_playing_sessions_with_their_characters() {
                 session: SessionId(4),
                 seq: 1,
                 text: command::welcome("Testgame"),
-                form: ev::link::Form::PLAIN,
+                form: ev::link::Form::LINE,
             },
             Outbound::Update {
                 session: SessionId(4),
@@ -831,7 +938,7 @@ fn sync_restores_playing_sessions_with_their_characters() {
 
     // A later Sync that leaves S1 out drops it: its character leaves.
     h.player(SessionId(5), "Carol");
-    let carol = h.delivered(playing(SessionId(5), 3, 3));
+    let carol = h.delivered(playing(SessionId(5), 3));
     let out = h.batch(vec![Inbound::Sync {
         sessions: vec![carol],
         last: true,
@@ -851,7 +958,7 @@ fn a_new_servers_sync_forgets_sessions_it_does_not_list() {
     let bobs_seq = h.last_seq(S2);
     // S1 closed while no server ran: the next one hears only of S2.
     h.restart();
-    let bob = h.delivered(playing(S2, 2, 2));
+    let bob = h.delivered(playing(S2, 2));
     let out = h.batch(vec![Inbound::Sync {
         sessions: vec![bob],
         last: true,
@@ -868,7 +975,7 @@ fn a_new_servers_sync_forgets_sessions_it_does_not_list() {
 fn sync_of_a_missing_character_goes_back_to_login() {
     let mut h = Harness::new();
     let out = h.batch(vec![Inbound::Sync {
-        sessions: vec![playing(S1, 5, 42)],
+        sessions: vec![playing_as(S1, 5, 42)],
         last: true,
     }]);
     assert_eq!(texts(&out, S1), [command::welcome("Testgame")]);
@@ -1116,13 +1223,13 @@ fn sync_resends_exactly_what_is_above_the_delivered_mark_first_and_prunes_the_re
 
     // A new server; the portal delivered S1's output up to 5, all of S2's.
     h.restart();
-    let s2 = h.delivered(playing(S2, 2, 2));
+    let s2 = h.delivered(playing(S2, 2));
     let out = h.batch(vec![
         Inbound::Sync {
             sessions: vec![
                 Snapshot {
                     output_seq: 5,
-                    ..playing(S1, 1, 1)
+                    ..playing(S1, 1)
                 },
                 s2,
             ],
@@ -1138,7 +1245,7 @@ fn sync_resends_exactly_what_is_above_the_delivered_mark_first_and_prunes_the_re
         session: S1,
         seq: 9,
         text: "pong c".into(),
-        form: ev::link::Form::PLAIN,
+        form: ev::link::Form::LINE,
     });
     expected.push(Outbound::Ack {
         session: S1,
@@ -1166,7 +1273,7 @@ fn the_counter_survives_a_restart_and_never_goes_below_the_portals_mark() {
     let mut h = Harness::new();
     h.player(S1, "Alice");
     h.restart();
-    let s1 = h.delivered(playing(S1, 1, 1));
+    let s1 = h.delivered(playing(S1, 1));
     h.batch(vec![Inbound::Sync {
         sessions: vec![s1],
         last: true,
@@ -1177,7 +1284,7 @@ fn the_counter_survives_a_restart_and_never_goes_below_the_portals_mark() {
     h.batch(vec![Inbound::Sync {
         sessions: vec![Snapshot {
             output_seq: 40,
-            ..playing(S1, 1, 1)
+            ..playing(S1, 1)
         }],
         last: true,
     }]);
@@ -1228,13 +1335,13 @@ fn a_quit_whose_disconnect_was_not_delivered_stays_out_of_the_game() {
     let mark = h.output_seq(S2);
     h.input(S2, "quit");
     h.restart();
-    let s1 = h.delivered(playing(S1, 1, 1));
+    let s1 = h.delivered(playing(S1, 1));
     let out = h.batch(vec![Inbound::Sync {
         sessions: vec![
             s1,
             Snapshot {
                 output_seq: mark,
-                ..playing(S2, 2, 2)
+                ..playing(S2, 2)
             },
         ],
         last: true,
@@ -1279,7 +1386,7 @@ fn open_close_and_a_final_sync_forget_a_sessions_output() {
     assert!(h.outbox(S1, 0).is_empty());
     assert_eq!(h.output_seq(S1), 0);
     // A final Sync without S2 drops its rows too.
-    let s3 = h.delivered(playing(S3, 3, 3));
+    let s3 = h.delivered(playing(S3, 3));
     h.batch(vec![Inbound::Sync {
         sessions: vec![s3],
         last: true,
@@ -1293,10 +1400,13 @@ fn open_close_and_a_final_sync_forget_a_sessions_output() {
 #[test]
 fn a_crowd_is_not_told_of_each_arrival_and_lists_are_cut_short() {
     let mut h = Harness::new();
-    h.game = Game::new(Rules {
-        crowd_size: 2,
-        ..rules()
-    });
+    h.game = Game::new(
+        Fixture::default(),
+        Rules {
+            crowd_size: 2,
+            ..rules()
+        },
+    );
     h.player(S1, "Alice");
     let out = h.player(S2, "Bob");
     assert_eq!(texts(&out, S1), ["Bob has arrived."]);
@@ -1365,4 +1475,40 @@ fn client_shows_what_the_portal_knows_and_follows_its_updates() {
         id: SessionId(999),
         ..info
     })]);
+}
+
+#[test]
+fn a_password_asked_for_is_a_secret_prompt_and_its_answer_never_reaches_a_log() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.open(S2);
+    let prompt = |out: &[Outbound]| -> Vec<(String, ev::link::TextKind)> {
+        out.iter()
+            .filter_map(|e| match e {
+                Outbound::Output {
+                    session,
+                    text,
+                    form,
+                    ..
+                } if *session == S2 => Some((text.clone(), form.kind)),
+                _ => None,
+            })
+            .collect()
+    };
+    let out = h.input(S2, "connect");
+    assert_eq!(
+        prompt(&out),
+        [("Name: ".into(), ev::link::TextKind::Prompt)]
+    );
+    assert_eq!(h.game.loggable(S2, "Alice"), "Alice", "a name is no secret");
+    let out = h.input(S2, "Alice");
+    assert_eq!(
+        prompt(&out),
+        [("Password: ".into(), ev::link::TextKind::Secret)]
+    );
+    assert_eq!(h.game.loggable(S2, "secret"), "<secret>");
+    assert_eq!(h.game.loggable(S1, "say secret"), "say secret");
+    let out = h.input(S2, "secret");
+    assert_eq!(texts(&out, S2)[0], "Welcome back, Alice!");
+    assert_eq!(h.game.loggable(S2, "say secret"), "say secret");
 }

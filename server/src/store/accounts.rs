@@ -23,12 +23,12 @@ pub struct Account {
     pub level: i64,
 }
 
+/// A character: an object (of the same id) that an account plays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Character {
     pub id: i64,
     pub account_id: i64,
     pub name: String,
-    pub room: i64,
 }
 
 /// Why an account could not be created.
@@ -71,10 +71,11 @@ pub(super) enum Write {
         account_id: i64,
         at: i64,
     },
+    /// The character row of object `id`.
     Character {
+        id: i64,
         account_id: i64,
         name: String,
-        room: i64,
     },
 }
 
@@ -118,14 +119,14 @@ impl Write {
                     .execute(params![at, account_id])? as i64
             }
             Write::Character {
+                id,
                 account_id,
                 name,
-                room,
             } => {
                 conn.prepare_cached(
-                    "INSERT INTO characters (account_id, name, room) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO characters (id, account_id, name) VALUES (?1, ?2, ?3)",
                 )?
-                .execute(params![account_id, name, room])?;
+                .execute(params![id, account_id, name])?;
                 conn.last_insert_rowid()
             }
         })
@@ -196,13 +197,14 @@ impl Tx<'_> {
             .query_row([name], |row| row.get(0))?)
     }
 
-    /// Creates an account and its character of the same name in `room`.
+    /// Creates an account and its character of the same name, an object
+    /// of kind "character" at `location`.
     pub fn create_account(
         &self,
         name: &str,
         password_hash: &str,
         level: i64,
-        room: i64,
+        location: Option<i64>,
     ) -> Result<Character, CreateError> {
         if self.name_taken(name)? {
             return Err(CreateError::Taken);
@@ -216,18 +218,17 @@ impl Tx<'_> {
                 created_at: now,
             })
             .map_err(taken_or)?;
-        let id = self
-            .write(Write::Character {
-                account_id,
-                name: name.to_owned(),
-                room,
-            })
-            .map_err(taken_or)?;
+        let id = self.create_object("character", name, location)?;
+        self.write(Write::Character {
+            id,
+            account_id,
+            name: name.to_owned(),
+        })
+        .map_err(taken_or)?;
         Ok(Character {
             id,
             account_id,
             name: name.to_owned(),
-            room,
         })
     }
 
@@ -237,11 +238,11 @@ impl Tx<'_> {
         Ok(self
             .tx
             .prepare_cached(
-                "SELECT c.id, c.account_id, c.name, c.room, a.level
+                "SELECT c.id, c.account_id, c.name, a.level
                  FROM characters c JOIN accounts a ON a.id = c.account_id
                  WHERE c.id = ?1",
             )?
-            .query_row([id], |row| Ok((character_row(row)?, row.get(4)?)))
+            .query_row([id], |row| Ok((character_row(row)?, row.get(3)?)))
             .optional()?)
     }
 
@@ -250,7 +251,7 @@ impl Tx<'_> {
         Ok(self
             .tx
             .prepare_cached(
-                "SELECT id, account_id, name, room FROM characters
+                "SELECT id, account_id, name FROM characters
                  WHERE account_id = ?1 ORDER BY id LIMIT 1",
             )?
             .query_row([account_id], character_row)
@@ -258,7 +259,7 @@ impl Tx<'_> {
     }
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -279,7 +280,6 @@ fn character_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Character> {
         id: row.get(0)?,
         account_id: row.get(1)?,
         name: row.get(2)?,
-        room: row.get(3)?,
     })
 }
 
@@ -301,9 +301,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         let tx = store.begin().unwrap();
-        let c = tx.create_account("Alice", "h", 0, 1).unwrap();
+        let c = tx.create_account("Alice", "h", 0, None).unwrap();
         assert!(matches!(
-            tx.create_account("aLICE", "h", 0, 1),
+            tx.create_account("aLICE", "h", 0, None),
             Err(CreateError::Taken)
         ));
         let a = tx.account_by_name("ALICE").unwrap().unwrap();
@@ -321,8 +321,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         let tx = store.begin().unwrap();
-        tx.create_account("Alice", "old", 0, 1).unwrap();
-        tx.create_account("Bob", "bobs", 0, 1).unwrap();
+        tx.create_account("Alice", "old", 0, None).unwrap();
+        tx.create_account("Bob", "bobs", 0, None).unwrap();
         assert_eq!(
             tx.set_password("aLiCe", "new").unwrap().as_deref(),
             Some("Alice")
@@ -345,7 +345,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         let tx = store.begin().unwrap();
-        let ch = tx.create_account("Root", "h", 2, 1).unwrap();
+        let ch = tx.create_account("Root", "h", 2, None).unwrap();
         assert!(!tx.record_login(ch.account_id).unwrap(), "never logged in");
         assert!(tx.record_login(ch.account_id).unwrap());
         tx.commit().unwrap();

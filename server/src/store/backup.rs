@@ -158,7 +158,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         let tx = store.begin().unwrap();
-        tx.create_account("Alice", "h", 0, 1).unwrap();
+        tx.create_account("Alice", "h", 0, None).unwrap();
         put(&tx, 7, "hello");
         tx.commit().unwrap();
         let db = dir.path().join("data/game.db");
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(check(&file).unwrap(), SCHEMA_VERSION);
 
         let tx = store.begin().unwrap();
-        tx.create_account("Later", "h", 0, 1).unwrap();
+        tx.create_account("Later", "h", 0, None).unwrap();
         tx.commit().unwrap();
         drop(store);
         let kept = restore(&file, &db)

@@ -12,8 +12,9 @@
 //! - [`schema`]: versions, forward-only migrations, auto-vacuum turned on;
 //! - [`delivery`]: the runtime's tables, the exactly-once machinery
 //!   (applied input seqs, output seqs, the outbox);
-//! - [`accounts`]: the game's tables (accounts, characters), apart from
-//!   everything else, for the game-API issue to move behind the game's API;
+//! - [`accounts`]: accounts and characters (each character is an object);
+//! - [`objects`]: the game's own data: objects, their attributes, timers,
+//!   and which of the game's migrations ran;
 //! - [`outage`]: storage faults: which errors are an outage, the writes a
 //!   [`Tx`] records so that [`Store::retry`] can make them again,
 //!   [`Store::preflight`], the test build's injected fault;
@@ -34,6 +35,7 @@ mod accounts;
 pub mod backup;
 mod checkpoint;
 mod delivery;
+mod objects;
 mod outage;
 mod schema;
 
@@ -42,6 +44,7 @@ use outage::{Write, fault_at, injected_fault};
 // The game's tables, the seam for the game-API issue (see `accounts`).
 pub use accounts::{Account, Character, CreateError};
 pub use delivery::SyncState;
+pub use objects::TimerRow;
 pub use schema::SCHEMA_VERSION;
 
 /// How long a writer waits for another (e.g. `create-admin`) to finish.

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::{Store, StoreError, Tx, accounts, delivery};
+use super::{Store, StoreError, Tx, accounts, delivery, objects};
 
 impl StoreError {
     /// Whether this is the storage failing (full, read-only, I/O error,
@@ -170,6 +170,7 @@ impl Store {
 pub(super) enum Write {
     Delivery(delivery::Write),
     Accounts(accounts::Write),
+    Objects(objects::Write),
 }
 
 impl Write {
@@ -177,6 +178,7 @@ impl Write {
         match self {
             Write::Delivery(write) => write.name(),
             Write::Accounts(write) => write.name(),
+            Write::Objects(write) => write.name(),
         }
     }
 }
@@ -184,6 +186,12 @@ impl Write {
 impl From<delivery::Write> for Write {
     fn from(write: delivery::Write) -> Write {
         Write::Delivery(write)
+    }
+}
+
+impl From<objects::Write> for Write {
+    fn from(write: objects::Write) -> Write {
+        Write::Objects(write)
     }
 }
 
@@ -199,6 +207,7 @@ fn execute(conn: &Connection, write: &Write) -> rusqlite::Result<i64> {
     match write {
         Write::Delivery(write) => write.execute(conn),
         Write::Accounts(write) => write.execute(conn),
+        Write::Objects(write) => write.execute(conn),
     }
 }
 
@@ -286,7 +295,7 @@ mod tests {
         let tx = store.begin().unwrap();
         assert_eq!(put(&tx, 1, "held"), 2);
         tx.set_last_seq(SessionId(1), 9).unwrap();
-        let ch = tx.create_account("Held", "h", 0, 1).unwrap();
+        let ch = tx.create_account("Held", "h", 0, None).unwrap();
         tx.prune_outbox(SessionId(1), 1).unwrap();
         let err = tx.commit().unwrap_err();
         assert!(err.is_outage(), "{err}");
@@ -313,7 +322,7 @@ mod tests {
         let mut store = open(dir.path()).with_fault(Some(fault.clone()));
         std::fs::write(&fault, "").unwrap();
         let tx = store.begin().unwrap();
-        tx.create_account("Mine", "h", 0, 1).unwrap();
+        tx.create_account("Mine", "h", 0, None).unwrap();
         assert!(tx.commit().is_err());
         std::fs::remove_file(&fault).unwrap();
         // `create-admin` meanwhile: the next row id is taken.

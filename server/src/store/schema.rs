@@ -70,6 +70,45 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE accounts ADD COLUMN last_login INTEGER;
     UPDATE accounts SET last_login = created_at;
 ",
+    "
+    -- The game's own data. Objects are whatever a game makes (rooms,
+    -- things); a character is an object too, of the same id. Where each
+    -- character was is left to the game's start location: the demo's one
+    -- room was not an object.
+    CREATE TABLE objects (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        location INTEGER
+    );
+    CREATE INDEX objects_location ON objects(location);
+    INSERT INTO objects (id, kind, name, location)
+        SELECT id, 'character', name, NULL FROM characters;
+    ALTER TABLE characters DROP COLUMN room;
+    -- Typed values, as JSON text.
+    CREATE TABLE attributes (
+        object INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (object, key)
+    ) WITHOUT ROWID;
+    -- Due at due_ms (Unix milliseconds); again every every_ms if set.
+    CREATE TABLE timers (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        due_ms INTEGER NOT NULL,
+        every_ms INTEGER,
+        catch_up INTEGER NOT NULL DEFAULT 0,
+        object INTEGER,
+        data TEXT NOT NULL
+    );
+    -- The game's own migrations that ran.
+    CREATE TABLE game_migrations (
+        version INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        applied_at INTEGER NOT NULL
+    );
+",
 ];
 
 impl Store {
@@ -255,7 +294,8 @@ mod tests {
             let conn = version_1_database(&path);
             conn.execute_batch(
                 "INSERT INTO accounts (name, password_hash, is_admin, created_at)
-                     VALUES ('Root', 'h', 1, 0), ('Pat', 'h', 0, 0);",
+                     VALUES ('Root', 'h', 1, 0), ('Pat', 'h', 0, 0);
+                 INSERT INTO characters (id, account_id, name, room) VALUES (7, 2, 'Pat', 1);",
             )
             .unwrap();
         }
@@ -270,6 +310,15 @@ mod tests {
         // Accounts from before last_login count as having logged in.
         let pat = tx.account_by_name("pat").unwrap().unwrap();
         assert!(tx.record_login(pat.id).unwrap());
+        // A character became an object of its id, nowhere until it logs in
+        // (the game then puts it at its start).
+        assert_eq!(tx.character_of(pat.id).unwrap().unwrap().id, 7);
+        let objects = tx.load_objects().unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!((objects[0].id, objects[0].kind.as_str()), (7, "character"));
+        assert_eq!(objects[0].location, None);
+        // New objects take ids after it.
+        assert_eq!(tx.create_object("room", "Hall", None).unwrap(), 8);
     }
 
     #[test]

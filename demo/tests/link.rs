@@ -155,11 +155,14 @@ impl Conn {
     }
 }
 
-fn texts(events: &[Out], session: u64) -> Vec<&str> {
+/// The text of each Output to `session`, as plain text (what a client
+/// without colour sees of the markup).
+fn texts(events: &[Out], session: u64) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            Out::Output(o) if o.session == session => Some(o.text.as_str()),
+            Out::Output(o) if o.session == session && o.markup => Some(ev::markup::plain(&o.text)),
+            Out::Output(o) if o.session == session => Some(o.text.clone()),
             _ => None,
         })
         .collect()
@@ -189,7 +192,10 @@ fn acked(session: u64, seq: u64) -> impl Fn(&Out) -> bool {
 async fn active_server_plays_then_drains() {
     let g = game();
     // The server starts first and waits for the portal's socket to appear.
-    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let server = tokio::spawn(ev_server::run(
+        options(&g.game_dir),
+        ev_demo::Demo::default(),
+    ));
     let mut conns = serve_portal(&g.game_dir);
     let mut conn = within("the server to attach", conns.recv()).await.unwrap();
 
@@ -232,7 +238,7 @@ async fn active_server_plays_then_drains() {
         texts(&seen, 1),
         [
             "Welcome, Alice!",
-            "Limbo\nA quiet grey space where new arrivals gather.\nYou are alone here.",
+            "Limbo\nA quiet grey space where new arrivals gather. Far below, through a shimmer of light, lies a town.\nExits: down\nYou are alone here.",
             &format!(
                 "ev-server {} (build test-build, link {}.{})",
                 env!("CARGO_PKG_VERSION"),
@@ -241,17 +247,31 @@ async fn active_server_plays_then_drains() {
             ),
         ]
     );
-    assert!(seen.contains(&Out::Update(pb::SessionUpdate {
-        session: 1,
-        server: Some(pb::ServerSession {
-            stage: pb::Stage::Playing.into(),
-            account_id: 1,
-            character_id: 1,
-            extra: vec![],
-        }),
-        // After the welcome screen (1) and the login stage (2).
-        seq: 3,
-    })));
+    // After the welcome screen (1) and the login stage (2); the character
+    // is an object made after the demo's world.
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Out::Update(pb::SessionUpdate {
+            session: 1,
+            server: Some(s),
+            seq: 3,
+        }) if s.stage == i32::from(pb::Stage::Playing) && s.account_id == 1 && s.character_id > 1)),
+        "{seen:?}"
+    );
+    let alice = seen
+        .iter()
+        .find_map(|e| match e {
+            Out::Update(u) => u.server.as_ref().map(|s| s.character_id),
+            _ => None,
+        })
+        .filter(|&id| id > 1);
+    let alice = alice.or_else(|| {
+        seen.iter().rev().find_map(|e| match e {
+            Out::Update(u) => u.server.as_ref().map(|s| s.character_id),
+            _ => None,
+        })
+    });
+    let alice = alice.expect("Alice's character");
 
     conn.send(vec![In::Heartbeat(pb::Heartbeat {
         nonce: 11,
@@ -292,7 +312,10 @@ async fn active_server_plays_then_drains() {
 
     // A new server over the same database restores the session from a Sync
     // and skips the input the old one applied.
-    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let server = tokio::spawn(ev_server::run(
+        options(&g.game_dir),
+        ev_demo::Demo::default(),
+    ));
     let mut conn = within("the server to attach", conns.recv()).await.unwrap();
     conn.hello().await;
     conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Standby, "")
@@ -309,12 +332,13 @@ async fn active_server_plays_then_drains() {
             server: Some(pb::ServerSession {
                 stage: pb::Stage::Playing.into(),
                 account_id: 1,
-                character_id: 1,
+                character_id: alice,
                 extra: vec![],
             }),
             acked_seq: 2,
-            // Everything the first server sent was delivered.
-            output_seq: 7,
+            // Everything the first server sent was delivered (its Room.Info
+            // at login is one of them).
+            output_seq: 8,
         }],
         last: true,
     })])
@@ -327,7 +351,7 @@ async fn active_server_plays_then_drains() {
     assert_eq!(texts(&seen, 1), ["Players online (1): Alice"]);
     assert!(
         seen.iter()
-            .any(|e| matches!(e, Out::Output(o) if o.session == 1 && o.seq == 8)),
+            .any(|e| matches!(e, Out::Output(o) if o.session == 1 && o.seq == 9)),
         "the output seq goes on from the first server's: {seen:?}"
     );
 
@@ -348,7 +372,10 @@ async fn refusal_and_version_mismatch_exit_with_code_2() {
     let g = game();
     let mut conns = serve_portal(&g.game_dir);
 
-    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let server = tokio::spawn(ev_server::run(
+        options(&g.game_dir),
+        ev_demo::Demo::default(),
+    ));
     let mut conn = within("attach", conns.recv()).await.unwrap();
     conn.hello().await;
     conn.answer_hello(
@@ -361,7 +388,10 @@ async fn refusal_and_version_mismatch_exit_with_code_2() {
     assert_eq!(ev_server::exit_code(&err), 2);
     assert!(err.to_string().contains("generation 7 is stale"), "{err:#}");
 
-    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let server = tokio::spawn(ev_server::run(
+        options(&g.game_dir),
+        ev_demo::Demo::default(),
+    ));
     let mut conn = within("attach", conns.recv()).await.unwrap();
     conn.hello().await;
     conn.answer_hello(9, pb::Role::Active, "").await;
@@ -385,9 +415,12 @@ async fn no_portal_is_an_error_after_the_start_timeout() {
         "[server]\nstart_timeout_ms = 200\n",
     )
     .unwrap();
-    let err = within("exit", ev_server::run(options(&g.game_dir)))
-        .await
-        .unwrap_err();
+    let err = within(
+        "exit",
+        ev_server::run(options(&g.game_dir), ev_demo::Demo::default()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(ev_server::exit_code(&err), 1);
     assert!(err.to_string().contains("portal.sock"), "{err:#}");
 }
@@ -476,7 +509,10 @@ async fn create_admin_makes_an_account_once() {
 
     // The admin can log in through a server.
     let mut conns = serve_portal(&g.game_dir);
-    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let server = tokio::spawn(ev_server::run(
+        options(&g.game_dir),
+        ev_demo::Demo::default(),
+    ));
     let mut conn = within("attach", conns.recv()).await.unwrap();
     conn.hello().await;
     conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")
@@ -491,10 +527,16 @@ async fn create_admin_makes_an_account_once() {
     .await;
     // Issue 11: its first login is not greeted as a return.
     let seen = conn.until(acked(5, 1)).await;
-    assert!(texts(&seen, 5).contains(&"Welcome, Root!"), "{seen:?}");
+    assert!(
+        texts(&seen, 5).iter().any(|t| t == "Welcome, Root!"),
+        "{seen:?}"
+    );
     conn.send(vec![input(6, 1, "connect root hunter22")]).await;
     let seen = conn.until(acked(6, 1)).await;
-    assert!(texts(&seen, 6).contains(&"Welcome back, Root!"), "{seen:?}");
+    assert!(
+        texts(&seen, 6).iter().any(|t| t == "Welcome back, Root!"),
+        "{seen:?}"
+    );
     conn.send(vec![In::Drain(pb::Drain::default())]).await;
     conn.until(|e| matches!(e, Out::Drained(_))).await;
     drop(conn);
@@ -552,7 +594,10 @@ async fn set_password_replaces_the_password_of_an_account() {
     }
 
     let mut conns = serve_portal(&g.game_dir);
-    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let server = tokio::spawn(ev_server::run(
+        options(&g.game_dir),
+        ev_demo::Demo::default(),
+    ));
     let mut conn = within("attach", conns.recv()).await.unwrap();
     conn.hello().await;
     conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")
@@ -567,12 +612,17 @@ async fn set_password_replaces_the_password_of_an_account() {
     .await;
     let seen = conn.until(acked(5, 1)).await;
     assert!(
-        texts(&seen, 5).contains(&"Wrong name or password."),
+        texts(&seen, 5)
+            .iter()
+            .any(|t| t == "Wrong name or password."),
         "{seen:?}"
     );
     conn.send(vec![input(5, 2, "connect root newpass22")]).await;
     let seen = conn.until(acked(5, 2)).await;
-    assert!(texts(&seen, 5).contains(&"Welcome, Root!"), "{seen:?}");
+    assert!(
+        texts(&seen, 5).iter().any(|t| t == "Welcome, Root!"),
+        "{seen:?}"
+    );
     conn.send(vec![In::Drain(pb::Drain::default())]).await;
     conn.until(|e| matches!(e, Out::Drained(_))).await;
     drop(conn);
@@ -607,7 +657,10 @@ async fn test_build_prints_the_version_it_is_told() {
     ])
     .await;
     let seen = conn.until(acked(1, 2)).await;
-    assert_eq!(texts(&seen, 1).last(), Some(&"rebuilt binary #2"));
+    assert_eq!(
+        texts(&seen, 1).last().map(String::as_str),
+        Some("rebuilt binary #2")
+    );
     conn.send(vec![In::Drain(pb::Drain::default())]).await;
     conn.until(|e| matches!(e, Out::Drained(_))).await;
     drop(conn);
@@ -683,7 +736,10 @@ async fn restarted(
     conns: &mut mpsc::Receiver<Conn>,
     delivered: u64,
 ) -> (tokio::task::JoinHandle<anyhow::Result<()>>, Conn, Vec<Out>) {
-    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let server = tokio::spawn(ev_server::run(
+        options(&g.game_dir),
+        ev_demo::Demo::default(),
+    ));
     let mut conn = within("attach", conns.recv()).await.unwrap();
     conn.hello().await;
     conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")
@@ -749,6 +805,7 @@ async fn a_reply_committed_before_a_crash_is_resent_exactly_once() {
                 session: 1,
                 text: "pong hello".into(),
                 seq: 3,
+                markup: true,
                 ..Default::default()
             }),
             Out::Ready(pb::Ready { sessions: 1 })
@@ -778,6 +835,7 @@ async fn a_reply_sent_before_a_crash_is_not_sent_again() {
             session: 1,
             text: "pong hello".into(),
             seq: 3,
+            markup: true,
             ..Default::default()
         })],
         "the output, never its ack"
@@ -895,7 +953,10 @@ async fn the_watchdog_aborts_a_server_stuck_in_a_command() {
 async fn the_production_server_has_no_test_commands() {
     let g = game();
     let mut conns = serve_portal(&g.game_dir);
-    let server = tokio::spawn(ev_server::run(options(&g.game_dir)));
+    let server = tokio::spawn(ev_server::run(
+        options(&g.game_dir),
+        ev_demo::Demo::default(),
+    ));
     let mut conn = within("attach", conns.recv()).await.unwrap();
     conn.hello().await;
     conn.answer_hello(ev::version::LINK_MAJOR, pb::Role::Active, "")

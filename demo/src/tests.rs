@@ -1,0 +1,202 @@
+//! The demo through the test kit: sessions typing, timers moved by hand,
+//! reloads through the server's own Sync.
+
+use std::time::Duration;
+
+use ev_server::testkit::TestGame;
+
+use super::*;
+
+fn game() -> TestGame<Demo> {
+    TestGame::new(Demo::default)
+}
+
+fn oob_drain(g: &mut TestGame<Demo>, id: ev_server::SessionId) {
+    g.oob_seen(id);
+}
+
+/// The Room.Info messages `id` was sent since last asked.
+fn room_info(g: &mut TestGame<Demo>, id: ev_server::SessionId) -> Vec<RoomInfo> {
+    g.oob_seen(id)
+        .into_iter()
+        .filter(|(name, _)| name == "Room.Info")
+        .filter_map(|(_, data)| serde_json::from_value(data).ok())
+        .collect()
+}
+
+#[test]
+fn a_new_player_starts_in_the_square_and_its_room_info_goes_out_of_band() {
+    let mut g = game();
+    let id = g.connect();
+    g.seen(id);
+    let text = g.input(id, "create Alice secret");
+    assert_eq!(text[0], "Welcome, Alice!");
+    assert!(text[1].starts_with("Limbo\nA quiet grey space"), "{text:?}");
+    assert!(
+        text[1].ends_with("Exits: down\nYou are alone here."),
+        "{text:?}"
+    );
+    let info = room_info(&mut g, id);
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].name, "Limbo");
+    assert_eq!(info[0].area, "Ev Town");
+    assert_eq!(info[0].exits.keys().collect::<Vec<_>>(), ["down"]);
+}
+
+#[test]
+fn walking_is_seen_by_both_rooms_and_sends_room_info() {
+    let mut g = game();
+    let alice = g.player("Alice");
+    let bob = g.player("Bob");
+    assert_eq!(g.seen(alice), ["Bob has arrived."]);
+    g.input(alice, "down");
+    g.input(bob, "d");
+    g.seen(alice);
+    oob_drain(&mut g, alice);
+    let seen = g.input(alice, "n");
+    assert!(seen[0].starts_with("Bell Tower\n"), "{seen:?}");
+    let info = room_info(&mut g, alice);
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].name, "Bell Tower");
+    assert_eq!(info[0].exits.keys().collect::<Vec<_>>(), ["south", "up"]);
+    assert_eq!(g.seen(bob), ["Alice leaves north."]);
+    g.input(bob, "north");
+    assert_eq!(g.seen(alice), ["Bob arrives."]);
+    let seen = g.input(bob, "go up");
+    assert!(seen[0].starts_with("Belfry"), "{seen:?}");
+    g.input(bob, "d");
+    room_info(&mut g, bob);
+    assert_eq!(g.input(bob, "east"), ["You can't go that way."]);
+    assert!(
+        room_info(&mut g, bob).is_empty(),
+        "no room change, no Room.Info"
+    );
+}
+
+#[test]
+fn things_are_picked_up_carried_and_dropped_and_stay_where_they_are_across_a_reload() {
+    let mut g = game();
+    let alice = g.player("Alice");
+    let bob = g.player("Bob");
+    for who in [alice, bob] {
+        g.input(who, "down");
+        g.input(who, "west");
+    }
+    g.seen(alice);
+    assert!(
+        g.input(alice, "look")
+            .iter()
+            .any(|l| l.contains("You see a brass lantern, a grey cat."))
+    );
+    assert_eq!(
+        g.input(alice, "get lan"),
+        ["You pick up the brass lantern."]
+    );
+    assert_eq!(g.seen(bob), ["Alice picks up the brass lantern."]);
+    assert_eq!(
+        g.input(alice, "get cat"),
+        ["The grey cat slips out of reach."]
+    );
+    assert_eq!(g.input(alice, "get moon"), ["You see no 'moon' here."]);
+    assert_eq!(g.input(alice, "i"), ["You carry:\n  a brass lantern"]);
+    g.reload();
+    assert_eq!(
+        g.input(alice, "inventory"),
+        ["You carry:\n  a brass lantern"]
+    );
+    assert_eq!(
+        g.input(alice, "look lantern"),
+        ["brass lantern\nA dented brass lantern, still warm."]
+    );
+    g.input(alice, "east");
+    assert_eq!(
+        g.input(alice, "drop lantern"),
+        ["You drop the brass lantern."]
+    );
+    assert_eq!(g.input(alice, "i"), ["You carry nothing."]);
+    assert!(
+        g.input(alice, "look")
+            .iter()
+            .any(|l| l.contains("You see a brass lantern."))
+    );
+}
+
+#[test]
+fn say_and_pose_reach_the_room_only_with_markup_escaped() {
+    let mut g = game();
+    let alice = g.player("Alice");
+    let bob = g.player("Bob");
+    let carol = g.player("Carol");
+    g.input(carol, "down");
+    g.seen(alice);
+    g.seen(bob);
+    assert_eq!(
+        g.input(alice, "'hello {red}there"),
+        ["You say, \"hello {red}there\""]
+    );
+    assert_eq!(g.seen(bob), ["Alice says, \"hello {red}there\""]);
+    assert!(g.seen(carol).is_empty());
+    assert_eq!(g.input(bob, ":waves."), ["Bob waves."]);
+    assert_eq!(g.seen(alice), ["Bob waves."]);
+    assert_eq!(g.input(bob, "say"), ["Say what?"]);
+}
+
+#[test]
+fn brief_is_kept_with_the_session_across_a_reload() {
+    let mut g = game();
+    let alice = g.player("Alice");
+    assert_eq!(
+        g.input(alice, "brief"),
+        ["Brief mode on: room descriptions are left out."]
+    );
+    g.reload();
+    let look = g.input(alice, "look");
+    assert!(
+        look[0].starts_with("Limbo\nExits: down\nYou are alone here."),
+        "{look:?}"
+    );
+    g.input(alice, "brief");
+    assert!(g.input(alice, "look")[0].contains("grey space"));
+}
+
+#[test]
+fn the_bell_tolls_on_each_hour_once_across_reloads_and_once_for_hours_missed() {
+    let mut g = game();
+    let alice = g.player("Alice");
+    let bells = |g: &mut TestGame<Demo>| -> Vec<String> {
+        g.seen(alice)
+            .into_iter()
+            .filter(|l| l.contains("bell"))
+            .collect()
+    };
+    // The kit's clock starts at 1_800_000_000 s: 08:00 UTC.
+    g.advance(Duration::from_secs(3599));
+    assert!(bells(&mut g).is_empty());
+    g.reload();
+    g.advance(Duration::from_secs(1));
+    assert_eq!(bells(&mut g), ["The bell in the tower tolls 9 times."]);
+    g.reload();
+    g.advance(Duration::from_secs(10));
+    assert!(bells(&mut g).is_empty(), "not again after a reload");
+    // Three hours pass with no server running: it tolls once, for 12:00.
+    g.skip(Duration::from_secs(3 * 3600));
+    g.reload();
+    assert_eq!(bells(&mut g), ["The bell in the tower tolls 12 times."]);
+    g.advance(Duration::from_secs(3600));
+    assert_eq!(bells(&mut g), ["The bell in the tower tolls once."]);
+}
+
+#[test]
+fn the_cat_wanders_from_the_inn_on_its_timer() {
+    let mut g = game();
+    let alice = g.player("Alice");
+    g.input(alice, "down");
+    g.input(alice, "west");
+    g.seen(alice);
+    g.advance(CAT_WANDERS);
+    let seen = g.seen(alice);
+    assert!(
+        seen.iter().any(|l| l.starts_with("The grey cat pads away")),
+        "{seen:?}"
+    );
+}

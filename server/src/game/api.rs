@@ -1,0 +1,158 @@
+//! What a game author implements: the [`Game`] trait, and the [`Setup`]
+//! that registers its commands, out-of-band handlers and timers.
+
+use std::collections::HashMap;
+
+use super::context::Context;
+use super::objects::ObjectId;
+use super::registry::Spec;
+use super::timers::Fired;
+use crate::store::StoreError;
+
+/// A game: the runtime owns sessions, logins, the Link, the database and
+/// every exactly-once guarantee; the game owns what happens in it.
+///
+/// Every method gets a [`Context`] over the current transaction: what it
+/// changes, says and schedules is committed together, or not at all. A
+/// game does no I/O of its own and never blocks.
+///
+/// ```
+/// use ev_server::{Context, Game, Result, Setup, Spec};
+///
+/// #[derive(Default)]
+/// struct Echo;
+///
+/// impl Game for Echo {
+///     fn setup(setup: &mut Setup<Self>) {
+///         setup.command(Spec::new("echo", "echo TEXT", "Hear yourself."), Echo::echo);
+///     }
+/// }
+///
+/// impl Echo {
+///     fn echo(&mut self, cx: &mut Context, text: &str) -> Result<()> {
+///         cx.reply(&format!("You hear: {}", ev_server::markup::escape(text)));
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Game: Sized + Send + 'static {
+    /// Registers the game's commands, out-of-band handlers and timer
+    /// handlers. Called once, when the server starts.
+    fn setup(setup: &mut Setup<Self>);
+
+    /// The game's own schema changes, in order. The runtime runs each one
+    /// not yet run, once, in the first transaction of the first server that
+    /// serves with it (never in a standby waiting for a reload).
+    fn migrations() -> Vec<Migration> {
+        Vec::new()
+    }
+
+    /// When this server starts serving: after a fresh start, a reload or a
+    /// crash, before any session is restored or any input is applied. Build
+    /// the world here if it is not built yet.
+    fn on_start(&mut self, cx: &mut Context) -> Result<()> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// Where a new character starts, and where a character goes whose
+    /// location is gone. None: nowhere.
+    fn start_location(&self, cx: &Context) -> Option<ObjectId> {
+        let _ = cx;
+        None
+    }
+
+    /// A session started playing its character ([`Context::session`],
+    /// [`Context::character`]), by logging in or by a new account.
+    fn on_login(&mut self, cx: &mut Context) -> Result<()> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// A session stops playing: it quit or disconnected. (Not when another
+    /// connection takes the character over: the character stays.)
+    fn on_logout(&mut self, cx: &mut Context) -> Result<()> {
+        let _ = cx;
+        Ok(())
+    }
+}
+
+/// One of the game's schema changes: SQL run once, in order of `version`.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// What can go wrong in a game's handler.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed: the runtime stalls or restarts the server, and
+    /// the input is applied again by the next attempt.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored value does not have the type asked for, or a value cannot
+    /// be stored as JSON.
+    #[error("attribute {key:?}: {source}")]
+    Value {
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("there is no object {0}")]
+    NoObject(ObjectId),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A command's code: the game, the context, and the rest of the line after
+/// the command's name.
+pub type CommandFn<G> = fn(&mut G, &mut Context, &str) -> Result<()>;
+/// Out-of-band data from a client: its data (JSON, `Null` if none).
+pub type OobFn<G> = fn(&mut G, &mut Context, &serde_json::Value) -> Result<()>;
+/// A timer firing.
+pub type TimerFn<G> = fn(&mut G, &mut Context, &Fired) -> Result<()>;
+
+/// Where a game registers what it handles.
+pub struct Setup<G> {
+    pub(crate) commands: Vec<(Spec, CommandFn<G>)>,
+    pub(crate) oob: HashMap<String, OobFn<G>>,
+    pub(crate) timers: HashMap<String, TimerFn<G>>,
+}
+
+impl<G> Default for Setup<G> {
+    fn default() -> Setup<G> {
+        Setup {
+            commands: Vec::new(),
+            oob: HashMap::new(),
+            timers: HashMap::new(),
+        }
+    }
+}
+
+impl<G> Setup<G> {
+    /// A command. Help, prefix matching, permission checks and keeping
+    /// secrets out of logs all come from its [`Spec`]. A game command of
+    /// the same name as one of the runtime's (`connect`, `help`, ...)
+    /// replaces it.
+    pub fn command(&mut self, spec: Spec, run: CommandFn<G>) -> &mut Self {
+        self.commands.push((spec, run));
+        self
+    }
+
+    /// Out-of-band messages of this name from clients (a GMCP package
+    /// message like "Char.Skills.Get"), applied exactly once in order with
+    /// the session's typed commands.
+    pub fn oob(&mut self, name: &str, run: OobFn<G>) -> &mut Self {
+        self.oob.insert(name.to_owned(), run);
+        self
+    }
+
+    /// What runs when a timer of this name fires.
+    pub fn timer(&mut self, name: &str, run: TimerFn<G>) -> &mut Self {
+        self.timers.insert(name.to_owned(), run);
+        self
+    }
+}

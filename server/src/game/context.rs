@@ -1,0 +1,406 @@
+//! [`Context`]: everything a game's code may do, over the transaction of
+//! the input, timer or hook that runs it.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::api::{Error, Result};
+use super::objects::{Object, ObjectId};
+use super::registry::Level;
+use super::timers::Timer;
+use super::{Outbox, State};
+use crate::event::{Form, Oob, PortalSession, SessionId, TextKind};
+use crate::store::Tx;
+
+/// The most a session's values ([`Context::set_session_value`]) may take,
+/// as JSON: they travel in every snapshot of the session.
+pub const MAX_SESSION_VALUES_BYTES: usize = 16 * 1024;
+
+/// What a game's code works with. Text it sends is ev markup
+/// ([`crate::markup`]): escape what players typed with
+/// [`markup::escape`](crate::markup::escape) before putting it in.
+pub struct Context<'a> {
+    pub(crate) state: &'a mut State,
+    pub(crate) tx: &'a Tx<'a>,
+    pub(crate) out: &'a mut Outbox,
+    pub(crate) actor: Option<SessionId>,
+    /// In `on_login`: how the session came to play.
+    pub(crate) login: Option<super::Login>,
+}
+
+impl<'a> Context<'a> {
+    // === who ===
+
+    /// The session whose input (or login, or logout) this is; None in a
+    /// timer or `on_start`.
+    pub fn session(&self) -> Option<SessionId> {
+        self.actor
+    }
+
+    /// In [`Game::on_login`](crate::Game::on_login): how the session came
+    /// to play (a new account, a returning one, a takeover).
+    pub fn login(&self) -> Option<super::Login> {
+        self.login
+    }
+
+    /// The character the session plays, if it plays one.
+    pub fn character(&self) -> Option<ObjectId> {
+        self.character_of(self.actor?)
+    }
+
+    /// The character a session plays.
+    pub fn character_of(&self, session: SessionId) -> Option<ObjectId> {
+        let ch = self.state.sessions.get(&session)?.character.as_ref()?;
+        Some(ObjectId(ch.id))
+    }
+
+    /// The account of the session, if logged in.
+    pub fn account(&self) -> Option<i64> {
+        let ch = self.state.sessions.get(&self.actor?)?.character.as_ref()?;
+        Some(ch.account_id)
+    }
+
+    /// The permission level of the session (Player when not logged in).
+    pub fn level(&self) -> Level {
+        self.actor
+            .and_then(|id| self.state.sessions.get(&id))
+            .map_or(Level::Player, |s| s.level)
+    }
+
+    /// What the portal knows of the session's client: its name, window
+    /// size, character set, capabilities.
+    pub fn client(&self) -> Option<&PortalSession> {
+        Some(&self.state.sessions.get(&self.actor?)?.client)
+    }
+
+    /// The session playing `character`, if it is online.
+    pub fn session_of(&self, character: ObjectId) -> Option<SessionId> {
+        self.state.playing.get(&character).copied()
+    }
+
+    /// Every playing session and its character, in no order.
+    pub fn online(&self) -> impl Iterator<Item = (SessionId, ObjectId)> + '_ {
+        self.state.playing.iter().map(|(ch, s)| (*s, *ch))
+    }
+
+    /// How many sessions play.
+    pub fn online_count(&self) -> usize {
+        self.state.playing.len()
+    }
+
+    /// The characters in `place` whose players are online, in id order.
+    pub fn players_in(&self, place: ObjectId) -> Vec<ObjectId> {
+        self.state
+            .objects
+            .contents(place)
+            .filter(|o| self.state.playing.contains_key(o))
+            .collect()
+    }
+
+    /// `game.crowd_size`: past it, a game should stop announcing each
+    /// coming and going and cut name lists short.
+    pub fn crowd_size(&self) -> usize {
+        self.state.crowd_size
+    }
+
+    /// Now, by the game's clock (the test kit moves it by hand).
+    pub fn now(&self) -> SystemTime {
+        self.state.now()
+    }
+
+    // === saying things ===
+
+    /// A line to the session whose input this is.
+    pub fn reply(&mut self, text: &str) {
+        if let Some(id) = self.actor {
+            self.send(id, text);
+        }
+    }
+
+    /// A line to a session.
+    pub fn send(&mut self, session: SessionId, text: &str) {
+        self.out.text(session, text, Form::LINE);
+    }
+
+    /// A prompt (no line end) to the session whose input this is.
+    pub fn prompt(&mut self, text: &str) {
+        if let Some(id) = self.actor {
+            self.out.text(
+                id,
+                text,
+                Form {
+                    markup: true,
+                    kind: TextKind::Prompt,
+                },
+            );
+        }
+    }
+
+    /// A prompt whose answer the client does not show (a password).
+    pub fn secret_prompt(&mut self, text: &str) {
+        if let Some(id) = self.actor {
+            self.out.text(
+                id,
+                text,
+                Form {
+                    markup: true,
+                    kind: TextKind::Secret,
+                },
+            );
+        }
+    }
+
+    /// A line to whoever plays `character`, wherever it is; nothing if
+    /// nobody does.
+    pub fn tell(&mut self, character: ObjectId, text: &str) {
+        if let Some(session) = self.session_of(character) {
+            self.send(session, text);
+        }
+    }
+
+    /// A line to every player in `place` but those in `except`.
+    pub fn tell_room(&mut self, place: ObjectId, except: &[ObjectId], text: &str) {
+        for ch in self.players_in(place) {
+            if !except.contains(&ch) {
+                self.tell(ch, text);
+            }
+        }
+    }
+
+    /// A line to every playing session.
+    pub fn tell_all(&mut self, text: &str) {
+        let sessions: Vec<SessionId> = self.state.playing.values().copied().collect();
+        for session in sessions {
+            self.send(session, text);
+        }
+    }
+
+    /// Out-of-band data to a session, beside its text (telnet clients get
+    /// it as GMCP or MSDP): a name like "Char.Vitals" and any serializable
+    /// value.
+    pub fn oob<T: Serialize>(&mut self, session: SessionId, name: &str, data: &T) -> Result<()> {
+        let data = serde_json::to_string(data).map_err(|source| Error::Value {
+            key: name.to_owned(),
+            source,
+        })?;
+        self.out.oob(
+            session,
+            Oob {
+                name: name.to_owned(),
+                data,
+            },
+        );
+        Ok(())
+    }
+
+    // === objects ===
+
+    /// Makes an object; `kind` is the game's to choose ("room", "thing").
+    pub fn create(
+        &mut self,
+        kind: &str,
+        name: &str,
+        location: Option<ObjectId>,
+    ) -> Result<ObjectId> {
+        let id = ObjectId(self.tx.create_object(kind, name, location.map(|l| l.0))?);
+        self.state.objects.insert(
+            id,
+            Object {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                location,
+                attributes: Default::default(),
+            },
+        );
+        Ok(id)
+    }
+
+    pub fn exists(&self, id: ObjectId) -> bool {
+        self.state.objects.get(id).is_some()
+    }
+
+    /// Its name; "" if there is no such object.
+    pub fn name(&self, id: ObjectId) -> &str {
+        self.state.objects.get(id).map_or("", |o| o.name.as_str())
+    }
+
+    /// Its kind; "" if there is no such object.
+    pub fn kind(&self, id: ObjectId) -> &str {
+        self.state.objects.get(id).map_or("", |o| o.kind.as_str())
+    }
+
+    pub fn location(&self, id: ObjectId) -> Option<ObjectId> {
+        self.state.objects.get(id)?.location
+    }
+
+    /// What `id` holds, in id order.
+    pub fn contents(&self, id: ObjectId) -> Vec<ObjectId> {
+        self.state.objects.contents(id).collect()
+    }
+
+    /// Every object of a kind, in id order.
+    pub fn all_of_kind(&self, kind: &str) -> Vec<ObjectId> {
+        self.state.objects.of_kind(kind).collect()
+    }
+
+    /// The objects in `place` whose name starts with `word` (any case),
+    /// exact names first.
+    pub fn find_in(&self, place: ObjectId, word: &str) -> Vec<ObjectId> {
+        let word = word.trim().to_lowercase();
+        if word.is_empty() {
+            return Vec::new();
+        }
+        let mut exact = Vec::new();
+        let mut prefix = Vec::new();
+        for id in self.state.objects.contents(place) {
+            let name = self.name(id).to_lowercase();
+            if name == word {
+                exact.push(id);
+            } else if name.starts_with(&word) || name.split(' ').any(|w| w.starts_with(&word)) {
+                prefix.push(id);
+            }
+        }
+        if exact.is_empty() { prefix } else { exact }
+    }
+
+    /// Moves an object (a character too) into `to`, or nowhere.
+    pub fn move_to(&mut self, id: ObjectId, to: Option<ObjectId>) -> Result<()> {
+        if !self.exists(id) {
+            return Err(Error::NoObject(id));
+        }
+        self.tx.move_object(id.0, to.map(|t| t.0))?;
+        self.state.objects.set_location(id, to);
+        Ok(())
+    }
+
+    pub fn rename(&mut self, id: ObjectId, name: &str) -> Result<()> {
+        let Some(object) = self.state.objects.get_mut(id) else {
+            return Err(Error::NoObject(id));
+        };
+        object.name = name.to_owned();
+        self.tx.rename_object(id.0, name)?;
+        Ok(())
+    }
+
+    /// Destroys an object (not a character), its attributes and timers;
+    /// what it held is left nowhere.
+    pub fn destroy(&mut self, id: ObjectId) -> Result<()> {
+        if !self.exists(id) || self.kind(id) == "character" {
+            return Err(Error::NoObject(id));
+        }
+        self.tx.destroy_object(id.0)?;
+        self.state.objects.remove(id);
+        self.state.timers.forget_object(id);
+        Ok(())
+    }
+
+    /// A typed attribute; None if not set.
+    pub fn get<T: DeserializeOwned>(&self, id: ObjectId, key: &str) -> Result<Option<T>> {
+        let Some(value) = self
+            .state
+            .objects
+            .get(id)
+            .and_then(|o| o.attributes.get(key))
+        else {
+            return Ok(None);
+        };
+        T::deserialize(value)
+            .map(Some)
+            .map_err(|source| Error::Value {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Sets an attribute to any serializable value.
+    pub fn set<T: Serialize + ?Sized>(&mut self, id: ObjectId, key: &str, value: &T) -> Result<()> {
+        let value = serde_json::to_value(value).map_err(|source| Error::Value {
+            key: key.to_owned(),
+            source,
+        })?;
+        let Some(object) = self.state.objects.get_mut(id) else {
+            return Err(Error::NoObject(id));
+        };
+        self.tx.set_attribute(id.0, key, &value.to_string())?;
+        object.attributes.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// Removes an attribute.
+    pub fn unset(&mut self, id: ObjectId, key: &str) -> Result<()> {
+        if let Some(object) = self.state.objects.get_mut(id)
+            && object.attributes.remove(key).is_some()
+        {
+            self.tx.unset_attribute(id.0, key)?;
+        }
+        Ok(())
+    }
+
+    // === timers ===
+
+    /// Schedules a timer, in this transaction: if this input is not
+    /// committed, the timer does not exist either.
+    pub fn schedule(&mut self, timer: Timer) -> Result<()> {
+        let now = self.now();
+        self.state.timers.schedule(self.tx, timer, now)?;
+        Ok(())
+    }
+
+    /// Cancels the timers of this name (about `object`, if given); gives
+    /// how many there were.
+    pub fn cancel(&mut self, name: &str, object: Option<ObjectId>) -> Result<usize> {
+        Ok(self.state.timers.cancel(self.tx, name, object)?)
+    }
+
+    /// Whether a timer of this name is scheduled (about `object`, if given).
+    pub fn scheduled(&self, name: &str, object: Option<ObjectId>) -> bool {
+        self.state.timers.has(name, object)
+    }
+
+    // === per-session values ===
+
+    /// A value kept with the session across reloads and crashes (without a
+    /// table: it travels in the session's snapshot); None if not set.
+    pub fn session_value<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let Some(value) = self
+            .actor
+            .and_then(|id| self.state.sessions.get(&id))
+            .and_then(|s| s.values.get(key))
+        else {
+            return Ok(None);
+        };
+        T::deserialize(value)
+            .map(Some)
+            .map_err(|source| Error::Value {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Keeps a value with the session. All of a session's values together
+    /// may take [`MAX_SESSION_VALUES_BYTES`] as JSON.
+    pub fn set_session_value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<()> {
+        let value = serde_json::to_value(value).map_err(|source| Error::Value {
+            key: key.to_owned(),
+            source,
+        })?;
+        let Some(session) = self.actor.and_then(|id| self.state.sessions.get_mut(&id)) else {
+            return Ok(());
+        };
+        let old = session.values.insert(key.to_owned(), value);
+        let size = serde_json::to_vec(&session.values).map_or(usize::MAX, |v| v.len());
+        if size > MAX_SESSION_VALUES_BYTES {
+            match old {
+                Some(old) => session.values.insert(key.to_owned(), old),
+                None => session.values.remove(key),
+            };
+            return Err(Error::Other(format!(
+                "session values would take {size} bytes, over {MAX_SESSION_VALUES_BYTES}"
+            )));
+        }
+        session.values_changed = true;
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! The object cache: every object of the game in memory, written through
+//! to the store in the transaction of the command that changed it.
+//!
+//! Loaded once, by the first transaction of the server that serves (never by
+//! a standby, which must not read a world the active server still changes).
+//! A commit that fails on storage is retried with the same writes (see
+//! `store::outage`), so the cache never runs ahead of what will be stored.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{StoreError, Tx};
+
+/// An object of the game: a room, a thing, a character (whose id is its
+/// character's). Stored in attributes as a plain number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ObjectId(pub i64);
+
+impl std::fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Object {
+    pub kind: String,
+    pub name: String,
+    pub location: Option<ObjectId>,
+    pub attributes: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Objects {
+    all: HashMap<ObjectId, Object>,
+    /// What each object holds, in id order (so listings are stable).
+    contents: HashMap<ObjectId, BTreeSet<ObjectId>>,
+    by_kind: HashMap<String, BTreeSet<ObjectId>>,
+}
+
+impl Objects {
+    pub fn load(tx: &Tx) -> Result<Objects, StoreError> {
+        let mut objects = Objects::default();
+        for row in tx.load_objects()? {
+            objects.insert(
+                ObjectId(row.id),
+                Object {
+                    kind: row.kind,
+                    name: row.name,
+                    location: row.location.map(ObjectId),
+                    attributes: BTreeMap::new(),
+                },
+            );
+        }
+        for (id, key, value) in tx.load_attributes()? {
+            let Some(object) = objects.all.get_mut(&ObjectId(id)) else {
+                continue;
+            };
+            match serde_json::from_str(&value) {
+                Ok(value) => {
+                    object.attributes.insert(key, value);
+                }
+                Err(e) => tracing::error!(object = id, key, "unreadable attribute skipped: {e}"),
+            }
+        }
+        Ok(objects)
+    }
+
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    pub fn get(&self, id: ObjectId) -> Option<&Object> {
+        self.all.get(&id)
+    }
+
+    pub fn insert(&mut self, id: ObjectId, object: Object) {
+        if let Some(at) = object.location {
+            self.contents.entry(at).or_default().insert(id);
+        }
+        self.by_kind
+            .entry(object.kind.clone())
+            .or_default()
+            .insert(id);
+        self.all.insert(id, object);
+    }
+
+    pub fn contents(&self, id: ObjectId) -> impl Iterator<Item = ObjectId> + '_ {
+        self.contents.get(&id).into_iter().flatten().copied()
+    }
+
+    pub fn of_kind(&self, kind: &str) -> impl Iterator<Item = ObjectId> + '_ {
+        self.by_kind.get(kind).into_iter().flatten().copied()
+    }
+
+    pub fn set_location(&mut self, id: ObjectId, to: Option<ObjectId>) {
+        let Some(object) = self.all.get_mut(&id) else {
+            return;
+        };
+        if let Some(from) = object.location.take()
+            && let Some(set) = self.contents.get_mut(&from)
+        {
+            set.remove(&id);
+            if set.is_empty() {
+                self.contents.remove(&from);
+            }
+        }
+        object.location = to;
+        if let Some(to) = to {
+            self.contents.entry(to).or_default().insert(id);
+        }
+    }
+
+    pub fn get_mut(&mut self, id: ObjectId) -> Option<&mut Object> {
+        self.all.get_mut(&id)
+    }
+
+    /// Takes an object out; what it held is left nowhere.
+    pub fn remove(&mut self, id: ObjectId) {
+        self.set_location(id, None);
+        let held: Vec<ObjectId> = self.contents(id).collect();
+        for inner in held {
+            if let Some(o) = self.all.get_mut(&inner) {
+                o.location = None;
+            }
+        }
+        self.contents.remove(&id);
+        if let Some(object) = self.all.remove(&id)
+            && let Some(set) = self.by_kind.get_mut(&object.kind)
+        {
+            set.remove(&id);
+        }
+    }
+}

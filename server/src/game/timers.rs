@@ -1,0 +1,241 @@
+//! Timers: work a game schedules for later, kept in the database with the
+//! transaction that scheduled it.
+//!
+//! A due timer is an event like an input: the engine fires it in a
+//! transaction, and the timer's row is deleted (or moved to its next due
+//! time) in that same transaction as the handler's effects. So a timer fires
+//! exactly once per due time across reloads and `kill -9`; one that fell due
+//! while no server ran fires as soon as one serves.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::objects::ObjectId;
+use crate::store::{StoreError, TimerRow, Tx};
+
+/// What an interval timer does about due times it missed (the server was
+/// down, or stalled): said where the timer is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missed {
+    /// Fire once for all of them, then go on from the next due time after
+    /// now (a bell that rings on the hour rings once, not nine times).
+    Once,
+    /// Fire once for each missed due time, in order (a tax collected per
+    /// day is collected for every day).
+    CatchUp,
+}
+
+/// A timer to schedule with [`Context::schedule`](crate::Context::schedule).
+///
+/// ```
+/// use std::time::Duration;
+/// use ev_server::{Missed, Timer};
+/// let bell = Timer::every(Duration::from_secs(3600), "bell", Missed::Once);
+/// let nap = Timer::after(Duration::from_secs(30), "wake");
+/// # let _ = (bell, nap);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Timer {
+    pub(crate) name: String,
+    pub(crate) delay: Duration,
+    pub(crate) every: Option<(Duration, Missed)>,
+    pub(crate) object: Option<ObjectId>,
+    pub(crate) data: serde_json::Value,
+}
+
+impl Timer {
+    /// Fires once, `delay` from now, to the handler registered as `name`.
+    pub fn after(delay: Duration, name: &str) -> Timer {
+        Timer {
+            name: name.to_owned(),
+            delay,
+            every: None,
+            object: None,
+            data: serde_json::Value::Null,
+        }
+    }
+
+    /// Fires every `every`, the first time `every` from now.
+    pub fn every(every: Duration, name: &str, missed: Missed) -> Timer {
+        Timer {
+            every: Some((every.max(Duration::from_millis(1)), missed)),
+            ..Timer::after(every, name)
+        }
+    }
+
+    /// The first time is `delay` from now instead.
+    pub fn first_after(mut self, delay: Duration) -> Timer {
+        self.delay = delay;
+        self
+    }
+
+    /// The object it is about (handed back when it fires; destroying the
+    /// object cancels the timer).
+    pub fn on(mut self, object: ObjectId) -> Timer {
+        self.object = Some(object);
+        self
+    }
+
+    /// Data handed back when it fires.
+    pub fn with<T: Serialize>(mut self, data: &T) -> Result<Timer, serde_json::Error> {
+        self.data = serde_json::to_value(data)?;
+        Ok(self)
+    }
+}
+
+/// A timer firing, as its handler gets it.
+#[derive(Debug, Clone)]
+pub struct Fired {
+    pub name: String,
+    pub object: Option<ObjectId>,
+    pub data: serde_json::Value,
+    /// When it was due (now or, after an outage, earlier).
+    pub due: SystemTime,
+}
+
+/// Milliseconds since 1970, as the timers table keeps times.
+pub(crate) fn to_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// The scheduled timers, in memory, ordered by due time.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    rows: HashMap<i64, TimerRow>,
+    due: BTreeSet<(i64, i64)>,
+}
+
+impl Timers {
+    pub fn load(tx: &Tx) -> Result<Timers, StoreError> {
+        let mut timers = Timers::default();
+        for row in tx.load_timers()? {
+            timers.insert(row);
+        }
+        Ok(timers)
+    }
+
+    fn insert(&mut self, row: TimerRow) {
+        self.due.insert((row.due_ms, row.id));
+        self.rows.insert(row.id, row);
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether a timer of this name (about `object`, if given) is scheduled.
+    pub fn has(&self, name: &str, object: Option<ObjectId>) -> bool {
+        self.rows
+            .values()
+            .any(|r| r.name == name && (object.is_none() || r.object == object.map(|o| o.0)))
+    }
+
+    /// When the next timer is due.
+    pub fn next_due(&self) -> Option<SystemTime> {
+        self.due.first().map(|(ms, _)| from_ms(*ms))
+    }
+
+    /// Schedules `timer` at `now` + its delay, in `tx`.
+    pub fn schedule(&mut self, tx: &Tx, timer: Timer, now: SystemTime) -> Result<(), StoreError> {
+        let data = serde_json::to_string(&timer.data).unwrap_or_else(|_| "null".into());
+        let mut row = TimerRow {
+            id: 0,
+            name: timer.name,
+            due_ms: to_ms(now + timer.delay),
+            every_ms: timer
+                .every
+                .map(|(every, _)| i64::try_from(every.as_millis()).unwrap_or(i64::MAX)),
+            catch_up: matches!(timer.every, Some((_, Missed::CatchUp))),
+            object: timer.object.map(|o| o.0),
+            data,
+        };
+        row.id = tx.schedule(&row)?;
+        self.insert(row);
+        Ok(())
+    }
+
+    /// Cancels the timers named `name` (about `object`, if given); gives
+    /// how many.
+    pub fn cancel(
+        &mut self,
+        tx: &Tx,
+        name: &str,
+        object: Option<ObjectId>,
+    ) -> Result<usize, StoreError> {
+        let ids: Vec<i64> = self
+            .rows
+            .values()
+            .filter(|r| r.name == name && (object.is_none() || r.object == object.map(|o| o.0)))
+            .map(|r| r.id)
+            .collect();
+        for &id in &ids {
+            tx.cancel_timer(id)?;
+            self.remove(id);
+        }
+        Ok(ids.len())
+    }
+
+    /// Forgets the timers of a destroyed object (the store deleted them).
+    pub fn forget_object(&mut self, object: ObjectId) {
+        let ids: Vec<i64> = self
+            .rows
+            .values()
+            .filter(|r| r.object == Some(object.0))
+            .map(|r| r.id)
+            .collect();
+        for id in ids {
+            self.remove(id);
+        }
+    }
+
+    fn remove(&mut self, id: i64) -> Option<TimerRow> {
+        let row = self.rows.remove(&id)?;
+        self.due.remove(&(row.due_ms, id));
+        Some(row)
+    }
+
+    /// Takes the next timer due at or before `now`, and in `tx` deletes it
+    /// or moves it to its next due time (by its [`Missed`] policy).
+    pub fn take_due(&mut self, tx: &Tx, now: SystemTime) -> Result<Option<Fired>, StoreError> {
+        let now_ms = to_ms(now);
+        let Some(&(due_ms, id)) = self.due.first() else {
+            return Ok(None);
+        };
+        if due_ms > now_ms {
+            return Ok(None);
+        }
+        let Some(mut row) = self.remove(id) else {
+            return Ok(None);
+        };
+        let fired = Fired {
+            name: row.name.clone(),
+            object: row.object.map(ObjectId),
+            data: serde_json::from_str(&row.data).unwrap_or(serde_json::Value::Null),
+            due: from_ms(due_ms),
+        };
+        match row.every_ms {
+            None => tx.cancel_timer(id)?,
+            Some(every) => {
+                let every = every.max(1);
+                let next = if row.catch_up {
+                    due_ms.saturating_add(every)
+                } else {
+                    // The first due time after now on the timer's cadence.
+                    let missed = (now_ms - due_ms) / every + 1;
+                    due_ms.saturating_add(missed.saturating_mul(every))
+                };
+                tx.reschedule(id, next)?;
+                row.due_ms = next;
+                self.insert(row);
+            }
+        }
+        Ok(Some(fired))
+    }
+}

@@ -1,0 +1,395 @@
+//! The game's own data: objects (rooms, things, characters: whatever the
+//! game makes), their attributes (typed values kept as JSON), its timers
+//! and which of its migrations ran.
+//!
+//! Only the runtime's object cache and timer queue (`game::objects`,
+//! `game::timers`) call these: a game reads and writes through its command's
+//! [`Context`](crate::Context), which keeps the cache and these tables in
+//! step inside the command's transaction. Every write is recorded for
+//! [`Store::retry`](super::Store::retry) like the runtime's own.
+
+use rusqlite::{Connection, params};
+
+use super::{StoreError, Tx};
+
+/// An object as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRow {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    pub location: Option<i64>,
+}
+
+/// A timer as stored: due at `due_ms` (Unix milliseconds), again every
+/// `every_ms` if set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerRow {
+    pub id: i64,
+    pub name: String,
+    pub due_ms: i64,
+    pub every_ms: Option<i64>,
+    pub catch_up: bool,
+    pub object: Option<i64>,
+    pub data: String,
+}
+
+/// A write to the game's data, as a [`Tx`] records it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Write {
+    Create {
+        kind: String,
+        name: String,
+        location: Option<i64>,
+    },
+    Rename {
+        id: i64,
+        name: String,
+    },
+    Move {
+        id: i64,
+        location: Option<i64>,
+    },
+    Destroy {
+        id: i64,
+    },
+    Set {
+        id: i64,
+        key: String,
+        value: String,
+    },
+    Unset {
+        id: i64,
+        key: String,
+    },
+    Schedule {
+        name: String,
+        due_ms: i64,
+        every_ms: Option<i64>,
+        catch_up: bool,
+        object: Option<i64>,
+        data: String,
+    },
+    Reschedule {
+        id: i64,
+        due_ms: i64,
+    },
+    Cancel {
+        id: i64,
+    },
+    Migrated {
+        version: i64,
+        name: String,
+        at: i64,
+    },
+    /// A game migration's own SQL (recorded so that a commit retried after
+    /// a storage fault runs it again).
+    Sql {
+        sql: String,
+    },
+}
+
+impl Write {
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Write::Create { .. } => "creating an object",
+            Write::Rename { .. } => "renaming an object",
+            Write::Move { .. } => "moving an object",
+            Write::Destroy { .. } => "destroying an object",
+            Write::Set { .. } => "setting an attribute",
+            Write::Unset { .. } => "removing an attribute",
+            Write::Schedule { .. } => "scheduling a timer",
+            Write::Reschedule { .. } => "rescheduling a timer",
+            Write::Cancel { .. } => "cancelling a timer",
+            Write::Migrated { .. } => "recording a game migration",
+            Write::Sql { .. } => "running a game migration",
+        }
+    }
+
+    /// Makes the write; gives the new row's id, or else the rows changed.
+    pub(super) fn execute(&self, conn: &Connection) -> rusqlite::Result<i64> {
+        let changed = |n: usize| n as i64;
+        Ok(match self {
+            Write::Create {
+                kind,
+                name,
+                location,
+            } => {
+                conn.prepare_cached(
+                    "INSERT INTO objects (kind, name, location) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![kind, name, location])?;
+                conn.last_insert_rowid()
+            }
+            Write::Rename { id, name } => changed(
+                conn.prepare_cached("UPDATE objects SET name = ?1 WHERE id = ?2")?
+                    .execute(params![name, id])?,
+            ),
+            Write::Move { id, location } => changed(
+                conn.prepare_cached("UPDATE objects SET location = ?1 WHERE id = ?2")?
+                    .execute(params![location, id])?,
+            ),
+            Write::Destroy { id } => {
+                let mut n = 0;
+                for sql in [
+                    "DELETE FROM attributes WHERE object = ?1",
+                    "DELETE FROM timers WHERE object = ?1",
+                    "UPDATE objects SET location = NULL WHERE location = ?1",
+                    "DELETE FROM objects WHERE id = ?1",
+                ] {
+                    n += conn.prepare_cached(sql)?.execute([id])?;
+                }
+                changed(n)
+            }
+            Write::Set { id, key, value } => changed(
+                conn.prepare_cached(
+                    "INSERT INTO attributes (object, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (object, key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![id, key, value])?,
+            ),
+            Write::Unset { id, key } => changed(
+                conn.prepare_cached("DELETE FROM attributes WHERE object = ?1 AND key = ?2")?
+                    .execute(params![id, key])?,
+            ),
+            Write::Schedule {
+                name,
+                due_ms,
+                every_ms,
+                catch_up,
+                object,
+                data,
+            } => {
+                conn.prepare_cached(
+                    "INSERT INTO timers (name, due_ms, every_ms, catch_up, object, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![name, due_ms, every_ms, catch_up, object, data])?;
+                conn.last_insert_rowid()
+            }
+            Write::Reschedule { id, due_ms } => changed(
+                conn.prepare_cached("UPDATE timers SET due_ms = ?1 WHERE id = ?2")?
+                    .execute(params![due_ms, id])?,
+            ),
+            Write::Cancel { id } => changed(
+                conn.prepare_cached("DELETE FROM timers WHERE id = ?1")?
+                    .execute([id])?,
+            ),
+            Write::Migrated { version, name, at } => changed(
+                conn.prepare_cached(
+                    "INSERT INTO game_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![version, name, at])?,
+            ),
+            Write::Sql { sql } => {
+                conn.execute_batch(sql)?;
+                0
+            }
+        })
+    }
+}
+
+impl Tx<'_> {
+    /// Every object, for the cache.
+    pub fn load_objects(&self) -> Result<Vec<ObjectRow>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare("SELECT id, kind, name, location FROM objects ORDER BY id")?;
+        let rows = stmt.query_map([], |row| {
+            Ok(ObjectRow {
+                id: row.get(0)?,
+                kind: row.get(1)?,
+                name: row.get(2)?,
+                location: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every attribute: object, key, value (JSON text).
+    pub fn load_attributes(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare("SELECT object, key, value FROM attributes ORDER BY object, key")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every timer.
+    pub fn load_timers(&self) -> Result<Vec<TimerRow>, StoreError> {
+        let mut stmt = self.tx.prepare(
+            "SELECT id, name, due_ms, every_ms, catch_up, object, data FROM timers ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(TimerRow {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                due_ms: row.get(2)?,
+                every_ms: row.get(3)?,
+                catch_up: row.get(4)?,
+                object: row.get(5)?,
+                data: row.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn create_object(
+        &self,
+        kind: &str,
+        name: &str,
+        location: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        Ok(self.write(Write::Create {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            location,
+        })?)
+    }
+
+    pub fn rename_object(&self, id: i64, name: &str) -> Result<(), StoreError> {
+        self.write(Write::Rename {
+            id,
+            name: name.to_owned(),
+        })?;
+        Ok(())
+    }
+
+    pub fn move_object(&self, id: i64, location: Option<i64>) -> Result<(), StoreError> {
+        self.write(Write::Move { id, location })?;
+        Ok(())
+    }
+
+    /// Deletes an object, its attributes and timers; what it held is left
+    /// nowhere (no location).
+    pub fn destroy_object(&self, id: i64) -> Result<(), StoreError> {
+        self.write(Write::Destroy { id })?;
+        Ok(())
+    }
+
+    pub fn set_attribute(&self, id: i64, key: &str, value: &str) -> Result<(), StoreError> {
+        self.write(Write::Set {
+            id,
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })?;
+        Ok(())
+    }
+
+    pub fn unset_attribute(&self, id: i64, key: &str) -> Result<(), StoreError> {
+        self.write(Write::Unset {
+            id,
+            key: key.to_owned(),
+        })?;
+        Ok(())
+    }
+
+    /// Stores a new timer; gives its id.
+    pub fn schedule(&self, timer: &TimerRow) -> Result<i64, StoreError> {
+        Ok(self.write(Write::Schedule {
+            name: timer.name.clone(),
+            due_ms: timer.due_ms,
+            every_ms: timer.every_ms,
+            catch_up: timer.catch_up,
+            object: timer.object,
+            data: timer.data.clone(),
+        })?)
+    }
+
+    pub fn reschedule(&self, id: i64, due_ms: i64) -> Result<(), StoreError> {
+        self.write(Write::Reschedule { id, due_ms })?;
+        Ok(())
+    }
+
+    pub fn cancel_timer(&self, id: i64) -> Result<(), StoreError> {
+        self.write(Write::Cancel { id })?;
+        Ok(())
+    }
+
+    /// The game migrations that ran, by version.
+    pub fn game_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare("SELECT version FROM game_migrations ORDER BY version")?;
+        let rows = stmt.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Runs one game migration and records it, in this transaction.
+    pub fn run_game_migration(
+        &self,
+        version: i64,
+        name: &str,
+        sql: &str,
+    ) -> Result<(), StoreError> {
+        self.write(Write::Sql {
+            sql: sql.to_owned(),
+        })?;
+        self.write(Write::Migrated {
+            version,
+            name: name.to_owned(),
+            at: super::accounts::unix_now(),
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::tests::open;
+
+    #[test]
+    fn objects_attributes_and_timers_are_kept_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        let room = tx.create_object("room", "Hall", None).unwrap();
+        let cup = tx.create_object("thing", "cup", Some(room)).unwrap();
+        tx.set_attribute(cup, "colour", "\"red\"").unwrap();
+        tx.set_attribute(cup, "colour", "\"blue\"").unwrap();
+        let timer = super::TimerRow {
+            id: 0,
+            name: "bell".into(),
+            due_ms: 5,
+            every_ms: Some(10),
+            catch_up: false,
+            object: Some(room),
+            data: "null".into(),
+        };
+        let t = tx.schedule(&timer).unwrap();
+        tx.commit().unwrap();
+        let tx = store.begin().unwrap();
+        tx.create_object("thing", "lost", None).unwrap();
+        drop(tx);
+
+        let tx = store.begin().unwrap();
+        let objects = tx.load_objects().unwrap();
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[1].location, Some(room));
+        assert_eq!(
+            tx.load_attributes().unwrap(),
+            [(cup, "colour".to_owned(), "\"blue\"".to_owned())]
+        );
+        assert_eq!(tx.load_timers().unwrap()[0].id, t);
+        tx.destroy_object(room).unwrap();
+        assert_eq!(tx.load_objects().unwrap()[0].location, None);
+        assert!(tx.load_timers().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_game_migration_runs_in_the_transaction_and_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        tx.run_game_migration(1, "scores", "CREATE TABLE scores (who TEXT, n INTEGER);")
+            .unwrap();
+        drop(tx);
+        let tx = store.begin().unwrap();
+        assert!(tx.game_migrations().unwrap().is_empty());
+        tx.run_game_migration(1, "scores", "CREATE TABLE scores (who TEXT, n INTEGER);")
+            .unwrap();
+        tx.commit().unwrap();
+        let tx = store.begin().unwrap();
+        assert_eq!(tx.game_migrations().unwrap(), [1]);
+    }
+}
