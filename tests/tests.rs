@@ -41,4 +41,7 @@ mod suite {
     // Limits for an exposed game (issue 9): output bytes, command rates,
     // login and idle timeouts, half-closed clients, a silent server.
     mod limits;
+    // A game's timers fire exactly once across a reload and a crash after
+    // their commit; a password asked for never reaches a log.
+    mod game_api;
 }

@@ -498,6 +498,18 @@ pub fn exec_test_server(env: &str) -> String {
     format!("{env} exec {} \"$@\"", bin("ev-test-server").display())
 }
 
+/// A script body that runs ev-test-server with `env` the first time it is
+/// started and plainly every time after (the crash restart re-runs the same
+/// copy of the script, so a failpoint fires once).
+pub fn once_then_plain(marker: &Path, env: &str) -> String {
+    let m = marker.display();
+    format!(
+        "if [ -e {m} ]; then {}; fi\ntouch {m}\n{}",
+        exec_test_server(""),
+        exec_test_server(env)
+    )
+}
+
 impl Drop for Game {
     fn drop(&mut self) {
         if std::thread::panicking() {

@@ -88,6 +88,11 @@ pub struct Rules {
 /// is busy and the queue is full.
 const BUSY: &str = "The game is busy with other logins; please try again in a moment.";
 
+/// The name of the test build's `@timer` timers; they tell every player
+/// their text.
+#[cfg(any(test, feature = "test-build"))]
+const TEST_TIMER: &str = "@timer";
+
 /// How long `@hang` blocks: far past any command time limit, so only the
 /// watchdog ends it.
 #[cfg(any(test, feature = "test-build"))]
@@ -537,6 +542,15 @@ impl<G: Game> Kernel<G> {
                 break;
             };
             fired += 1;
+            #[cfg(any(test, feature = "test-build"))]
+            if timer.name == TEST_TIMER {
+                let text = timer.data.as_str().unwrap_or_default().to_owned();
+                tracing::info!(text, "@timer fired");
+                for &session in self.state.playing.values() {
+                    out.output(session, ev::markup::escape(&text));
+                }
+                continue;
+            }
             let Some(run) = self.timer_fns.get(&timer.name).copied() else {
                 tracing::warn!(
                     timer = timer.name,
@@ -1685,6 +1699,34 @@ fn test_only<G: Game>(on: bool) -> Vec<(Spec, Builtin<G>)> {
             |_, _, id, _, _| {
                 tracing::error!(session = %id, "@crash: aborting the server");
                 std::process::abort();
+            },
+        ),
+        (
+            test(Spec::new(
+                "@timer",
+                "@timer SECS TEXT",
+                "Tell everyone TEXT in SECS seconds.",
+            )),
+            |k, tx, id, args, out| {
+                let (secs, text) = args.split_once(' ').unwrap_or((args, ""));
+                let secs: u64 = secs.parse().unwrap_or(1);
+                let now = k.state.now();
+                let timer = timers::Timer::after(std::time::Duration::from_secs(secs), TEST_TIMER)
+                    .with(&text)
+                    .unwrap_or_else(|_| {
+                        timers::Timer::after(std::time::Duration::ZERO, TEST_TIMER)
+                    });
+                k.state.timers.schedule(tx, timer, now)?;
+                out.output(id, "Timer set.");
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            test(Spec::new("@timers", "@timers", "Count the @timer timers.")),
+            |k, _, id, _, out| {
+                let n = k.state.timers.count(TEST_TIMER);
+                out.output(id, format!("Test timers: {n}"));
+                Ok(Flow::Done)
             },
         ),
         (
