@@ -418,7 +418,7 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
     // (the old one keeps serving), not crash at its first commit.
     store.preflight(config.database.min_free_mb.saturating_mul(1 << 20))?;
     let hasher = auth::Hasher::new(&config.auth)?;
-    let game = game::Kernel::new(
+    let mut game = game::Kernel::new(
         game,
         game::Rules {
             game_name: config.game.name.clone(),
@@ -453,6 +453,9 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
     if let Some(failpoint) = &options.failpoint {
         tracing::warn!(%failpoint, "failpoint armed");
     }
+    // A standby reads the world now, while the old server serves, so that
+    // the reload's dark time only catches up on what changed since.
+    game.preload(&store);
     let watchdog =
         engine::Watchdog::aborting(Duration::from_millis(config.server.command_timeout_ms))
             .context("starting the command watchdog")?;

@@ -390,6 +390,8 @@ pub struct Kernel<G> {
     syncing: Option<Syncing>,
     /// The game's migrations ran, the objects are loaded and `on_start` ran.
     started: bool,
+    /// The world read ahead of serving (as a standby), and its revision.
+    preloaded: Option<(Objects, i64)>,
 }
 
 /// What a Sync in progress has seen so far.
@@ -459,6 +461,34 @@ impl<G: Game> Kernel<G> {
             next_job: 0,
             syncing: None,
             started: false,
+            preloaded: None,
+        }
+    }
+
+    /// Reads the world ahead of serving, without writing: a standby does
+    /// this while the old server still serves, so its first transaction
+    /// only catches up on what changed since. Any failure (an older schema
+    /// the first transaction will migrate) leaves the load to that
+    /// transaction.
+    pub fn preload(&mut self, store: &crate::store::Store) {
+        let began = std::time::Instant::now();
+        match store.schema_version() {
+            Ok(v) if v == crate::store::SCHEMA_VERSION => {}
+            _ => return,
+        }
+        match store.snapshot_world() {
+            Ok(world) => {
+                let rev = world.rev;
+                let objects = Objects::from_snapshot(world);
+                tracing::info!(
+                    objects = objects.len(),
+                    rev,
+                    micros = began.elapsed().as_micros() as u64,
+                    "world read ahead"
+                );
+                self.preloaded = Some((objects, rev));
+            }
+            Err(e) => tracing::debug!("the world is loaded at the first transaction: {e}"),
         }
     }
 
@@ -501,21 +531,46 @@ impl<G: Game> Kernel<G> {
         let done = tx.game_migrations()?;
         let mut migrations = G::migrations();
         migrations.sort_by_key(|m| m.version);
+        let mut migrated = false;
         for m in migrations.iter().filter(|m| !done.contains(&m.version)) {
             tx.run_game_migration(m.version, m.name, m.sql)?;
+            migrated = true;
             tracing::info!(version = m.version, name = m.name, "game migration ran");
         }
-        self.state.objects = Objects::load(tx)?;
+        let (objects, caught_up) = self.load_world(tx, migrated)?;
+        self.state.objects = objects;
         self.state.timers = Timers::load(tx)?;
+        // No standby loaded before now: tombstones so far have done their work.
+        tx.prune_tombstones(tx.world_rev()?)?;
         self.started = true;
         tracing::info!(
             objects = self.state.objects.len(),
             timers = self.state.timers.len(),
+            caught_up = ?caught_up,
             micros = began.elapsed().as_micros() as u64,
             "world loaded"
         );
         let result = self.with_game(tx, out, None, |game, cx| game.on_start(cx));
         settle(result, None, "on_start", out)
+    }
+
+    /// The world: the one read ahead, caught up on what changed since (the
+    /// number of changes), or else read now (None).
+    fn load_world(
+        &mut self,
+        tx: &Tx,
+        migrated: bool,
+    ) -> Result<(Objects, Option<usize>), StoreError> {
+        // A migration's SQL changes rows without a revision: load afresh.
+        let preloaded = self.preloaded.take().filter(|_| !migrated);
+        if let Some((mut objects, rev)) = preloaded
+            && let Some(changes) = tx.world_since(rev)?
+        {
+            let n = changes.objects.len() + changes.attributes.len() + changes.deleted.len();
+            objects.apply(changes);
+            return Ok((objects, Some(n)));
+        }
+        Ok((Objects::load(tx)?, None))
     }
 
     /// When the next timer is due, once serving.

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{StoreError, Tx};
+use crate::store::{StoreError, Tx, WorldChanges, WorldSnapshot};
 
 /// An object of the game: a room, a thing, a character (whose id is its
 /// character's). Stored in attributes as a plain number.
@@ -42,30 +42,100 @@ pub(crate) struct Objects {
 
 impl Objects {
     pub fn load(tx: &Tx) -> Result<Objects, StoreError> {
+        Ok(Objects::from_snapshot(WorldSnapshot {
+            rev: tx.world_rev()?,
+            objects: tx.load_objects()?,
+            attributes: tx.load_attributes()?,
+        }))
+    }
+
+    pub fn from_snapshot(world: WorldSnapshot) -> Objects {
         let mut objects = Objects::default();
-        for row in tx.load_objects()? {
-            objects.insert(
-                ObjectId(row.id),
-                Object {
-                    kind: row.kind,
-                    name: row.name,
-                    location: row.location.map(ObjectId),
-                    attributes: BTreeMap::new(),
-                },
-            );
+        for row in world.objects {
+            objects.upsert(row.id, row.kind, row.name, row.location);
         }
-        for (id, key, value) in tx.load_attributes()? {
-            let Some(object) = objects.all.get_mut(&ObjectId(id)) else {
-                continue;
-            };
-            match serde_json::from_str(&value) {
-                Ok(value) => {
-                    object.attributes.insert(key, value);
+        for (id, key, value) in world.attributes {
+            objects.set_stored(id, key, &value);
+        }
+        objects
+    }
+
+    /// Brings a world loaded ahead (by a standby) up to date.
+    pub fn apply(&mut self, changes: WorldChanges) {
+        for (id, key) in changes.deleted {
+            match key {
+                None => self.remove(ObjectId(id)),
+                Some(key) => {
+                    if let Some(o) = self.all.get_mut(&ObjectId(id)) {
+                        o.attributes.remove(&key);
+                    }
                 }
-                Err(e) => tracing::error!(object = id, key, "unreadable attribute skipped: {e}"),
             }
         }
-        Ok(objects)
+        for row in changes.objects {
+            self.upsert(row.id, row.kind, row.name, row.location);
+        }
+        for (id, key, value) in changes.attributes {
+            self.set_stored(id, key, &value);
+        }
+    }
+
+    /// An object as stored: added, or its kind, name and place updated.
+    fn upsert(&mut self, id: i64, kind: String, name: String, location: Option<i64>) {
+        let id = ObjectId(id);
+        let location = location.map(ObjectId);
+        match self.all.get_mut(&id) {
+            Some(o) => {
+                if o.kind != kind {
+                    if let Some(set) = self.by_kind.get_mut(&o.kind) {
+                        set.remove(&id);
+                    }
+                    self.by_kind.entry(kind.clone()).or_default().insert(id);
+                    o.kind = kind;
+                }
+                o.name = name;
+                self.set_location(id, location);
+            }
+            None => self.insert(
+                id,
+                Object {
+                    kind,
+                    name,
+                    location,
+                    attributes: BTreeMap::new(),
+                },
+            ),
+        }
+    }
+
+    /// An attribute as stored (JSON text).
+    fn set_stored(&mut self, id: i64, key: String, value: &str) {
+        let Some(object) = self.all.get_mut(&ObjectId(id)) else {
+            return;
+        };
+        match serde_json::from_str(value) {
+            Ok(value) => {
+                object.attributes.insert(key, value);
+            }
+            Err(e) => tracing::error!(object = id, key, "unreadable attribute skipped: {e}"),
+        }
+    }
+
+    /// Every object with its attributes, in id order, for a test to compare.
+    #[cfg(test)]
+    pub fn dump(&self) -> Vec<String> {
+        let mut ids: Vec<&ObjectId> = self.all.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .map(|id| {
+                let o = &self.all[id];
+                let held: Vec<ObjectId> = self.contents(*id).collect();
+                format!(
+                    "{id} {} {:?} at {:?} holds {held:?} {:?}",
+                    o.kind, o.name, o.location, o.attributes
+                )
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
