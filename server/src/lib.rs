@@ -430,6 +430,10 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
             crowd_size: config.game.crowd_size,
         },
     );
+    // The world is read before attaching: a reload's new server reads it
+    // while the old one still serves, and is promoted only once it has,
+    // so the dark time only catches up on what changed since.
+    game.preload(&store);
     let hello = ev::link::ServerHello {
         major: options.link_major,
         minor: LINK_MINOR,
@@ -453,9 +457,6 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
     if let Some(failpoint) = &options.failpoint {
         tracing::warn!(%failpoint, "failpoint armed");
     }
-    // A standby reads the world now, while the old server serves, so that
-    // the reload's dark time only catches up on what changed since.
-    game.preload(&store);
     let watchdog =
         engine::Watchdog::aborting(Duration::from_millis(config.server.command_timeout_ms))
             .context("starting the command watchdog")?;

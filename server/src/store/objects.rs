@@ -414,7 +414,9 @@ impl Tx<'_> {
             .collect::<Result<_, _>>()?;
         let mut stmt = self
             .tx
-            .prepare("SELECT id, kind, name, location FROM objects WHERE rev > ?1 ORDER BY id")?;
+            // No ORDER BY: sorting by id would make SQLite scan the whole
+            // table rather than search the rev index.
+            .prepare("SELECT id, kind, name, location FROM objects WHERE rev > ?1")?;
         let objects = stmt
             .query_map([since], object_row)?
             .collect::<Result<_, _>>()?;
