@@ -40,15 +40,17 @@ pub fn colours(mtts: Option<Capabilities>, terminal: &str, fallback: Colours) ->
             Colours::None
         };
     }
-    let terminal = terminal.to_ascii_uppercase();
-    if terminal == "DUMB" {
+    let says = |word: &str| {
+        terminal
+            .as_bytes()
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+    };
+    if terminal.eq_ignore_ascii_case("DUMB") {
         Colours::None
-    } else if ["TRUECOLOR", "24BIT", "DIRECT"]
-        .iter()
-        .any(|t| terminal.contains(t))
-    {
+    } else if says("TRUECOLOR") || says("24BIT") || says("DIRECT") {
         Colours::Truecolour
-    } else if terminal.contains("256COL") {
+    } else if says("256COL") {
         Colours::Xterm256
     } else {
         fallback

@@ -461,7 +461,12 @@ impl Writer {
     /// Stages the game's text, rendered for this client; a secret prompt
     /// is followed by our offer to echo, so the client hides the answer.
     fn output(&mut self, negotiation: &mut Negotiation, text: &str, form: Form) {
-        let colours = negotiation.colours(self.default_colours);
+        // Only markup has colours to choose.
+        let colours = if form.markup {
+            negotiation.colours(self.default_colours)
+        } else {
+            Colours::None
+        };
         let end = negotiation.prompt_end();
         self.screen
             .show(text, form, colours, self.charset, end, &mut self.plain);
