@@ -147,12 +147,16 @@ async fn a_prompt_ends_with_eor_or_ga_or_a_line_of_its_own() {
     stop(portal).await;
 }
 
-#[tokio::test]
-async fn a_secret_turns_the_clients_echo_off_until_the_answer() {
-    let (portal, mut server) = portal_and_server(|_| {}).await;
-    let mut c = Raw::connect(&portal).await;
-    c.negotiate(Some(1), &[EOR, SGA]).await;
-    let session = opened(&mut server).await;
+/// A client that agreed to `agree` is asked a secret: returns it, its
+/// session, and what it got from the prompt to the portal's WILL ECHO.
+async fn asked_a_secret(
+    portal: &Portal,
+    server: &mut FakeServer,
+    agree: &[u8],
+) -> (Raw, u64, Vec<u8>) {
+    let mut c = Raw::connect(portal).await;
+    c.negotiate(Some(1), agree).await;
+    let session = opened(server).await;
     server
         .send(vec![
             plain(session, 1, "begin"),
@@ -160,8 +164,16 @@ async fn a_secret_turns_the_clients_echo_off_until_the_answer() {
         ])
         .await;
     c.until(b"begin\r\n").await;
+    let prompt = c.until(&[IAC, WILL, ECHO]).await;
+    (c, session, prompt)
+}
+
+#[tokio::test]
+async fn a_secret_turns_the_clients_echo_off_until_the_answer() {
+    let (portal, mut server) = portal_and_server(|_| {}).await;
+    let (mut c, session, prompt) = asked_a_secret(&portal, &mut server, &[EOR, SGA]).await;
     assert_eq!(
-        c.until(&[IAC, WILL, ECHO]).await,
+        prompt,
         [&b"Password: "[..], &[IAC, EOR_CMD, IAC, WILL, ECHO]].concat()
     );
     // Agreed (twice: the second is not answered), then the answer.
@@ -178,45 +190,35 @@ async fn a_secret_turns_the_clients_echo_off_until_the_answer() {
     server.send(vec![plain(session, 3, "done")]).await;
     assert_eq!(c.until(b"done\r\n").await, b"done\r\n");
     assert!(find(&c.seen, b"hunter2").is_none(), "the secret was echoed");
+    stop(portal).await;
+}
 
-    // A client told of no prompt's end (SGA, no EOR) that hid its answer
-    // gets what follows on a line of its own.
-    let mut c = Raw::connect(&portal).await;
-    c.negotiate(Some(1), &[SGA]).await;
-    let session = opened(&mut server).await;
-    server
-        .send(vec![
-            plain(session, 1, "begin"),
-            output(session, 2, "Password: ", true, Secret),
-        ])
-        .await;
-    c.until(b"begin\r\n").await;
-    assert_eq!(
-        c.until(&[IAC, WILL, ECHO]).await,
-        [&b"Password: "[..], &[IAC, WILL, ECHO]].concat()
-    );
+#[tokio::test]
+async fn after_a_hidden_answer_an_untold_client_gets_a_line_of_its_own() {
+    let (portal, mut server) = portal_and_server(|_| {}).await;
+    // SGA and no EOR: the client is never told the prompt ended.
+    let (mut c, session, prompt) = asked_a_secret(&portal, &mut server, &[SGA]).await;
+    assert_eq!(prompt, [&b"Password: "[..], &[IAC, WILL, ECHO]].concat());
     c.send(&[IAC, DO, ECHO]).await;
     c.send(b"hunter2\r").await;
     c.until(&[IAC, WONT, ECHO]).await;
     server.next_event(|k| matches!(k, S::Input(_))).await;
     server.send(vec![plain(session, 3, "Welcome")]).await;
     assert_eq!(c.until(b"Welcome\r\n").await, b"\r\nWelcome\r\n");
+    stop(portal).await;
+}
 
-    // A client that refuses to have its echo turned off: asked once.
-    let mut c = Raw::connect(&portal).await;
-    c.negotiate(Some(1), &[EOR]).await;
-    let session = opened(&mut server).await;
-    server
-        .send(vec![output(session, 1, "Password: ", true, Secret)])
-        .await;
-    c.until(&[IAC, WILL, ECHO]).await;
+#[tokio::test]
+async fn a_client_that_refuses_to_stop_echoing_is_asked_once() {
+    let (portal, mut server) = portal_and_server(|_| {}).await;
+    let (mut c, session, _) = asked_a_secret(&portal, &mut server, &[EOR]).await;
     c.send(&[IAC, DONT, ECHO]).await;
     c.send(b"pw\r\n").await;
     server.next_event(|k| matches!(k, S::Input(_))).await;
     server
         .send(vec![
-            output(session, 2, "Password: ", true, Secret),
-            plain(session, 3, "end"),
+            output(session, 3, "Password: ", true, Secret),
+            plain(session, 4, "end"),
         ])
         .await;
     assert_eq!(
