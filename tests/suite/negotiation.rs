@@ -341,3 +341,31 @@ fn every_line_end_a_client_may_send_ends_one_line() {
     let tail = c.until(b"pong f\r\n");
     assert_eq!(tail, b"\r\npong e\r\npong f\r\n");
 }
+
+/// A GMCP client plays the real game: Core.Hello names it (the `client`
+/// command shows the name), and what else it sends reaches the server
+/// numbered with its commands, so every command after it is still answered
+/// (a gap or a double in the seqs would stall or drop them).
+#[test]
+fn a_gmcp_client_is_named_by_core_hello_and_its_messages_keep_the_seqs() {
+    let game = Game::started();
+    let mut c = Raw::plain(&game);
+    let gmcp = |message: &str| [&[IAC, SB, GMCP][..], message.as_bytes(), &[IAC, SE]].concat();
+    c.send(&[IAC, DO, GMCP]);
+    c.send(&gmcp(r#"Core.Hello {"client":"Rawmud","version":"2.1"}"#));
+    c.send(&gmcp(r#"Core.Supports.Set ["Char 1"]"#));
+    c.send(&gmcp(r#"Char.Skills.Get {"group":"combat"}"#));
+    c.command(&format!("create Gmcpian {PASSWORD}"), "Welcome, Gmcpian!");
+    c.send(&gmcp("Core.Ping"));
+    let shown = c.command("client", "Your client:");
+    assert!(shown.contains("Your client: Rawmud 2.1"), "{shown:?}");
+    c.send(&gmcp("Char.Skills.Get"));
+    let pong = c.command("ping g", "pong g");
+    assert!(
+        !pong.contains('\u{fffd}'),
+        "nothing but the answer: {pong:?}"
+    );
+    game.reload();
+    c.send(&gmcp("Char.Skills.Get"));
+    c.command("ping h", "pong h");
+}
