@@ -108,6 +108,23 @@ pub struct PortalConfig {
     /// connection) is found, and a client's own idle timer is kept from
     /// closing it; 0: never.
     pub keepalive_s: u64,
+    /// The colours of a telnet client that never says what it shows (it
+    /// does not answer TTYPE, or names a terminal that says nothing of
+    /// colour): "ansi16" (what nearly every MUD client and terminal
+    /// shows), "xterm256", "truecolour", or "plain" (no colour at all). A
+    /// client that reports MTTS gets what it reports, a screen reader
+    /// plain text.
+    pub default_colours: crate::markup::Colours,
+    /// Output waits at most this long after a client connects for it to
+    /// say what it shows (its terminal type and capabilities, its
+    /// character set), so the welcome screen is already in its colours.
+    /// A client that answers, or refuses, sooner waits no longer; 0: never
+    /// wait.
+    pub negotiation_wait_ms: u64,
+    /// Longest out-of-band message (a GMCP or MSDP subnegotiation) taken
+    /// from a client, in bytes; a longer one is discarded as it arrives,
+    /// and logged.
+    pub max_oob_bytes: usize,
     /// Players are told of a pause (a reload's hand-over, a crashed server's
     /// restart) only once their input has waited this long, and told when it
     /// is over; 0 tells them at once. A reload takes milliseconds: a line to
@@ -140,6 +157,9 @@ impl Default for PortalConfig {
             mccp2: true,
             mccp2_idle_release_ms: 5000,
             keepalive_s: 60,
+            default_colours: crate::markup::Colours::Ansi16,
+            negotiation_wait_ms: 1000,
+            max_oob_bytes: 8 * 1024,
             pause_notice_ms: 500,
             threads: 1,
         }
@@ -385,6 +405,7 @@ impl Config {
             ("portal.max_connections", self.portal.max_connections),
             ("portal.sync_chunk", self.portal.sync_chunk),
             ("portal.threads", self.portal.threads),
+            ("portal.max_oob_bytes", self.portal.max_oob_bytes),
             ("server.max_batch", self.server.max_batch),
             ("logs.max_file_kib", self.logs.max_file_kib as usize),
             ("auth.password_queue", self.auth.password_queue),
@@ -415,6 +436,19 @@ impl Config {
         if self.portal.max_line_bytes > max_line {
             return Err(format!(
                 "key `portal.max_line_bytes` must be at most {max_line}"
+            ));
+        }
+        // One message is one Link event, and its JSON may grow in the
+        // conversion (an MSDP control byte becomes a six-byte escape).
+        let max_oob = crate::link::MAX_BATCH_BYTES / 8;
+        if self.portal.max_oob_bytes > max_oob {
+            return Err(format!(
+                "key `portal.max_oob_bytes` must be at most {max_oob}"
+            ));
+        }
+        if self.portal.negotiation_wait_ms > MAX_NEGOTIATION_WAIT_MS {
+            return Err(format!(
+                "key `portal.negotiation_wait_ms` must be at most {MAX_NEGOTIATION_WAIT_MS}"
             ));
         }
         if self.portal.sync_chunk > MAX_SYNC_CHUNK {
@@ -485,6 +519,9 @@ pub struct Difference {
 
 /// More threads than this would be a typo, not a tuning.
 const MAX_PORTAL_THREADS: usize = 256;
+
+/// A longer wait would leave every new player staring at nothing.
+const MAX_NEGOTIATION_WAIT_MS: u64 = 10_000;
 
 /// Sessions in one Sync chunk, at most: a chunk is one Link message, and
 /// each snapshot takes a few hundred bytes with its `extra`.
@@ -567,6 +604,40 @@ mod tests {
             let err = parse(&format!("[portal]\n{key} = {value}\n")).unwrap_err();
             assert!(err.contains(&format!("portal.{key}")), "{err}");
         }
+    }
+
+    #[test]
+    fn telnet_rendering_settings() {
+        let c = parse("[portal]\ndefault_colours = \"plain\"\n").unwrap();
+        assert_eq!(c.portal.default_colours, crate::markup::Colours::None);
+        for (name, colours) in [
+            ("ansi16", crate::markup::Colours::Ansi16),
+            ("xterm256", crate::markup::Colours::Xterm256),
+            ("truecolour", crate::markup::Colours::Truecolour),
+        ] {
+            let c = parse(&format!("[portal]\ndefault_colours = \"{name}\"\n")).unwrap();
+            assert_eq!(c.portal.default_colours, colours);
+        }
+        let err = parse("[portal]\ndefault_colours = \"rainbow\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("plain"), "{err}");
+        assert!(
+            Config::default()
+                .to_toml()
+                .contains("default_colours = \"ansi16\"")
+        );
+        for bad in ["max_oob_bytes = 0", "max_oob_bytes = 10000000"] {
+            let err = parse(&format!("[portal]\n{bad}\n")).unwrap_err();
+            assert!(err.contains("portal.max_oob_bytes"), "{err}");
+        }
+        let err = parse("[portal]\nnegotiation_wait_ms = 60000\n").unwrap_err();
+        assert!(err.contains("portal.negotiation_wait_ms"), "{err}");
+        assert_eq!(
+            parse("[portal]\nnegotiation_wait_ms = 0\n")
+                .unwrap()
+                .portal
+                .negotiation_wait_ms,
+            0
+        );
     }
 
     #[test]

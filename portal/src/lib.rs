@@ -10,9 +10,11 @@
 //! - `telnet`: the sans-IO telnet parser and line assembler.
 //! - `options`: every telnet option's state (RFC 1143's Q method), sans IO;
 //!   `negotiation`: what each option the portal speaks means (SGA, TTYPE
-//!   and MTTS, NAWS, CHARSET, MSSP, MCCP2), sans IO; `charset`: the
-//!   client's character set both ways; `mssp`: the MSSP table; `mccp`: the
-//!   compressed half of a connection.
+//!   and MTTS, NAWS, CHARSET, MSSP, MCCP2, EOR, ECHO, GMCP, MSDP), sans
+//!   IO; `render`: the game's text on the client's screen (colours from
+//!   MTTS, prompts ended with EOR or GA); `gmcp` and `msdp`: out-of-band
+//!   data both ways; `charset`: the client's character set both ways;
+//!   `mssp`: the MSSP table; `mccp`: the compressed half of a connection.
 //! - `hub`: the one owner of the session table; routes input to the active
 //!   server, output to players, and runs the reload hand-over; tells players
 //!   of pauses, including inputs left unanswered (`unanswered`). A directory
@@ -32,14 +34,17 @@
 mod address;
 mod bucket;
 mod charset;
+mod gmcp;
 mod hub;
 mod link;
 mod listener;
 mod mccp;
+mod msdp;
 mod mssp;
 mod negotiation;
 mod options;
 mod outqueue;
+mod render;
 mod session;
 pub mod telnet;
 mod throttle;
@@ -107,6 +112,9 @@ pub async fn run(
     });
     let limits = listener::Limits {
         max_line: config.portal.max_line_bytes,
+        max_oob: config.portal.max_oob_bytes,
+        default_colours: config.portal.default_colours,
+        negotiation_wait: Duration::from_millis(config.portal.negotiation_wait_ms),
         input_queue: config.portal.input_queue,
         output_queue: config.portal.output_queue,
         output_queue_bytes: config.portal.output_queue_bytes,

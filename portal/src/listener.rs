@@ -24,6 +24,12 @@ use ev::link::{PortalSession, SessionId};
 
 pub struct Limits {
     pub max_line: usize,
+    /// Longest GMCP or MSDP message taken from a client.
+    pub max_oob: usize,
+    /// The colours of a client that never says what it shows.
+    pub default_colours: ev::markup::Colours,
+    /// How long output waits for a new client to say how to show it.
+    pub negotiation_wait: Duration,
     pub input_queue: usize,
     pub output_queue: usize,
     pub output_queue_bytes: usize,
@@ -134,7 +140,10 @@ fn start_session(
         kill,
         hub: hub.clone(),
         max_line: limits.max_line,
+        max_oob: limits.max_oob,
         mccp2_idle: limits.mccp2.unwrap_or_default(),
+        default_colours: limits.default_colours,
+        negotiation_wait: limits.negotiation_wait,
         negotiation: Negotiation::new(limits.mccp2.is_some(), limits.mssp.clone()),
         keepalive: limits.keepalive,
         throttle: Throttle::new(limits.commands, slot, now),

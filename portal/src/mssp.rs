@@ -39,7 +39,7 @@ impl Facts {
         let port = self.port.to_string();
         let codebase = format!("ev {}", ev::version::PKG_VERSION);
         let flag = |on: bool| if on { "1" } else { "0" };
-        let vars: [(&str, &str); 17] = [
+        let vars: [(&str, &str); 18] = [
             ("NAME", &self.name),
             ("PLAYERS", &players),
             ("UPTIME", &uptime),
@@ -48,17 +48,19 @@ impl Facts {
             // -1: crawl as often as the crawler likes.
             ("CRAWL DELAY", "-1"),
             ("FAMILY", "Custom"),
-            // What a client gets from this portal; the rest is "0".
+            // What a client gets from this portal (the game's markup in
+            // its colours, out-of-band data both ways); the rest is "0".
             ("MCCP", flag(self.mccp2)),
             ("MSSP", "1"),
             ("UTF-8", "1"),
-            ("ANSI", "0"),
-            ("GMCP", "0"),
-            ("MSDP", "0"),
+            ("ANSI", "1"),
+            ("GMCP", "1"),
+            ("MSDP", "1"),
             ("MXP", "0"),
             ("PUEBLO", "0"),
             ("VT100", "0"),
-            ("XTERM 256 COLORS", "0"),
+            ("XTERM 256 COLORS", "1"),
+            ("XTERM TRUE COLORS", "1"),
         ];
         out.extend_from_slice(&[IAC, SB, MSSP]);
         for (name, value) in vars {
@@ -118,6 +120,16 @@ mod tests {
         assert_eq!(get("PLAYERS"), Some("3"));
         assert_eq!(get("UPTIME"), Some("1700000000"));
         assert_eq!(get("MCCP"), Some("1"));
+        for spoken in [
+            "ANSI",
+            "GMCP",
+            "MSDP",
+            "XTERM 256 COLORS",
+            "XTERM TRUE COLORS",
+        ] {
+            assert_eq!(get(spoken), Some("1"), "{spoken}");
+        }
+        assert_eq!(get("MXP"), Some("0"));
         players.store(7, Ordering::Relaxed);
         let mut again = Vec::new();
         facts.table(&mut again);

@@ -122,12 +122,15 @@ fn telnetlib3_fingerprint_sees_no_negotiation_loop() {
     );
     assert_eq!(
         list("offered-options"),
-        ["CHARSET", "MCCP2", "MSSP", "SGA"],
+        ["CHARSET", "EOR", "GMCP", "MCCP2", "MSDP", "MSSP", "SGA"],
         "{json}"
     );
     assert_eq!(list("requested-options"), ["NAWS", "TTYPE"], "{json}");
-    let mssp = probe["session_data"]["mssp"].to_string();
-    assert!(mssp.contains("ev test"), "the MSSP table was read: {json}");
+    let mssp = &probe["session_data"]["mssp"];
+    assert_eq!(mssp["NAME"], "ev test", "the MSSP table was read: {json}");
+    for spoken in ["GMCP", "MSDP", "ANSI", "XTERM 256 COLORS"] {
+        assert_eq!(mssp[spoken], "1", "MSSP's {spoken}: {json}");
+    }
 }
 
 /// tintin++, driven by a script of triggers, in a pseudo-terminal (`script`):

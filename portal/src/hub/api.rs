@@ -11,14 +11,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::negotiation::ClientInfo;
 use crate::outqueue::OutSender;
-use ev::link::{PortalSession, Role, ServerHello, SessionId, ToPortal, ToServer};
+use ev::link::{Form, Oob, PortalSession, Role, ServerHello, SessionId, ToPortal, ToServer};
 
 pub type ConnId = u64;
 
-/// Text or a close request for one player's connection task.
+/// What one player's connection task is given to send.
 #[derive(Debug)]
 pub enum Outbound {
-    Text(String),
+    /// A line of the portal's own (a pause, a refusal): plain text.
+    Notice(String),
+    /// The game's text, rendered by the connection for its client.
+    Output { text: String, form: Form },
+    /// The game's out-of-band data, sent as the client takes it.
+    Oob(Oob),
+    /// Close the connection after what came before.
     Close(String),
 }
 
@@ -34,6 +40,12 @@ pub enum HubEvent {
     Input {
         session: SessionId,
         text: String,
+    },
+    /// Out-of-band data from the client (GMCP, MSDP): numbered with the
+    /// inputs, and kept and replayed like one.
+    Oob {
+        session: SessionId,
+        oob: Oob,
     },
     /// What telnet negotiation told of the client changed.
     ClientInfo {

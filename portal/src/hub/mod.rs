@@ -44,7 +44,7 @@ use crate::unanswered::Unanswered;
 use api::{AdminRequest, ConnId, HubEvent, HubSender, Outbound, StatusInfo};
 use ev::link::{Role, SessionId, ToPortal, ToServer};
 use handover::Switch;
-use ledger::Session;
+use ledger::{Body, Session};
 use pause::Pause;
 use servers::Server;
 use shutdown::Stopping;
@@ -181,7 +181,8 @@ impl Hub {
                 kill,
                 logged_in,
             } => self.opened(portal, out, credits, kill, logged_in),
-            HubEvent::Input { session, text } => self.input(session, text),
+            HubEvent::Input { session, text } => self.input(session, Body::Text(text)),
+            HubEvent::Oob { session, oob } => self.input(session, Body::Oob(oob)),
             HubEvent::InputEnded { session } => self.input_ended(session),
             HubEvent::ClientInfo { session, info } => self.client_info(session, info),
             HubEvent::Closed { session, reason } => self.closed(session, reason),
@@ -207,25 +208,16 @@ impl Hub {
             // `link` turns a server's first hello into the Attach and drops
             // any other.
             ToPortal::Hello(_) => {}
+            // Rendered by the session, for its client.
             ToPortal::Output {
                 session,
                 seq,
                 text,
                 form,
-            } => {
-                // Until telnet renders colour and prompts, markup is shown
-                // as its plain text.
-                let text = if form.markup {
-                    ev::markup::plain(&text)
-                } else {
-                    text
-                };
-                self.deliver(session, seq, Outbound::Text(text))
-            }
-            // Not rendered for telnet yet; marked delivered all the same.
-            ToPortal::Oob { session, seq, .. } => {
-                self.fresh(session, seq);
-            }
+            } => self.deliver(session, seq, Outbound::Output { text, form }),
+            // Delivered (and so marked) even to a client that takes no
+            // out-of-band data: the session drops it then.
+            ToPortal::Oob { session, seq, oob } => self.deliver(session, seq, Outbound::Oob(oob)),
             ToPortal::Ack { session, seq } => self.ack(conn, session, seq),
             ToPortal::Working { session, seq } => self.working(conn, session, seq),
             ToPortal::Update {
