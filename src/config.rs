@@ -59,8 +59,24 @@ impl Default for GameConfig {
 pub struct PortalConfig {
     /// Telnet listener. Port 0 picks a free port (written to run/telnet.addr).
     pub telnet: SocketAddr,
-    /// Webclient listener (the webclient itself is not built yet).
-    pub web: SocketAddr,
+    /// The webclient: the page (`GET /`) and its WebSocket (`/ws`) on this
+    /// address; "" for none. Port 0 picks a free port (written to
+    /// run/web.addr). Web sessions are portal sessions like telnet's, under
+    /// the same connection and command limits.
+    #[serde(with = "optional_addr")]
+    pub web: Option<SocketAddr>,
+    /// Origins (`scheme://host[:port]`) whose pages may open the webclient's
+    /// WebSocket, besides the portal's own page (an Origin whose host is the
+    /// request's Host); "*" allows any. A browser sends its page's origin,
+    /// so this keeps other sites' pages from playing as their visitors.
+    pub web_origins: Vec<String>,
+    /// Largest WebSocket message taken from a web client, in bytes; a
+    /// larger one closes the connection with code 1009 and a reason.
+    pub web_max_message_bytes: usize,
+    /// How long a web session whose socket dropped is kept for its page to
+    /// resume it (its output waits within `output_queue`, and it holds its
+    /// place in the connection limits); 0: a dropped socket ends the session.
+    pub web_resume_ms: u64,
     /// Longest input line in bytes; a longer line is refused with a message.
     pub max_line_bytes: usize,
     /// Inputs per session held while not yet applied by a server (e.g. during a
@@ -140,7 +156,10 @@ impl Default for PortalConfig {
     fn default() -> Self {
         Self {
             telnet: ([127, 0, 0, 1], 4000).into(),
-            web: ([127, 0, 0, 1], 4001).into(),
+            web: Some(([127, 0, 0, 1], 4001).into()),
+            web_origins: Vec::new(),
+            web_max_message_bytes: 64 * 1024,
+            web_resume_ms: 60_000,
             max_line_bytes: 4096,
             input_queue: 256,
             output_queue: 4096,
@@ -406,6 +425,10 @@ impl Config {
             ("portal.sync_chunk", self.portal.sync_chunk),
             ("portal.threads", self.portal.threads),
             ("portal.max_oob_bytes", self.portal.max_oob_bytes),
+            (
+                "portal.web_max_message_bytes",
+                self.portal.web_max_message_bytes,
+            ),
             ("server.max_batch", self.server.max_batch),
             ("logs.max_file_kib", self.logs.max_file_kib as usize),
             ("auth.password_queue", self.auth.password_queue),
@@ -455,6 +478,13 @@ impl Config {
             return Err(format!(
                 "key `portal.sync_chunk` must be at most {MAX_SYNC_CHUNK}"
             ));
+        }
+        for origin in &self.portal.web_origins {
+            if origin != "*" && !is_origin(origin) {
+                return Err(format!(
+                    "key `portal.web_origins`: {origin:?} is not an origin (scheme://host[:port], or \"*\")"
+                ));
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logs.filter) {
             return Err(format!("key `logs.filter` is not a log filter: {e}"));
@@ -506,6 +536,46 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// An address that may be off: written as "" when it is, so ev.toml names
+/// the key either way (TOML has no null).
+mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "" => Ok(None),
+            addr => addr.parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{addr:?} is not an address: HOST:PORT with HOST an IP address, or \"\" for none"
+                ))
+            }),
+        }
+    }
+}
+
+/// Whether `text` is a web origin as a browser sends it: `http` or
+/// `https`, `://`, a host and perhaps a port, and nothing after.
+pub fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
 }
 
 /// One key that differs between two configs (see [`Config::differences`]).
@@ -560,6 +630,24 @@ mod tests {
     fn written_defaults_read_back() {
         let c = Config::default();
         assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn the_webclient_is_on_unless_its_address_is_empty() {
+        let c = Config::default();
+        assert_eq!(c.portal.web, Some("127.0.0.1:4001".parse().unwrap()));
+        let c = parse("[portal]\nweb = \"\"\n").unwrap();
+        assert_eq!(c.portal.web, None);
+        assert!(c.to_toml().contains("web = \"\""), "{}", c.to_toml());
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let err = parse("[portal]\nweb = \"localhost\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("web"), "{err}");
+        let c = parse("[portal]\nweb_origins = [\"https://play.example.org\", \"*\"]\n").unwrap();
+        assert_eq!(c.portal.web_origins.len(), 2);
+        let err = parse("[portal]\nweb_origins = [\"play.example.org\"]\n").unwrap_err();
+        assert!(err.contains("portal.web_origins"), "{err}");
+        let err = parse("[portal]\nweb_max_message_bytes = 0\n").unwrap_err();
+        assert!(err.contains("portal.web_max_message_bytes"), "{err}");
     }
 
     #[test]

@@ -93,6 +93,10 @@ impl GameDir {
     pub fn telnet_addr_path(&self) -> PathBuf {
         self.run_dir().join("telnet.addr")
     }
+    /// The webclient's bound address, while the portal serves it.
+    pub fn web_addr_path(&self) -> PathBuf {
+        self.run_dir().join("web.addr")
+    }
 
     /// Fails if a socket path would be over the kernel's limit.
     pub fn check_socket_paths(&self) -> Result<(), GameDirError> {

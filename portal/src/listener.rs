@@ -12,7 +12,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::address::{AddressLimits, Addresses, Slot};
+use crate::address::{Addresses, Slot};
+use crate::ids::SessionIds;
 use crate::hub::api::{HubEvent, HubSender};
 use crate::mssp::Facts;
 use crate::negotiation::Negotiation;
@@ -35,7 +36,6 @@ pub struct Limits {
     pub output_queue_bytes: usize,
     pub commands: Rate,
     pub timeouts: Timeouts,
-    pub addresses: AddressLimits,
     /// Offer MCCP2; an idle player's compressor is released after this long.
     pub mccp2: Option<Duration>,
     /// What an MSSP crawler is told.
@@ -44,24 +44,17 @@ pub struct Limits {
     pub keepalive: Option<Duration>,
 }
 
-/// Session ids grow across portal restarts: they start from the start time in
-/// microseconds, so a server never mistakes a new session for an old one.
-fn first_session_id() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as u64
-}
-
+/// Accepts until `stop`. `addresses` and `ids` are shared with the
+/// webclient's listener: one set of connection limits, one id sequence.
 pub async fn run(
     listener: TcpListener,
     hub: HubSender,
     limits: Limits,
+    addresses: Addresses,
+    ids: SessionIds,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let addresses = Addresses::new(limits.addresses);
-    let mut next_id = first_session_id();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -88,9 +81,8 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
-        next_id += 1;
         start_session(
-            SessionId(next_id),
+            ids.next(),
             stream,
             peer,
             &hub,

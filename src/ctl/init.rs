@@ -31,7 +31,7 @@ pub fn run(
         config.portal.telnet = addr;
     }
     if let Some(addr) = web {
-        config.portal.web = addr;
+        config.portal.web = Some(addr);
     }
     // Everything that can be refused is asked before anything is written.
     let admin = match admin {
