@@ -44,4 +44,8 @@ mod suite {
     // A game's timers fire exactly once across a reload and a crash after
     // their commit; a password asked for never reaches a log.
     mod game_api;
+    // The webclient (issue 15): the page over HTTP, ev's WebSocket protocol
+    // (resume, numbered inputs, bad frames, origins, limits, takeover), the
+    // terminal subprotocol, and the page itself in headless Chromium.
+    mod web;
 }

@@ -244,6 +244,7 @@ async fn listen_web(
 /// The webclient's limits: its own keys, and the ones every session obeys.
 fn web_limits(config: &Config, limits: &listener::Limits) -> web::WebLimits {
     web::WebLimits {
+        game: config.game.name.clone(),
         max_message: config.portal.web_max_message_bytes,
         origins: config.portal.web_origins.clone(),
         resume: Duration::from_millis(config.portal.web_resume_ms),

@@ -43,6 +43,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -66,6 +67,8 @@ const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 /// What the webclient is allowed, from ev.toml.
 #[derive(Debug, Clone)]
 pub struct WebLimits {
+    /// `game.name`, for the page's title.
+    pub game: String,
     /// `portal.web_max_message_bytes`.
     pub max_message: usize,
     /// `portal.web_origins`, as written ("*": any).
@@ -93,6 +96,8 @@ pub struct Shared {
     pub tracker: TaskTracker,
     pub stop: CancellationToken,
     resumes: Resumes,
+    /// Places for connections over the limits that come to resume.
+    probation: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -112,6 +117,7 @@ impl Shared {
             tracker,
             stop,
             resumes: Resumes::default(),
+            probation: Arc::new(Semaphore::new(PROBATION)),
         })
     }
 }
@@ -121,8 +127,27 @@ impl Shared {
 #[derive(Clone)]
 struct Conn {
     peer: SocketAddr,
-    slot: Arc<Mutex<Option<Slot>>>,
+    place: Arc<Mutex<Place>>,
 }
+
+/// A connection's standing in the connection limits.
+enum Place {
+    /// Admitted: its place, until a session takes it.
+    Slot(Slot),
+    /// Over the limits, so it may only resume a session (which has its
+    /// place already): a player at the limit whose socket dropped must get
+    /// back in. Such connections are few at a time ([`PROBATION`]) and
+    /// brief (the header and hello deadlines).
+    ResumeOnly {
+        _permit: OwnedSemaphorePermit,
+        refusal: &'static str,
+    },
+    /// A socket took it.
+    Taken,
+}
+
+/// Connections over the limits that may still resume, at once, in all.
+const PROBATION: usize = 64;
 
 /// Accepts web connections until the portal stops accepting.
 pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
@@ -143,11 +168,28 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let admitted = shared.addresses.admit(peer.ip());
+        let place = match shared.addresses.admit(peer.ip()) {
+            Ok(slot) => Some(Place::Slot(slot)),
+            Err(refusal) => shared
+                .probation
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|permit| Place::ResumeOnly {
+                    _permit: permit,
+                    refusal,
+                }),
+        };
+        let refusal: Option<&'static str> = match &place {
+            Some(Place::ResumeOnly { refusal, .. }) => Some(refusal),
+            None => Some("The game is busy; please try again later."),
+            _ => None,
+        };
         shared.tracker.spawn(serve(
             stream,
             peer,
-            admitted,
+            place.unwrap_or(Place::Taken),
+            refusal,
             router.clone(),
             shared.stop.clone(),
         ));
@@ -155,11 +197,13 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Serves one HTTP connection (and hands a WebSocket upgrade on). A
-/// connection over the limits is answered 503, whatever it asks.
+/// connection over the limits (`refused`) is answered 503 with the reason,
+/// but for a socket that resumes a session.
 async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    admitted: Result<Slot, &'static str>,
+    place: Place,
+    refused: Option<&'static str>,
     router: Router,
     stop: CancellationToken,
 ) {
@@ -167,19 +211,17 @@ async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_DEADLINE);
-    let (refused, slot) = match admitted {
-        Ok(slot) => (None, Some(slot)),
-        Err(message) => (Some(message), None),
-    };
+    let may_resume = matches!(place, Place::ResumeOnly { .. });
     let conn = Conn {
         peer,
-        slot: Arc::new(Mutex::new(slot)),
+        place: Arc::new(Mutex::new(place)),
     };
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         let router = router.clone();
         request.extensions_mut().insert(conn.clone());
+        let refuse = refused.filter(|_| !(may_resume && request.uri().path() == "/ws"));
         async move {
-            match refused {
+            match refuse {
                 Some(message) => Ok::<_, Infallible>(refusal(message)),
                 None => router.oneshot(request).await,
             }
@@ -254,12 +296,17 @@ async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    let slot = match conn.slot.lock() {
-        Ok(mut slot) => slot.take(),
-        Err(poisoned) => poisoned.into_inner().take(),
+    let place = match conn.place.lock() {
+        Ok(mut place) => std::mem::replace(&mut *place, Place::Taken),
+        Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Place::Taken),
     };
-    let Some(slot) = slot else {
-        return (StatusCode::CONFLICT, "This connection has a socket already.").into_response();
+    let slot = match place {
+        Place::Slot(slot) => Ok(slot),
+        Place::ResumeOnly { refusal, .. } => Err(refusal),
+        Place::Taken => {
+            return (StatusCode::CONFLICT, "This connection has a socket already.")
+                .into_response();
+        }
     };
     let upgrade = upgrade
         .protocols([protocol::EV, protocol::GMCP, protocol::TERMINAL])
@@ -279,17 +326,21 @@ async fn upgrade(
         })
 }
 
-/// A socket is open: a new session, or (ev's protocol) a resume.
+/// A socket is open: a new session, or (ev's protocol) a resume. `slot`
+/// is its place in the limits, or why it has none (then it may only resume).
 async fn opened(
     mut socket: Socket,
     shared: Arc<Shared>,
     peer: SocketAddr,
-    slot: Slot,
+    slot: Result<Slot, &'static str>,
     origin: Option<String>,
     wire: Wire,
 ) {
     if wire != Wire::Ev {
-        session::start(socket, shared, peer, slot, origin, wire).await;
+        match slot {
+            Ok(slot) => session::start(socket, shared, peer, slot, origin, wire).await,
+            Err(refusal) => close(&mut socket, CLOSE_POLICY, refusal).await,
+        }
         return;
     }
     let first = tokio::select! {
@@ -303,9 +354,13 @@ async fn opened(
         Err(_) => Err(format!("no hello within {HELLO_DEADLINE:?}")),
     };
     match hello {
-        Ok(FromPage::Hello { resume: None, .. }) => {
-            session::start(socket, shared, peer, slot, origin, wire).await
-        }
+        Ok(FromPage::Hello { resume: None, .. }) => match slot {
+            Ok(slot) => session::start(socket, shared, peer, slot, origin, wire).await,
+            Err(refusal) => {
+                let _ = socket.send(Message::text(protocol::closed(refusal))).await;
+                close(&mut socket, CLOSE_POLICY, refusal).await;
+            }
+        },
         Ok(FromPage::Hello {
             resume: Some(token),
             seen,
@@ -333,7 +388,7 @@ async fn opened(
 }
 
 /// The session cannot be resumed: the page must start anew.
-async fn refuse_resume(mut socket: Socket) {
+pub(super) async fn refuse_resume(mut socket: Socket) {
     let reason = "This session is over (you were away too long, or the game was restarted).";
     let _ = socket.send(Message::text(protocol::closed(reason))).await;
     close(&mut socket, CLOSE_RESUME_REFUSED, "session over").await;

@@ -23,8 +23,8 @@
 //!   which the game sees as the session's window and capabilities.
 //!
 //! Portal → page:
-//! - `{"t":"welcome","token":T,"resumed":B,"input":K,"resume_ms":M}`: the
-//!   session is (still) there. T is the token for the next resume (a token
+//! - `{"t":"welcome","game":G,"token":T,"resumed":B,"input":K,"resume_ms":M}`:
+//!   the session is (still) there, in the game named G (`game.name`). T is the token for the next resume (a token
 //!   is good once); K the last input number the portal has, so the page
 //!   sends again only those after it; M how long a dropped socket may be
 //!   away (0: no resume).
@@ -307,9 +307,10 @@ pub enum Frame {
 }
 
 /// The portal's own messages to the page, which are not numbered.
-pub fn welcome(token: &str, resumed: bool, input: u64, resume_ms: u64) -> String {
+pub fn welcome(game: &str, token: &str, resumed: bool, input: u64, resume_ms: u64) -> String {
     serde_json::json!({
-        "t": "welcome", "token": token, "resumed": resumed, "input": input, "resume_ms": resume_ms,
+        "t": "welcome", "game": game, "token": token, "resumed": resumed, "input": input,
+        "resume_ms": resume_ms,
     })
     .to_string()
 }

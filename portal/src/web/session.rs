@@ -189,6 +189,11 @@ impl WebSession {
         let reason = self.serve(socket).await;
         tracing::debug!(session = %self.id, "web session closed: {reason}");
         self.shared.resumes.forget(self.id);
+        // A socket that came to resume as the session ended is told so.
+        self.rejoin_rx.close();
+        while let Ok(rejoin) = self.rejoin_rx.try_recv() {
+            super::refuse_resume(rejoin.socket).await;
+        }
         self.shared.hub.send(HubEvent::Closed {
             session: self.id,
             reason,
@@ -429,6 +434,7 @@ impl WebSession {
             0
         };
         let text = protocol::welcome(
+            &self.shared.limits.game,
             token.as_deref().unwrap_or(""),
             resumed,
             self.received,
