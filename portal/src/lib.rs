@@ -231,7 +231,9 @@ async fn listen_web(
         return Ok(None);
     };
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("binding the webclient listener on {addr} (portal.web in ev.toml; \"\" turns it off)")
+        format!(
+            "binding the webclient listener on {addr} (portal.web in ev.toml; \"\" turns it off)"
+        )
     })?;
     let addr = listener.local_addr()?;
     std::fs::write(addr_file.with_extension("tmp"), format!("{addr}\n"))

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::address::{Addresses, Slot};
-use crate::ids::SessionIds;
 use crate::hub::api::{HubEvent, HubSender};
+use crate::ids::SessionIds;
 use crate::mssp::Facts;
 use crate::negotiation::Negotiation;
 use crate::outqueue;
@@ -81,15 +81,7 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
-        start_session(
-            ids.next(),
-            stream,
-            peer,
-            &hub,
-            &limits,
-            &tracker,
-            slot,
-        );
+        start_session(ids.next(), stream, peer, &hub, &limits, &tracker, slot);
     }
 }
 

@@ -166,7 +166,11 @@ impl Web {
         panic!(
             "{}: waiting for {what}: {} (closed: {:?}); last shown: {:?}",
             self.label,
-            if self.closed.is_some() { "closed" } else { "timed out" },
+            if self.closed.is_some() {
+                "closed"
+            } else {
+                "timed out"
+            },
             self.closed,
             self.shown.iter().rev().take(8).collect::<Vec<_>>()
         )
@@ -211,12 +215,24 @@ impl Web {
     /// Drops the socket without a close: the network went away.
     fn cut(self) -> Web {
         let _ = self.ws.get_ref().shutdown(std::net::Shutdown::Both);
-        let mut web = Web::detached(self.label, self.token, self.seen, self.next_input, self.shown);
+        let mut web = Web::detached(
+            self.label,
+            self.token,
+            self.seen,
+            self.next_input,
+            self.shown,
+        );
         web.origin = self.origin;
         web
     }
 
-    fn detached(label: String, token: String, seen: u64, next_input: u64, shown: Vec<String>) -> Web {
+    fn detached(
+        label: String,
+        token: String,
+        seen: u64,
+        next_input: u64,
+        shown: Vec<String>,
+    ) -> Web {
         // The socket of a Web is only read through `next`; a detached one
         // is never read, so any stream does: a connection to ourselves.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -332,7 +348,11 @@ fn a_web_player_and_a_telnet_player_talk_across_a_reload_and_a_dropped_socket() 
     assert!(text(&out).contains("dark for"), "{}", text(&out));
     web.input("say after the reload");
     telly.expect(&heard("Webby", "after the reload"));
-    assert_eq!(web.count("Welcome to "), 1, "never back to the login screen");
+    assert_eq!(
+        web.count("Welcome to "),
+        1,
+        "never back to the login screen"
+    );
 
     // An input the portal takes, then the socket drops before the page
     // reads its ack: the page sends it again on resume, and it runs once.
@@ -374,7 +394,10 @@ fn a_web_player_and_a_telnet_player_talk_across_a_reload_and_a_dropped_socket() 
     assert_eq!(stale.expect_close().0, 4000);
 
     let status = text(&game.evctl(&["status"]));
-    assert!(status.contains("sessions           2 (2 logged in)"), "{status}");
+    assert!(
+        status.contains("sessions           2 (2 logged in)"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -425,7 +448,8 @@ fn bad_frames_close_the_socket_with_a_reason_and_the_portal_serves_on() {
 
 #[test]
 fn origins_are_checked_and_a_token_is_bound_to_its_origin() {
-    let game = Game::with_config(|c| c.portal.web_origins = vec!["https://play.example.org".into()]);
+    let game =
+        Game::with_config(|c| c.portal.web_origins = vec!["https://play.example.org".into()]);
     game.start();
     let addr = web_addr(&game);
     let refused = open(addr, None, Some("http://evil.example")).unwrap_err();
@@ -459,7 +483,10 @@ fn the_newer_login_takes_over_between_telnet_and_the_web() {
     web.input(&format!("connect Both {PASSWORD}"));
     web.expect_text("Welcome back, Both!");
     telly.expect("Another connection took over Both.");
-    assert!(telly.is_closed(REPLY_TIMEOUT), "the telnet login was closed");
+    assert!(
+        telly.is_closed(REPLY_TIMEOUT),
+        "the telnet login was closed"
+    );
 
     // And back: a telnet login takes the character from the page, which is
     // told, closed for good, and cannot resume.
@@ -488,7 +515,10 @@ fn web_sessions_count_in_the_connection_limits_even_while_away() {
     two.expect_text("Welcome to ");
     let full = http_get(addr, "/");
     assert!(full.starts_with("HTTP/1.1 503"), "{full}");
-    assert!(full.contains("Too many connections from your address"), "{full}");
+    assert!(
+        full.contains("Too many connections from your address"),
+        "{full}"
+    );
     let mut telnet = game.connect("third");
     telnet.expect("Too many connections from your address");
     // A dropped socket's session waits for its page, in its place.
@@ -496,7 +526,10 @@ fn web_sessions_count_in_the_connection_limits_even_while_away() {
     assert!(http_get(addr, "/").starts_with("HTTP/1.1 503"));
     // Its resume takes no second place.
     let mut back = Web::resume(&game, &two);
-    assert_eq!(back.expect("the welcome", |v| v["t"] == "welcome")["resumed"], true);
+    assert_eq!(
+        back.expect("the welcome", |v| v["t"] == "welcome")["resumed"],
+        true
+    );
     drop(one);
 }
 
@@ -538,8 +571,10 @@ fn a_terminal_subprotocol_client_plays_a_command() {
         }
     };
     read_until(&mut ws, "Welcome to ");
-    ws.send(Message::binary(format!("create Term {PASSWORD}\r\n").into_bytes()))
-        .unwrap();
+    ws.send(Message::binary(
+        format!("create Term {PASSWORD}\r\n").into_bytes(),
+    ))
+    .unwrap();
     read_until(&mut ws, "Welcome, Term!");
     ws.send(Message::text("say in colour")).unwrap();
     read_until(&mut ws, "You say, \"in colour\"");
@@ -714,7 +749,11 @@ fn the_page_in_chromium_plays_stays_across_a_reload_and_resumes_after_a_drop() {
     // Typed while the socket was down: run exactly once.
     telly.expect(&heard("Webby", "typed while away"));
     assert_eq!(
-        count_until_marker(&mut telly, &heard("Webby", "typed while away"), "marker two"),
+        count_until_marker(
+            &mut telly,
+            &heard("Webby", "typed while away"),
+            "marker two"
+        ),
         0
     );
     browser.go();
@@ -723,6 +762,10 @@ fn the_page_in_chromium_plays_stays_across_a_reload_and_resumes_after_a_drop() {
     let status = browser.wait(slow);
     assert!(status.success(), "{}", browser.seen.join("\n"));
     for shot in ["desktop.png", "phone.png"] {
-        assert!(shots.join(shot).exists(), "no {shot} in {}", shots.display());
+        assert!(
+            shots.join(shot).exists(),
+            "no {shot} in {}",
+            shots.display()
+        );
     }
 }

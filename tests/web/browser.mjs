@@ -138,6 +138,7 @@ try {
 
   await type(page, `create Webby ${password}`);
   await waitFor(page, 'Welcome, Webby!');
+  check((await count(page, password)) === 0, 'the password of a one-line login is not echoed');
   await type(page, 'say hello from the web');
   await waitFor(page, 'You say, "hello from the web"');
   await step('created');

@@ -275,9 +275,9 @@ fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) 
     let Some(host) = host else {
         return false;
     };
-    origin
-        .split_once("://")
-        .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && rest.eq_ignore_ascii_case(host))
+    origin.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "http" | "https") && rest.eq_ignore_ascii_case(host)
+    })
 }
 
 async fn upgrade(
@@ -288,9 +288,17 @@ async fn upgrade(
 ) -> Response {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let origin = text(header::ORIGIN).map(str::to_owned);
-    if !origin_allowed(origin.as_deref(), text(header::HOST), &shared.limits.origins) {
+    if !origin_allowed(
+        origin.as_deref(),
+        text(header::HOST),
+        &shared.limits.origins,
+    ) {
         tracing::info!(peer = %conn.peer, ?origin, "web socket refused: origin not allowed (portal.web_origins)");
-        return (StatusCode::FORBIDDEN, "This origin may not open the game's socket.").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "This origin may not open the game's socket.",
+        )
+            .into_response();
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -304,7 +312,10 @@ async fn upgrade(
         Place::Slot(slot) => Ok(slot),
         Place::ResumeOnly { refusal, .. } => Err(refusal),
         Place::Taken => {
-            return (StatusCode::CONFLICT, "This connection has a socket already.")
+            return (
+                StatusCode::CONFLICT,
+                "This connection has a socket already.",
+            )
                 .into_response();
         }
     };
@@ -312,11 +323,7 @@ async fn upgrade(
         .protocols([protocol::EV, protocol::GMCP, protocol::TERMINAL])
         .max_message_size(shared.limits.max_message)
         .max_frame_size(shared.limits.max_message);
-    let wire = Wire::from_protocol(
-        upgrade
-            .selected_protocol()
-            .and_then(|p| p.to_str().ok()),
-    );
+    let wire = Wire::from_protocol(upgrade.selected_protocol().and_then(|p| p.to_str().ok()));
     let peer = conn.peer;
     let tracker = shared.tracker.clone();
     upgrade
@@ -382,7 +389,14 @@ async fn opened(
                 Err(Refused::Unknown) => refuse_resume(socket).await,
             }
         }
-        Ok(_) => close(&mut socket, CLOSE_POLICY, "the first message must be a hello").await,
+        Ok(_) => {
+            close(
+                &mut socket,
+                CLOSE_POLICY,
+                "the first message must be a hello",
+            )
+            .await
+        }
         Err(e) => close(&mut socket, CLOSE_POLICY, &e).await,
     }
 }

@@ -286,9 +286,9 @@ impl ToPage {
                 }
                 Some(Frame::Binary(out.into_bytes()))
             }
-            ToPage::Notice(text) | ToPage::Pause { text, .. } => {
-                Some(Frame::Binary(format!("{}\r\n", ev::text::printable(text)).into_bytes()))
-            }
+            ToPage::Notice(text) | ToPage::Pause { text, .. } => Some(Frame::Binary(
+                format!("{}\r\n", ev::text::printable(text)).into_bytes(),
+            )),
             ToPage::Oob(oob) if wire == Wire::Gmcp => Some(Frame::Text(if oob.data.is_empty() {
                 oob.name.clone()
             } else {
@@ -329,7 +329,10 @@ mod tests {
 
     #[test]
     fn markup_becomes_spans_with_colours_and_no_controls() {
-        let spans = spans("{red}hot{/} {b}{#ff8800}x{/}{/}\u{1b}[2J{x208}y{/}", Form::LINE);
+        let spans = spans(
+            "{red}hot{/} {b}{#ff8800}x{/}{/}\u{1b}[2J{x208}y{/}",
+            Form::LINE,
+        );
         let json = serde_json::to_string(&spans).unwrap();
         assert_eq!(
             json,

@@ -66,11 +66,7 @@ impl Resumes {
 
     /// Takes `token` (it is good once) if `origin` is the one it was
     /// issued to, and returns where to send the socket.
-    pub fn take(
-        &self,
-        token: &str,
-        origin: Option<&str>,
-    ) -> Result<mpsc::Sender<Rejoin>, Refused> {
+    pub fn take(&self, token: &str, origin: Option<&str>) -> Result<mpsc::Sender<Rejoin>, Refused> {
         let mut table = self.lock();
         let Some(claim) = table.get(token) else {
             return Err(Refused::Unknown);
@@ -116,9 +112,7 @@ mod tests {
     fn a_token_is_good_once_from_its_own_origin() {
         let resumes = Resumes::default();
         let (tx, _rx) = mpsc::channel(1);
-        let token = resumes
-            .issue(SessionId(1), Some("http://a"), &tx)
-            .unwrap();
+        let token = resumes.issue(SessionId(1), Some("http://a"), &tx).unwrap();
         assert_eq!(token.len(), 64);
         assert_eq!(
             resumes.take(&token, Some("http://evil")).err(),

@@ -36,8 +36,8 @@ use tokio_util::sync::CancellationToken;
 use super::protocol::{self, Frame, FromPage, ToPage, Wire};
 use super::resume::Rejoin;
 use super::{
-    CLOSE_INVALID, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_REPLACED, CLOSE_TOO_BIG,
-    CLOSE_UNSUPPORTED, Shared, Socket, close,
+    CLOSE_INVALID, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_REPLACED, CLOSE_TOO_BIG, CLOSE_UNSUPPORTED,
+    Shared, Socket, close,
 };
 use crate::address::Slot;
 use crate::charset::Charset;
@@ -140,10 +140,8 @@ pub async fn start(
 /// The client name the game sees for the page.
 const CLIENT: &str = "ev webclient";
 /// What a browser shows: colour of every kind, UTF-8.
-const CAPABILITIES: u32 = Capabilities::ANSI
-    | Capabilities::UTF8
-    | Capabilities::COLOURS_256
-    | Capabilities::TRUECOLOUR;
+const CAPABILITIES: u32 =
+    Capabilities::ANSI | Capabilities::UTF8 | Capabilities::COLOURS_256 | Capabilities::TRUECOLOUR;
 
 struct WebSession {
     id: SessionId,
@@ -179,7 +177,7 @@ struct WebSession {
 
 /// Where the session's socket is.
 enum Link {
-    Up(Socket),
+    Up(Box<Socket>),
     /// Dropped then; waiting for a resume.
     Away(Instant),
 }
@@ -205,7 +203,7 @@ impl WebSession {
     }
 
     async fn serve(&mut self, socket: Socket) -> String {
-        let mut link = Link::Up(socket);
+        let mut link = Link::Up(Box::new(socket));
         if self.wire == Wire::Ev {
             if let Link::Up(socket) = &mut link
                 && self.welcome(socket, false).await.is_err()
@@ -259,7 +257,7 @@ impl WebSession {
                         tracing::debug!(session = %self.id, "web session resumed");
                         last_heard = Instant::now();
                         last_sent = Instant::now();
-                        Link::Up(socket)
+                        Link::Up(Box::new(socket))
                     } else {
                         Link::Away(Instant::now())
                     };
@@ -495,7 +493,7 @@ impl WebSession {
         match (self.wire, message) {
             (_, Message::Ping(_) | Message::Pong(_) | Message::Close(_)) => Ok(()),
             (Wire::Ev, Message::Text(text)) => match FromPage::parse(text.as_str()) {
-                Ok(message) => self.from_page(socket, message).await,
+                Ok(message) => self.page_message(socket, message).await,
                 Err(e) => Err(violation(CLOSE_INVALID, format!("not a message: {e}"))),
             },
             (Wire::Ev, Message::Binary(_)) => Err(violation(
@@ -558,7 +556,11 @@ impl WebSession {
     }
 
     /// A message of ev's protocol, after the hello.
-    async fn from_page(&mut self, socket: &mut Socket, message: FromPage) -> Result<(), Violation> {
+    async fn page_message(
+        &mut self,
+        socket: &mut Socket,
+        message: FromPage,
+    ) -> Result<(), Violation> {
         match message {
             FromPage::Hello { .. } => Err(violation(CLOSE_POLICY, "hello twice")),
             FromPage::In { n, text } => {

@@ -289,11 +289,17 @@
     socket.send(JSON.stringify(msg));
   }
 
+  // A login on one line carries its password: the echo hides it.
+  const LOGIN = /^\s*(connect|create)\s+\S+\s+\S/i;
+  function shownAs(text) {
+    return LOGIN.test(text) ? text.replace(/^(\s*\S+\s+\S+\s+).*$/, '$1••••••••') : text;
+  }
+
   function send(text, echo) {
-    const item = { n: nextInput++, text, secret };
+    const item = { n: nextInput++, text, secret: secret || LOGIN.test(text) };
     unacked.push(item);
     save();
-    if (echo && !secret) say(text, 'echo');
+    if (echo && !secret) say(shownAs(text), 'echo');
     if (secret) setSecret(false);
     transmit(item);
   }
@@ -319,7 +325,7 @@
     event.preventDefault();
     const text = input.value;
     input.value = '';
-    if (!secret && text.trim() !== '') {
+    if (!secret && text.trim() !== '' && !LOGIN.test(text)) {
       if (history[history.length - 1] !== text) history.push(text);
       if (history.length > MAX_HISTORY) history.shift();
     }
