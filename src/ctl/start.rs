@@ -91,7 +91,14 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
     });
     match ready {
         Ok(telnet) => {
-            say(format!("ev is running: telnet {telnet} (supervisor pid {pid})"))?;
+            // The portal wrote the webclient's address before it was ready.
+            let web = std::fs::read_to_string(game.web_addr_path())
+                .ok()
+                .map(|addr| format!(", web http://{}/", addr.trim()))
+                .unwrap_or_default();
+            say(format!(
+                "ev is running: telnet {telnet}{web} (supervisor pid {pid})"
+            ))?;
             Ok(EXIT_OK)
         }
         Err(Why::Exited(status)) => {

@@ -30,6 +30,8 @@
   try { unacked = JSON.parse(store.getItem('ev.unacked') || '[]'); } catch (_) { unacked = []; }
 
   let socket = null;
+  let resuming = false;  // this socket's hello asked to resume
+  let quietRestart = false;
   let ready = false;     // the welcome came: inputs may go
   let finished = false;  // the session is over
   let backoff = 250;
@@ -179,6 +181,15 @@
         save();
         break;
       case 'closed':
+        if (resuming && !log.childElementCount) {
+          // A page opened on a session that is over (a reload of the page
+          // long after): nothing to tell, start anew.
+          token = '';
+          seen = 0;
+          save();
+          quietRestart = true;
+          break;
+        }
         finish(msg.reason);
         break;
       default:
@@ -187,6 +198,7 @@
   }
 
   function welcome(msg) {
+    resuming = false;
     if (msg.game) {
       $('title').textContent = msg.game;
       document.title = msg.game;
@@ -240,6 +252,7 @@
     socket = ws;
     ready = false;
     ws.onopen = () => {
+      resuming = !!token;
       ws.send(JSON.stringify(token ? { t: 'hello', resume: token, seen } : { t: 'hello' }));
     };
     ws.onmessage = (event) => {
@@ -253,6 +266,11 @@
       socket = null;
       ready = false;
       if (finished) return;
+      if (quietRestart) {
+        quietRestart = false;
+        connect();
+        return;
+      }
       if (FINAL.has(event.code)) {
         finish(event.reason || 'the connection was closed.');
         return;
