@@ -769,3 +769,24 @@ fn the_page_in_chromium_plays_stays_across_a_reload_and_resumes_after_a_drop() {
         );
     }
 }
+
+#[test]
+fn a_pause_reaches_the_page_as_a_pause_not_a_line() {
+    // Told at once, so a reload's pause is told.
+    let game = Game::with_config(|c| c.portal.pause_notice_ms = 0);
+    game.start();
+    let mut web = Web::new(&game, "web");
+    web.create("Patient");
+    game.reload();
+    let paused = web.expect("the pause", |v| v["t"] == "pause");
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert!(
+        paused["text"].as_str().unwrap().contains("reloading"),
+        "{paused}"
+    );
+    let back = web.expect("the end of the pause", |v| v["t"] == "pause");
+    assert_eq!(back["paused"], false, "{back}");
+    assert_eq!(web.count("reloading"), 1);
+    web.input("say still here");
+    web.expect_text("You say, \"still here\"");
+}

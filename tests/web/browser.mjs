@@ -141,6 +141,19 @@ try {
   check((await count(page, password)) === 0, 'the password of a one-line login is not echoed');
   await type(page, 'say hello from the web');
   await waitFor(page, 'You say, "hello from the web"');
+  // Watch the live region: what the telnet player says must arrive as
+  // additions of new lines, and nothing else in it may change.
+  await page.evaluate(() => {
+    window.logChanges = [];
+    new MutationObserver((records) => {
+      for (const r of records) {
+        if (r.target.id !== 'log' || r.type !== 'childList' || r.removedNodes.length) {
+          window.logChanges.push({ other: `${r.type} on ${r.target.nodeName}` });
+        }
+        for (const node of r.addedNodes) window.logChanges.push({ added: node.textContent });
+      }
+    }).observe(document.getElementById('log'), { childList: true, subtree: true, characterData: true, attributes: true });
+  });
   await step('created');
 
   // The telnet player answered, with text that must stay text.
@@ -149,10 +162,30 @@ try {
   check(await page.evaluate(() => document.querySelector('#log img, #log b') === null), 'no HTML from game text');
   check(await page.evaluate(() => window.pwned === undefined), 'no script from game text');
   check(await page.evaluate(() => document.activeElement.id === 'input'), 'the input keeps the focus');
+  const changes = await page.evaluate(() => window.logChanges);
+  check(
+    changes.length === 2 && changes.every((c) => c.added && c.added.startsWith('Telly says, ')),
+    `only the two new lines were added to the live region: ${JSON.stringify(changes)}`,
+  );
+  // And Chromium's accessibility tree has the log as a polite live region.
+  const cdp = await context.newCDPSession(page);
+  const { nodes } = await cdp.send('Accessibility.getFullAXTree');
+  const logNode = nodes.find((n) => n.role && n.role.value === 'log');
+  check(logNode, 'a log in the accessibility tree');
+  const live = (logNode.properties || []).find((p) => p.name === 'live');
+  check(live && live.value.value === 'polite', `the log is live=polite: ${JSON.stringify(logNode.properties)}`);
+
+  // Screen-reader mode: pressed, remembered, and told to the game.
+  await page.locator('#sr').click();
+  check((await page.locator('#sr').getAttribute('aria-pressed')) === 'true', 'the toggle is pressed');
+  await type(page, 'client');
+  await waitFor(page, 'screen reader');
+  check(await page.evaluate(() => localStorage.getItem('ev.screenreader') === '1'), 'the choice is remembered');
+  await page.locator('#sr').click();
 
   // History: up brings back the last command.
   await page.locator('#input').press('ArrowUp');
-  check((await page.locator('#input').inputValue()) === 'say hello from the web', 'history recalls the last command');
+  check((await page.locator('#input').inputValue()) === 'client', 'history recalls the last command');
   await page.locator('#input').fill('');
 
   await type(page, 'look');

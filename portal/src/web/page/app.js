@@ -40,6 +40,8 @@
   let acked = seen;
   let secret = false;
   let paused = false;
+  const prefs = window.localStorage;
+  let screenReader = prefs.getItem('ev.screenreader') === '1';
   let history = [];
   let historyAt = 0;
   let draft = '';
@@ -334,7 +336,7 @@
     probe.remove();
     const width = Math.max(20, Math.floor((log.clientWidth - 24) / w));
     const height = Math.max(5, Math.floor(log.clientHeight / h));
-    socket.send(JSON.stringify({ t: 'info', width, height, screenreader: false }));
+    socket.send(JSON.stringify({ t: 'info', width, height, screenreader: screenReader }));
   }
 
   // --- The input line -------------------------------------------------
@@ -396,6 +398,22 @@
     connect();
     input.focus();
   });
+  // Screen-reader mode: remembered, shown plain, and told to the game (as
+  // MTTS's screen-reader bit is by a telnet client).
+  const srButton = $('sr');
+  function showScreenReader() {
+    srButton.setAttribute('aria-pressed', String(screenReader));
+    document.body.classList.toggle('sr', screenReader);
+  }
+  srButton.addEventListener('click', () => {
+    screenReader = !screenReader;
+    prefs.setItem('ev.screenreader', screenReader ? '1' : '0');
+    showScreenReader();
+    tellSize();
+    input.focus();
+  });
+  showScreenReader();
+
   window.addEventListener('resize', () => {
     clearTimeout(sizeTimer);
     sizeTimer = setTimeout(tellSize, 250);
