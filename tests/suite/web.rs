@@ -790,3 +790,38 @@ fn a_pause_reaches_the_page_as_a_pause_not_a_line() {
     web.input("say still here");
     web.expect_text("You say, \"still here\"");
 }
+
+#[test]
+fn a_gmcp_subprotocol_client_gets_room_info_in_text_frames() {
+    let game = Game::started();
+    let mut ws = open(web_addr(&game), Some("gmcp.mudstandards.org"), None).unwrap();
+    let mut text = String::new();
+    let mut gmcp: Vec<String> = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    let mut sent = false;
+    while !gmcp.iter().any(|m| m.starts_with("Room.Info {")) {
+        assert!(Instant::now() < deadline, "no Room.Info: {gmcp:?} {text:?}");
+        if !sent && text.contains("Welcome to ") {
+            ws.send(Message::binary(
+                format!("create Mapper {PASSWORD}\n").into_bytes(),
+            ))
+            .unwrap();
+            sent = true;
+        }
+        match ws.read() {
+            Ok(Message::Binary(bytes)) => text.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(Message::Text(t)) => gmcp.push(t.to_string()),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}: {text:?}"),
+        }
+    }
+    assert!(text.contains("Welcome, Mapper!"), "{text:?}");
+    let room = gmcp.iter().find(|m| m.starts_with("Room.Info ")).unwrap();
+    let data: Value = serde_json::from_str(&room["Room.Info ".len()..]).unwrap();
+    assert!(data["name"].is_string(), "{room}");
+}
