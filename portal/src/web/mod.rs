@@ -209,6 +209,9 @@ async fn serve(
 ) {
     let io = TokioIo::new(stream);
     let mut http = hyper::server::conn::http1::Builder::new();
+    // The deadline runs while hyper waits for a request's head, also
+    // between keep-alive requests: an idle connection gives its place in the
+    // limits back within it.
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_DEADLINE);
     let may_resume = matches!(place, Place::ResumeOnly { .. });

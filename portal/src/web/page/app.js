@@ -186,8 +186,10 @@
         if (resuming && !log.childElementCount) {
           // A page opened on a session that is over (a reload of the page
           // long after): nothing to tell, start anew.
+          // What was typed for the old session is not for the new one.
           token = '';
           seen = 0;
+          unacked = [];
           save();
           quietRestart = true;
           break;
