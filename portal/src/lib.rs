@@ -34,6 +34,8 @@
 mod address;
 mod bucket;
 mod charset;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gmcp;
 mod hub;
 mod link;

@@ -3,7 +3,7 @@ use std::sync::atomic::AtomicU64;
 use super::*;
 use crate::options::{DO, DONT, WILL, WONT};
 use crate::render::PromptEnd;
-use crate::telnet::{Event, Line, LineAssembler, Parser};
+
 
 const SEND_TTYPE: [u8; 6] = [IAC, SB, TTYPE, SEND, IAC, SE];
 
@@ -300,71 +300,17 @@ impl XorShift {
 
 /// Random and malformed streams (truncated IAC, endless SB, IAC IAC in
 /// data, option floods, invalid UTF-8), cut at random places, through the
-/// parser, the negotiation and the line assembler: nothing panics, what is
-/// kept stays bounded, lines stay under the limit, and what is sent back is
-/// at most a small multiple of what came in.
+/// parser, the negotiation and the line assembler (`crate::fuzzing`, the
+/// fuzz target's harness): nothing panics, what is kept stays bounded,
+/// lines stay under the limit, and what is sent back is at most a small
+/// multiple of what came in.
 #[test]
 fn random_streams_are_survived_with_bounded_state() {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     for _ in 0..300 {
-        let mut parser = Parser::new(2048);
-        let mut assembler = LineAssembler::new(100);
-        let mut lines = Vec::new();
-        let mut n = Negotiation::new(rng.next() % 2 == 0, facts());
-        let mut out = Vec::new();
-        n.start(&mut out);
         let len = (rng.next() % 4000) as usize;
         let stream: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
-        let mut events = Vec::new();
-        let mut at = 0;
-        let mut answered = 0;
-        let mut to_game = 0;
-        while at < stream.len() {
-            let cut = (at + 1 + (rng.next() % 64) as usize).min(stream.len());
-            events.clear();
-            parser.receive(&stream[at..cut], &mut events);
-            for event in events.drain(..) {
-                let mut reply = Vec::new();
-                match event {
-                    Event::Negotiate(verb, option) => {
-                        n.negotiate(verb, option, &mut reply);
-                    }
-                    Event::Subnegotiation(option, data) => {
-                        assert!(data.len() <= 2048);
-                        if let Ok(oobs) = n.subnegotiation(option, &data, &mut reply) {
-                            to_game += oobs.iter().map(|o| o.name.len()).sum::<usize>();
-                        }
-                    }
-                    Event::Data(data) => {
-                        let before = lines.len();
-                        assembler.push(&data, n.charset(), &mut lines);
-                        for _ in before..lines.len() {
-                            n.answered(&mut reply);
-                        }
-                        // Now and then the game asks a secret, or sends data.
-                        if rng.next() % 8 == 0 {
-                            n.secret(&mut reply);
-                        }
-                        let _ = n.oob(&oob("Char.Vitals", "{\"hp\":1}"), &mut Vec::new());
-                    }
-                    Event::Overlong(_) | Event::Command(_) => {}
-                }
-                // The MSSP table is the one long answer.
-                answered += reply.len().min(64);
-            }
-            at = cut;
-        }
-        for line in &lines {
-            if let Line::Text(text) = line {
-                // At most 100 bytes in, each at worst one U+FFFD out.
-                assert!(text.chars().count() <= 100, "{text:?}");
-                assert!(!text.contains(['\r', '\n', '\0']), "{text:?}");
-            }
-        }
-        let info = n.take_changed().unwrap_or_default();
-        assert!(info.client.len() <= MAX_NAME && info.terminal.len() <= MAX_NAME);
-        assert!(answered <= 8 * stream.len() + 64, "{answered} for {len}");
-        assert!(to_game <= stream.len(), "{to_game} for {len}");
+        crate::fuzzing::telnet_stream(&stream);
     }
 }
 
