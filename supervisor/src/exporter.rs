@@ -105,7 +105,10 @@ async fn connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, peer: So
 
 async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
     if request.uri().path() != "/metrics" {
-        return plain(StatusCode::NOT_FOUND, "Not found: metrics are at /metrics\n");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "Not found: metrics are at /metrics\n",
+        );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Use GET\n");

@@ -378,8 +378,9 @@ fn bind_metrics(
     else {
         return Ok(None);
     };
-    let listener = crate::exporter::bind(addr)
-        .with_context(|| format!("cannot serve metrics on {addr} (supervisor.metrics in ev.toml)"))?;
+    let listener = crate::exporter::bind(addr).with_context(|| {
+        format!("cannot serve metrics on {addr} (supervisor.metrics in ev.toml)")
+    })?;
     let bound = listener.local_addr().context("the metrics address")?;
     let path = game.metrics_addr_path();
     std::fs::write(&path, format!("{bound}\n"))

@@ -211,7 +211,13 @@ mod tests {
             .expect("a heartbeat");
         h.from(1, vec![ToPortal::Heartbeat { nonce, reply: true }]);
         // An answer to a heartbeat never sent is not a round trip.
-        h.from(1, vec![ToPortal::Heartbeat { nonce: 999, reply: true }]);
+        h.from(
+            1,
+            vec![ToPortal::Heartbeat {
+                nonce: 999,
+                reply: true,
+            }],
+        );
         let rtt = h.status().await.counters.link_round_trip;
         assert_eq!(rtt.count, 1);
         assert_eq!(rtt.counts.iter().sum::<u64>(), 1);
