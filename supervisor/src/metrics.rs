@@ -369,7 +369,7 @@ fn encode_portal(e: &mut Encoder, p: &PortalStatus) -> std::fmt::Result {
     counter(
         e,
         "ev_inputs_received",
-        "Lines players sent, each numbered to be applied exactly once.",
+        "Inputs players sent (command lines, and out-of-band messages such as GMCP), each numbered to be applied exactly once.",
         c.inputs_received,
     )?;
     counter(

@@ -57,6 +57,7 @@ impl Histogram {
 /// The hub's counters since the portal started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
+    /// Inputs from clients: lines and out-of-band messages alike.
     pub inputs_received: u64,
     /// Acked by a server: applied and committed.
     pub inputs_applied: u64,
