@@ -321,6 +321,12 @@ pub struct SupervisorConfig {
     pub crash_loop_limit: u32,
     /// How long `evctl stop` waits for every process to exit before killing.
     pub stop_timeout_ms: u64,
+    /// Where the supervisor serves Prometheus metrics (`GET /metrics`), as
+    /// `ADDRESS:PORT` or a bare `PORT` (on 127.0.0.1); empty (the default):
+    /// not served. Metrics carry no secrets but are not for the world: keep
+    /// them on loopback or a private network. Port 0 picks a free port,
+    /// written to run/metrics.addr. Read at start only.
+    pub metrics: String,
 }
 
 impl Default for SupervisorConfig {
@@ -330,7 +336,27 @@ impl Default for SupervisorConfig {
             restart_backoff_max_ms: 10_000,
             crash_loop_limit: 5,
             stop_timeout_ms: 15_000,
+            metrics: String::new(),
         }
+    }
+}
+
+impl SupervisorConfig {
+    /// `metrics` as an address: None when it is empty (metrics off), a bare
+    /// port on 127.0.0.1. Err names the key and says what it takes.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let text = self.metrics.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(port) = text.parse::<u16>() {
+            return Ok(Some(([127, 0, 0, 1], port).into()));
+        }
+        text.parse::<SocketAddr>().map(Some).map_err(|_| {
+            format!(
+                "key `supervisor.metrics` must be ADDRESS:PORT (e.g. \"127.0.0.1:9100\"), a port, or empty for none; not {text:?}"
+            )
+        })
     }
 }
 
@@ -464,6 +490,7 @@ impl Config {
                 "key `portal.threads` must be at most {MAX_PORTAL_THREADS}"
             ));
         }
+        self.supervisor.metrics_addr()?;
         if self.auth.argon2_memory_kib < 8 * self.auth.argon2_parallelism.max(1) {
             return Err("key `auth.argon2_memory_kib` must be at least 8 × parallelism".into());
         }
@@ -647,6 +674,24 @@ mod tests {
             let err = parse(&format!("[portal]\nthreads = {bad}\n")).unwrap_err();
             assert!(err.contains("portal.threads"), "{err}");
         }
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_a_bare_port_is_loopback() {
+        let off = parse("").unwrap();
+        assert_eq!(off.supervisor.metrics_addr(), Ok(None));
+        let port = parse("[supervisor]\nmetrics = \"9100\"\n").unwrap();
+        assert_eq!(
+            port.supervisor.metrics_addr(),
+            Ok(Some("127.0.0.1:9100".parse().unwrap()))
+        );
+        let v6 = parse("[supervisor]\nmetrics = \"[::1]:0\"\n").unwrap();
+        assert_eq!(
+            v6.supervisor.metrics_addr(),
+            Ok(Some("[::1]:0".parse().unwrap()))
+        );
+        let err = parse("[supervisor]\nmetrics = \"localhost:9100\"\n").unwrap_err();
+        assert!(err.contains("supervisor.metrics"), "{err}");
     }
 
     #[test]

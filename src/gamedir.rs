@@ -93,6 +93,10 @@ impl GameDir {
     pub fn telnet_addr_path(&self) -> PathBuf {
         self.run_dir().join("telnet.addr")
     }
+    /// Where the supervisor serves metrics, once bound (`supervisor.metrics`).
+    pub fn metrics_addr_path(&self) -> PathBuf {
+        self.run_dir().join("metrics.addr")
+    }
 
     /// Fails if a socket path would be over the kernel's limit.
     pub fn check_socket_paths(&self) -> Result<(), GameDirError> {

@@ -44,4 +44,7 @@ mod suite {
     // A game's timers fire exactly once across a reload and a crash after
     // their commit; a password asked for never reaches a log.
     mod game_api;
+    // Prometheus metrics served by the supervisor: a command, a reload and a
+    // kill -9 each move theirs; off by default; bad requests answered.
+    mod metrics;
 }

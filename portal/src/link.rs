@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::hub::api::{AdminRequest, ConnId, HubEvent, HubSender};
+use crate::hub::api::{AdminRequest, ConnId, Counters, HubEvent, HubSender};
 use ev::link::{MAX_MESSAGE_BYTES, ServerHello, ToPortal, ToServer};
 
 fn hello_of(msg: pb::ToPortal) -> Option<ServerHello> {
@@ -119,6 +119,23 @@ impl AdminService {
     }
 }
 
+fn counters_to_pb(c: Counters) -> pb::PortalCounters {
+    let h = c.link_round_trip;
+    pb::PortalCounters {
+        inputs_received: c.inputs_received,
+        inputs_applied: c.inputs_applied,
+        inputs_replayed: c.inputs_replayed,
+        inputs_quarantined: c.inputs_quarantined,
+        sessions_opened: c.sessions_opened.into_iter().collect(),
+        link_round_trip: Some(pb::MicrosHistogram {
+            bounds_micros: h.bounds_micros,
+            counts: h.counts,
+            sum_micros: h.sum_micros,
+            count: h.count,
+        }),
+    }
+}
+
 fn timeout_of(ms: u64) -> Duration {
     Duration::from_millis(if ms == 0 { 10_000 } else { ms })
 }
@@ -152,6 +169,8 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
             buffered_inputs: s.buffered_inputs,
             telnet_addr: s.telnet_addr,
             started_at_ms: s.started_at_ms,
+            counters: Some(counters_to_pb(s.counters)),
+            sessions_by_protocol: s.sessions_by_protocol.into_iter().collect(),
         }))
     }
 

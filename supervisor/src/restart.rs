@@ -34,8 +34,9 @@ pub(crate) fn record_failure(s: &mut State, reason: String, served: Duration, li
     }
     s.crash_streak += 1;
     s.last_exit_reason = reason;
-    if s.crash_streak >= limit {
+    if s.crash_streak >= limit && !s.crash_looped {
         s.crash_looped = true;
+        s.crash_loops += 1;
     }
 }
 
@@ -207,5 +208,8 @@ mod tests {
             record_failure(&mut s, "boom".into(), Duration::ZERO, 5);
         }
         assert!(s.crash_looped);
+        // One loop, however many failures follow it.
+        record_failure(&mut s, "boom".into(), Duration::ZERO, 5);
+        assert_eq!(s.crash_loops, 1);
     }
 }

@@ -117,6 +117,7 @@ impl Hub {
             let _ = out.try_send(Outbound::Close("the game is shutting down".into()));
             return;
         }
+        self.counters.opened(&portal.protocol);
         self.sessions.insert(
             id,
             Session {
@@ -156,6 +157,7 @@ impl Hub {
             return;
         };
         s.last_seq += 1;
+        self.counters.inputs_received += 1;
         let seq = s.last_seq;
         let event = body.event(minor, session, seq);
         s.pending.push_back(Pending {
@@ -343,6 +345,12 @@ impl Hub {
                 continue;
             }
             let sent = s.sent;
+            // In flight in a crash: this is its replay.
+            self.counters.inputs_replayed += s
+                .pending
+                .iter()
+                .filter(|p| p.seq > sent && p.crashes > 0)
+                .count() as u64;
             let inputs: Vec<(u64, ToServer)> = s
                 .pending
                 .iter()
@@ -418,6 +426,7 @@ impl Hub {
         }
         s.acked = s.acked.max(seq);
         s.credits.add_permits(freed);
+        self.counters.inputs_applied += freed as u64;
         if s.closed.is_some() {
             self.settle_closed(session);
         } else {
