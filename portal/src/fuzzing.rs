@@ -92,7 +92,10 @@ pub fn telnet_stream(data: &[u8]) {
         if let Line::Text(text) = line {
             // At most MAX_LINE bytes in, each at worst one U+FFFD out.
             assert!(text.chars().count() <= MAX_LINE, "a line past its limit");
-            assert!(!text.contains(['\r', '\n', '\0']), "a line end inside a line");
+            assert!(
+                !text.contains(['\r', '\n', '\0']),
+                "a line end inside a line"
+            );
         }
     }
     let info = n.take_changed().unwrap_or_default();

@@ -233,9 +233,9 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
         &self,
         request: Request<pb::NoticeRequest>,
     ) -> Result<Response<pb::NoticeReply>, Status> {
-        let text = request.into_inner().text;
+        let pb::NoticeRequest { text, admins } = request.into_inner();
         self.hub
-            .send(HubEvent::Admin(AdminRequest::Notice { text }));
+            .send(HubEvent::Admin(AdminRequest::Notice { text, admins }));
         Ok(Response::new(pb::NoticeReply {}))
     }
 

@@ -246,6 +246,12 @@ pub enum ToServer {
         seq: u64,
         oob: Oob,
     },
+    /// A line for the game's admins in play (the operator's tools say
+    /// something, e.g. that an auto-reload failed). Since Link 1.4; a server
+    /// older than that is not sent it.
+    StaffNotice {
+        text: String,
+    },
 }
 
 /// Out-of-band data, either way: a name ("Char.Vitals") and its data as

@@ -239,7 +239,7 @@ impl Collector for Snapshot {
         counter(
             e,
             "ev_server_crashes",
-            "Serving servers that went away without handing over: a crash, a kill, a hang the watchdog ended.",
+            "Servers that went away without handing over, serving or starting: a crash, a kill, a hang the watchdog ended.",
             self.crashes,
         )?;
         counter(

@@ -238,9 +238,22 @@ impl PortalClient {
 
     /// A one-line notice to every player.
     pub async fn notice(&self, text: &str) -> Result<(), PortalError> {
+        self.notice_to(text, false).await
+    }
+
+    /// A one-line notice to the game's admins in play (the server knows
+    /// who they are).
+    pub async fn notice_admins(&self, text: &str) -> Result<(), PortalError> {
+        self.notice_to(text, true).await
+    }
+
+    async fn notice_to(&self, text: &str, admins: bool) -> Result<(), PortalError> {
         self.client()
             .await?
-            .notice(NoticeRequest { text: text.into() })
+            .notice(NoticeRequest {
+                text: text.into(),
+                admins,
+            })
             .await
             .map_err(|status| PortalError::Call {
                 call: "Notice",

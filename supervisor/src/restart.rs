@@ -136,6 +136,9 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
                     tracing::error!("server failed to start: {e}");
                     let limit = sup.crash_loop_limit;
                     let looped = shared.update(|s| {
+                        // A server that dies as it starts (a poison input
+                        // replayed right after it attached) crashed too.
+                        s.crashes += 1;
                         record_failure(s, e, Duration::ZERO, limit);
                         s.crash_looped
                     });

@@ -120,6 +120,8 @@ pub enum AdminRequest {
     },
     Notice {
         text: String,
+        /// Only to the game's admins, through the active server.
+        admins: bool,
     },
     Shutdown {
         message: String,

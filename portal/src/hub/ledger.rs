@@ -280,6 +280,17 @@ impl Hub {
         }
     }
 
+    /// A line for the game's admins: the active server knows who they are.
+    /// With no server, or one older than Link 1.4, it is only logged.
+    pub(super) fn notice_staff(&mut self, text: String) {
+        match self.active {
+            Some(active) if self.minor(active) >= 4 => {
+                self.push(active, ToServer::StaffNotice { text })
+            }
+            _ => tracing::warn!("no server to tell the game's admins: {text}"),
+        }
+    }
+
     pub(super) fn notice_all(&mut self, text: &str) {
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
@@ -795,6 +806,42 @@ mod tests {
         h.tx.send(HubEvent::Tick);
         h.status().await;
         assert_eq!(h.players.load(Ordering::Relaxed), 0);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_notice_for_the_admins_goes_to_a_server_of_link_1_4_and_to_no_player() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach_minor(1, 1, ev::version::LINK_MAJOR, 4);
+        a.take(2).await;
+        h.tx.send(HubEvent::Admin(AdminRequest::Notice {
+            text: "auto-reload failed".into(),
+            admins: true,
+        }));
+        h.input(7, "look");
+        let got = a.take(2).await;
+        assert_eq!(
+            got[0],
+            ToServer::StaffNotice {
+                text: "auto-reload failed".into()
+            }
+        );
+        // An older server is not sent it; players never are.
+        h.kill(1);
+        let mut b = h.attach_minor(2, 2, ev::version::LINK_MAJOR, 3);
+        b.take(2).await;
+        h.tx.send(HubEvent::Admin(AdminRequest::Notice {
+            text: "again".into(),
+            admins: true,
+        }));
+        h.input(7, "look again");
+        let got = b.take(1).await;
+        assert!(
+            got.iter().all(|e| !matches!(e, ToServer::StaffNotice { .. })),
+            "{got:?}"
+        );
+        assert!(!s.texts().iter().any(|t| t.contains("again") || t.contains("auto-reload")));
         h.stop.cancel();
     }
 

@@ -264,7 +264,11 @@ impl Hub {
                 timeout,
                 reply,
             } => self.promote(generation, timeout, reply),
-            AdminRequest::Notice { text } => self.notice_all(&text),
+            AdminRequest::Notice {
+                text,
+                admins: false,
+            } => self.notice_all(&text),
+            AdminRequest::Notice { text, admins: true } => self.notice_staff(text),
             AdminRequest::Shutdown {
                 message,
                 timeout,

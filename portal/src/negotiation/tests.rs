@@ -4,7 +4,6 @@ use super::*;
 use crate::options::{DO, DONT, WILL, WONT};
 use crate::render::PromptEnd;
 
-
 const SEND_TTYPE: [u8; 6] = [IAC, SB, TTYPE, SEND, IAC, SE];
 
 fn facts() -> Arc<Facts> {

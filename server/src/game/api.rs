@@ -195,7 +195,7 @@ impl<G> Setup<G> {
     /// fn setup(setup: &mut Setup<Self>) {
     ///     setup
     ///         .command(Spec::new("nap", "nap", "Sleep a minute."), |_, cx, _| {
-    ///             let me = cx.character().expect("playing");
+    ///             let Some(me) = cx.character() else { return Ok(()) };
     ///             cx.schedule(Timer::after(Duration::from_secs(60), "wake").on(me))?;
     ///             cx.reply("You doze off.");
     ///             Ok(())
