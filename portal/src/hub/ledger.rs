@@ -838,10 +838,15 @@ mod tests {
         h.input(7, "look again");
         let got = b.take(1).await;
         assert!(
-            got.iter().all(|e| !matches!(e, ToServer::StaffNotice { .. })),
+            got.iter()
+                .all(|e| !matches!(e, ToServer::StaffNotice { .. })),
             "{got:?}"
         );
-        assert!(!s.texts().iter().any(|t| t.contains("again") || t.contains("auto-reload")));
+        assert!(
+            !s.texts()
+                .iter()
+                .any(|t| t.contains("again") || t.contains("auto-reload"))
+        );
         h.stop.cancel();
     }
 
