@@ -44,4 +44,7 @@ mod suite {
     // A game's timers fire exactly once across a reload and a crash after
     // their commit; a password asked for never reaches a log.
     mod game_api;
+    // Telnet over TLS through openssl s_client: play, reload, a renewed
+    // certificate, a refused one, a handshake that never comes.
+    mod tls;
 }
