@@ -37,6 +37,24 @@ use tokio_util::sync::CancellationToken;
 /// after the other, and reading between the two would refuse a mismatch.
 const SETTLE: Duration = Duration::from_millis(300);
 
+/// Why the files are read again, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occasion {
+    /// Something changed in their directories.
+    Changed,
+    /// A reload (the supervisor's Promote) asked.
+    Reload,
+}
+
+impl std::fmt::Display for Occasion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Occasion::Changed => "changed on disk",
+            Occasion::Reload => "at a reload",
+        })
+    }
+}
+
 /// Where the certificate chain and its key are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Files {
@@ -134,9 +152,10 @@ impl Certificate {
     }
 
     /// Reads the files again; if they changed and can be used, they are
-    /// served from the next handshake on. `why` names the occasion in the
-    /// log. Returns whether a new certificate is served.
-    pub async fn refresh(&self, why: &str) -> bool {
+    /// served from the next handshake on. A pair refused before is only
+    /// logged again when a reload asks. Returns whether a new certificate
+    /// is served.
+    pub async fn refresh(&self, why: Occasion) -> bool {
         let files = &self.files;
         let read_both = async {
             let cert = tokio::fs::read(&files.cert)
@@ -159,7 +178,7 @@ impl Certificate {
                     tracing::debug!("TLS certificate unchanged ({why})");
                     return false;
                 }
-                if !why.contains("reload") && self.seen().refused.as_ref() == Some(&pair) {
+                if why == Occasion::Changed && self.seen().refused.as_ref() == Some(&pair) {
                     return false;
                 }
                 let key = parse(files, &pair.0, &pair.1, &self.provider);
@@ -236,7 +255,7 @@ impl Certificate {
         loop {
             let why = tokio::select! {
                 () = stop.cancelled() => return,
-                () = self.recheck.notified() => "at a reload",
+                () = self.recheck.notified() => Occasion::Reload,
                 () = changed.notified() => {
                     // Wait for the writes to stop.
                     loop {
@@ -246,7 +265,7 @@ impl Certificate {
                             () = tokio::time::sleep(SETTLE) => break,
                         }
                     }
-                    "changed on disk"
+                    Occasion::Changed
                 }
             };
             self.refresh(why).await;
@@ -415,24 +434,24 @@ mod tests {
         write(&f, &first);
         let (c, _) = Certificate::load(f.clone()).unwrap();
         assert_eq!(served(&c), der(&first.0));
-        assert!(!c.refresh("test").await, "unchanged");
+        assert!(!c.refresh(Occasion::Changed).await, "unchanged");
 
         let second = pair("localhost");
         write(&f, &second);
-        assert!(c.refresh("test").await);
+        assert!(c.refresh(Occasion::Changed).await);
         assert_eq!(served(&c), der(&second.0));
 
         // Half a renewal: the new certificate beside the old key.
         let third = pair("localhost");
         std::fs::write(&f.cert, &third.0).unwrap();
-        assert!(!c.refresh("test").await);
+        assert!(!c.refresh(Occasion::Changed).await);
         assert_eq!(served(&c), der(&second.0), "the old one stays");
         std::fs::write(&f.key, &third.1).unwrap();
-        assert!(c.refresh("test").await);
+        assert!(c.refresh(Occasion::Changed).await);
         assert_eq!(served(&c), der(&third.0));
 
         std::fs::remove_file(&f.key).unwrap();
-        assert!(!c.refresh("test").await);
+        assert!(!c.refresh(Occasion::Changed).await);
         assert_eq!(served(&c), der(&third.0));
     }
 

@@ -60,8 +60,12 @@ fn ping(c: &mut Client, tag: &str) {
 #[test]
 fn a_player_plays_over_tls_on_the_certificate_init_made_and_the_game_knows_it() {
     let game = Game::with_tls(|_| {});
-    game.start();
+    let started = text(&game.start());
     let addr = game.tls_addr();
+    assert!(
+        started.contains(&format!(", TLS {addr} ")),
+        "evctl start names the TLS address: {started}"
+    );
     assert_eq!(served_certificate(addr), file_certificate(&game));
 
     // The self-signed certificate verifies against itself, for localhost.
