@@ -84,10 +84,7 @@ pub async fn run(
             )
         })?;
     let addr = listener.local_addr()?;
-    let addr_file = game.telnet_addr_path();
-    std::fs::write(addr_file.with_extension("tmp"), format!("{addr}\n"))
-        .and_then(|()| std::fs::rename(addr_file.with_extension("tmp"), &addr_file))
-        .with_context(|| format!("writing {}", addr_file.display()))?;
+    write_addr(&game.telnet_addr_path(), addr)?;
     tracing::info!(%addr, "telnet listening");
     let tls = match config.portal.tls {
         Some(tls_addr) => Some(listen_tls(&game, &config, tls_addr).await?),
@@ -218,6 +215,15 @@ pub async fn run(
     Ok(())
 }
 
+/// Writes the address a listener bound to `path` (run/telnet.addr,
+/// run/tls.addr) whole: a reader never sees half of it.
+fn write_addr(path: &std::path::Path, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// The TLS listener, bound and with its certificate read.
 struct TlsListener {
     listener: tokio::net::TcpListener,
@@ -245,10 +251,7 @@ async fn listen_tls(
         .await
         .with_context(|| format!("binding the TLS listener on {addr} (portal.tls in ev.toml)"))?;
     let addr = listener.local_addr()?;
-    let addr_file = game.tls_addr_path();
-    std::fs::write(addr_file.with_extension("tmp"), format!("{addr}\n"))
-        .and_then(|()| std::fs::rename(addr_file.with_extension("tmp"), &addr_file))
-        .with_context(|| format!("writing {}", addr_file.display()))?;
+    write_addr(&game.tls_addr_path(), addr)?;
     tracing::info!(%addr, "telnet over TLS listening");
     Ok(TlsListener {
         listener,

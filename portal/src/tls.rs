@@ -157,20 +157,15 @@ impl Certificate {
     /// is served.
     pub async fn refresh(&self, why: Occasion) -> bool {
         let files = &self.files;
+        let read_off_thread = |path: PathBuf| async move {
+            // Off the runtime's thread: the files may be on a slow mount.
+            tokio::task::spawn_blocking(move || read(&path))
+                .await
+                .map_err(|e| Refused::Config(format!("reading the files: {e}")))?
+        };
         let read_both = async {
-            let cert = tokio::fs::read(&files.cert)
-                .await
-                .map_err(|source| Refused::Read {
-                    path: files.cert.clone(),
-                    source,
-                })?;
-            let key = tokio::fs::read(&files.key)
-                .await
-                .map_err(|source| Refused::Read {
-                    path: files.key.clone(),
-                    source,
-                })?;
-            Ok::<_, Refused>((cert, key))
+            let cert = read_off_thread(files.cert.clone()).await?;
+            Ok::<_, Refused>((cert, read_off_thread(files.key.clone()).await?))
         };
         let parsed = match read_both.await {
             Ok(pair) => {
