@@ -65,10 +65,10 @@ pub struct Files {
 /// Why a certificate and key were not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
     NoCertificate { path: PathBuf },
@@ -269,9 +269,9 @@ impl Certificate {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Refused> {
-    std::fs::read(path).map_err(|source| Refused::Read {
+    std::fs::read(path).map_err(|error| Refused::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
