@@ -61,6 +61,25 @@ pub struct PortalConfig {
     pub telnet: SocketAddr,
     /// Webclient listener (the webclient itself is not built yet).
     pub web: SocketAddr,
+    /// Telnet over TLS listener; "" (the default): none. Port 0 picks a
+    /// free port (written to run/tls.addr). Everything a telnet session
+    /// has works the same over it. `evctl init --tls` turns it on with a
+    /// self-signed certificate.
+    #[serde(with = "optional_addr")]
+    pub tls: Option<SocketAddr>,
+    /// The TLS listener's certificate chain (PEM, the server's own
+    /// certificate first), relative to the game directory. A renewed file
+    /// is served to new connections as soon as it is written (and at
+    /// each `evctl reload`); one that cannot be used is refused, logged,
+    /// and the previous certificate kept.
+    pub tls_cert: PathBuf,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1),
+    /// relative to the game directory; keep it mode 0600.
+    pub tls_key: PathBuf,
+    /// Seconds a TLS connection may take to finish its handshake before
+    /// it is closed. Until then it holds its place in
+    /// `max_connections_per_ip` and `max_connections`.
+    pub tls_handshake_timeout_s: u64,
     /// Longest input line in bytes; a longer line is refused with a message.
     pub max_line_bytes: usize,
     /// Inputs per session held while not yet applied by a server (e.g. during a
@@ -141,6 +160,10 @@ impl Default for PortalConfig {
         Self {
             telnet: ([127, 0, 0, 1], 4000).into(),
             web: ([127, 0, 0, 1], 4001).into(),
+            tls: None,
+            tls_cert: "tls/cert.pem".into(),
+            tls_key: "tls/key.pem".into(),
+            tls_handshake_timeout_s: 10,
             max_line_bytes: 4096,
             input_queue: 256,
             output_queue: 4096,
@@ -432,6 +455,10 @@ impl Config {
             ("portal.sync_chunk", self.portal.sync_chunk),
             ("portal.threads", self.portal.threads),
             ("portal.max_oob_bytes", self.portal.max_oob_bytes),
+            (
+                "portal.tls_handshake_timeout_s",
+                self.portal.tls_handshake_timeout_s as usize,
+            ),
             ("server.max_batch", self.server.max_batch),
             ("logs.max_file_kib", self.logs.max_file_kib as usize),
             ("auth.password_queue", self.auth.password_queue),
@@ -532,6 +559,33 @@ impl Config {
     /// The file `evctl init` writes: every default, with the given addresses.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// An address that may be off: written as "" when it is, so ev.toml names
+/// the key either way (TOML has no null).
+mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "" => Ok(None),
+            addr => addr.parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{addr:?} is not an address: HOST:PORT with HOST an IP address, or \"\" for none"
+                ))
+            }),
+        }
     }
 }
 
@@ -665,6 +719,20 @@ mod tests {
                 .negotiation_wait_ms,
             0
         );
+    }
+
+    #[test]
+    fn tls_is_off_unless_an_address_is_given() {
+        let c = Config::default();
+        assert_eq!(c.portal.tls, None);
+        assert!(c.to_toml().contains("tls = \"\""), "{}", c.to_toml());
+        let c = parse("[portal]\ntls = \"0.0.0.0:4003\"\n").unwrap();
+        assert_eq!(c.portal.tls, Some("0.0.0.0:4003".parse().unwrap()));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let err = parse("[portal]\ntls = \"localhost\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("tls"), "{err}");
+        let err = parse("[portal]\ntls_handshake_timeout_s = 0\n").unwrap_err();
+        assert!(err.contains("portal.tls_handshake_timeout_s"), "{err}");
     }
 
     #[test]

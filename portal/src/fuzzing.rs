@@ -39,6 +39,7 @@ pub fn telnet_stream(data: &[u8]) {
         started_at_s: 1,
         port: 4000,
         mccp2: true,
+        tls_port: None,
         players: Arc::new(AtomicU64::new(1)),
     });
     let mut parser = Parser::new(MAX_SUB);

@@ -19,6 +19,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::hub::api::{AdminRequest, ConnId, Counters, HubEvent, HubSender};
+use crate::tls::Certificate;
 use ev::link::{MAX_MESSAGE_BYTES, ServerHello, ToPortal, ToServer};
 
 fn hello_of(msg: pb::ToPortal) -> Option<ServerHello> {
@@ -101,11 +102,14 @@ impl pb::link_server::Link for LinkService {
 /// Serves `PortalAdmin` for the supervisor.
 pub struct AdminService {
     hub: HubSender,
+    /// The TLS listener's certificate, read again at each Promote (a
+    /// reload's, or a start's), if there is one.
+    certificate: Option<Arc<Certificate>>,
 }
 
 impl AdminService {
-    pub fn new(hub: HubSender) -> Self {
-        Self { hub }
+    pub fn new(hub: HubSender, certificate: Option<Arc<Certificate>>) -> Self {
+        Self { hub, certificate }
     }
 
     async fn ask<T>(
@@ -206,6 +210,11 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
         request: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::PromoteReply>, Status> {
         let r = request.into_inner();
+        // `evctl reload` also renews the certificate (the watch may be
+        // off, or the files on a filesystem that tells no changes).
+        if let Some(certificate) = &self.certificate {
+            certificate.recheck();
+        }
         let result = self
             .ask(|tx| AdminRequest::Promote {
                 generation: r.generation,
@@ -258,6 +267,7 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
 pub async fn serve(
     socket: &std::path::Path,
     hub: HubSender,
+    certificate: Option<Arc<Certificate>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let incoming = ev::uds::bind(socket)
@@ -268,7 +278,7 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(pb::portal_admin_server::PortalAdminServer::new(
-            AdminService::new(hub),
+            AdminService::new(hub, certificate),
         ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

@@ -92,7 +92,13 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
     });
     match ready {
         Ok(telnet) => {
-            say(format!("ev is running: telnet {telnet} (supervisor pid {pid})"))?;
+            // Written by the portal before it is ready, removed when it has no TLS.
+            let tls = std::fs::read_to_string(game.tls_addr_path())
+                .map(|addr| format!(", TLS {}", addr.trim()))
+                .unwrap_or_default();
+            say(format!(
+                "ev is running: telnet {telnet}{tls} (supervisor pid {pid})"
+            ))?;
             Ok(EXIT_OK)
         }
         Err(Why::Exited(status)) => {

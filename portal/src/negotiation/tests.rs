@@ -11,6 +11,7 @@ fn facts() -> Arc<Facts> {
         name: "Test".into(),
         started_at_s: 1,
         port: 4000,
+        tls_port: None,
         mccp2: true,
         players: Arc::new(AtomicU64::new(2)),
     })
@@ -89,6 +90,29 @@ fn ttype_cycles_through_mtts_and_stops() {
     assert_eq!(n.take_changed(), None);
     // A repeated WILL neither answers nor restarts the cycle.
     assert_eq!(neg(&mut n, WILL, TTYPE), Vec::<u8>::new());
+}
+
+#[test]
+fn tls_is_told_as_mtts_ssl_from_the_connection_never_from_the_client() {
+    let mut plain = started();
+    neg(&mut plain, WILL, TTYPE);
+    sub(&mut plain, TTYPE, &is("MUDLET"));
+    sub(&mut plain, TTYPE, &is("XTERM"));
+    // 1 ANSI + 2048 SSL: a claim a plain connection does not pass on.
+    sub(&mut plain, TTYPE, &is("MTTS 2049"));
+    assert_eq!(plain.take_changed().unwrap().capabilities, Capabilities(1));
+
+    let mut tls = Negotiation::new(true, facts()).over_tls(true);
+    tls.start(&mut Vec::new());
+    assert_eq!(tls.info.capabilities, Capabilities(Capabilities::SSL));
+    neg(&mut tls, WILL, TTYPE);
+    sub(&mut tls, TTYPE, &is("MUDLET"));
+    sub(&mut tls, TTYPE, &is("XTERM"));
+    sub(&mut tls, TTYPE, &is("MTTS 1"));
+    assert_eq!(
+        tls.take_changed().unwrap().capabilities,
+        Capabilities(1 | Capabilities::SSL)
+    );
 }
 
 #[test]
