@@ -77,6 +77,25 @@ pub struct PortalConfig {
     /// resume it (its output waits within `output_queue`, and it holds its
     /// place in the connection limits); 0: a dropped socket ends the session.
     pub web_resume_ms: u64,
+    /// Telnet over TLS listener; "" (the default): none. Port 0 picks a
+    /// free port (written to run/tls.addr). Everything a telnet session
+    /// has works the same over it. `evctl init --tls` turns it on with a
+    /// self-signed certificate.
+    #[serde(with = "optional_addr")]
+    pub tls: Option<SocketAddr>,
+    /// The TLS listener's certificate chain (PEM, the server's own
+    /// certificate first), relative to the game directory. A renewed file
+    /// is served to new connections as soon as it is written (and at
+    /// each `evctl reload`); one that cannot be used is refused, logged,
+    /// and the previous certificate kept.
+    pub tls_cert: PathBuf,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1),
+    /// relative to the game directory; keep it mode 0600.
+    pub tls_key: PathBuf,
+    /// Seconds a TLS connection may take to finish its handshake before
+    /// it is closed. Until then it holds its place in
+    /// `max_connections_per_ip` and `max_connections`.
+    pub tls_handshake_timeout_s: u64,
     /// Longest input line in bytes; a longer line is refused with a message.
     pub max_line_bytes: usize,
     /// Inputs per session held while not yet applied by a server (e.g. during a
@@ -160,6 +179,10 @@ impl Default for PortalConfig {
             web_origins: Vec::new(),
             web_max_message_bytes: 64 * 1024,
             web_resume_ms: 60_000,
+            tls: None,
+            tls_cert: "tls/cert.pem".into(),
+            tls_key: "tls/key.pem".into(),
+            tls_handshake_timeout_s: 10,
             max_line_bytes: 4096,
             input_queue: 256,
             output_queue: 4096,
@@ -340,6 +363,12 @@ pub struct SupervisorConfig {
     pub crash_loop_limit: u32,
     /// How long `evctl stop` waits for every process to exit before killing.
     pub stop_timeout_ms: u64,
+    /// Where the supervisor serves Prometheus metrics (`GET /metrics`), as
+    /// `ADDRESS:PORT` or a bare `PORT` (on 127.0.0.1); empty (the default):
+    /// not served. Metrics carry no secrets but are not for the world: keep
+    /// them on loopback or a private network. Port 0 picks a free port,
+    /// written to run/metrics.addr. Read at start only.
+    pub metrics: String,
 }
 
 impl Default for SupervisorConfig {
@@ -349,7 +378,27 @@ impl Default for SupervisorConfig {
             restart_backoff_max_ms: 10_000,
             crash_loop_limit: 5,
             stop_timeout_ms: 15_000,
+            metrics: String::new(),
         }
+    }
+}
+
+impl SupervisorConfig {
+    /// `metrics` as an address: None when it is empty (metrics off), a bare
+    /// port on 127.0.0.1. Err names the key and says what it takes.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let text = self.metrics.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(port) = text.parse::<u16>() {
+            return Ok(Some(([127, 0, 0, 1], port).into()));
+        }
+        text.parse::<SocketAddr>().map(Some).map_err(|_| {
+            format!(
+                "key `supervisor.metrics` must be ADDRESS:PORT (e.g. \"127.0.0.1:9100\"), a port, or empty for none; not {text:?}"
+            )
+        })
     }
 }
 
@@ -429,6 +478,10 @@ impl Config {
                 "portal.web_max_message_bytes",
                 self.portal.web_max_message_bytes,
             ),
+            (
+                "portal.tls_handshake_timeout_s",
+                self.portal.tls_handshake_timeout_s as usize,
+            ),
             ("server.max_batch", self.server.max_batch),
             ("logs.max_file_kib", self.logs.max_file_kib as usize),
             ("auth.password_queue", self.auth.password_queue),
@@ -494,6 +547,7 @@ impl Config {
                 "key `portal.threads` must be at most {MAX_PORTAL_THREADS}"
             ));
         }
+        self.supervisor.metrics_addr()?;
         if self.auth.argon2_memory_kib < 8 * self.auth.argon2_parallelism.max(1) {
             return Err("key `auth.argon2_memory_kib` must be at least 8 × parallelism".into());
         }
@@ -729,12 +783,44 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_off_unless_an_address_is_given() {
+        let c = Config::default();
+        assert_eq!(c.portal.tls, None);
+        assert!(c.to_toml().contains("tls = \"\""), "{}", c.to_toml());
+        let c = parse("[portal]\ntls = \"0.0.0.0:4003\"\n").unwrap();
+        assert_eq!(c.portal.tls, Some("0.0.0.0:4003".parse().unwrap()));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let err = parse("[portal]\ntls = \"localhost\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("tls"), "{err}");
+        let err = parse("[portal]\ntls_handshake_timeout_s = 0\n").unwrap_err();
+        assert!(err.contains("portal.tls_handshake_timeout_s"), "{err}");
+    }
+
+    #[test]
     fn portal_threads_must_be_a_sane_count() {
         assert_eq!(parse("[portal]\nthreads = 4\n").unwrap().portal.threads, 4);
         for bad in ["0", "100000"] {
             let err = parse(&format!("[portal]\nthreads = {bad}\n")).unwrap_err();
             assert!(err.contains("portal.threads"), "{err}");
         }
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_a_bare_port_is_loopback() {
+        let off = parse("").unwrap();
+        assert_eq!(off.supervisor.metrics_addr(), Ok(None));
+        let port = parse("[supervisor]\nmetrics = \"9100\"\n").unwrap();
+        assert_eq!(
+            port.supervisor.metrics_addr(),
+            Ok(Some("127.0.0.1:9100".parse().unwrap()))
+        );
+        let v6 = parse("[supervisor]\nmetrics = \"[::1]:0\"\n").unwrap();
+        assert_eq!(
+            v6.supervisor.metrics_addr(),
+            Ok(Some("[::1]:0".parse().unwrap()))
+        );
+        let err = parse("[supervisor]\nmetrics = \"localhost:9100\"\n").unwrap_err();
+        assert!(err.contains("supervisor.metrics"), "{err}");
     }
 
     #[test]

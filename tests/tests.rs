@@ -48,4 +48,10 @@ mod suite {
     // (resume, numbered inputs, bad frames, origins, limits, takeover), the
     // terminal subprotocol, and the page itself in headless Chromium.
     mod web;
+    // Prometheus metrics served by the supervisor: a command, a reload and a
+    // kill -9 each move theirs; off by default; bad requests answered.
+    mod metrics;
+    // Telnet over TLS through openssl s_client: play, reload, a renewed
+    // certificate, a refused one, a handshake that never comes.
+    mod tls;
 }

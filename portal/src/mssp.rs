@@ -25,6 +25,8 @@ pub struct Facts {
     pub started_at_s: u64,
     /// The telnet port.
     pub port: u16,
+    /// The telnet-over-TLS port, if there is one.
+    pub tls_port: Option<u16>,
     /// Whether MCCP2 is offered.
     pub mccp2: bool,
     /// Logged-in sessions, kept by the hub.
@@ -37,14 +39,17 @@ impl Facts {
         let players = self.players.load(Ordering::Relaxed).to_string();
         let uptime = self.started_at_s.to_string();
         let port = self.port.to_string();
+        // MSSP's SSL: the TLS port, 0 for none.
+        let tls_port = self.tls_port.unwrap_or(0).to_string();
         let codebase = format!("ev {}", ev::version::PKG_VERSION);
         let flag = |on: bool| if on { "1" } else { "0" };
-        let vars: [(&str, &str); 18] = [
+        let vars: [(&str, &str); 19] = [
             ("NAME", &self.name),
             ("PLAYERS", &players),
             ("UPTIME", &uptime),
             ("CODEBASE", &codebase),
             ("PORT", &port),
+            ("SSL", &tls_port),
             // -1: crawl as often as the crawler likes.
             ("CRAWL DELAY", "-1"),
             ("FAMILY", "Custom"),
@@ -107,6 +112,7 @@ mod tests {
             name: "Dark\u{1}Realm\u{ff}".into(),
             started_at_s: 1_700_000_000,
             port: 4000,
+            tls_port: Some(4003),
             mccp2: true,
             players: players.clone(),
         };
@@ -120,6 +126,7 @@ mod tests {
         assert_eq!(get("PLAYERS"), Some("3"));
         assert_eq!(get("UPTIME"), Some("1700000000"));
         assert_eq!(get("MCCP"), Some("1"));
+        assert_eq!(get("SSL"), Some("4003"));
         for spoken in [
             "ANSI",
             "GMCP",

@@ -149,6 +149,8 @@ pub struct Negotiation {
     secret: bool,
     /// The client refused our ECHO: it is not asked again.
     echo_refused: bool,
+    /// The connection is TLS: MTTS's SSL bit, whatever the client says.
+    tls: bool,
 }
 
 impl Negotiation {
@@ -169,7 +171,21 @@ impl Negotiation {
             gmcp: Gmcp::default(),
             secret: false,
             echo_refused: false,
+            tls: false,
         }
+    }
+
+    /// Whether the connection is TLS. The game sees it as MTTS's SSL bit
+    /// in the capabilities, set from the connection and never from what a
+    /// client claims: a plain connection cannot pass for an encrypted one.
+    pub fn over_tls(mut self, tls: bool) -> Negotiation {
+        self.tls = tls;
+        self.info.capabilities = Capabilities(self.ssl_bit());
+        self
+    }
+
+    fn ssl_bit(&self) -> u32 {
+        if self.tls { Capabilities::SSL } else { 0 }
     }
 
     /// The offers and requests sent on connect.
@@ -416,7 +432,8 @@ impl Negotiation {
                     .and_then(|n| n.trim().parse::<u32>().ok())
                 {
                     self.mtts = Some(bits);
-                    self.set(|i| i.capabilities = Capabilities(bits));
+                    let capabilities = Capabilities(bits & !Capabilities::SSL | self.ssl_bit());
+                    self.set(|i| i.capabilities = capabilities);
                     self.decide_charset();
                     self.end_ttype();
                     return;

@@ -1,5 +1,8 @@
 //! One player's telnet connection: socket ⇄ telnet codec ⇄ hub.
 //!
+//! The socket is any byte stream ([`Transport`]): a TCP connection, or a
+//! TLS stream over one (`portal.tls`); the session is the same code.
+//!
 //! Backpressure both ways, without ever blocking the hub:
 //! - input: each line needs one permit of the session's input credit
 //!   (`portal.input_queue`); the hub returns permits as the server acks. With
@@ -33,8 +36,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -74,9 +76,15 @@ enum Incoming {
     Oob(Oob),
 }
 
-pub struct Connection {
+/// What a session talks telnet over: plain TCP, or TLS over TCP. Its
+/// writes are flushed (a TLS stream may hold a written record until then).
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+pub struct Connection<S> {
     pub id: SessionId,
-    pub stream: TcpStream,
+    pub stream: S,
     pub out: OutReceiver,
     pub credits: Arc<Semaphore>,
     pub kill: CancellationToken,
@@ -103,7 +111,7 @@ pub struct Connection {
     pub logged_in: watch::Receiver<bool>,
 }
 
-impl Connection {
+impl<S: Transport> Connection<S> {
     /// Serves the connection until either side closes it, then tells the hub.
     pub async fn run(mut self) {
         let reason = match self.serve().await {
@@ -118,7 +126,9 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> std::io::Result<String> {
-        let (mut rd, mut wr) = self.stream.split();
+        // Read and written in turn: a branch's future (the read) is gone
+        // before any branch's handler (the writes) runs.
+        let io = &mut self.stream;
         let mut parser = Parser::new(self.max_oob);
         let mut assembler = LineAssembler::new(self.max_line);
         let mut lines: VecDeque<Incoming> = VecDeque::new();
@@ -128,7 +138,7 @@ impl Connection {
         let mut out = Writer::new(self.mccp2_idle, self.default_colours);
         let mut complaints = Complaints::new(self.id);
         self.negotiation.start(&mut out.plain);
-        out.flush(&mut wr).await?;
+        out.flush(io).await?;
         // Output waits for the client to say how to show it, until then.
         let settle_by = Instant::now() + self.negotiation_wait;
         let mut settled = false;
@@ -190,19 +200,19 @@ impl Connection {
                     // to send (and no reason to put off the keepalive).
                     if !out.wire.is_empty() {
                         tokio::select! {
-                            r = wr.write_all(&out.wire) => r?,
+                            r = write_flushed(io, &out.wire) => r?,
                             _ = self.kill.cancelled() => return Ok(STALLED.into()),
                         }
                         out.written();
                     }
                     if let Some(reason) = close {
-                        let _ = wr.shutdown().await;
+                        let _ = io.shutdown().await;
                         return Ok(reason);
                     }
                 }
                 _ = tokio::time::sleep_until(expiry.map_or_else(Instant::now, |(at, _)| at)), if expiry.is_some() => {
                     let Some((_, expired)) = expiry else { continue };
-                    goodbye(&mut out, &mut wr, expired.notice()).await;
+                    goodbye(&mut out, io, expired.notice()).await;
                     return Ok(expired.reason().into());
                 }
                 changed = self.logged_in.changed(), if watching_login => {
@@ -220,7 +230,7 @@ impl Connection {
                 }
                 _ = tokio::time::sleep_until(keepalive_at.unwrap_or_else(Instant::now)), if keepalive_at.is_some() => {
                     out.keepalive()?;
-                    if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                    if let Some(reason) = flush_or_end(&mut out, io, &self.kill, expiry).await? {
                         return Ok(reason);
                     }
                 }
@@ -238,7 +248,7 @@ impl Connection {
                         Some(Incoming::TooLong) => {
                             let note = format!("Line too long (over {} bytes); it was not sent.", self.max_line);
                             out.notice(&note);
-                            if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                            if let Some(reason) = flush_or_end(&mut out, io, &self.kill, expiry).await? {
                                 return Ok(reason);
                             }
                         }
@@ -267,7 +277,7 @@ impl Connection {
                                     held_until = Some(until);
                                     if tell {
                                         out.notice(TOO_FAST);
-                                        if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                                        if let Some(reason) = flush_or_end(&mut out, io, &self.kill, expiry).await? {
                                             return Ok(reason);
                                         }
                                     }
@@ -277,8 +287,13 @@ impl Connection {
                         None => {}
                     }
                 }
-                n = rd.read(&mut buf), if lines.is_empty() && !eof => {
-                    let n = n?;
+                n = io.read(&mut buf), if lines.is_empty() && !eof => {
+                    let n = match n {
+                        // A TLS peer that closed without saying so
+                        // (close_notify) is gone all the same.
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                        n => n?,
+                    };
                     if n == 0 {
                         // Perhaps only its sending side (shutdown(SHUT_WR)
                         // after a last command): what it sent is answered
@@ -325,13 +340,19 @@ impl Connection {
                             info_due = true;
                         }
                     }
-                    if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                    if let Some(reason) = flush_or_end(&mut out, io, &self.kill, expiry).await? {
                         return Ok(reason);
                     }
                 }
             }
         }
     }
+}
+
+/// Writes `bytes` and flushes them out of any buffer the stream keeps.
+async fn write_flushed(io: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    io.write_all(bytes).await?;
+    io.flush().await
 }
 
 /// Tells the hub what changed of the client, if anything; returns when it
@@ -567,7 +588,7 @@ impl Writer {
     async fn flush(&mut self, wr: &mut (impl AsyncWriteExt + Unpin)) -> std::io::Result<()> {
         self.seal()?;
         if !self.wire.is_empty() {
-            wr.write_all(&self.wire).await?;
+            write_flushed(wr, &self.wire).await?;
             self.written();
         }
         Ok(())
@@ -619,6 +640,7 @@ mod tests {
             name: "Test".into(),
             started_at_s: 0,
             port: 4000,
+            tls_port: None,
             mccp2,
             players: Arc::new(AtomicU64::new(0)),
         };

@@ -34,6 +34,10 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
             port_free(web, "portal.web").map_err(|e| fail(&e))?;
         }
     }
+    // The supervisor serves metrics itself: none runs, so the port must be free.
+    if let Ok(Some(addr)) = config.supervisor.metrics_addr() {
+        port_free(addr, "supervisor.metrics").map_err(|e| fail(&e))?;
+    }
     game.create_dirs().map_err(|e| fail(&e))?;
     let supervisor = beside_me("ev-supervisor").map_err(|e| fail(&e))?;
     let mut command = std::process::Command::new(&supervisor);
@@ -91,13 +95,17 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
     });
     match ready {
         Ok(telnet) => {
-            // The portal wrote the webclient's address before it was ready.
+            // Written by the portal before it is ready: the webclient's
+            // address, and the TLS listener's (removed when it has none).
             let web = std::fs::read_to_string(game.web_addr_path())
                 .ok()
                 .map(|addr| format!(", web http://{}/", addr.trim()))
                 .unwrap_or_default();
+            let tls = std::fs::read_to_string(game.tls_addr_path())
+                .map(|addr| format!(", TLS {}", addr.trim()))
+                .unwrap_or_default();
             say(format!(
-                "ev is running: telnet {telnet}{web} (supervisor pid {pid})"
+                "ev is running: telnet {telnet}{tls}{web} (supervisor pid {pid})"
             ))?;
             Ok(EXIT_OK)
         }

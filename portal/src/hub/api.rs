@@ -3,12 +3,14 @@
 //! they send through. Nothing here knows the hub's state; the hub's other
 //! files are private to it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use super::counters::Counters;
 use crate::negotiation::ClientInfo;
 use crate::outqueue::OutSender;
 use ev::link::{Form, Oob, PortalSession, Role, ServerHello, SessionId, ToPortal, ToServer};
@@ -89,6 +91,10 @@ pub enum HubEvent {
 pub struct StatusInfo {
     pub sessions: u64,
     pub logged_in: u64,
+    /// Open connections by protocol.
+    pub sessions_by_protocol: BTreeMap<String, u64>,
+    /// Everything the hub counted since the portal started.
+    pub counters: Counters,
     /// Each server, its role and how long since the portal heard from it.
     pub servers: Vec<(ServerHello, Role, Duration)>,
     pub buffered_inputs: u64,
@@ -114,6 +120,8 @@ pub enum AdminRequest {
     },
     Notice {
         text: String,
+        /// Only to the game's admins, through the active server.
+        admins: bool,
     },
     Shutdown {
         message: String,

@@ -53,12 +53,21 @@ pub fn start() -> Harness {
 }
 
 pub fn start_with(pause_notice: Duration) -> Harness {
+    start_configured(pause_notice, Duration::from_secs(3600))
+}
+
+/// A hub that sends heartbeats on a `Tick` once `heartbeat` has passed.
+pub fn start_with_heartbeat(heartbeat: Duration) -> Harness {
+    start_configured(Duration::from_secs(3600), heartbeat)
+}
+
+fn start_configured(pause_notice: Duration, heartbeat: Duration) -> Harness {
     let (tx, rx) = channel();
     let stop = CancellationToken::new();
     let config = HubConfig {
         sync_chunk: 2,
         tick: None,
-        heartbeat: Duration::from_secs(3600),
+        heartbeat,
         telnet_addr: "127.0.0.1:1".into(),
         pause_notice,
     };

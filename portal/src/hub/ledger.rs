@@ -117,6 +117,7 @@ impl Hub {
             let _ = out.try_send(Outbound::Close("the game is shutting down".into()));
             return;
         }
+        self.counters.opened(&portal.protocol);
         self.sessions.insert(
             id,
             Session {
@@ -156,6 +157,7 @@ impl Hub {
             return;
         };
         s.last_seq += 1;
+        self.counters.inputs_received += 1;
         let seq = s.last_seq;
         let event = body.event(minor, session, seq);
         s.pending.push_back(Pending {
@@ -278,6 +280,17 @@ impl Hub {
         }
     }
 
+    /// A line for the game's admins: the active server knows who they are.
+    /// With no server, or one older than Link 1.4, it is only logged.
+    pub(super) fn notice_staff(&mut self, text: String) {
+        match self.active {
+            Some(active) if self.minor(active) >= 4 => {
+                self.push(active, ToServer::StaffNotice { text })
+            }
+            _ => tracing::warn!("no server to tell the game's admins: {text}"),
+        }
+    }
+
     pub(super) fn notice_all(&mut self, text: &str) {
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
@@ -343,6 +356,12 @@ impl Hub {
                 continue;
             }
             let sent = s.sent;
+            // In flight in a crash: this is its replay.
+            self.counters.inputs_replayed += s
+                .pending
+                .iter()
+                .filter(|p| p.seq > sent && p.crashes > 0)
+                .count() as u64;
             let inputs: Vec<(u64, ToServer)> = s
                 .pending
                 .iter()
@@ -418,6 +437,7 @@ impl Hub {
         }
         s.acked = s.acked.max(seq);
         s.credits.add_permits(freed);
+        self.counters.inputs_applied += freed as u64;
         if s.closed.is_some() {
             self.settle_closed(session);
         } else {
@@ -786,6 +806,47 @@ mod tests {
         h.tx.send(HubEvent::Tick);
         h.status().await;
         assert_eq!(h.players.load(Ordering::Relaxed), 0);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_notice_for_the_admins_goes_to_a_server_of_link_1_4_and_to_no_player() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach_minor(1, 1, ev::version::LINK_MAJOR, 4);
+        a.take(2).await;
+        h.tx.send(HubEvent::Admin(AdminRequest::Notice {
+            text: "auto-reload failed".into(),
+            admins: true,
+        }));
+        h.input(7, "look");
+        let got = a.take(2).await;
+        assert_eq!(
+            got[0],
+            ToServer::StaffNotice {
+                text: "auto-reload failed".into()
+            }
+        );
+        // An older server is not sent it; players never are.
+        h.kill(1);
+        let mut b = h.attach_minor(2, 2, ev::version::LINK_MAJOR, 3);
+        b.take(2).await;
+        h.tx.send(HubEvent::Admin(AdminRequest::Notice {
+            text: "again".into(),
+            admins: true,
+        }));
+        h.input(7, "look again");
+        let got = b.take(1).await;
+        assert!(
+            got.iter()
+                .all(|e| !matches!(e, ToServer::StaffNotice { .. })),
+            "{got:?}"
+        );
+        assert!(
+            !s.texts()
+                .iter()
+                .any(|t| t.contains("again") || t.contains("auto-reload"))
+        );
         h.stop.cancel();
     }
 

@@ -20,9 +20,12 @@
 //! - `handover`: a reload's Promote, Drain, Sync and Ready.
 //! - `recovery`: after a crash: suspects, careful replay, quarantine.
 //! - `pause`: telling players of a pause, and of its end.
+//! - `counters`: what the operator's metrics count (inputs, connections,
+//!   the Link's round trips).
 //! - `shutdown`: draining the last server, then closing every connection.
 
 pub mod api;
+mod counters;
 #[cfg(test)]
 mod fixture;
 mod handover;
@@ -32,7 +35,7 @@ mod recovery;
 mod servers;
 mod shutdown;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -42,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::unanswered::Unanswered;
 use api::{AdminRequest, ConnId, HubEvent, HubSender, Outbound, StatusInfo};
+use counters::{Counters, Heartbeats};
 use ev::link::{Role, SessionId, ToPortal, ToServer};
 use handover::Switch;
 use ledger::{Body, Session};
@@ -97,6 +101,9 @@ pub struct Hub {
     /// not per change, so ten thousand logins cost no quadratic work.
     players: Arc<AtomicU64>,
     players_changed: bool,
+    /// For the operator's metrics; see `counters`.
+    counters: Counters,
+    heartbeats: Heartbeats,
 }
 
 impl Hub {
@@ -131,6 +138,8 @@ impl Hub {
             unanswered: Unanswered::default(),
             players: Arc::new(AtomicU64::new(0)),
             players_changed: false,
+            counters: Counters::default(),
+            heartbeats: Heartbeats::default(),
         }
     }
 
@@ -233,7 +242,9 @@ impl Hub {
             ToPortal::Drained => self.drained(conn),
             ToPortal::Ready { sessions } => self.ready(conn, sessions),
             ToPortal::Heartbeat { nonce, reply } => {
-                if !reply {
+                if reply {
+                    self.heartbeat_answered(conn, nonce);
+                } else {
                     self.push(conn, ToServer::Heartbeat { nonce, reply: true });
                 }
             }
@@ -253,7 +264,11 @@ impl Hub {
                 timeout,
                 reply,
             } => self.promote(generation, timeout, reply),
-            AdminRequest::Notice { text } => self.notice_all(&text),
+            AdminRequest::Notice {
+                text,
+                admins: false,
+            } => self.notice_all(&text),
+            AdminRequest::Notice { text, admins: true } => self.notice_staff(text),
             AdminRequest::Shutdown {
                 message,
                 timeout,
@@ -263,10 +278,23 @@ impl Hub {
     }
 
     fn status(&self) -> StatusInfo {
-        let live = self.sessions.values().filter(|s| s.out.is_some());
+        let (mut sessions, mut logged_in) = (0, 0);
+        let mut sessions_by_protocol: BTreeMap<String, u64> = BTreeMap::new();
+        for s in self.sessions.values().filter(|s| s.out.is_some()) {
+            sessions += 1;
+            logged_in += u64::from(s.server.logged_in());
+            match sessions_by_protocol.get_mut(&s.portal.protocol) {
+                Some(n) => *n += 1,
+                None => {
+                    sessions_by_protocol.insert(s.portal.protocol.clone(), 1);
+                }
+            }
+        }
         StatusInfo {
-            sessions: live.clone().count() as u64,
-            logged_in: live.filter(|s| s.server.logged_in()).count() as u64,
+            sessions,
+            logged_in,
+            sessions_by_protocol,
+            counters: self.counters.clone(),
             servers: self
                 .servers
                 .iter()

@@ -46,6 +46,7 @@ impl Hub {
             s.sent = s.acked;
             s.closed_sent = s.closed_sent && s.pending.is_empty();
         }
+        self.counters.inputs_quarantined += quarantined.len() as u64;
         for (session, seq, body) in quarantined {
             tracing::error!(
                 %session,
@@ -91,6 +92,7 @@ impl Hub {
                 && let Some(p) = s.pending.iter().find(|p| p.seq == seq)
             {
                 s.sent = seq;
+                self.counters.inputs_replayed += 1;
                 let event = p.body.event(minor, session, seq);
                 self.unanswered
                     .sent(tokio::time::Instant::now(), session, seq);
@@ -153,6 +155,13 @@ mod tests {
         let events = d.take(1).await;
         assert_eq!(inputs(&events), vec![(7, 2, "say after".into())]);
         assert_told_of_quarantine(&mut s);
+        // Replays: two to B, three to C and D (the suspects alone, then the
+        // rest); the poison is not replayed again.
+        let c = h.status().await.counters;
+        assert_eq!(
+            (c.inputs_received, c.inputs_replayed, c.inputs_quarantined),
+            (3, 5, 1)
+        );
         h.stop.cancel();
     }
 

@@ -3,7 +3,6 @@ use std::sync::atomic::AtomicU64;
 use super::*;
 use crate::options::{DO, DONT, WILL, WONT};
 use crate::render::PromptEnd;
-use crate::telnet::{Event, Line, LineAssembler, Parser};
 
 const SEND_TTYPE: [u8; 6] = [IAC, SB, TTYPE, SEND, IAC, SE];
 
@@ -12,6 +11,7 @@ fn facts() -> Arc<Facts> {
         name: "Test".into(),
         started_at_s: 1,
         port: 4000,
+        tls_port: None,
         mccp2: true,
         players: Arc::new(AtomicU64::new(2)),
     })
@@ -90,6 +90,29 @@ fn ttype_cycles_through_mtts_and_stops() {
     assert_eq!(n.take_changed(), None);
     // A repeated WILL neither answers nor restarts the cycle.
     assert_eq!(neg(&mut n, WILL, TTYPE), Vec::<u8>::new());
+}
+
+#[test]
+fn tls_is_told_as_mtts_ssl_from_the_connection_never_from_the_client() {
+    let mut plain = started();
+    neg(&mut plain, WILL, TTYPE);
+    sub(&mut plain, TTYPE, &is("MUDLET"));
+    sub(&mut plain, TTYPE, &is("XTERM"));
+    // 1 ANSI + 2048 SSL: a claim a plain connection does not pass on.
+    sub(&mut plain, TTYPE, &is("MTTS 2049"));
+    assert_eq!(plain.take_changed().unwrap().capabilities, Capabilities(1));
+
+    let mut tls = Negotiation::new(true, facts()).over_tls(true);
+    tls.start(&mut Vec::new());
+    assert_eq!(tls.info.capabilities, Capabilities(Capabilities::SSL));
+    neg(&mut tls, WILL, TTYPE);
+    sub(&mut tls, TTYPE, &is("MUDLET"));
+    sub(&mut tls, TTYPE, &is("XTERM"));
+    sub(&mut tls, TTYPE, &is("MTTS 1"));
+    assert_eq!(
+        tls.take_changed().unwrap().capabilities,
+        Capabilities(1 | Capabilities::SSL)
+    );
 }
 
 #[test]
@@ -300,71 +323,17 @@ impl XorShift {
 
 /// Random and malformed streams (truncated IAC, endless SB, IAC IAC in
 /// data, option floods, invalid UTF-8), cut at random places, through the
-/// parser, the negotiation and the line assembler: nothing panics, what is
-/// kept stays bounded, lines stay under the limit, and what is sent back is
-/// at most a small multiple of what came in.
+/// parser, the negotiation and the line assembler (`crate::fuzzing`, the
+/// fuzz target's harness): nothing panics, what is kept stays bounded,
+/// lines stay under the limit, and what is sent back is at most a small
+/// multiple of what came in.
 #[test]
 fn random_streams_are_survived_with_bounded_state() {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     for _ in 0..300 {
-        let mut parser = Parser::new(2048);
-        let mut assembler = LineAssembler::new(100);
-        let mut lines = Vec::new();
-        let mut n = Negotiation::new(rng.next() % 2 == 0, facts());
-        let mut out = Vec::new();
-        n.start(&mut out);
         let len = (rng.next() % 4000) as usize;
         let stream: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
-        let mut events = Vec::new();
-        let mut at = 0;
-        let mut answered = 0;
-        let mut to_game = 0;
-        while at < stream.len() {
-            let cut = (at + 1 + (rng.next() % 64) as usize).min(stream.len());
-            events.clear();
-            parser.receive(&stream[at..cut], &mut events);
-            for event in events.drain(..) {
-                let mut reply = Vec::new();
-                match event {
-                    Event::Negotiate(verb, option) => {
-                        n.negotiate(verb, option, &mut reply);
-                    }
-                    Event::Subnegotiation(option, data) => {
-                        assert!(data.len() <= 2048);
-                        if let Ok(oobs) = n.subnegotiation(option, &data, &mut reply) {
-                            to_game += oobs.iter().map(|o| o.name.len()).sum::<usize>();
-                        }
-                    }
-                    Event::Data(data) => {
-                        let before = lines.len();
-                        assembler.push(&data, n.charset(), &mut lines);
-                        for _ in before..lines.len() {
-                            n.answered(&mut reply);
-                        }
-                        // Now and then the game asks a secret, or sends data.
-                        if rng.next() % 8 == 0 {
-                            n.secret(&mut reply);
-                        }
-                        let _ = n.oob(&oob("Char.Vitals", "{\"hp\":1}"), &mut Vec::new());
-                    }
-                    Event::Overlong(_) | Event::Command(_) => {}
-                }
-                // The MSSP table is the one long answer.
-                answered += reply.len().min(64);
-            }
-            at = cut;
-        }
-        for line in &lines {
-            if let Line::Text(text) = line {
-                // At most 100 bytes in, each at worst one U+FFFD out.
-                assert!(text.chars().count() <= 100, "{text:?}");
-                assert!(!text.contains(['\r', '\n', '\0']), "{text:?}");
-            }
-        }
-        let info = n.take_changed().unwrap_or_default();
-        assert!(info.client.len() <= MAX_NAME && info.terminal.len() <= MAX_NAME);
-        assert!(answered <= 8 * stream.len() + 64, "{answered} for {len}");
-        assert!(to_game <= stream.len(), "{to_game} for {len}");
+        crate::fuzzing::telnet_stream(&stream);
     }
 }
 

@@ -639,6 +639,7 @@ impl<G: Game> Kernel<G> {
                 self.input(tx, session, seq, Queued::Oob { seq, oob }, out)?
             }
             Inbound::Closed { session, .. } => self.closed(tx, session, out)?,
+            Inbound::StaffNotice { text } => self.tell_staff(&text, out),
             Inbound::Sync { sessions, last } => self.sync(tx, sessions, last, out)?,
             Inbound::Delivered { session, seq } => tx.prune_outbox(session, seq)?,
             Inbound::Hello(_) | Inbound::Drain { .. } | Inbound::Heartbeat { .. } => {}
@@ -1549,6 +1550,17 @@ impl<G: Game> Kernel<G> {
             game.on_login(cx)
         });
         settle(result, Some(id), "on_login", out)
+    }
+
+    /// A line from the operator's tools to every admin in play.
+    fn tell_staff(&mut self, text: &str, out: &mut Outbox) {
+        tracing::info!(text, "telling the admins");
+        let line = format!("{{yellow}}[ev] {}{{/}}", ev::markup::escape(text));
+        for (&id, session) in &self.state.sessions {
+            if session.character.is_some() && session.level >= Level::Admin {
+                out.output(id, line.clone());
+            }
+        }
     }
 
     fn origin(&self, id: SessionId) -> Option<Origin> {

@@ -60,6 +60,14 @@ pub enum StoreError {
         found: u32,
         known: u32,
     },
+    #[error(
+        "database {path} was changed by game migration {found}, which this build does not have (it knows up to {known}); a newer build of the game migrated it: run that build, or restore a backup"
+    )]
+    GameTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("opening database {path}")]
     Open {
         path: PathBuf,

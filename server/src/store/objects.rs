@@ -53,6 +53,32 @@ pub struct WorldChanges {
 }
 
 impl Store {
+    /// Refuses a database that game migrations unknown to this build have
+    /// changed (`known`: the versions this build has): a newer build ran
+    /// them, and this one would misread what they made.
+    pub fn check_game_migrations(&self, known: &[i64]) -> Result<(), StoreError> {
+        let has_table: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'game_migrations')",
+            [],
+            |row| row.get(0),
+        )?;
+        if !has_table {
+            return Ok(());
+        }
+        let mut stmt = self.conn.prepare("SELECT version FROM game_migrations")?;
+        let ran: Vec<i64> = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        match ran.into_iter().filter(|v| !known.contains(v)).max() {
+            Some(found) => Err(StoreError::GameTooNew {
+                path: self.path.clone(),
+                found,
+                known: known.iter().copied().max().unwrap_or(0),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The world as it is, read in one read transaction that writes
     /// nothing: what a standby may do while the active server still serves.
     pub fn snapshot_world(&self) -> Result<WorldSnapshot, StoreError> {
@@ -491,6 +517,7 @@ impl Tx<'_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::StoreError;
     use crate::store::tests::open;
 
     #[test]
@@ -529,6 +556,34 @@ mod tests {
         tx.destroy_object(room).unwrap();
         assert_eq!(tx.load_objects().unwrap()[0].location, None);
         assert!(tx.load_timers().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_migrated_by_a_newer_build_of_the_game_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.check_game_migrations(&[]).unwrap();
+        let tx = store.begin().unwrap();
+        tx.run_game_migration(1, "one", "SELECT 1;").unwrap();
+        tx.run_game_migration(3, "three", "SELECT 1;").unwrap();
+        tx.commit().unwrap();
+        store.check_game_migrations(&[1, 2, 3]).unwrap();
+        let err = store.check_game_migrations(&[1, 2]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::GameTooNew {
+                    found: 3,
+                    known: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("a newer build of the game migrated it")
+        );
     }
 
     #[test]
