@@ -41,4 +41,7 @@ mod suite {
     // Limits for an exposed game (issue 9): output bytes, command rates,
     // login and idle timeouts, half-closed clients, a silent server.
     mod limits;
+    // `evctl new` (issue 12): a game crate made, built, started, edited and
+    // rebuilt under a connected player, who sees the change after the reload.
+    mod new_game;
 }
