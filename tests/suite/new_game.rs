@@ -194,6 +194,14 @@ fn a_game_made_by_evctl_new_is_changed_and_rebuilt_under_a_connected_player() {
     );
     assert!(config.server.auto_reload);
     assert_eq!(config.game.name, NAME);
+    // The player below types as fast as it is answered: lift the command
+    // rate limits (20 a second by default) so no input waits for them.
+    let mut config = config;
+    config.portal.commands_per_second = 100_000;
+    config.portal.command_burst = 100_000;
+    config.portal.commands_per_second_per_ip = 100_000;
+    config.portal.command_burst_per_ip = 100_000;
+    game.write_config(&config.to_toml());
 
     // The game runs; a player logs in and runs the example command.
     game.start();
