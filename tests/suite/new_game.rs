@@ -280,10 +280,16 @@ fn a_game_made_by_evctl_new_is_changed_and_rebuilt_under_a_connected_player() {
     );
 
     // It was the automatic reload: a new server, the player still in.
-    wait_until("the old server to exit", REPLY_TIMEOUT, || {
-        !crate::util::alive(serving)
-    });
-    assert_ne!(game.pid("server"), Some(serving));
+    wait_until(
+        "the old server to exit and server.pid to name the new one",
+        REPLY_TIMEOUT,
+        || {
+            !crate::util::alive(serving)
+                && game
+                    .pid("server")
+                    .is_some_and(|p| p != serving && crate::util::alive(p))
+        },
+    );
     let log = std::fs::read_to_string(game.root().join("logs/supervisor.log")).unwrap_or_default();
     assert!(log.contains("auto-reload done"), "{}", game.log_tails());
     alice.send_line("look");
