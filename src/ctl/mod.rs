@@ -86,9 +86,14 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         admin: Option<String>,
     },
-    /// Make a game of your own: a Rust crate on ev's runtime in DIR (default
-    /// ./NAME), built with `cargo build`, and its game directory DIR/game,
-    /// which reloads the game on each `cargo build`.
+    /// Make a game of your own: a Rust crate on ev's runtime, built, and its game directory.
+    ///
+    /// The crate goes in DIR (default ./NAME) and depends on ev-server by
+    /// path to the ev checkout this evctl was built from. evctl builds it
+    /// with `cargo build` (the first build takes minutes), then makes the
+    /// game directory DIR/game as `evctl init` does, with server.binary at
+    /// that build and server.auto_reload on: each later `cargo build`
+    /// reloads the running game.
     New {
         /// The game's name, which is its crate's (e.g. my-game).
         #[arg(value_parser = new::crate_name)]
