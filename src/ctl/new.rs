@@ -101,7 +101,7 @@ pub fn crate_name(text: &str) -> Result<String, String> {
     }
     let lib = lib_name(text);
     if KEYWORDS.contains(&lib.as_str()) {
-        return Err(format!("{text:?} is a Rust keyword; {rules}"));
+        return Err(format!("{text:?} is a Rust keyword; choose another name"));
     }
     if RESERVED.contains(&lib.as_str()) || RESERVED_BINARIES.contains(&lib.as_str()) {
         return Err(format!(
