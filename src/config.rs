@@ -61,6 +61,25 @@ pub struct PortalConfig {
     pub telnet: SocketAddr,
     /// Webclient listener (the webclient itself is not built yet).
     pub web: SocketAddr,
+    /// Telnet over TLS listener; "" (the default): none. Port 0 picks a
+    /// free port (written to run/tls.addr). Everything a telnet session
+    /// has works the same over it. `evctl init --tls` turns it on with a
+    /// self-signed certificate.
+    #[serde(with = "optional_addr")]
+    pub tls: Option<SocketAddr>,
+    /// The TLS listener's certificate chain (PEM, the server's own
+    /// certificate first), relative to the game directory. A renewed file
+    /// is served to new connections as soon as it is written (and at
+    /// each `evctl reload`); one that cannot be used is refused, logged,
+    /// and the previous certificate kept.
+    pub tls_cert: PathBuf,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1),
+    /// relative to the game directory; keep it mode 0600.
+    pub tls_key: PathBuf,
+    /// Seconds a TLS connection may take to finish its handshake before
+    /// it is closed. Until then it holds its place in
+    /// `max_connections_per_ip` and `max_connections`.
+    pub tls_handshake_timeout_s: u64,
     /// Longest input line in bytes; a longer line is refused with a message.
     pub max_line_bytes: usize,
     /// Inputs per session held while not yet applied by a server (e.g. during a
@@ -108,6 +127,23 @@ pub struct PortalConfig {
     /// connection) is found, and a client's own idle timer is kept from
     /// closing it; 0: never.
     pub keepalive_s: u64,
+    /// The colours of a telnet client that never says what it shows (it
+    /// does not answer TTYPE, or names a terminal that says nothing of
+    /// colour): "ansi16" (what nearly every MUD client and terminal
+    /// shows), "xterm256", "truecolour", or "plain" (no colour at all). A
+    /// client that reports MTTS gets what it reports, a screen reader
+    /// plain text.
+    pub default_colours: crate::markup::Colours,
+    /// Output waits at most this long after a client connects for it to
+    /// say what it shows (its terminal type and capabilities, its
+    /// character set), so the welcome screen is already in its colours.
+    /// A client that answers, or refuses, sooner waits no longer; 0: never
+    /// wait.
+    pub negotiation_wait_ms: u64,
+    /// Longest out-of-band message (a GMCP or MSDP subnegotiation) taken
+    /// from a client, in bytes; a longer one is discarded as it arrives,
+    /// and logged.
+    pub max_oob_bytes: usize,
     /// Players are told of a pause (a reload's hand-over, a crashed server's
     /// restart) only once their input has waited this long, and told when it
     /// is over; 0 tells them at once. A reload takes milliseconds: a line to
@@ -124,6 +160,10 @@ impl Default for PortalConfig {
         Self {
             telnet: ([127, 0, 0, 1], 4000).into(),
             web: ([127, 0, 0, 1], 4001).into(),
+            tls: None,
+            tls_cert: "tls/cert.pem".into(),
+            tls_key: "tls/key.pem".into(),
+            tls_handshake_timeout_s: 10,
             max_line_bytes: 4096,
             input_queue: 256,
             output_queue: 4096,
@@ -140,6 +180,9 @@ impl Default for PortalConfig {
             mccp2: true,
             mccp2_idle_release_ms: 5000,
             keepalive_s: 60,
+            default_colours: crate::markup::Colours::Ansi16,
+            negotiation_wait_ms: 1000,
+            max_oob_bytes: 8 * 1024,
             pause_notice_ms: 500,
             threads: 1,
         }
@@ -301,6 +344,12 @@ pub struct SupervisorConfig {
     pub crash_loop_limit: u32,
     /// How long `evctl stop` waits for every process to exit before killing.
     pub stop_timeout_ms: u64,
+    /// Where the supervisor serves Prometheus metrics (`GET /metrics`), as
+    /// `ADDRESS:PORT` or a bare `PORT` (on 127.0.0.1); empty (the default):
+    /// not served. Metrics carry no secrets but are not for the world: keep
+    /// them on loopback or a private network. Port 0 picks a free port,
+    /// written to run/metrics.addr. Read at start only.
+    pub metrics: String,
 }
 
 impl Default for SupervisorConfig {
@@ -310,7 +359,27 @@ impl Default for SupervisorConfig {
             restart_backoff_max_ms: 10_000,
             crash_loop_limit: 5,
             stop_timeout_ms: 15_000,
+            metrics: String::new(),
         }
+    }
+}
+
+impl SupervisorConfig {
+    /// `metrics` as an address: None when it is empty (metrics off), a bare
+    /// port on 127.0.0.1. Err names the key and says what it takes.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let text = self.metrics.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(port) = text.parse::<u16>() {
+            return Ok(Some(([127, 0, 0, 1], port).into()));
+        }
+        text.parse::<SocketAddr>().map(Some).map_err(|_| {
+            format!(
+                "key `supervisor.metrics` must be ADDRESS:PORT (e.g. \"127.0.0.1:9100\"), a port, or empty for none; not {text:?}"
+            )
+        })
     }
 }
 
@@ -385,6 +454,11 @@ impl Config {
             ("portal.max_connections", self.portal.max_connections),
             ("portal.sync_chunk", self.portal.sync_chunk),
             ("portal.threads", self.portal.threads),
+            ("portal.max_oob_bytes", self.portal.max_oob_bytes),
+            (
+                "portal.tls_handshake_timeout_s",
+                self.portal.tls_handshake_timeout_s as usize,
+            ),
             ("server.max_batch", self.server.max_batch),
             ("logs.max_file_kib", self.logs.max_file_kib as usize),
             ("auth.password_queue", self.auth.password_queue),
@@ -417,6 +491,19 @@ impl Config {
                 "key `portal.max_line_bytes` must be at most {max_line}"
             ));
         }
+        // One message is one Link event, and its JSON may grow in the
+        // conversion (an MSDP control byte becomes a six-byte escape).
+        let max_oob = crate::link::MAX_BATCH_BYTES / 8;
+        if self.portal.max_oob_bytes > max_oob {
+            return Err(format!(
+                "key `portal.max_oob_bytes` must be at most {max_oob}"
+            ));
+        }
+        if self.portal.negotiation_wait_ms > MAX_NEGOTIATION_WAIT_MS {
+            return Err(format!(
+                "key `portal.negotiation_wait_ms` must be at most {MAX_NEGOTIATION_WAIT_MS}"
+            ));
+        }
         if self.portal.sync_chunk > MAX_SYNC_CHUNK {
             return Err(format!(
                 "key `portal.sync_chunk` must be at most {MAX_SYNC_CHUNK}"
@@ -430,6 +517,7 @@ impl Config {
                 "key `portal.threads` must be at most {MAX_PORTAL_THREADS}"
             ));
         }
+        self.supervisor.metrics_addr()?;
         if self.auth.argon2_memory_kib < 8 * self.auth.argon2_parallelism.max(1) {
             return Err("key `auth.argon2_memory_kib` must be at least 8 × parallelism".into());
         }
@@ -474,6 +562,33 @@ impl Config {
     }
 }
 
+/// An address that may be off: written as "" when it is, so ev.toml names
+/// the key either way (TOML has no null).
+mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "" => Ok(None),
+            addr => addr.parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{addr:?} is not an address: HOST:PORT with HOST an IP address, or \"\" for none"
+                ))
+            }),
+        }
+    }
+}
+
 /// One key that differs between two configs (see [`Config::differences`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
@@ -485,6 +600,9 @@ pub struct Difference {
 
 /// More threads than this would be a typo, not a tuning.
 const MAX_PORTAL_THREADS: usize = 256;
+
+/// A longer wait would leave every new player staring at nothing.
+const MAX_NEGOTIATION_WAIT_MS: u64 = 10_000;
 
 /// Sessions in one Sync chunk, at most: a chunk is one Link message, and
 /// each snapshot takes a few hundred bytes with its `extra`.
@@ -570,12 +688,78 @@ mod tests {
     }
 
     #[test]
+    fn telnet_rendering_settings() {
+        let c = parse("[portal]\ndefault_colours = \"plain\"\n").unwrap();
+        assert_eq!(c.portal.default_colours, crate::markup::Colours::None);
+        for (name, colours) in [
+            ("ansi16", crate::markup::Colours::Ansi16),
+            ("xterm256", crate::markup::Colours::Xterm256),
+            ("truecolour", crate::markup::Colours::Truecolour),
+        ] {
+            let c = parse(&format!("[portal]\ndefault_colours = \"{name}\"\n")).unwrap();
+            assert_eq!(c.portal.default_colours, colours);
+        }
+        let err = parse("[portal]\ndefault_colours = \"rainbow\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("plain"), "{err}");
+        assert!(
+            Config::default()
+                .to_toml()
+                .contains("default_colours = \"ansi16\"")
+        );
+        for bad in ["max_oob_bytes = 0", "max_oob_bytes = 10000000"] {
+            let err = parse(&format!("[portal]\n{bad}\n")).unwrap_err();
+            assert!(err.contains("portal.max_oob_bytes"), "{err}");
+        }
+        let err = parse("[portal]\nnegotiation_wait_ms = 60000\n").unwrap_err();
+        assert!(err.contains("portal.negotiation_wait_ms"), "{err}");
+        assert_eq!(
+            parse("[portal]\nnegotiation_wait_ms = 0\n")
+                .unwrap()
+                .portal
+                .negotiation_wait_ms,
+            0
+        );
+    }
+
+    #[test]
+    fn tls_is_off_unless_an_address_is_given() {
+        let c = Config::default();
+        assert_eq!(c.portal.tls, None);
+        assert!(c.to_toml().contains("tls = \"\""), "{}", c.to_toml());
+        let c = parse("[portal]\ntls = \"0.0.0.0:4003\"\n").unwrap();
+        assert_eq!(c.portal.tls, Some("0.0.0.0:4003".parse().unwrap()));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let err = parse("[portal]\ntls = \"localhost\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("tls"), "{err}");
+        let err = parse("[portal]\ntls_handshake_timeout_s = 0\n").unwrap_err();
+        assert!(err.contains("portal.tls_handshake_timeout_s"), "{err}");
+    }
+
+    #[test]
     fn portal_threads_must_be_a_sane_count() {
         assert_eq!(parse("[portal]\nthreads = 4\n").unwrap().portal.threads, 4);
         for bad in ["0", "100000"] {
             let err = parse(&format!("[portal]\nthreads = {bad}\n")).unwrap_err();
             assert!(err.contains("portal.threads"), "{err}");
         }
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_a_bare_port_is_loopback() {
+        let off = parse("").unwrap();
+        assert_eq!(off.supervisor.metrics_addr(), Ok(None));
+        let port = parse("[supervisor]\nmetrics = \"9100\"\n").unwrap();
+        assert_eq!(
+            port.supervisor.metrics_addr(),
+            Ok(Some("127.0.0.1:9100".parse().unwrap()))
+        );
+        let v6 = parse("[supervisor]\nmetrics = \"[::1]:0\"\n").unwrap();
+        assert_eq!(
+            v6.supervisor.metrics_addr(),
+            Ok(Some("[::1]:0".parse().unwrap()))
+        );
+        let err = parse("[supervisor]\nmetrics = \"localhost:9100\"\n").unwrap_err();
+        assert!(err.contains("supervisor.metrics"), "{err}");
     }
 
     #[test]

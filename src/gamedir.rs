@@ -4,12 +4,14 @@
 //! GAME/ev.toml            settings (config.rs)
 //! GAME/data/game.db       the server's database
 //! GAME/logs/<process>.log one log per process
+//! GAME/tls/               mode 0700: the certificate and key `evctl init --tls` made
 //! GAME/run/               mode 0700: sockets, pidfiles, server binary copies
 //!     portal.sock         the Link and PortalAdmin (portal serves)
 //!     control.sock        the supervisor's Control service (evctl speaks)
 //!     supervisor.pid      locked while a supervisor runs
 //!     portal.pid server.pid
 //!     telnet.addr         the address the portal's telnet listener bound
+//!     tls.addr            the TLS listener's, while there is one
 //!     bin/<build-id>      server binaries copied at reload time
 //! ```
 
@@ -92,6 +94,17 @@ impl GameDir {
     }
     pub fn telnet_addr_path(&self) -> PathBuf {
         self.run_dir().join("telnet.addr")
+    }
+    /// Where the supervisor serves metrics, once bound (`supervisor.metrics`).
+    pub fn metrics_addr_path(&self) -> PathBuf {
+        self.run_dir().join("metrics.addr")
+    }
+    pub fn tls_addr_path(&self) -> PathBuf {
+        self.run_dir().join("tls.addr")
+    }
+    /// A path from ev.toml: relative ones are in the game directory.
+    pub fn path(&self, configured: &Path) -> PathBuf {
+        self.root.join(configured)
     }
 
     /// Fails if a socket path would be over the kernel's limit.

@@ -33,9 +33,25 @@
 use std::fmt::Write;
 
 /// What a client can show, from TTYPE/MTTS or the player's own choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// In ev.toml (`portal.default_colours`): "plain", "ansi16", "xterm256",
+/// "truecolour".
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Colours {
     /// Plain text: screen readers, dumb terminals, logs.
+    #[serde(rename = "plain")]
     None,
     /// The 16 ANSI colours and bold/underline/italic.
     #[default]

@@ -5,8 +5,8 @@
 pub const LINK_MAJOR: u32 = 1;
 /// 1.1: `Working`. 1.2: `SessionInfo`, and a session's terminal and
 /// capabilities. 1.3: Output's markup and kind (line, prompt, secret), and
-/// out-of-band data both ways.
-pub const LINK_MINOR: u32 = 3;
+/// out-of-band data both ways. 1.4: `StaffNotice`.
+pub const LINK_MINOR: u32 = 4;
 
 /// The crate version; build ids of server binaries are content hashes taken by
 /// the supervisor (see `run/bin/`), this is what a process says of itself.

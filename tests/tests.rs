@@ -41,6 +41,15 @@ mod suite {
     // Limits for an exposed game (issue 9): output bytes, command rates,
     // login and idle timeouts, half-closed clients, a silent server.
     mod limits;
+    // A game's timers fire exactly once across a reload and a crash after
+    // their commit; a password asked for never reaches a log.
+    mod game_api;
+    // Prometheus metrics served by the supervisor: a command, a reload and a
+    // kill -9 each move theirs; off by default; bad requests answered.
+    mod metrics;
+    // Telnet over TLS through openssl s_client: play, reload, a renewed
+    // certificate, a refused one, a handshake that never comes.
+    mod tls;
     // `evctl new` (issue 12): a game crate made, built, started, edited and
     // rebuilt under a connected player, who sees the change after the reload.
     mod new_game;

@@ -1,7 +1,9 @@
 //! ev-portal: the long-lived process that holds every player connection.
 //!
 //! # Layout
-//! - `listener`: accepts telnet connections, enforces the connection limits.
+//! - `listener`: accepts telnet connections, plain and over TLS, enforces
+//!   the connection limits.
+//! - `tls`: the TLS listener's certificate, renewed without a restart.
 //! - `address`: per IP address, for every protocol: open connections and
 //!   the command bucket they share (`bucket`).
 //! - `session`: one task per connection: socket ⇄ `telnet` ⇄ hub, with
@@ -10,9 +12,11 @@
 //! - `telnet`: the sans-IO telnet parser and line assembler.
 //! - `options`: every telnet option's state (RFC 1143's Q method), sans IO;
 //!   `negotiation`: what each option the portal speaks means (SGA, TTYPE
-//!   and MTTS, NAWS, CHARSET, MSSP, MCCP2), sans IO; `charset`: the
-//!   client's character set both ways; `mssp`: the MSSP table; `mccp`: the
-//!   compressed half of a connection.
+//!   and MTTS, NAWS, CHARSET, MSSP, MCCP2, EOR, ECHO, GMCP, MSDP), sans
+//!   IO; `render`: the game's text on the client's screen (colours from
+//!   MTTS, prompts ended with EOR or GA); `gmcp` and `msdp`: out-of-band
+//!   data both ways; `charset`: the client's character set both ways;
+//!   `mssp`: the MSSP table; `mccp`: the compressed half of a connection.
 //! - `hub`: the one owner of the session table; routes input to the active
 //!   server, output to players, and runs the reload hand-over; tells players
 //!   of pauses, including inputs left unanswered (`unanswered`). A directory
@@ -32,18 +36,24 @@
 mod address;
 mod bucket;
 mod charset;
+#[doc(hidden)]
+pub mod fuzzing;
+mod gmcp;
 mod hub;
 mod link;
 mod listener;
 mod mccp;
+mod msdp;
 mod mssp;
 mod negotiation;
 mod options;
 mod outqueue;
+mod render;
 mod session;
 pub mod telnet;
 mod throttle;
 mod timeout;
+mod tls;
 mod trim;
 mod unanswered;
 
@@ -76,11 +86,15 @@ pub async fn run(
             )
         })?;
     let addr = listener.local_addr()?;
-    let addr_file = game.telnet_addr_path();
-    std::fs::write(addr_file.with_extension("tmp"), format!("{addr}\n"))
-        .and_then(|()| std::fs::rename(addr_file.with_extension("tmp"), &addr_file))
-        .with_context(|| format!("writing {}", addr_file.display()))?;
+    write_addr(&game.telnet_addr_path(), addr)?;
     tracing::info!(%addr, "telnet listening");
+    let tls = match config.portal.tls {
+        Some(tls_addr) => Some(listen_tls(&game, &config, tls_addr).await?),
+        None => {
+            let _ = std::fs::remove_file(game.tls_addr_path());
+            None
+        }
+    };
 
     let stop_accepting = CancellationToken::new();
     let stop_link = CancellationToken::new();
@@ -103,10 +117,14 @@ pub async fn run(
     let link = tokio::spawn({
         let socket = game.link_socket();
         let hub_tx = hub_tx.clone();
-        async move { link::serve(&socket, hub_tx, link_stop.cancelled_owned()).await }
+        let certificate = tls.as_ref().map(|t| t.certificate.clone());
+        async move { link::serve(&socket, hub_tx, certificate, link_stop.cancelled_owned()).await }
     });
     let limits = listener::Limits {
         max_line: config.portal.max_line_bytes,
+        max_oob: config.portal.max_oob_bytes,
+        default_colours: config.portal.default_colours,
+        negotiation_wait: Duration::from_millis(config.portal.negotiation_wait_ms),
         input_queue: config.portal.input_queue,
         output_queue: config.portal.output_queue,
         output_queue_bytes: config.portal.output_queue_bytes,
@@ -135,14 +153,23 @@ pub async fn run(
                 .unwrap_or_default()
                 .as_secs(),
             port: addr.port(),
+            tls_port: tls.as_ref().map(|t| t.addr.port()),
             mccp2: config.portal.mccp2,
             players: hub.players(),
         }),
         keepalive: (config.portal.keepalive_s > 0)
             .then(|| Duration::from_secs(config.portal.keepalive_s)),
+        tls_handshake: Duration::from_secs(config.portal.tls_handshake_timeout_s),
+    };
+    let watch_certificate = tls
+        .as_ref()
+        .map(|t| tokio::spawn(t.certificate.clone().watch(stop_accepting.clone())));
+    let listeners = listener::Listeners {
+        telnet: listener,
+        tls: tls.map(|t| (t.listener, t.acceptor)),
     };
     let accept = tokio::spawn(listener::run(
-        listener,
+        listeners,
         hub_tx.clone(),
         limits,
         stop_accepting.clone(),
@@ -172,6 +199,9 @@ pub async fn run(
     }
     stop_accepting.cancel();
     let _ = accept.await;
+    if let Some(watch) = watch_certificate {
+        let _ = watch.await;
+    }
     tracker.close();
     if tokio::time::timeout(FLUSH_DEADLINE, tracker.wait())
         .await
@@ -182,8 +212,55 @@ pub async fn run(
     stop_link.cancel();
     trim.abort();
     let _ = std::fs::remove_file(game.link_socket());
+    let _ = std::fs::remove_file(game.tls_addr_path());
     tracing::info!("portal stopped");
     Ok(())
+}
+
+/// Writes the address a listener bound to `path` (run/telnet.addr,
+/// run/tls.addr) whole: a reader never sees half of it.
+fn write_addr(path: &std::path::Path, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The TLS listener, bound and with its certificate read.
+struct TlsListener {
+    listener: tokio::net::TcpListener,
+    addr: std::net::SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    certificate: std::sync::Arc<tls::Certificate>,
+}
+
+/// Reads the certificate and key and binds `portal.tls`, writing the bound
+/// address to run/tls.addr. A certificate that cannot be used stops the
+/// start: an operator who turned TLS on wants to hear why it is not on.
+async fn listen_tls(
+    game: &GameDir,
+    config: &Config,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<TlsListener> {
+    let files = tls::Files {
+        cert: game.path(&config.portal.tls_cert),
+        key: game.path(&config.portal.tls_key),
+    };
+    let (certificate, acceptor) = tls::Certificate::load(files).with_context(
+        || "reading the TLS certificate (portal.tls_cert and portal.tls_key in ev.toml)",
+    )?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the TLS listener on {addr} (portal.tls in ev.toml)"))?;
+    let addr = listener.local_addr()?;
+    write_addr(&game.tls_addr_path(), addr)?;
+    tracing::info!(%addr, "telnet over TLS listening");
+    Ok(TlsListener {
+        listener,
+        addr,
+        acceptor,
+        certificate,
+    })
 }
 
 /// The portal's async runtime: `threads` 1 (the default) runs every

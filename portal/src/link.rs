@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::hub::api::{AdminRequest, ConnId, HubEvent, HubSender};
+use crate::hub::api::{AdminRequest, ConnId, Counters, HubEvent, HubSender};
+use crate::tls::Certificate;
 use ev::link::{MAX_MESSAGE_BYTES, ServerHello, ToPortal, ToServer};
 
 fn hello_of(msg: pb::ToPortal) -> Option<ServerHello> {
@@ -101,11 +102,14 @@ impl pb::link_server::Link for LinkService {
 /// Serves `PortalAdmin` for the supervisor.
 pub struct AdminService {
     hub: HubSender,
+    /// The TLS listener's certificate, read again at each Promote (a
+    /// reload's, or a start's), if there is one.
+    certificate: Option<Arc<Certificate>>,
 }
 
 impl AdminService {
-    pub fn new(hub: HubSender) -> Self {
-        Self { hub }
+    pub fn new(hub: HubSender, certificate: Option<Arc<Certificate>>) -> Self {
+        Self { hub, certificate }
     }
 
     async fn ask<T>(
@@ -116,6 +120,23 @@ impl AdminService {
         self.hub.send(HubEvent::Admin(make(tx)));
         rx.await
             .map_err(|_| Status::unavailable("the portal is shutting down"))
+    }
+}
+
+fn counters_to_pb(c: Counters) -> pb::PortalCounters {
+    let h = c.link_round_trip;
+    pb::PortalCounters {
+        inputs_received: c.inputs_received,
+        inputs_applied: c.inputs_applied,
+        inputs_replayed: c.inputs_replayed,
+        inputs_quarantined: c.inputs_quarantined,
+        sessions_opened: c.sessions_opened.into_iter().collect(),
+        link_round_trip: Some(pb::MicrosHistogram {
+            bounds_micros: h.bounds_micros,
+            counts: h.counts,
+            sum_micros: h.sum_micros,
+            count: h.count,
+        }),
     }
 }
 
@@ -152,6 +173,8 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
             buffered_inputs: s.buffered_inputs,
             telnet_addr: s.telnet_addr,
             started_at_ms: s.started_at_ms,
+            counters: Some(counters_to_pb(s.counters)),
+            sessions_by_protocol: s.sessions_by_protocol.into_iter().collect(),
         }))
     }
 
@@ -187,6 +210,11 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
         request: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::PromoteReply>, Status> {
         let r = request.into_inner();
+        // `evctl reload` also renews the certificate (the watch may be
+        // off, or the files on a filesystem that tells no changes).
+        if let Some(certificate) = &self.certificate {
+            certificate.recheck();
+        }
         let result = self
             .ask(|tx| AdminRequest::Promote {
                 generation: r.generation,
@@ -214,9 +242,9 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
         &self,
         request: Request<pb::NoticeRequest>,
     ) -> Result<Response<pb::NoticeReply>, Status> {
-        let text = request.into_inner().text;
+        let pb::NoticeRequest { text, admins } = request.into_inner();
         self.hub
-            .send(HubEvent::Admin(AdminRequest::Notice { text }));
+            .send(HubEvent::Admin(AdminRequest::Notice { text, admins }));
         Ok(Response::new(pb::NoticeReply {}))
     }
 
@@ -239,6 +267,7 @@ impl pb::portal_admin_server::PortalAdmin for AdminService {
 pub async fn serve(
     socket: &std::path::Path,
     hub: HubSender,
+    certificate: Option<Arc<Certificate>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let incoming = ev::uds::bind(socket)
@@ -249,7 +278,7 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(pb::portal_admin_server::PortalAdminServer::new(
-            AdminService::new(hub),
+            AdminService::new(hub, certificate),
         ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

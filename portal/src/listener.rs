@@ -1,5 +1,12 @@
-//! Accepts telnet connections, enforces the connection limits and starts a
-//! session task for each player.
+//! Accepts telnet connections, plain and over TLS, enforces the connection
+//! limits and starts a session task for each player.
+//!
+//! Both listeners share one accept loop, so they share the per-address and
+//! total limits and one sequence of session ids. A TLS connection takes its
+//! place at the accept, like a plain one, and does its handshake in a task
+//! of its own (bounded by `portal.tls_handshake_timeout_s`); a finished
+//! handshake comes back to the loop, which starts its session as it starts
+//! a plain one, so the hub hears of sessions in the order of their ids.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,13 +24,21 @@ use crate::hub::api::{HubEvent, HubSender};
 use crate::mssp::Facts;
 use crate::negotiation::Negotiation;
 use crate::outqueue;
-use crate::session::Connection;
+use crate::session::{Connection, Transport};
 use crate::throttle::{Rate, Throttle};
 use crate::timeout::{Clock, Timeouts};
-use ev::link::{PortalSession, SessionId};
+use ev::link::{Capabilities, PortalSession, SessionId};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 pub struct Limits {
     pub max_line: usize,
+    /// Longest GMCP or MSDP message taken from a client.
+    pub max_oob: usize,
+    /// The colours of a client that never says what it shows.
+    pub default_colours: ev::markup::Colours,
+    /// How long output waits for a new client to say how to show it.
+    pub negotiation_wait: Duration,
     pub input_queue: usize,
     pub output_queue: usize,
     pub output_queue_bytes: usize,
@@ -36,6 +51,34 @@ pub struct Limits {
     pub mssp: Arc<Facts>,
     /// An idle connection gets IAC NOP after this long (`portal.keepalive_s`).
     pub keepalive: Option<Duration>,
+    /// A TLS handshake not done by then is given up (`portal.tls_handshake_timeout_s`).
+    pub tls_handshake: Duration,
+}
+
+/// The sockets players connect to.
+pub struct Listeners {
+    pub telnet: TcpListener,
+    /// Telnet over TLS, if `portal.tls` is set.
+    pub tls: Option<(TcpListener, TlsAcceptor)>,
+}
+
+/// A connection admitted, ready for its session: a plain one at once, a
+/// TLS one once its handshake is done.
+struct Accepted<S> {
+    stream: S,
+    peer: SocketAddr,
+    /// Its place in the per-address and total limits.
+    slot: Slot,
+    tls: bool,
+}
+
+type Handshaken = Accepted<TlsStream<TcpStream>>;
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Telnet,
+    Tls,
 }
 
 /// Session ids grow across portal restarts: they start from the start time in
@@ -48,7 +91,7 @@ fn first_session_id() -> u64 {
 }
 
 pub async fn run(
-    listener: TcpListener,
+    listeners: Listeners,
     hub: HubSender,
     limits: Limits,
     stop: CancellationToken,
@@ -56,10 +99,21 @@ pub async fn run(
 ) {
     let addresses = Addresses::new(limits.addresses);
     let mut next_id = first_session_id();
+    let (handshaken_tx, mut handshaken) = mpsc::unbounded_channel::<Handshaken>();
+    let (tls_listener, acceptor) = match listeners.tls {
+        Some((listener, acceptor)) => (Some(listener), Some(acceptor)),
+        None => (None, None),
+    };
     loop {
-        let accepted = tokio::select! {
+        let (accepted, via) = tokio::select! {
             _ = stop.cancelled() => break,
-            r = listener.accept() => r,
+            r = listeners.telnet.accept() => (r, Via::Telnet),
+            r = accept(tls_listener.as_ref()), if tls_listener.is_some() => (r, Via::Tls),
+            Some(done) = handshaken.recv() => {
+                next_id += 1;
+                start_session(SessionId(next_id), done, &hub, &limits, &tracker);
+                continue;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -76,34 +130,94 @@ pub async fn run(
         // speaks holds its place like any other.
         let slot = match addresses.admit(peer.ip()) {
             Ok(slot) => slot,
+            // A refusal over TLS would cost a handshake, which a flood of
+            // connections from one address must not buy: it is closed.
+            Err(_) if via == Via::Tls => continue,
             Err(message) => {
                 tracker.spawn(refuse(stream, message));
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        next_id += 1;
-        start_session(
-            SessionId(next_id),
-            stream,
-            peer,
-            &hub,
-            &limits,
-            &tracker,
-            slot,
-        );
+        match (via, &acceptor) {
+            (Via::Tls, Some(acceptor)) => {
+                tracker.spawn(handshake(
+                    acceptor.clone(),
+                    stream,
+                    peer,
+                    slot,
+                    limits.tls_handshake,
+                    stop.clone(),
+                    handshaken_tx.clone(),
+                ));
+            }
+            _ => {
+                next_id += 1;
+                let plain = Accepted {
+                    stream,
+                    peer,
+                    slot,
+                    tls: false,
+                };
+                start_session(SessionId(next_id), plain, &hub, &limits, &tracker);
+            }
+        }
+    }
+}
+
+/// The TLS listener's next connection (never, without one).
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Does a TLS connection's handshake, within `limit`; a finished one goes
+/// back to the accept loop. The slot is held until then, and given back
+/// with the connection if the handshake fails or takes too long.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    limit: Duration,
+    stop: CancellationToken,
+    done: mpsc::UnboundedSender<Handshaken>,
+) {
+    let result = tokio::select! {
+        _ = stop.cancelled() => return,
+        r = tokio::time::timeout(limit, acceptor.accept(stream)) => r,
+    };
+    match result {
+        Ok(Ok(stream)) => {
+            let _ = done.send(Accepted {
+                stream,
+                peer,
+                slot,
+                tls: true,
+            });
+        }
+        // Scanners and clients that refuse the certificate end here:
+        // worth a line only when looking for why a player cannot connect.
+        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake not done within {limit:?}; closed"),
     }
 }
 
 fn start_session(
     id: SessionId,
-    stream: TcpStream,
-    peer: SocketAddr,
+    accepted: Accepted<impl Transport>,
     hub: &HubSender,
     limits: &Limits,
     tracker: &TaskTracker,
-    slot: Slot,
 ) {
+    let Accepted {
+        stream,
+        peer,
+        slot,
+        tls,
+    } = accepted;
     let (out_tx, out_rx) = outqueue::channel(limits.output_queue, limits.output_queue_bytes);
     let credits = Arc::new(Semaphore::new(limits.input_queue));
     let kill = CancellationToken::new();
@@ -118,6 +232,7 @@ fn start_session(
                 .unwrap_or_default()
                 .as_millis() as u64,
             encoding: "utf-8".into(),
+            capabilities: Capabilities(if tls { Capabilities::SSL } else { 0 }),
             ..Default::default()
         },
         out: out_tx,
@@ -134,8 +249,11 @@ fn start_session(
         kill,
         hub: hub.clone(),
         max_line: limits.max_line,
+        max_oob: limits.max_oob,
         mccp2_idle: limits.mccp2.unwrap_or_default(),
-        negotiation: Negotiation::new(limits.mccp2.is_some(), limits.mssp.clone()),
+        default_colours: limits.default_colours,
+        negotiation_wait: limits.negotiation_wait,
+        negotiation: Negotiation::new(limits.mccp2.is_some(), limits.mssp.clone()).over_tls(tls),
         keepalive: limits.keepalive,
         throttle: Throttle::new(limits.commands, slot, now),
         clock: Clock::new(limits.timeouts, now),

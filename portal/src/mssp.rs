@@ -25,6 +25,8 @@ pub struct Facts {
     pub started_at_s: u64,
     /// The telnet port.
     pub port: u16,
+    /// The telnet-over-TLS port, if there is one.
+    pub tls_port: Option<u16>,
     /// Whether MCCP2 is offered.
     pub mccp2: bool,
     /// Logged-in sessions, kept by the hub.
@@ -37,28 +39,33 @@ impl Facts {
         let players = self.players.load(Ordering::Relaxed).to_string();
         let uptime = self.started_at_s.to_string();
         let port = self.port.to_string();
+        // MSSP's SSL: the TLS port, 0 for none.
+        let tls_port = self.tls_port.unwrap_or(0).to_string();
         let codebase = format!("ev {}", ev::version::PKG_VERSION);
         let flag = |on: bool| if on { "1" } else { "0" };
-        let vars: [(&str, &str); 17] = [
+        let vars: [(&str, &str); 19] = [
             ("NAME", &self.name),
             ("PLAYERS", &players),
             ("UPTIME", &uptime),
             ("CODEBASE", &codebase),
             ("PORT", &port),
+            ("SSL", &tls_port),
             // -1: crawl as often as the crawler likes.
             ("CRAWL DELAY", "-1"),
             ("FAMILY", "Custom"),
-            // What a client gets from this portal; the rest is "0".
+            // What a client gets from this portal (the game's markup in
+            // its colours, out-of-band data both ways); the rest is "0".
             ("MCCP", flag(self.mccp2)),
             ("MSSP", "1"),
             ("UTF-8", "1"),
-            ("ANSI", "0"),
-            ("GMCP", "0"),
-            ("MSDP", "0"),
+            ("ANSI", "1"),
+            ("GMCP", "1"),
+            ("MSDP", "1"),
             ("MXP", "0"),
             ("PUEBLO", "0"),
             ("VT100", "0"),
-            ("XTERM 256 COLORS", "0"),
+            ("XTERM 256 COLORS", "1"),
+            ("XTERM TRUE COLORS", "1"),
         ];
         out.extend_from_slice(&[IAC, SB, MSSP]);
         for (name, value) in vars {
@@ -105,6 +112,7 @@ mod tests {
             name: "Dark\u{1}Realm\u{ff}".into(),
             started_at_s: 1_700_000_000,
             port: 4000,
+            tls_port: Some(4003),
             mccp2: true,
             players: players.clone(),
         };
@@ -118,6 +126,17 @@ mod tests {
         assert_eq!(get("PLAYERS"), Some("3"));
         assert_eq!(get("UPTIME"), Some("1700000000"));
         assert_eq!(get("MCCP"), Some("1"));
+        assert_eq!(get("SSL"), Some("4003"));
+        for spoken in [
+            "ANSI",
+            "GMCP",
+            "MSDP",
+            "XTERM 256 COLORS",
+            "XTERM TRUE COLORS",
+        ] {
+            assert_eq!(get(spoken), Some("1"), "{spoken}");
+        }
+        assert_eq!(get("MXP"), Some("0"));
         players.store(7, Ordering::Relaxed);
         let mut again = Vec::new();
         facts.table(&mut again);

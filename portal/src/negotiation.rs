@@ -14,18 +14,38 @@
 //! - MSSP: offered (`WILL`); a crawler's `DO` gets the table.
 //! - MCCP2: offered (`WILL`) when `portal.mccp2` is on; the caller starts and
 //!   ends the stream ([`Compress`]).
+//! - EOR: offered (`WILL`); once on, a prompt ends with IAC EOR, else with
+//!   IAC GA unless SGA is on ([`Negotiation::prompt_end`], and see
+//!   [`crate::render`]).
+//! - ECHO: offered (`WILL`) only when a secret is asked for
+//!   ([`Negotiation::secret`]): the client stops echoing what is typed; the
+//!   answer's arrival turns it off again ([`Negotiation::answered`]). A
+//!   client that refuses it once is not asked again. The client's own ECHO
+//!   is always refused.
+//! - GMCP and MSDP: offered (`WILL`); once on, the game's out-of-band data
+//!   goes out as GMCP if the client took it, else as MSDP
+//!   ([`Negotiation::oob`]), and what the client sends comes back as
+//!   [`Oob`]s for the game ([`crate::gmcp`], [`crate::msdp`]). GMCP's
+//!   `Core.Hello` names the client, over what TTYPE said.
 //!
 //! Everything learnt is kept in a [`ClientInfo`] of bounded size, whatever
 //! the client sends: names are cut to [`MAX_NAME`] bytes, the TTYPE cycle to
-//! [`MAX_TTYPE_ASKS`] requests.
+//! [`MAX_TTYPE_ASKS`] requests, GMCP's module list to
+//! [`gmcp::MAX_MODULES`].
 
 use std::sync::Arc;
 
-use ev::link::Capabilities;
+use ev::link::{Capabilities, Oob};
+use ev::markup::Colours;
 
 use crate::charset::Charset;
+use crate::gmcp::{self, Gmcp};
+use crate::msdp;
 use crate::mssp::Facts;
-use crate::options::{CHARSET, Change, MCCP2, MSSP, NAWS, Options, SGA, Side, TTYPE};
+use crate::options::{
+    CHARSET, Change, ECHO, EOR, GMCP, MCCP2, MSDP, MSSP, NAWS, Options, Q, SGA, Side, TTYPE,
+};
+use crate::render::PromptEnd;
 
 use crate::telnet::{IAC, SB, SE};
 /// TTYPE's subcommands (RFC 1091).
@@ -67,6 +87,28 @@ pub enum Compress {
     End,
 }
 
+/// Why out-of-band data was dropped, either way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Dropped {
+    #[error(transparent)]
+    Gmcp(#[from] gmcp::Malformed),
+    #[error(transparent)]
+    Msdp(#[from] msdp::Malformed),
+    #[error("the game's out-of-band {name:?} is not JSON: {error}")]
+    NotJson { name: String, error: String },
+    #[error("the game's out-of-band name {0:?} is no GMCP name")]
+    BadName(String),
+}
+
+/// What became of the game's out-of-band data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OobSent {
+    Gmcp,
+    Msdp,
+    /// The client takes neither, or not this GMCP module.
+    Not,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Ttype {
     /// Not on, or done.
@@ -96,8 +138,19 @@ pub struct Negotiation {
     ttype_last: String,
     /// The client's MTTS bits, once it sent them.
     mtts: Option<u32>,
+    /// TTYPE's first answer, to tell a cycle that starts over.
+    ttype_first: String,
+    /// GMCP's Core.Hello named the client: TTYPE no longer does.
+    hello_named: bool,
     agreement: Agreement,
     mssp: Arc<Facts>,
+    gmcp: Gmcp,
+    /// A secret was asked for and its answer has not come.
+    secret: bool,
+    /// The client refused our ECHO: it is not asked again.
+    echo_refused: bool,
+    /// The connection is TLS: MTTS's SSL bit, whatever the client says.
+    tls: bool,
 }
 
 impl Negotiation {
@@ -111,9 +164,28 @@ impl Negotiation {
             ttype: Ttype::Idle,
             ttype_last: String::new(),
             mtts: None,
+            ttype_first: String::new(),
+            hello_named: false,
             agreement: Agreement::Unasked,
             mssp,
+            gmcp: Gmcp::default(),
+            secret: false,
+            echo_refused: false,
+            tls: false,
         }
+    }
+
+    /// Whether the connection is TLS. The game sees it as MTTS's SSL bit
+    /// in the capabilities, set from the connection and never from what a
+    /// client claims: a plain connection cannot pass for an encrypted one.
+    pub fn over_tls(mut self, tls: bool) -> Negotiation {
+        self.tls = tls;
+        self.info.capabilities = Capabilities(self.ssl_bit());
+        self
+    }
+
+    fn ssl_bit(&self) -> u32 {
+        if self.tls { Capabilities::SSL } else { 0 }
     }
 
     /// The offers and requests sent on connect.
@@ -125,8 +197,88 @@ impl Negotiation {
             (Side::Him, NAWS),
             (Side::Us, CHARSET),
             (Side::Us, MSSP),
+            (Side::Us, EOR),
+            (Side::Us, GMCP),
+            (Side::Us, MSDP),
         ] {
             self.options.ask(side, option, out);
+        }
+    }
+
+    /// Whether what decides how text is shown (the terminal's type and
+    /// capabilities, the character set) is still being negotiated: asked
+    /// for and not yet answered.
+    pub fn settling(&self) -> bool {
+        matches!(self.ttype, Ttype::Asking { .. })
+            || self.options.state(Side::Him, TTYPE) == Q::WantYes
+            || self.options.state(Side::Us, CHARSET) == Q::WantYes
+            || self.agreement == Agreement::Requested
+    }
+
+    /// The colours the client is sent, `fallback` if it never said (see
+    /// [`crate::render::colours`]).
+    pub fn colours(&self, fallback: Colours) -> Colours {
+        crate::render::colours(self.mtts.map(Capabilities), &self.info.terminal, fallback)
+    }
+
+    /// What ends a prompt for this client.
+    pub fn prompt_end(&self) -> PromptEnd {
+        if self.options.enabled(Side::Us, EOR) {
+            PromptEnd::Eor
+        } else if self.options.enabled(Side::Us, SGA) {
+            PromptEnd::Nothing
+        } else {
+            PromptEnd::Ga
+        }
+    }
+
+    /// A secret was asked for: we offer to echo (so the client does not),
+    /// unless the client refused before.
+    pub fn secret(&mut self, out: &mut Vec<u8>) {
+        self.secret = true;
+        if !self.echo_refused {
+            self.options.accept(Side::Us, ECHO, true);
+            self.options.ask(Side::Us, ECHO, out);
+        }
+    }
+
+    /// A line came from the client; returns whether the client showed it
+    /// (it echoes unless our ECHO is on). After a secret, the client echoes
+    /// again from now on.
+    pub fn answered(&mut self, out: &mut Vec<u8>) -> bool {
+        let echoed = !self.options.enabled(Side::Us, ECHO);
+        if std::mem::take(&mut self.secret) {
+            self.options.stop(Side::Us, ECHO, out);
+            self.options.accept(Side::Us, ECHO, false);
+        }
+        echoed
+    }
+
+    /// Stages the game's out-of-band data for the client: GMCP if it took
+    /// GMCP (and wants the module), else MSDP if it took MSDP, else nothing.
+    pub fn oob(&self, oob: &Oob, out: &mut Vec<u8>) -> Result<OobSent, Dropped> {
+        let gmcp = self.options.enabled(Side::Us, GMCP);
+        if !gmcp && !self.options.enabled(Side::Us, MSDP) {
+            return Ok(OobSent::Not);
+        }
+        let data = oob.data.trim();
+        let value = if data.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(data).map_err(|e| Dropped::NotJson {
+                name: oob.name.clone(),
+                error: e.to_string(),
+            })?
+        };
+        if gmcp {
+            if !self.gmcp.wants(&oob.name) {
+                return Ok(OobSent::Not);
+            }
+            gmcp::encode(&oob.name, data, out).ok_or_else(|| Dropped::BadName(oob.name.clone()))?;
+            Ok(OobSent::Gmcp)
+        } else {
+            msdp::encode(&oob.name, &value, out);
+            Ok(OobSent::Msdp)
         }
     }
 
@@ -177,14 +329,49 @@ impl Negotiation {
                 }
             }
             Change::On(Side::Us, MSSP) => self.mssp.table(out),
+            // Refused, or turned off by the client while on: it echoes
+            // itself, and is not asked again.
+            Change::Off(Side::Us, ECHO) => {
+                self.echo_refused = true;
+                self.options.accept(Side::Us, ECHO, false);
+            }
             _ => {}
         }
         None
     }
 
-    /// `IAC SB option data IAC SE` from the client (IAC IAC already undone).
-    pub fn subnegotiation(&mut self, option: u8, data: &[u8], out: &mut Vec<u8>) {
+    /// `IAC SB option data IAC SE` from the client (IAC IAC already undone):
+    /// answers go to `out`; returns the out-of-band data it carried for the
+    /// game, or why it was dropped.
+    pub fn subnegotiation(
+        &mut self,
+        option: u8,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Vec<Oob>, Dropped> {
         match option {
+            GMCP if self.options.enabled(Side::Us, GMCP) => {
+                let (name, data) = gmcp::parse(data)?;
+                return Ok(match self.gmcp.receive(name, data) {
+                    gmcp::Received::Hello(Some(client)) => {
+                        let client = clean_name(client.as_bytes());
+                        self.hello_named = true;
+                        self.set(|i| i.client = client);
+                        Vec::new()
+                    }
+                    gmcp::Received::Hello(None) | gmcp::Received::Supports => Vec::new(),
+                    gmcp::Received::Game { name, data } => vec![Oob { name, data }],
+                });
+            }
+            MSDP if self.options.enabled(Side::Us, MSDP) => {
+                return Ok(msdp::decode(data)?
+                    .into_iter()
+                    .map(|(name, value)| Oob {
+                        name,
+                        data: value.to_string(),
+                    })
+                    .collect());
+            }
             TTYPE if self.options.enabled(Side::Him, TTYPE) => {
                 if let Some((&IS, name)) = data.split_first() {
                     self.terminal_type(clean_name(name), out);
@@ -208,6 +395,7 @@ impl Negotiation {
             }
             _ => {}
         }
+        Ok(Vec::new())
     }
 
     fn terminal_type(&mut self, name: String, out: &mut Vec<u8>) {
@@ -216,7 +404,7 @@ impl Negotiation {
             return;
         };
         // The same again (or the cycle starting over) is its end.
-        let repeat = asked > 1 && (name == self.ttype_last || name == self.info.client);
+        let repeat = asked > 1 && (name == self.ttype_last || name == self.ttype_first);
         if repeat {
             if self.info.terminal.is_empty() {
                 // A client that does not cycle has one name for both.
@@ -228,8 +416,11 @@ impl Negotiation {
         }
         match asked {
             1 => {
-                let n = name.clone();
-                self.set(|i| i.client = n);
+                self.ttype_first = name.clone();
+                if !self.hello_named {
+                    let n = name.clone();
+                    self.set(|i| i.client = n);
+                }
             }
             2 => {
                 let n = name.clone();
@@ -241,7 +432,8 @@ impl Negotiation {
                     .and_then(|n| n.trim().parse::<u32>().ok())
                 {
                     self.mtts = Some(bits);
-                    self.set(|i| i.capabilities = Capabilities(bits));
+                    let capabilities = Capabilities(bits & !Capabilities::SSL | self.ssl_bit());
+                    self.set(|i| i.capabilities = capabilities);
                     self.decide_charset();
                     self.end_ttype();
                     return;
@@ -261,6 +453,7 @@ impl Negotiation {
     fn end_ttype(&mut self) {
         self.ttype = Ttype::Idle;
         self.ttype_last = String::new();
+        self.ttype_first = String::new();
     }
 
     fn charset_message(&mut self, data: &[u8], out: &mut Vec<u8>) {

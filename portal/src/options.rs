@@ -16,30 +16,45 @@
 use crate::telnet::IAC;
 pub use crate::telnet::{DO, DONT, WILL, WONT};
 
+/// Echo (RFC 857): ours only while the client's answer is a secret.
+pub const ECHO: u8 = 1;
 /// Suppress Go Ahead (RFC 858).
 pub const SGA: u8 = 3;
 /// Terminal type (RFC 1091), cycled for MTTS.
 pub const TTYPE: u8 = 24;
+/// End of record (RFC 885): a prompt ends with IAC EOR.
+pub const EOR: u8 = 25;
 /// Negotiate About Window Size (RFC 1073).
 pub const NAWS: u8 = 31;
 /// Character set (RFC 2066).
 pub const CHARSET: u8 = 42;
+/// MUD Server Data Protocol: out-of-band variables both ways.
+pub const MSDP: u8 = 69;
 /// MUD Server Status Protocol.
 pub const MSSP: u8 = 70;
 /// MUD Client Compression Protocol, version 2.
 pub const MCCP2: u8 = 86;
+/// Generic MUD Communication Protocol: out-of-band JSON both ways.
+pub const GMCP: u8 = 201;
 
 /// The options with state, and which sides of each we let be turned on.
-/// Ours: SGA (we never send GA), CHARSET (we may ask for UTF-8), MSSP (we
-/// answer the table), MCCP2 (we compress). The client's: SGA (it need not
-/// send GA), TTYPE and NAWS (it tells us its terminal), CHARSET (it may ask).
-pub const SUPPORTED: [(u8, Accept); 6] = [
+/// Ours: SGA (we never send GA), EOR (we end prompts with it), CHARSET (we
+/// may ask for UTF-8), MSDP and GMCP (we send out-of-band data, and take
+/// the client's), MSSP (we answer the table), MCCP2 (we compress); ECHO
+/// only while a secret is asked for ([`Options::accept`]). The client's:
+/// SGA (it need not send GA), TTYPE and NAWS (it tells us its terminal),
+/// CHARSET (it may ask).
+pub const SUPPORTED: [(u8, Accept); 10] = [
+    (ECHO, Accept::NONE),
     (SGA, Accept::BOTH),
     (TTYPE, Accept::HIM),
+    (EOR, Accept::US),
     (NAWS, Accept::HIM),
     (CHARSET, Accept::BOTH),
+    (MSDP, Accept::US),
     (MSSP, Accept::US),
     (MCCP2, Accept::US),
+    (GMCP, Accept::US),
 ];
 
 /// Which sides of an option may be enabled.
@@ -62,7 +77,7 @@ impl Accept {
         us: true,
         him: true,
     };
-    const NONE: Accept = Accept {
+    pub const NONE: Accept = Accept {
         us: false,
         him: false,
     };
@@ -247,12 +262,21 @@ impl Options {
         }
     }
 
+    /// Whether `side` of `option` may be turned on from now on (a request
+    /// for it agreed to, an [`ask`](Options::ask) sent). What is on stays on
+    /// until [`stop`](Options::stop)ped: this only decides the answers.
+    pub fn accept(&mut self, side: Side, option: u8, yes: bool) {
+        if let Some(slot) = self.slot_mut(option) {
+            match side {
+                Side::Us => slot.accept.us = yes,
+                Side::Him => slot.accept.him = yes,
+            }
+        }
+    }
+
     /// Asks for `side` of `option` to be off, appending the request to
     /// `out` if one is due; returns the change (an option we had on is off
     /// from now on: what we send must no longer use it).
-    // The ECHO of secret prompts (a later step of issue 13) turns our side
-    // off and on; until then only the tests stop an option.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn stop(&mut self, side: Side, option: u8, out: &mut Vec<u8>) -> Option<Change> {
         let (_, no) = verbs(side);
         let slot = self.slot_mut(option)?;
@@ -462,6 +486,58 @@ mod tests {
             (vec![], Some(Change::Off(Side::Us, SGA)))
         );
         assert_eq!(o.state(Side::Us, SGA), Q::No);
+    }
+
+    #[test]
+    fn echo_is_ours_only_while_accepted() {
+        let mut o = Options::new(&[]);
+        // Unasked, a DO ECHO is refused: the client would type blind.
+        assert_eq!(recv(&mut o, DO, ECHO), (vec![IAC, WONT, ECHO], None));
+        // The client's own echo of what we send is never wanted.
+        assert_eq!(recv(&mut o, WILL, ECHO), (vec![IAC, DONT, ECHO], None));
+        // A secret: we offer, it agrees, once.
+        o.accept(Side::Us, ECHO, true);
+        let mut out = Vec::new();
+        o.ask(Side::Us, ECHO, &mut out);
+        assert_eq!(out, [IAC, WILL, ECHO]);
+        assert_eq!(
+            recv(&mut o, DO, ECHO),
+            (vec![], Some(Change::On(Side::Us, ECHO)))
+        );
+        assert_eq!(recv(&mut o, DO, ECHO), (vec![], None));
+        // The answer is in: off, and its DONT is not answered.
+        out.clear();
+        assert_eq!(
+            o.stop(Side::Us, ECHO, &mut out),
+            Some(Change::Off(Side::Us, ECHO))
+        );
+        o.accept(Side::Us, ECHO, false);
+        assert_eq!(out, [IAC, WONT, ECHO]);
+        assert_eq!(recv(&mut o, DONT, ECHO), (vec![], None));
+        assert_eq!(o.state(Side::Us, ECHO), Q::No);
+        // Between secrets a DO is refused again.
+        assert_eq!(recv(&mut o, DO, ECHO), (vec![IAC, WONT, ECHO], None));
+    }
+
+    #[test]
+    fn a_secret_asked_before_the_last_one_settled_waits_its_turn() {
+        let mut o = Options::new(&[]);
+        o.accept(Side::Us, ECHO, true);
+        o.ask(Side::Us, ECHO, &mut Vec::new());
+        recv(&mut o, DO, ECHO);
+        o.stop(Side::Us, ECHO, &mut Vec::new());
+        o.accept(Side::Us, ECHO, false);
+        // The next secret before the client's DONT: queued, not sent.
+        o.accept(Side::Us, ECHO, true);
+        let mut out = Vec::new();
+        o.ask(Side::Us, ECHO, &mut out);
+        assert!(out.is_empty());
+        // The DONT comes: now we offer again, and the DO turns it on.
+        assert_eq!(recv(&mut o, DONT, ECHO), (vec![IAC, WILL, ECHO], None));
+        assert_eq!(
+            recv(&mut o, DO, ECHO),
+            (vec![], Some(Change::On(Side::Us, ECHO)))
+        );
     }
 
     #[test]

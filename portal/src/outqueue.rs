@@ -34,7 +34,8 @@ pub fn channel(messages: usize, bytes: usize) -> (OutSender, OutReceiver) {
 
 fn size(message: &Outbound) -> usize {
     match message {
-        Outbound::Text(text) => text.len(),
+        Outbound::Notice(text) | Outbound::Output { text, .. } => text.len(),
+        Outbound::Oob(oob) => oob.name.len() + oob.data.len(),
         Outbound::Close(_) => 0,
     }
 }
@@ -120,7 +121,7 @@ mod tests {
     use super::*;
 
     fn text(n: usize) -> Outbound {
-        Outbound::Text("x".repeat(n))
+        Outbound::Notice("x".repeat(n))
     }
 
     #[test]

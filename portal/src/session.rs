@@ -1,5 +1,8 @@
 //! One player's telnet connection: socket ⇄ telnet codec ⇄ hub.
 //!
+//! The socket is any byte stream ([`Transport`]): a TCP connection, or a
+//! TLS stream over one (`portal.tls`); the session is the same code.
+//!
 //! Backpressure both ways, without ever blocking the hub:
 //! - input: each line needs one permit of the session's input credit
 //!   (`portal.input_queue`); the hub returns permits as the server acks. With
@@ -15,18 +18,25 @@
 //! answers to what it sent before the connection closes.
 //!
 //! Telnet options are negotiated by [`Negotiation`] (sans IO); this task
-//! carries out what it decides: [`Writer`] compresses what follows the
-//! client's DO MCCP2 and puts text in the client's character set, what the
-//! client tells of its terminal goes to the hub, and an idle connection gets
-//! an IAC NOP every `portal.keepalive_s`, so a dead peer or a NAT that forgot
-//! the connection is found.
+//! carries out what it decides: [`Writer`] renders the game's text for the
+//! client ([`Screen`]: colours, prompts ended with EOR or GA), sends its
+//! out-of-band data as GMCP or MSDP, compresses what follows the client's
+//! DO MCCP2 and puts text in the client's character set; what the client
+//! tells of its terminal goes to the hub, and so does its out-of-band data,
+//! in order with its lines, through the same input credit and command rate;
+//! an idle connection gets an IAC NOP every `portal.keepalive_s`, so a dead
+//! peer or a NAT that forgot the connection is found.
+//!
+//! Until what decides how text is shown (TTYPE's answers, CHARSET's) is
+//! in, or `portal.negotiation_wait_ms` has passed since the connection
+//! opened, the session does not take output from its queue, so the welcome
+//! screen is already in the client's colours and character set.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,10 +47,12 @@ use crate::mccp;
 use crate::negotiation::{Compress, Negotiation};
 use crate::options::MCCP2;
 use crate::outqueue::OutReceiver;
-use crate::telnet::{self, Event, IAC, Line, LineAssembler, NOP, Parser, SB, SE};
+use crate::render::Screen;
+use crate::telnet::{Event, IAC, Line, LineAssembler, NOP, Parser, SB, SE};
 use crate::throttle::{TOO_FAST, Throttle, Verdict};
 use crate::timeout::{Clock, Expired};
-use ev::link::SessionId;
+use ev::link::{Form, Oob, SessionId, TextKind};
+use ev::markup::Colours;
 
 const READ_BUF: usize = 1024;
 const STALLED: &str = "disconnected: output queue full (the client stopped reading)";
@@ -50,18 +62,45 @@ const GOODBYE_DEADLINE: Duration = Duration::from_secs(5);
 /// window being dragged (or a client flooding NAWS) must not become a
 /// stream of Link events and server transactions.
 const INFO_EVERY: Duration = Duration::from_millis(100);
+/// How many of a connection's dropped messages (malformed out-of-band
+/// data, overlong subnegotiations) are logged; the rest are only counted.
+const COMPLAINTS_LOGGED: u32 = 5;
 
-pub struct Connection {
+/// What the client sent, in order, waiting for its turn to go to the hub.
+#[derive(Debug)]
+enum Incoming {
+    Text(String),
+    /// A line over `portal.max_line_bytes`.
+    TooLong,
+    /// Out-of-band data (GMCP, MSDP) for the game.
+    Oob(Oob),
+}
+
+/// What a session talks telnet over: plain TCP, or TLS over TCP. Its
+/// writes are flushed (a TLS stream may hold a written record until then).
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+pub struct Connection<S> {
     pub id: SessionId,
-    pub stream: TcpStream,
+    pub stream: S,
     pub out: OutReceiver,
     pub credits: Arc<Semaphore>,
     pub kill: CancellationToken,
     pub hub: HubSender,
     pub max_line: usize,
+    /// Longest subnegotiation kept (`portal.max_oob_bytes`): a longer one
+    /// is discarded as it arrives.
+    pub max_oob: usize,
     /// Release an idle player's compressor after this long (MCCP2 itself
     /// is offered or not by `negotiation`).
     pub mccp2_idle: Duration,
+    /// The colours of a client that never said what it shows.
+    pub default_colours: Colours,
+    /// Output waits at most this long from the connection's start for the
+    /// client to say how to show it.
+    pub negotiation_wait: Duration,
     /// The client's options and what they told of it.
     pub negotiation: Negotiation,
     /// Send IAC NOP after this long without sending anything.
@@ -72,7 +111,7 @@ pub struct Connection {
     pub logged_in: watch::Receiver<bool>,
 }
 
-impl Connection {
+impl<S: Transport> Connection<S> {
     /// Serves the connection until either side closes it, then tells the hub.
     pub async fn run(mut self) {
         let reason = match self.serve().await {
@@ -87,15 +126,22 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> std::io::Result<String> {
-        let (mut rd, mut wr) = self.stream.split();
-        let mut parser = Parser::default();
+        // Read and written in turn: a branch's future (the read) is gone
+        // before any branch's handler (the writes) runs.
+        let io = &mut self.stream;
+        let mut parser = Parser::new(self.max_oob);
         let mut assembler = LineAssembler::new(self.max_line);
-        let mut lines: VecDeque<Line> = VecDeque::new();
+        let mut lines: VecDeque<Incoming> = VecDeque::new();
+        let mut fresh: Vec<Line> = Vec::new();
         let mut events = Vec::new();
         let mut buf = vec![0u8; READ_BUF];
-        let mut out = Writer::new(self.mccp2_idle);
+        let mut out = Writer::new(self.mccp2_idle, self.default_colours);
+        let mut complaints = Complaints::new(self.id);
         self.negotiation.start(&mut out.plain);
-        out.flush(&mut wr).await?;
+        out.flush(io).await?;
+        // Output waits for the client to say how to show it, until then.
+        let settle_by = Instant::now() + self.negotiation_wait;
+        let mut settled = false;
         // A command over the rate limit waits at the front of `lines` until then.
         let mut held_until: Option<Instant> = None;
         // The client half-closed its side (or went): read no more.
@@ -116,16 +162,27 @@ impl Connection {
             let keepalive_at = self.keepalive.map(|every| out.last_sent + every);
             let info_at = info_due.then_some(info_next);
             let expiry = self.clock.next();
+            if !settled && (!self.negotiation.settling() || Instant::now() >= settle_by) {
+                settled = true;
+            }
             tokio::select! {
                 biased;
                 _ = self.kill.cancelled() => return Ok(STALLED.into()),
-                msg = self.out.recv() => {
+                msg = self.out.recv(), if settled => {
                     let mut close = None;
                     let mut next = msg;
                     // Coalesce what is queued into one write.
                     loop {
                         match next {
-                            Some(Outbound::Text(text)) => out.text(&text),
+                            Some(Outbound::Notice(text)) => out.notice(&text),
+                            Some(Outbound::Output { text, form }) => {
+                                out.output(&mut self.negotiation, &text, form)
+                            }
+                            Some(Outbound::Oob(oob)) => {
+                                if let Err(e) = out.oob(&self.negotiation, &oob) {
+                                    complaints.server(&e);
+                                }
+                            }
                             Some(Outbound::Close(reason)) => { close = Some(reason); break; }
                             None => { close = Some("the portal is stopping".into()); break; }
                         }
@@ -139,19 +196,23 @@ impl Connection {
                         out.end_compression()?;
                     }
                     out.seal()?;
-                    tokio::select! {
-                        r = wr.write_all(&out.wire) => r?,
-                        _ = self.kill.cancelled() => return Ok(STALLED.into()),
+                    // Out-of-band data a client does not take is nothing
+                    // to send (and no reason to put off the keepalive).
+                    if !out.wire.is_empty() {
+                        tokio::select! {
+                            r = write_flushed(io, &out.wire) => r?,
+                            _ = self.kill.cancelled() => return Ok(STALLED.into()),
+                        }
+                        out.written();
                     }
-                    out.written();
                     if let Some(reason) = close {
-                        let _ = wr.shutdown().await;
+                        let _ = io.shutdown().await;
                         return Ok(reason);
                     }
                 }
                 _ = tokio::time::sleep_until(expiry.map_or_else(Instant::now, |(at, _)| at)), if expiry.is_some() => {
                     let Some((_, expired)) = expiry else { continue };
-                    goodbye(&mut out, &mut wr, expired.notice()).await;
+                    goodbye(&mut out, io, expired.notice()).await;
                     return Ok(expired.reason().into());
                 }
                 changed = self.logged_in.changed(), if watching_login => {
@@ -169,7 +230,7 @@ impl Connection {
                 }
                 _ = tokio::time::sleep_until(keepalive_at.unwrap_or_else(Instant::now)), if keepalive_at.is_some() => {
                     out.keepalive()?;
-                    if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                    if let Some(reason) = flush_or_end(&mut out, io, &self.kill, expiry).await? {
                         return Ok(reason);
                     }
                 }
@@ -180,45 +241,59 @@ impl Connection {
                 _ = tokio::time::sleep_until(held_until.unwrap_or_else(Instant::now)), if held_until.is_some() => {
                     held_until = None;
                 }
+                _ = tokio::time::sleep_until(settle_by), if !settled => {}
                 permit = self.credits.acquire(), if !lines.is_empty() && held_until.is_none() => {
                     let Ok(permit) = permit else { return Ok("the portal is stopping".into()) };
                     match lines.pop_front() {
-                        Some(Line::Text(text)) => {
+                        Some(Incoming::TooLong) => {
+                            let note = format!("Line too long (over {} bytes); it was not sent.", self.max_line);
+                            out.notice(&note);
+                            if let Some(reason) = flush_or_end(&mut out, io, &self.kill, expiry).await? {
+                                return Ok(reason);
+                            }
+                        }
+                        Some(item) => {
                             let now = Instant::now();
                             match self.throttle.admit(now) {
                                 Verdict::Go => {
                                     permit.forget();
-                                    self.clock.command(now);
                                     // A command typed after a resize sees it.
                                     if std::mem::take(&mut info_due) {
                                         info_next = tell_client_info(&mut self.negotiation, &self.hub, self.id, now);
                                     }
-                                    self.hub.send(HubEvent::Input { session: self.id, text });
+                                    let session = self.id;
+                                    match item {
+                                        Incoming::Text(text) => {
+                                            self.clock.command(now);
+                                            self.hub.send(HubEvent::Input { session, text });
+                                        }
+                                        // A client's own traffic is no sign of a player.
+                                        Incoming::Oob(oob) => self.hub.send(HubEvent::Oob { session, oob }),
+                                        Incoming::TooLong => {}
+                                    }
                                 }
                                 Verdict::Hold { until, tell } => {
-                                    lines.push_front(Line::Text(text));
+                                    lines.push_front(item);
                                     held_until = Some(until);
                                     if tell {
-                                        out.text(TOO_FAST);
-                                        if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                                        out.notice(TOO_FAST);
+                                        if let Some(reason) = flush_or_end(&mut out, io, &self.kill, expiry).await? {
                                             return Ok(reason);
                                         }
                                     }
                                 }
                             }
                         }
-                        Some(Line::TooLong) => {
-                            let note = format!("Line too long (over {} bytes); it was not sent.\r\n", self.max_line);
-                            out.plain.extend_from_slice(note.as_bytes());
-                            if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
-                                return Ok(reason);
-                            }
-                        }
                         None => {}
                     }
                 }
-                n = rd.read(&mut buf), if lines.is_empty() && !eof => {
-                    let n = n?;
+                n = io.read(&mut buf), if lines.is_empty() && !eof => {
+                    let n = match n {
+                        // A TLS peer that closed without saying so
+                        // (close_notify) is gone all the same.
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                        n => n?,
+                    };
                     if n == 0 {
                         // Perhaps only its sending side (shutdown(SHUT_WR)
                         // after a last command): what it sent is answered
@@ -231,15 +306,29 @@ impl Connection {
                     for event in events.drain(..) {
                         match event {
                             Event::Data(data) => {
-                                assembler.push(&data, out.charset, &mut lines)
+                                assembler.push(&data, out.charset, &mut fresh);
+                                for line in fresh.drain(..) {
+                                    out.answered(&mut self.negotiation);
+                                    lines.push_back(match line {
+                                        Line::Text(text) => Incoming::Text(text),
+                                        Line::TooLong => Incoming::TooLong,
+                                    });
+                                }
                             }
                             Event::Negotiate(verb, option) => {
                                 out.negotiate(&mut self.negotiation, verb, option)?
                             }
                             Event::Subnegotiation(option, data) => {
-                                self.negotiation.subnegotiation(option, &data, &mut out.plain);
+                                match self.negotiation.subnegotiation(option, &data, &mut out.plain) {
+                                    Ok(oobs) => lines.extend(oobs.into_iter().map(Incoming::Oob)),
+                                    Err(e) => complaints.client(&e),
+                                }
                                 out.charset = self.negotiation.charset();
                             }
+                            Event::Overlong(option) => complaints.client(&format_args!(
+                                "a subnegotiation of option {option} over portal.max_oob_bytes ({} bytes), discarded",
+                                self.max_oob
+                            )),
                             Event::Command(_) => {}
                         }
                     }
@@ -251,13 +340,19 @@ impl Connection {
                             info_due = true;
                         }
                     }
-                    if let Some(reason) = flush_or_end(&mut out, &mut wr, &self.kill, expiry).await? {
+                    if let Some(reason) = flush_or_end(&mut out, io, &self.kill, expiry).await? {
                         return Ok(reason);
                     }
                 }
             }
         }
     }
+}
+
+/// Writes `bytes` and flushes them out of any buffer the stream keeps.
+async fn write_flushed(io: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    io.write_all(bytes).await?;
+    io.flush().await
 }
 
 /// Tells the hub what changed of the client, if anything; returns when it
@@ -293,10 +388,46 @@ async fn flush_or_end(
     }
 }
 
+/// Logs what a connection dropped, the first few times: a client (or a
+/// game) that keeps sending it must not fill the log.
+struct Complaints {
+    session: SessionId,
+    count: u32,
+}
+
+impl Complaints {
+    fn new(session: SessionId) -> Self {
+        Complaints { session, count: 0 }
+    }
+
+    fn next(&mut self) -> Option<&'static str> {
+        self.count = self.count.saturating_add(1);
+        match self.count {
+            n if n < COMPLAINTS_LOGGED => Some(""),
+            COMPLAINTS_LOGGED => Some(" (no more of this connection's are logged)"),
+            _ => None,
+        }
+    }
+
+    /// The client sent something that was dropped.
+    fn client(&mut self, what: &dyn std::fmt::Display) {
+        if let Some(more) = self.next() {
+            tracing::info!(session = %self.session, "dropped from the client: {what}{more}");
+        }
+    }
+
+    /// The game sent something the client could not be given.
+    fn server(&mut self, what: &dyn std::fmt::Display) {
+        if let Some(more) = self.next() {
+            tracing::warn!(session = %self.session, "dropped the game's out-of-band data: {what}{more}");
+        }
+    }
+}
+
 /// Tells the player why the connection ends and closes it, giving up on a
 /// client that does not take the line within [`GOODBYE_DEADLINE`].
 async fn goodbye(out: &mut Writer, wr: &mut (impl AsyncWriteExt + Unpin), text: &str) {
-    out.text(text);
+    out.notice(text);
     let _ = tokio::time::timeout(GOODBYE_DEADLINE, async {
         out.end_compression()?;
         out.flush(wr).await?;
@@ -322,10 +453,14 @@ struct Writer {
     charset: Charset,
     /// When the client was last sent anything, for the keepalive.
     last_sent: Instant,
+    /// Where the client's cursor is: how the next text starts.
+    screen: Screen,
+    /// The colours of a client that never said.
+    default_colours: Colours,
 }
 
 impl Writer {
-    fn new(idle: Duration) -> Self {
+    fn new(idle: Duration, default_colours: Colours) -> Self {
         Writer {
             plain: Vec::new(),
             wire: Vec::new(),
@@ -334,13 +469,46 @@ impl Writer {
             release_at: None,
             charset: Charset::default(),
             last_sent: Instant::now(),
+            screen: Screen::default(),
+            default_colours,
         }
     }
 
-    /// Stages a line of text for the client.
-    fn text(&mut self, text: &str) {
-        telnet::encode_text(text, self.charset, &mut self.plain);
-        self.plain.extend_from_slice(b"\r\n");
+    /// Stages a line of the portal's own for the client: plain text.
+    fn notice(&mut self, text: &str) {
+        self.screen.notice(text, self.charset, &mut self.plain);
+    }
+
+    /// Stages the game's text, rendered for this client; a secret prompt
+    /// is followed by our offer to echo, so the client hides the answer.
+    fn output(&mut self, negotiation: &mut Negotiation, text: &str, form: Form) {
+        // Only markup has colours to choose.
+        let colours = if form.markup {
+            negotiation.colours(self.default_colours)
+        } else {
+            Colours::None
+        };
+        let end = negotiation.prompt_end();
+        self.screen
+            .show(text, form, colours, self.charset, end, &mut self.plain);
+        if form.kind == TextKind::Secret {
+            negotiation.secret(&mut self.plain);
+        }
+    }
+
+    /// Stages the game's out-of-band data as the client takes it, if it does.
+    fn oob(
+        &mut self,
+        negotiation: &Negotiation,
+        oob: &Oob,
+    ) -> Result<(), crate::negotiation::Dropped> {
+        negotiation.oob(oob, &mut self.plain).map(|_| ())
+    }
+
+    /// A line came from the client: echo back on after a secret.
+    fn answered(&mut self, negotiation: &mut Negotiation) {
+        let echoed = negotiation.answered(&mut self.plain);
+        self.screen.input(echoed);
     }
 
     /// The client's WILL/WONT/DO/DONT, through `negotiation`: its answer is
@@ -420,7 +588,7 @@ impl Writer {
     async fn flush(&mut self, wr: &mut (impl AsyncWriteExt + Unpin)) -> std::io::Result<()> {
         self.seal()?;
         if !self.wire.is_empty() {
-            wr.write_all(&self.wire).await?;
+            write_flushed(wr, &self.wire).await?;
             self.written();
         }
         Ok(())
@@ -472,6 +640,7 @@ mod tests {
             name: "Test".into(),
             started_at_s: 0,
             port: 4000,
+            tls_port: None,
             mccp2,
             players: Arc::new(AtomicU64::new(0)),
         };
@@ -479,7 +648,7 @@ mod tests {
     }
 
     fn offered() -> (Writer, Negotiation) {
-        let mut w = Writer::new(Duration::from_secs(5));
+        let mut w = Writer::new(Duration::from_secs(5), Colours::Ansi16);
         let mut n = negotiation(true);
         n.start(&mut w.plain);
         assert!(wire(&mut w).starts_with(&OFFER));
@@ -517,7 +686,7 @@ mod tests {
 
     #[test]
     fn not_offered_means_refused() {
-        let mut w = Writer::new(Duration::from_secs(5));
+        let mut w = Writer::new(Duration::from_secs(5), Colours::Ansi16);
         let mut n = negotiation(false);
         n.start(&mut w.plain);
         assert!(!wire(&mut w).windows(3).any(|x| x == OFFER));
@@ -559,10 +728,10 @@ mod tests {
 
     #[test]
     fn text_goes_in_the_agreed_charset() {
-        let mut w = Writer::new(Duration::from_secs(5));
-        w.text("café");
+        let mut w = Writer::new(Duration::from_secs(5), Colours::Ansi16);
+        w.notice("café");
         w.charset = Charset::Ascii;
-        w.text("café");
+        w.notice("café");
         assert_eq!(wire(&mut w), "café\r\ncaf?\r\n".as_bytes());
     }
 }

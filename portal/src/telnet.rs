@@ -20,9 +20,14 @@ pub const SB: u8 = 250;
 pub const SE: u8 = 240;
 /// No operation: the idle keepalive.
 pub const NOP: u8 = 241;
+/// Go ahead: a prompt is complete (unless SGA was agreed).
+pub const GA: u8 = 249;
+/// End of record (RFC 885): a prompt is complete, once EOR was agreed.
+pub const EOR: u8 = 239;
 
-/// Longest subnegotiation payload kept; the rest is dropped.
-const MAX_SUBNEG: usize = 1024;
+/// The least a [`Parser`] keeps of a subnegotiation: every option's
+/// messages but out-of-band data's are far shorter.
+pub const MIN_SUBNEG: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -32,6 +37,9 @@ pub enum Event {
     Negotiate(u8, u8),
     /// IAC SB option ... IAC SE
     Subnegotiation(u8, Vec<u8>),
+    /// A subnegotiation longer than the parser's limit: discarded as it
+    /// came, so it was never kept whole.
+    Overlong(u8),
     /// Any other IAC command (NOP, GA, AYT, ...).
     Command(u8),
 }
@@ -47,13 +55,46 @@ enum State {
     SubIac(u8),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Parser {
     state: State,
     sub: Vec<u8>,
+    /// Longest subnegotiation payload kept.
+    max_sub: usize,
+    /// The current subnegotiation went past `max_sub`.
+    overlong: bool,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser::new(MIN_SUBNEG)
+    }
 }
 
 impl Parser {
+    /// A parser that discards a subnegotiation longer than `max_sub` bytes
+    /// (at least [`MIN_SUBNEG`]), reporting it as [`Event::Overlong`].
+    pub fn new(max_sub: usize) -> Parser {
+        Parser {
+            state: State::Data,
+            sub: Vec::new(),
+            max_sub: max_sub.max(MIN_SUBNEG),
+            overlong: false,
+        }
+    }
+
+    fn keep(&mut self, b: u8) {
+        if self.overlong {
+            return;
+        }
+        if self.sub.len() < self.max_sub {
+            self.sub.push(b);
+        } else {
+            self.overlong = true;
+            self.sub = Vec::new();
+        }
+    }
+
     /// Parses `bytes`, appending events to `out`. Text runs are merged.
     pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<Event>) {
         let mut text = Vec::new();
@@ -82,26 +123,27 @@ impl Parser {
                 }
                 (State::SubOption, option) => {
                     self.sub.clear();
+                    self.overlong = false;
                     State::Sub(option)
                 }
                 (State::Sub(option), IAC) => State::SubIac(option),
                 (State::Sub(option), b) => {
-                    if self.sub.len() < MAX_SUBNEG {
-                        self.sub.push(b);
-                    }
+                    self.keep(b);
                     State::Sub(option)
                 }
                 (State::SubIac(option), SE) => {
                     flush(&mut text, out);
-                    out.push(Event::Subnegotiation(option, std::mem::take(&mut self.sub)));
+                    if std::mem::take(&mut self.overlong) {
+                        out.push(Event::Overlong(option));
+                    } else {
+                        out.push(Event::Subnegotiation(option, std::mem::take(&mut self.sub)));
+                    }
                     State::Data
                 }
                 (State::SubIac(option), b) => {
                     // IAC IAC inside SB is a literal 255; anything else is a
                     // client error we tolerate by keeping the byte.
-                    if self.sub.len() < MAX_SUBNEG {
-                        self.sub.push(b);
-                    }
+                    self.keep(b);
                     State::Sub(option)
                 }
             };
@@ -277,14 +319,32 @@ mod tests {
     }
 
     #[test]
-    fn subnegotiation_is_bounded() {
-        let mut input = vec![IAC, SB, 24];
-        input.extend(std::iter::repeat_n(b'x', 10 * MAX_SUBNEG));
+    fn a_subnegotiation_over_the_limit_is_discarded_and_the_next_one_works() {
+        let mut p = Parser::new(2000);
+        let mut input = vec![IAC, SB, 201];
+        input.extend(std::iter::repeat_n(b'x', 100_000));
+        input.extend([IAC, SE, IAC, SB, 201]);
+        input.extend(std::iter::repeat_n(b'y', 2000));
         input.extend([IAC, SE]);
-        match &parse_all(&[&input])[..] {
-            [Event::Subnegotiation(24, data)] => assert_eq!(data.len(), MAX_SUBNEG),
+        let mut out = Vec::new();
+        for chunk in input.chunks(333) {
+            p.receive(chunk, &mut out);
+            assert!(p.sub.len() <= 2000, "kept {} bytes", p.sub.len());
+        }
+        match &out[..] {
+            [Event::Overlong(201), Event::Subnegotiation(201, data)] => {
+                assert_eq!(data.len(), 2000)
+            }
             other => panic!("{other:?}"),
         }
+        // The default limit is MIN_SUBNEG, and no limit is lower.
+        let mut small = Parser::new(1);
+        let mut out = Vec::new();
+        let mut input = vec![IAC, SB, 24];
+        input.extend(std::iter::repeat_n(b'x', MIN_SUBNEG));
+        input.extend([IAC, SE]);
+        small.receive(&input, &mut out);
+        assert!(matches!(&out[..], [Event::Subnegotiation(24, d)] if d.len() == MIN_SUBNEG));
     }
 
     #[test]

@@ -4,148 +4,13 @@
 // A test that fails should say where: unwrap, expect and panic are how.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
+mod common;
 
-use ev::config::Config;
-use ev::gamedir::GameDir;
+use common::*;
 use ev::pb::link as pb;
 use pb::portal_event::Kind as P;
 use pb::server_event::Kind as S;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-struct Portal {
-    game: GameDir,
-    _dir: tempfile::TempDir,
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_portal(edit: impl FnOnce(&mut Config)) -> Portal {
-    let dir = tempfile::Builder::new()
-        .prefix("evp")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let game = GameDir::new(dir.path());
-    let mut config = Config::default();
-    config.portal.telnet = "127.0.0.1:0".parse().unwrap();
-    // The fake servers never answer a Drain; do not wait long for one.
-    config.server.drain_timeout_ms = 300;
-    edit(&mut config);
-    std::fs::write(game.config_path(), config.to_toml()).unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(ev_portal::run(
-        game.clone(),
-        config,
-        stop.clone().cancelled_owned(),
-    ));
-    // Ready once both the telnet address and the Link socket exist.
-    wait_for(|| game.telnet_addr_path().exists() && game.link_socket().exists()).await;
-    Portal {
-        game,
-        _dir: dir,
-        stop,
-        task,
-    }
-}
-
-async fn wait_for(mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met in time"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-struct FakeServer {
-    tx: mpsc::Sender<pb::ToPortal>,
-    rx: tonic::Streaming<pb::ToServer>,
-}
-
-impl FakeServer {
-    async fn attach(game: &GameDir, major: u32, generation: u64) -> (FakeServer, pb::PortalHello) {
-        let channel = ev::uds::connect(&game.link_socket()).await.unwrap();
-        let mut client = pb::link_client::LinkClient::new(channel);
-        let (tx, rx) = mpsc::channel(16);
-        tx.send(pb::ToPortal {
-            events: vec![pb::PortalEvent {
-                kind: Some(P::Hello(pb::ServerHello {
-                    version: Some(pb::Version { major, minor: 0 }),
-                    build_id: "fake".into(),
-                    generation,
-                    pid: 1,
-                })),
-            }],
-        })
-        .await
-        .unwrap();
-        let mut rx = client
-            .attach(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        let first = tokio::time::timeout(DEADLINE, rx.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let server = FakeServer { tx, rx };
-        let hello = match first.events.into_iter().next().and_then(|e| e.kind) {
-            Some(S::Hello(h)) => h,
-            other => panic!("expected a hello, got {other:?}"),
-        };
-        (server, hello)
-    }
-
-    async fn next_event(&mut self, mut want: impl FnMut(&S) -> bool) -> S {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let msg = tokio::time::timeout_at(deadline, self.rx.next())
-                .await
-                .expect("timed out waiting for a Link event")
-                .expect("Link closed")
-                .expect("Link error");
-            for e in msg.events {
-                if let Some(kind) = e.kind
-                    && want(&kind)
-                {
-                    return kind;
-                }
-            }
-        }
-    }
-
-    async fn send(&self, events: Vec<P>) {
-        let events = events
-            .into_iter()
-            .map(|k| pb::PortalEvent { kind: Some(k) })
-            .collect();
-        self.tx.send(pb::ToPortal { events }).await.unwrap();
-    }
-}
-
-async fn telnet(portal: &Portal) -> BufReader<TcpStream> {
-    let addr = std::fs::read_to_string(portal.game.telnet_addr_path()).unwrap();
-    BufReader::new(TcpStream::connect(addr.trim()).await.unwrap())
-}
-
-/// The bytes up to the next LF, as text (the telnet bytes before it lossily).
-async fn read_line(client: &mut BufReader<TcpStream>) -> String {
-    let mut line = Vec::new();
-    tokio::time::timeout(DEADLINE, client.read_until(b'\n', &mut line))
-        .await
-        .expect("timed out reading a line")
-        .unwrap();
-    String::from_utf8_lossy(&line).into_owned()
-}
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn telnet_line_crosses_the_link_and_the_reply_comes_back() {
@@ -197,7 +62,8 @@ async fn telnet_line_crosses_the_link_and_the_reply_comes_back() {
         got.extend(line);
     }
     let offers = [
-        255, 251, 86, 255, 251, 3, 255, 253, 24, 255, 253, 31, 255, 251, 42, 255, 251, 70,
+        255, 251, 86, 255, 251, 3, 255, 253, 24, 255, 253, 31, 255, 251, 42, 255, 251, 70, 255,
+        251, 25, 255, 251, 201, 255, 251, 69,
     ];
     assert!(got.starts_with(&offers), "{got:?}");
     assert_eq!(

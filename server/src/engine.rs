@@ -840,6 +840,7 @@ fn kind(event: &Inbound) -> &'static str {
         Inbound::SessionInfo(_) => "SessionInfo",
         Inbound::Input { .. } => "Input",
         Inbound::Oob { .. } => "ClientOob",
+        Inbound::StaffNotice { .. } => "StaffNotice",
         Inbound::Closed { .. } => "SessionClosed",
         Inbound::Sync { .. } => "Sync",
         Inbound::Drain { .. } => "Drain",

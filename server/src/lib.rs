@@ -97,6 +97,9 @@
 //! - 4: the database cannot be written (read-only, no room): found before
 //!   attaching, so a reload fails and the old server keeps serving; the
 //!   supervisor does not count it towards the crash-loop limit.
+//! - 5: a newer build migrated the database (the runtime's schema, or
+//!   game migrations this build does not have): found before attaching;
+//!   this build must not serve it.
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -391,11 +394,21 @@ pub fn restore(game_dir: &GameDir, file: &std::path::Path) -> anyhow::Result<Str
 /// The exit code for a storage that cannot be written (see the crate docs).
 pub const EXIT_UNWRITABLE: u8 = 4;
 
+/// The exit code for a database a newer build migrated (its runtime schema
+/// or the game's own migrations): starting this build again fails the same
+/// way, so a supervisor must not fall back to it.
+pub const EXIT_TOO_OLD: u8 = 5;
+
 /// 2 when the portal refused this server or speaks another Link major, 4
-/// when the database cannot be written, else 1.
+/// when the database cannot be written, 5 when a newer build migrated it,
+/// else 1.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    if let Some(StoreError::Unwritable { .. }) = error.downcast_ref::<StoreError>() {
-        return EXIT_UNWRITABLE;
+    match error.downcast_ref::<StoreError>() {
+        Some(StoreError::Unwritable { .. }) => return EXIT_UNWRITABLE,
+        Some(StoreError::SchemaTooNew { .. } | StoreError::GameTooNew { .. }) => {
+            return EXIT_TOO_OLD;
+        }
+        _ => {}
     }
     match error.downcast_ref::<LinkError>() {
         Some(e) if e.is_refusal() => 2,
@@ -417,8 +430,11 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
     // Before attaching: a server that could not write must fail its reload
     // (the old one keeps serving), not crash at its first commit.
     store.preflight(config.database.min_free_mb.saturating_mul(1 << 20))?;
+    // An older build must not serve a world a newer one migrated.
+    let known: Vec<i64> = G::migrations().iter().map(|m| m.version).collect();
+    store.check_game_migrations(&known)?;
     let hasher = auth::Hasher::new(&config.auth)?;
-    let game = game::Kernel::new(
+    let mut game = game::Kernel::new(
         game,
         game::Rules {
             game_name: config.game.name.clone(),
@@ -430,6 +446,10 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
             crowd_size: config.game.crowd_size,
         },
     );
+    // The world is read before attaching: a reload's new server reads it
+    // while the old one still serves, and is promoted only once it has,
+    // so the dark time only catches up on what changed since.
+    game.preload(&store);
     let hello = ev::link::ServerHello {
         major: options.link_major,
         minor: LINK_MINOR,

@@ -251,6 +251,8 @@ impl<G: Game> TestGame<G> {
         self.store = open(&self.path);
         let mut kernel = Kernel::new((self.make)(), self.rules.clone());
         kernel.state_mut().clock = Some(self.clock);
+        // As a standby does: the world read ahead, caught up at the Sync.
+        kernel.preload(&self.store);
         self.kernel = kernel;
         let snapshots = self
             .sessions

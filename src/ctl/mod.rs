@@ -81,6 +81,11 @@ enum Command {
         /// The webclient listener address, HOST:PORT.
         #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
         web: Option<SocketAddr>,
+        /// Turn on telnet over TLS with a self-signed certificate made now
+        /// (GAME/tls/cert.pem, key.pem): on the telnet host, port 4003
+        /// (0 if telnet's is 0), or on `--tls=HOST:PORT`.
+        #[arg(long, value_name = "ADDR", value_parser = listen_addr, num_args = 0..=1, require_equals = true)]
+        tls: Option<Option<SocketAddr>>,
         /// Create an admin account NAME; the password comes from
         /// EV_ADMIN_PASSWORD or is asked for on the terminal.
         #[arg(long, value_name = "NAME")]
@@ -278,8 +283,9 @@ pub fn main() -> i32 {
             dir,
             telnet,
             web,
+            tls,
             admin,
-        } => init::run(&dir, telnet, web, admin.as_deref()),
+        } => init::run(&dir, telnet, web, tls, admin.as_deref()),
         Command::New {
             name,
             dir,
@@ -379,6 +385,26 @@ mod tests {
         assert!(err.contains("0 to 65535"), "{err}");
         let err = listen_addr("4000").unwrap_err();
         assert!(err.contains("HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn tls_takes_an_address_only_after_an_equals_sign() {
+        let tls = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Init { dir, tls, .. } => (dir, tls),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            tls(&["evctl", "init", "--tls", "/tmp/x"]),
+            ("/tmp/x".into(), Some(None))
+        );
+        assert_eq!(
+            tls(&["evctl", "init", "/tmp/x", "--tls=127.0.0.1:4443"]),
+            (
+                "/tmp/x".into(),
+                Some(Some("127.0.0.1:4443".parse().unwrap()))
+            )
+        );
+        assert_eq!(tls(&["evctl", "init", "/tmp/x"]).1, None);
     }
 
     #[test]

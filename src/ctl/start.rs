@@ -29,7 +29,11 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
     }
     // A portal left running (its supervisor died) is adopted, port and all.
     if !probe::live(game).iter().any(|&(name, _)| name == "portal") {
-        port_free(config.portal.telnet).map_err(|e| fail(&e))?;
+        port_free(config.portal.telnet, "portal.telnet").map_err(|e| fail(&e))?;
+    }
+    // The supervisor serves metrics itself: none runs, so the port must be free.
+    if let Ok(Some(addr)) = config.supervisor.metrics_addr() {
+        port_free(addr, "supervisor.metrics").map_err(|e| fail(&e))?;
     }
     game.create_dirs().map_err(|e| fail(&e))?;
     let supervisor = beside_me("ev-supervisor").map_err(|e| fail(&e))?;
@@ -88,7 +92,13 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
     });
     match ready {
         Ok(telnet) => {
-            say(format!("ev is running: telnet {telnet} (supervisor pid {pid})"))?;
+            // Written by the portal before it is ready, removed when it has no TLS.
+            let tls = std::fs::read_to_string(game.tls_addr_path())
+                .map(|addr| format!(", TLS {}", addr.trim()))
+                .unwrap_or_default();
+            say(format!(
+                "ev is running: telnet {telnet}{tls} (supervisor pid {pid})"
+            ))?;
             Ok(EXIT_OK)
         }
         Err(Why::Exited(status)) => {
@@ -108,20 +118,20 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
 
 /// Fails with a plain reason when `addr` cannot be listened on: otherwise the
 /// cause surfaces only as the last of many log lines, after the portal died.
-fn port_free(addr: std::net::SocketAddr) -> Result<(), String> {
+fn port_free(addr: std::net::SocketAddr, key: &str) -> Result<(), String> {
     if addr.port() == 0 {
         return Ok(());
     }
     match std::net::TcpListener::bind(addr) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
-            "{addr} is in use by another process (portal.telnet in ev.toml)"
+            "{addr} is in use by another process ({key} in ev.toml)"
         )),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
-            "{addr} needs privileges to listen on (ports below 1024 do): use a higher portal.telnet port"
+            "{addr} needs privileges to listen on (ports below 1024 do): use a higher {key} port"
         )),
         Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Err(format!(
-            "{addr} is not an address of this machine (portal.telnet in ev.toml)"
+            "{addr} is not an address of this machine ({key} in ev.toml)"
         )),
         Err(e) => Err(format!("cannot listen on {addr}: {e}")),
     }

@@ -32,6 +32,8 @@ struct Status {
     last_exit_reason: String,
     sessions: u64,
     logged_in: u64,
+    /// Where Prometheus metrics are served; empty: not served.
+    metrics_addr: String,
 }
 
 impl From<StatusReply> for Status {
@@ -64,6 +66,7 @@ impl From<StatusReply> for Status {
             last_exit_reason: r.last_exit_reason,
             sessions: r.sessions,
             logged_in: r.logged_in,
+            metrics_addr: r.metrics_addr,
         }
     }
 }
@@ -133,6 +136,7 @@ fn not_running(game: &GameDir, json: bool) -> Outcome {
             last_exit_reason: String::new(),
             sessions: 0,
             logged_in: 0,
+            metrics_addr: String::new(),
         };
         let text = serde_json::to_string_pretty(&status)
             .map_err(|e| Failure::new(format!("encoding the status: {e}")))?;
@@ -216,6 +220,12 @@ fn table(s: &Status) -> String {
     if !s.telnet_addr.is_empty() {
         out.push_str(&format!("telnet             {}\n", s.telnet_addr));
     }
+    if !s.metrics_addr.is_empty() {
+        out.push_str(&format!(
+            "metrics            http://{}/metrics\n",
+            s.metrics_addr
+        ));
+    }
     out.push_str(&format!("game directory     {}", s.game_dir));
     out
 }
@@ -279,6 +289,7 @@ mod tests {
             telnet_addr: "127.0.0.1:4000".into(),
             game_dir: "/srv/game".into(),
             reloads: 1,
+            metrics_addr: "127.0.0.1:9100".into(),
         }
     }
 
@@ -297,6 +308,7 @@ mod tests {
             "SIGKILL",
             "5 (3 logged in)",
             "127.0.0.1:4000",
+            "http://127.0.0.1:9100/metrics",
             "/srv/game",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");

@@ -38,6 +38,7 @@ impl Batchable for ToServer {
         match self {
             ToServer::Input { text, .. } => 32 + text.len(),
             ToServer::Oob { oob, .. } => 32 + oob.name.len() + oob.data.len(),
+            ToServer::StaffNotice { text } => 32 + text.len(),
             ToServer::Sync { sessions, .. } => 32 + 128 * sessions.len(),
             _ => 32,
         }

@@ -262,6 +262,7 @@ impl From<ToServer> for pb::ServerEvent {
                 session: session.0,
                 seq,
             }),
+            ToServer::StaffNotice { text } => K::StaffNotice(pb::StaffNotice { text }),
             ToServer::Oob { session, seq, oob } => K::Oob(pb::ClientOob {
                 session: session.0,
                 seq,
@@ -320,6 +321,7 @@ impl TryFrom<pb::ServerEvent> for ToServer {
                 session: SessionId(d.session),
                 seq: d.seq,
             },
+            K::StaffNotice(n) => ToServer::StaffNotice { text: n.text },
             K::Oob(o) => ToServer::Oob {
                 session: SessionId(o.session),
                 seq: o.seq,
@@ -528,6 +530,9 @@ mod tests {
                 reply: true,
             },
             ToServer::Delivered { session: s, seq: 3 },
+            ToServer::StaffNotice {
+                text: "auto-reload failed".into(),
+            },
             ToServer::Oob {
                 session: s,
                 seq: 4,

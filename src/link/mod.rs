@@ -83,6 +83,8 @@ impl Capabilities {
     pub const TRUECOLOUR: u32 = 256;
     pub const MNES: u32 = 512;
     pub const MSLP: u32 = 1024;
+    /// Set by the portal exactly when the connection is TLS (`portal.tls`),
+    /// whatever the client's own MTTS report says of it.
     pub const SSL: u32 = 2048;
 
     const NAMES: [(u32, &'static str); 12] = [
@@ -245,6 +247,12 @@ pub enum ToServer {
         session: SessionId,
         seq: u64,
         oob: Oob,
+    },
+    /// A line for the game's admins in play (the operator's tools say
+    /// something, e.g. that an auto-reload failed). Since Link 1.4; a server
+    /// older than that is not sent it.
+    StaffNotice {
+        text: String,
     },
 }
 

@@ -61,7 +61,17 @@ pub(crate) async fn watch(shared: Arc<Shared>) {
         tracing::info!("auto-reload: {} was rebuilt; reloading", binary.display());
         match crate::reload::reload(&shared).await {
             Ok(done) => tracing::info!("auto-reload done: {done}"),
-            Err(e) => tracing::error!("auto-reload failed: {}", e.error),
+            Err(e) => {
+                tracing::error!("auto-reload failed: {}", e.error);
+                // Whoever just rebuilt is most likely in the game, waiting
+                // to see the change: tell the admins there, not only the log.
+                let why = e.error.lines().next().unwrap_or_default();
+                let told =
+                    format!("Auto-reload failed; the game runs the build it ran before. {why}");
+                if let Err(e) = shared.portal.notice_admins(&told).await {
+                    tracing::warn!("could not tell the admins: {e}");
+                }
+            }
         }
     }
 }

@@ -121,6 +121,7 @@ impl Control for ControlService {
             telnet_addr: r.telnet_addr,
             game_dir: r.game_dir,
             reloads: r.reloads,
+            metrics_addr: r.metrics_addr,
         }))
     }
 

@@ -115,6 +115,7 @@ async fn watch_portal(shared: Arc<Shared>, child: Child) {
             s.portal_streak = 0;
         }
         s.portal_streak += 1;
+        s.portal_crashes += 1;
         true
     });
     if unexpected {
@@ -354,6 +355,7 @@ async fn watch_server(shared: Arc<Shared>, child: Child) {
         let p = s.servers.remove(&child.pid)?;
         let crashed = p.role == Role::Serving && !s.stopping;
         if crashed {
+            s.crashes += 1;
             let served = p.serving_since.map(|t| t.elapsed()).unwrap_or_default();
             let reason = format!(
                 "server generation {} (pid {}) {exit}",

@@ -24,6 +24,9 @@
 //!   `logs.keep` numbered copies (copy and truncate).
 //! - `logtail`: a failed server's last lines out of the shared server.log.
 //! - `status`: the status report, with `sysinfo` figures.
+//! - `metrics` (what a scrape reports: the supervisor's counts, the
+//!   portal's, the processes' figures; `prometheus-client` encodes them) and
+//!   `exporter` (`GET /metrics` over HTTP on `supervisor.metrics`).
 //! - `notify`: systemd's READY/RELOADING/STOPPING over `$NOTIFY_SOCKET`.
 //! - `sdwatch`: systemd's watchdog (`WATCHDOG=1`, earned through the shared
 //!   state and the portal) and the `STATUS=` line.
@@ -43,9 +46,11 @@ mod autoreload;
 mod binary;
 mod child;
 mod control;
+mod exporter;
 mod launch;
 mod logrotate;
 mod logtail;
+mod metrics;
 mod notify;
 mod pidfile;
 mod portal_client;

@@ -66,7 +66,10 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<Reloaded, ReloadFailu
     }
     let restart_needed = match shared.reread_config() {
         Ok(keys) => keys,
-        Err(e) => return Err(failure(format!("ev.toml was not reloaded: {e}"))),
+        Err(e) => {
+            shared.update(|s| s.reload_failures += 1);
+            return Err(failure(format!("ev.toml was not reloaded: {e}")));
+        }
     };
     tracing::info!("reload begins");
     shared.notifier.reloading();
@@ -79,7 +82,10 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<Reloaded, ReloadFailu
     }
     match &result {
         Ok(done) => tracing::info!("reloaded: {done}"),
-        Err(e) => tracing::warn!("reload failed: {}", e.error),
+        Err(e) => {
+            shared.update(|s| s.reload_failures += 1);
+            tracing::warn!("reload failed: {}", e.error);
+        }
     }
     result
 }
@@ -146,6 +152,7 @@ async fn switch(shared: &Arc<Shared>, begun: Instant) -> Result<Reloaded, Reload
     if let Err(e) = launch::make_serving(shared, &new) {
         return Err(failure(e));
     }
+    shared.dark_times.observe(dark_micros);
     shared.update(|s| {
         s.reloads += 1;
         s.last_dark_micros = Some(dark_micros);

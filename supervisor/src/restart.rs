@@ -34,8 +34,9 @@ pub(crate) fn record_failure(s: &mut State, reason: String, served: Duration, li
     }
     s.crash_streak += 1;
     s.last_exit_reason = reason;
-    if s.crash_streak >= limit {
+    if s.crash_streak >= limit && !s.crash_looped {
         s.crash_looped = true;
+        s.crash_loops += 1;
     }
 }
 
@@ -135,6 +136,9 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
                     tracing::error!("server failed to start: {e}");
                     let limit = sup.crash_loop_limit;
                     let looped = shared.update(|s| {
+                        // A server that dies as it starts (a poison input
+                        // replayed right after it attached) crashed too.
+                        s.crashes += 1;
                         record_failure(s, e, Duration::ZERO, limit);
                         s.crash_looped
                     });
@@ -207,5 +211,8 @@ mod tests {
             record_failure(&mut s, "boom".into(), Duration::ZERO, 5);
         }
         assert!(s.crash_looped);
+        // One loop, however many failures follow it.
+        record_failure(&mut s, "boom".into(), Duration::ZERO, 5);
+        assert_eq!(s.crash_loops, 1);
     }
 }

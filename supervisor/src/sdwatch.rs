@@ -45,8 +45,10 @@ pub(crate) async fn watch(shared: Arc<Shared>) {
             () = tokio::time::sleep(every) => {}
             () = shared.stop.cancelled() => return,
         }
-        let line = shared.read(status_line);
         let portal = tokio::time::timeout(every, shared.portal.status()).await;
+        // Read after the portal's answer, not before: a READY=1 sent while
+        // the portal answered must not be followed by an older line.
+        let line = shared.read(status_line);
         let line = match &portal {
             Ok(Ok(status)) => format!(
                 "{} sessions ({} playing); {line}",

@@ -5,9 +5,10 @@
 //! A reload applies what a new server reads (it loads ev.toml itself: the
 //! `[game]`, `[auth]`, `[database]` and most `[server]` keys) and what the
 //! supervisor reads where it uses it (`server.binary` and the timeouts,
-//! `[supervisor]`). The portal read its settings when it started and keeps
-//! them, as the auto-reload watcher keeps its path: those changes are named
-//! back to the operator, never silently dropped.
+//! `[supervisor]` but its metrics address). The portal read its settings
+//! when it started and keeps them, as the auto-reload watcher keeps its path
+//! and the metrics listener its address: those changes are named back to
+//! the operator, never silently dropped.
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -65,13 +66,21 @@ const SERVER_AT_START: [&str; 3] = [
     "server.auto_reload_settle_ms",
 ];
 
+/// `[supervisor]` keys read once, at start: the metrics listener is bound
+/// then, and a scraper would rather not see it move under a reload.
+const SUPERVISOR_AT_START: [&str; 1] = ["supervisor.metrics"];
+
 /// The keys that differ between `running` and `fresh` but take effect only
 /// when the game is restarted, each as `section.key (running X, ev.toml Y)`.
 pub(crate) fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<String> {
     running
         .differences(fresh)
         .into_iter()
-        .filter(|d| d.key.starts_with("portal.") || SERVER_AT_START.contains(&d.key.as_str()))
+        .filter(|d| {
+            d.key.starts_with("portal.")
+                || SERVER_AT_START.contains(&d.key.as_str())
+                || SUPERVISOR_AT_START.contains(&d.key.as_str())
+        })
         .map(|d| format!("{} (running {}, ev.toml {})", d.key, d.was, d.now))
         .collect()
 }
@@ -90,11 +99,13 @@ mod tests {
         fresh.server.drain_timeout_ms = 1;
         fresh.auth.failure_delay_ms = 5;
         fresh.supervisor.crash_loop_limit = 9;
+        fresh.supervisor.metrics = "127.0.0.1:9100".into();
         assert_eq!(
             restart_only_changes(&running, &fresh),
             [
                 "portal.max_line_bytes (running 4096, ev.toml 100)",
                 "server.heartbeat_ms (running 1000, ev.toml 250)",
+                "supervisor.metrics (running \"\", ev.toml \"127.0.0.1:9100\")",
             ]
         );
         assert!(restart_only_changes(&running, &running).is_empty());

@@ -31,6 +31,8 @@ pub(crate) struct Report {
     pub telnet_addr: String,
     pub game_dir: String,
     pub reloads: u64,
+    /// Where metrics are served; empty: not served.
+    pub metrics_addr: String,
 }
 
 /// Everything `evctl status` shows. The portal is asked for its session
@@ -97,6 +99,11 @@ pub(crate) async fn report(shared: &Shared) -> Report {
             build_id: serving.map(|p| p.build_id.clone()).unwrap_or_default(),
             game_dir: shared.game.root().display().to_string(),
             reloads: s.reloads,
+            metrics_addr: shared
+                .metrics_addr
+                .get()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
             ..Report::default()
         }
     });

@@ -71,6 +71,14 @@ pub(crate) struct State {
     pub generation: u64,
     pub restarts: u64,
     pub reloads: u64,
+    /// Reloads that failed (the serving server kept serving).
+    pub reload_failures: u64,
+    /// Serving servers that exited without handing over.
+    pub crashes: u64,
+    /// Times `crash_loop_limit` was reached.
+    pub crash_loops: u64,
+    /// Times the portal exited unexpectedly.
+    pub portal_crashes: u64,
     /// The last reload's dark time, for systemd's status line.
     pub last_dark_micros: Option<u64>,
     pub last_exit_reason: String,
@@ -107,6 +115,10 @@ pub(crate) struct Shared {
     pub installer: Installer,
     pub portal: PortalClient,
     pub notifier: Notifier,
+    /// Each reload's dark time, for the metrics.
+    pub dark_times: crate::metrics::DarkTimes,
+    /// Where metrics are served, once bound; None: not served.
+    pub metrics_addr: std::sync::OnceLock<std::net::SocketAddr>,
     pub started: Instant,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
@@ -131,6 +143,8 @@ impl Shared {
             installer: Installer::new(game.bin_dir()),
             portal: PortalClient::new(&game.link_socket()),
             notifier: Notifier::from_env(),
+            dark_times: crate::metrics::DarkTimes::default(),
+            metrics_addr: std::sync::OnceLock::new(),
             started: Instant::now(),
             state: Mutex::new(State::default()),
             changed: watch::Sender::new(0),
@@ -276,6 +290,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     game.check_socket_paths()?;
     game.create_dirs()?;
     let lock = PidLock::acquire(&game.pid_path("supervisor"))?;
+    let metrics = bind_metrics(&game, &config)?;
     let shared = Arc::new(Shared::new(game, config, options.watch)?);
     tracing::info!(
         "supervisor for {} (portal {}, server {})",
@@ -293,6 +308,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         done.clone(),
     ));
     let signals = tokio::spawn(handle_signals(shared.clone()));
+    if let Some((listener, addr)) = metrics {
+        let _ = shared.metrics_addr.set(addr);
+        tokio::spawn(crate::exporter::serve(shared.clone(), listener));
+    }
 
     // The first portal must come up, or there is nothing to supervise: a
     // portal that cannot bind its port would only fail again.
@@ -339,9 +358,40 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         tracing::warn!("control service did not finish in time");
     }
     let _ = std::fs::remove_file(shared.game.control_socket());
+    let _ = std::fs::remove_file(shared.game.metrics_addr_path());
     tracing::info!("supervisor exiting");
     lock.remove();
     result
+}
+
+/// Binds `supervisor.metrics`, if set, and writes the address bound to
+/// run/metrics.addr (port 0 picks one).
+fn bind_metrics(
+    game: &GameDir,
+    config: &Config,
+) -> anyhow::Result<Option<(std::net::TcpListener, std::net::SocketAddr)>> {
+    let _ = std::fs::remove_file(game.metrics_addr_path());
+    let Some(addr) = config
+        .supervisor
+        .metrics_addr()
+        .map_err(|e| anyhow::anyhow!(e))?
+    else {
+        return Ok(None);
+    };
+    let listener = crate::exporter::bind(addr).with_context(|| {
+        format!("cannot serve metrics on {addr} (supervisor.metrics in ev.toml)")
+    })?;
+    let bound = listener.local_addr().context("the metrics address")?;
+    let path = game.metrics_addr_path();
+    std::fs::write(&path, format!("{bound}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            "metrics are served on {bound}, not a loopback address: anyone who reaches it reads them"
+        );
+    }
+    tracing::info!("metrics at http://{bound}/metrics");
+    Ok(Some((listener, bound)))
 }
 
 async fn handle_signals(shared: Arc<Shared>) -> std::io::Result<()> {

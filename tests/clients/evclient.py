@@ -1,6 +1,8 @@
-"""What the telnetlib3 test clients share: a line expected with a deadline."""
+"""What the telnetlib3 test clients share: a line expected with a deadline,
+and the running of a session from the command line."""
 
 import asyncio
+import sys
 
 TIMEOUT = 15.0
 
@@ -27,3 +29,21 @@ async def expect(reader, what, pred, seen):
         seen.append(line)
         if pred(line):
             return line
+
+
+def run(session, usage):
+    """Runs `session(host, port, *rest)` from `HOST PORT *rest` on the
+    command line (as many as `usage` names); returns the exit status: 0
+    when it succeeded, 1 when it failed (saying why), 2 for a bad usage."""
+    args = sys.argv[1:]
+    if len(args) != len(usage.split()) - 1:
+        print(f"usage: {usage}", file=sys.stderr)
+        return 2
+    host, port, *rest = args
+    try:
+        asyncio.run(session(host, int(port), *rest))
+    except Failed as e:
+        print(f"telnetlib3 session failed: {e}", file=sys.stderr)
+        return 1
+    print("telnetlib3 session ok")
+    return 0

@@ -12,7 +12,7 @@ import sys
 import telnetlib3
 
 # Beside this script, so on its path when run.
-from evclient import TIMEOUT, Failed, expect  # noqa: E402,F401
+from evclient import TIMEOUT, Failed, expect, run  # noqa: E402,F401
 
 
 async def session(host, port):
@@ -52,18 +52,5 @@ async def session(host, port):
         writer.close()
 
 
-def main():
-    if len(sys.argv) != 3:
-        print("usage: telnetlib3_login.py HOST PORT", file=sys.stderr)
-        return 2
-    try:
-        asyncio.run(session(sys.argv[1], int(sys.argv[2])))
-    except Failed as e:
-        print(f"telnetlib3 session failed: {e}", file=sys.stderr)
-        return 1
-    print("telnetlib3 session ok")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(session, "telnetlib3_login.py HOST PORT"))

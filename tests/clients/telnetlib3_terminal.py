@@ -15,7 +15,7 @@ import sys
 import telnetlib3
 
 # Beside this script, so on its path when run.
-from evclient import TIMEOUT, Failed, expect  # noqa: E402,F401
+from evclient import TIMEOUT, Failed, expect, run  # noqa: E402,F401
 
 
 def check_client(line):
@@ -70,18 +70,5 @@ async def session(host, port, evctl, game_dir):
         writer.close()
 
 
-def main():
-    if len(sys.argv) != 5:
-        print("usage: telnetlib3_terminal.py HOST PORT EVCTL GAME_DIR", file=sys.stderr)
-        return 2
-    try:
-        asyncio.run(session(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]))
-    except Failed as e:
-        print(f"telnetlib3 session failed: {e}", file=sys.stderr)
-        return 1
-    print("telnetlib3 session ok")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(session, "telnetlib3_terminal.py HOST PORT EVCTL GAME_DIR"))

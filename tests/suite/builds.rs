@@ -243,6 +243,53 @@ fn auto_reload_picks_up_a_build_linked_in_the_way_cargo_does() {
     alice.look().unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Issue 14: a failed auto-reload is told to the game's admins in play, not
+/// only written to the log; other players are not told.
+#[test]
+fn a_failed_auto_reload_is_told_to_the_admins_in_the_game() {
+    let game = Game::with_server_script(|c| {
+        c.server.auto_reload = true;
+        c.server.auto_reload_settle_ms = 100;
+    });
+    let out = crate::util::run(
+        {
+            let mut cmd = std::process::Command::new(crate::util::bin("ev-test-server"));
+            cmd.arg("--game-dir")
+                .arg(game.root())
+                .args(["create-admin", "Boss"])
+                .env("EV_ADMIN_PASSWORD", crate::util::PASSWORD);
+            cmd
+        },
+        REPLY_TIMEOUT,
+    );
+    assert!(out.status.success(), "create-admin: {}", text(&out));
+    game.start();
+    let mut boss = game.guest("Boss");
+    boss.send_line(&format!("connect Boss {}", crate::util::PASSWORD));
+    // Its first login: create-admin's account never played.
+    boss.expect("Welcome, Boss!");
+    let mut alice = game.login("Alice");
+    let serving = game.pid("server").expect("a server");
+
+    // A build that exits at once.
+    game.set_server_script("echo 'broken build' >&2; exit 1");
+    boss.expect_line(
+        "the admin told of the failed auto-reload",
+        |l| l.contains("[ev] Auto-reload failed; the game runs the build it ran before."),
+        REPLY_TIMEOUT * 3,
+    )
+    .unwrap_or_else(|e| panic!("{e}{}", game.log_tails()));
+    assert_eq!(game.pid("server"), Some(serving), "the old build serves on");
+    alice.send_line("ping after");
+    let seen = alice
+        .read_all_until("pong after", |l| l.contains("pong after"), REPLY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !seen.iter().any(|l| l.contains("Auto-reload")),
+        "a player who is not an admin was told: {seen:?}"
+    );
+}
+
 /// Writes a build of the test server at `server.binary` as cargo does.
 fn cargo_link(game: &Game, build: &str) {
     use std::os::unix::fs::PermissionsExt;

@@ -19,7 +19,8 @@ use nix::unistd::Pid;
 
 use crate::util::load::{Load, Spec};
 use crate::util::{
-    Client, Config, Game, PASSWORD, REPLY_TIMEOUT, alive, exec_test_server, heavy, text, wait_until,
+    Client, Config, Game, PASSWORD, REPLY_TIMEOUT, alive, exec_test_server, heavy, once_then_plain,
+    text, wait_until,
 };
 
 /// Ping periods (20 ms each) of load before the crash...
@@ -89,18 +90,6 @@ fn assert_who(checker: &mut Client, load: &Load, extra: &[&str]) {
     let mut who = checker.who();
     who.retain(|n| !n.starts_with("New"));
     assert_eq!(who, want, "`who` after the crash");
-}
-
-/// A script body that runs ev-test-server with `env` the first time it is
-/// started and plainly every time after (the crash restart re-runs the same
-/// copy of the script, so the failpoint fires once).
-fn once_then_plain(marker: &Path, env: &str) -> String {
-    let m = marker.display();
-    format!(
-        "if [ -e {m} ]; then {}; fi\ntouch {m}\n{}",
-        exec_test_server(""),
-        exec_test_server(env)
-    )
 }
 
 fn load_spec(name: &'static str, clients: usize) -> Spec {

@@ -1,7 +1,9 @@
 //! Telnet negotiation through the real binaries, byte for byte: what the
 //! portal offers on connect, its answer to each option, TTYPE/MTTS, NAWS
 //! and CHARSET reaching the server (its `client` command) and surviving a
-//! reload, MSSP's player count, and the idle keepalive.
+//! reload, MSSP's player count, and the idle keepalive. (What the game's
+//! text, prompts, secrets and out-of-band data become for each client is
+//! tested byte for byte in portal/tests/mud.rs, with a fake server.)
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,17 +14,20 @@ use crate::util::{Game, PASSWORD, REPLY_TIMEOUT, wait_until};
 
 const SGA: u8 = 3;
 const TTYPE: u8 = 24;
+const EOR: u8 = 25;
 const NAWS: u8 = 31;
 const CHARSET: u8 = 42;
+const MSDP: u8 = 69;
 const MSSP: u8 = 70;
 const MCCP2: u8 = 86;
+const GMCP: u8 = 201;
 const NOP: u8 = 241;
 const SEND_TTYPE: [u8; 6] = [IAC, SB, TTYPE, 1, IAC, SE];
 
 /// What the portal sends first, before any text.
-const OFFERS: [u8; 18] = [
+const OFFERS: [u8; 27] = [
     IAC, WILL, MCCP2, IAC, WILL, SGA, IAC, DO, TTYPE, IAC, DO, NAWS, IAC, WILL, CHARSET, IAC, WILL,
-    MSSP,
+    MSSP, IAC, WILL, EOR, IAC, WILL, GMCP, IAC, WILL, MSDP,
 ];
 
 /// A client that sees every byte and answers nothing by itself.
@@ -165,7 +170,10 @@ fn the_portal_offers_and_answers_each_option_exactly() {
         IAC, SB, NAWS, 0, 100, 0, 30, IAC, SE, // a size
         IAC, DO, CHARSET, // → our REQUEST
         IAC, DO, MSSP, // → the table
-        IAC, DO, 1, // ECHO, not spoken yet → WONT
+        IAC, DO, EOR, // our offer taken: prompts end with IAC EOR
+        IAC, DO, GMCP, // taken
+        IAC, DONT, MSDP, // refused: nothing to say
+        IAC, DO, 1, // ECHO, ours only while a secret is asked → WONT
         IAC, WILL, 200, // unknown → DONT
         IAC, DONT, 200, // already off: nothing
         IAC, WONT, 5, // already off: nothing
@@ -209,7 +217,8 @@ fn the_portal_offers_and_answers_each_option_exactly() {
 
     // Every option that is on, asked for again: nothing is answered.
     let mut again = vec![
-        IAC, DO, SGA, IAC, WILL, TTYPE, IAC, WILL, NAWS, IAC, DO, CHARSET, IAC, DO, MSSP,
+        IAC, DO, SGA, IAC, WILL, TTYPE, IAC, WILL, NAWS, IAC, DO, CHARSET, IAC, DO, MSSP, IAC, DO,
+        EOR, IAC, DO, GMCP,
     ];
     again.extend_from_slice(b"ping 3\r\n");
     c.send(&again);
@@ -331,4 +340,32 @@ fn every_line_end_a_client_may_send_ends_one_line() {
     c.send(b"\nping f\r\n");
     let tail = c.until(b"pong f\r\n");
     assert_eq!(tail, b"\r\npong e\r\npong f\r\n");
+}
+
+/// A GMCP client plays the real game: Core.Hello names it (the `client`
+/// command shows the name), and what else it sends reaches the server
+/// numbered with its commands, so every command after it is still answered
+/// (a gap or a double in the seqs would stall or drop them).
+#[test]
+fn a_gmcp_client_is_named_by_core_hello_and_its_messages_keep_the_seqs() {
+    let game = Game::started();
+    let mut c = Raw::plain(&game);
+    let gmcp = |message: &str| [&[IAC, SB, GMCP][..], message.as_bytes(), &[IAC, SE]].concat();
+    c.send(&[IAC, DO, GMCP]);
+    c.send(&gmcp(r#"Core.Hello {"client":"Rawmud","version":"2.1"}"#));
+    c.send(&gmcp(r#"Core.Supports.Set ["Char 1"]"#));
+    c.send(&gmcp(r#"Char.Skills.Get {"group":"combat"}"#));
+    c.command(&format!("create Gmcpian {PASSWORD}"), "Welcome, Gmcpian!");
+    c.send(&gmcp("Core.Ping"));
+    let shown = c.command("client", "Your client:");
+    assert!(shown.contains("Your client: Rawmud 2.1"), "{shown:?}");
+    c.send(&gmcp("Char.Skills.Get"));
+    let pong = c.command("ping g", "pong g");
+    assert!(
+        !pong.contains('\u{fffd}'),
+        "nothing but the answer: {pong:?}"
+    );
+    game.reload();
+    c.send(&gmcp("Char.Skills.Get"));
+    c.command("ping h", "pong h");
 }

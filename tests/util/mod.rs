@@ -224,6 +224,15 @@ impl Game {
         Game::init_into(Game::uninitialised(), tweak)
     }
 
+    /// A game made by `evctl init --tls` (a self-signed certificate in
+    /// GAME/tls), its TLS listener on a free port; then `tweak`.
+    pub fn with_tls(tweak: impl FnOnce(&mut Config)) -> Game {
+        Game::init_into_with(Game::uninitialised(), &["--tls"], |c| {
+            c.portal.tls = Some("127.0.0.1:0".parse().unwrap());
+            tweak(c)
+        })
+    }
+
     /// A temp directory whose game dir (`root`) does not exist yet.
     pub fn uninitialised() -> Game {
         Game::uninitialised_at("g")
@@ -329,6 +338,32 @@ impl Game {
         Client::connect(self.telnet_addr(), label)
     }
 
+    /// The TLS address the portal bound (run/tls.addr).
+    pub fn tls_addr(&self) -> SocketAddr {
+        let path = self.root.join("run/tls.addr");
+        let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "reading {}: {e} (is the game started, with portal.tls?)",
+                path.display()
+            )
+        });
+        raw.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{} holds {raw:?}, not an address: {e}", path.display()))
+    }
+
+    /// Telnet over TLS through `openssl s_client`, at the welcome screen.
+    pub fn guest_tls(&self, label: &str) -> Client {
+        let mut c = Client::connect_tls(self.tls_addr(), label);
+        c.expect("Welcome to ");
+        c
+    }
+
+    /// Like [`Game::login`], over TLS.
+    pub fn login_tls(&self, name: &str) -> Client {
+        Game::create_account(self.guest_tls(name), name)
+    }
+
     /// A connection that has seen the welcome screen.
     pub fn guest(&self, label: &str) -> Client {
         let mut c = self.connect(label);
@@ -339,7 +374,10 @@ impl Game {
     /// Creates the account `name` and returns its client, logged in, with the
     /// look output after `Welcome, NAME!` consumed.
     pub fn login(&self, name: &str) -> Client {
-        let mut c = self.guest(name);
+        Game::create_account(self.guest(name), name)
+    }
+
+    fn create_account(mut c: Client, name: &str) -> Client {
         c.send_line(&format!("create {name} {PASSWORD}"));
         c.expect(&format!("Welcome, {name}!"));
         c.expect_line(
@@ -408,10 +446,16 @@ impl Game {
     }
 
     fn init_into(game: Game, tweak: impl FnOnce(&mut Config)) -> Game {
+        Game::init_into_with(game, &[], tweak)
+    }
+
+    /// `evctl init` with `args` besides the addresses, then the test config.
+    fn init_into_with(game: Game, args: &[&str], tweak: impl FnOnce(&mut Config)) -> Game {
         let mut cmd = evctl_command();
         cmd.arg("init")
             .arg(&game.root)
-            .args(["--telnet", "127.0.0.1:0", "--web", "127.0.0.1:0"]);
+            .args(["--telnet", "127.0.0.1:0", "--web", "127.0.0.1:0"])
+            .args(args);
         let out = run(cmd, EVCTL_TIMEOUT);
         assert!(
             out.status.success(),
@@ -502,6 +546,18 @@ impl Game {
 /// (e.g. `EV_TEST_VERSION=next-build`), for [`Game::set_server_script`].
 pub fn exec_test_server(env: &str) -> String {
     format!("{env} exec {} \"$@\"", bin("ev-test-server").display())
+}
+
+/// A script body that runs ev-test-server with `env` the first time it is
+/// started and plainly every time after (the crash restart re-runs the same
+/// copy of the script, so a failpoint fires once).
+pub fn once_then_plain(marker: &Path, env: &str) -> String {
+    let m = marker.display();
+    format!(
+        "if [ -e {m} ]; then {}; fi\ntouch {m}\n{}",
+        exec_test_server(""),
+        exec_test_server(env)
+    )
 }
 
 impl Drop for Game {

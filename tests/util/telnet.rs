@@ -1,9 +1,13 @@
 //! A small telnet client for tests: line mode, negotiation refused, every
-//! wait bounded by a deadline.
+//! wait bounded by a deadline. It speaks over a TCP socket, or over TLS
+//! through a real TLS client (`openssl s_client`, [`Client::connect_tls`]).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for a reply unless it says otherwise.
@@ -120,10 +124,84 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// What a [`Client`] speaks over.
+enum Wire {
+    Tcp(TcpStream),
+    /// A TLS client process: telnet bytes in through its stdin, out of its stdout.
+    Tls(TlsProcess),
+}
+
+/// `openssl s_client`, connected; killed when dropped, even by a failing test.
+struct TlsProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// What its stdout gave, in chunks, from a reader thread; closed at its end.
+    stdout: Receiver<Vec<u8>>,
+    /// Its stderr (the handshake, verify results, errors), for failure messages.
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Drop for TlsProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Wire {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Wire::Tcp(stream) => stream.write_all(bytes),
+            Wire::Tls(tls) => match &mut tls.stdin {
+                Some(stdin) => stdin.write_all(bytes).and_then(|()| stdin.flush()),
+                None => Err(io::ErrorKind::BrokenPipe.into()),
+            },
+        }
+    }
+
+    /// Bytes that came within `wait`: Ok(None) if none did, Ok(Some(empty)) at the end.
+    fn read_within(&mut self, wait: Duration) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            Wire::Tcp(stream) => {
+                stream.set_read_timeout(Some(wait))?;
+                let mut buf = [0u8; 16 * 1024];
+                match stream.read(&mut buf) {
+                    Ok(n) => Ok(Some(buf[..n].to_vec())),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock
+                                | io::ErrorKind::TimedOut
+                                | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Wire::Tls(tls) => match tls.stdout.recv_timeout(wait) {
+                Ok(chunk) => Ok(Some(chunk)),
+                Err(RecvTimeoutError::Timeout) => Ok(None),
+                Err(RecvTimeoutError::Disconnected) => Ok(Some(Vec::new())),
+            },
+        }
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Tcp(stream) => stream.shutdown(std::net::Shutdown::Write),
+            Wire::Tls(_) => Err(io::Error::other(
+                "s_client -quiet keeps the connection open at the end of its input",
+            )),
+        }
+    }
+}
+
 /// One telnet connection. `label` names it in every failure message.
 pub struct Client {
     label: String,
-    stream: TcpStream,
+    stream: Wire,
     decoder: Decoder,
     lines: VecDeque<String>,
     /// The last lines taken, shown when an expectation fails.
@@ -161,17 +239,68 @@ impl Client {
         Client::from_stream(stream, label)
     }
 
+    /// Telnet over TLS to `addr`, through `openssl s_client` (which takes
+    /// any certificate, as a player accepting a self-signed one does).
+    pub fn connect_tls(addr: SocketAddr, label: &str) -> Client {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect"])
+            .arg(addr.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{label}: cannot run openssl s_client ({e}): `apt-get install openssl` (.ci/run does)")
+            });
+        let stdin = child.stdin.take();
+        let (tx, stdout) = mpsc::channel();
+        let mut out = child.stdout.take().expect("s_client's stdout is piped");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut err = child.stderr.take().expect("s_client's stderr is piped");
+        let kept = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                kept.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Client::over(
+            Wire::Tls(TlsProcess {
+                child,
+                stdin,
+                stdout,
+                stderr,
+            }),
+            label,
+        )
+    }
+
     fn from_stream(stream: TcpStream, label: &str) -> io::Result<Client> {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Client {
+        Ok(Client::over(Wire::Tcp(stream), label))
+    }
+
+    fn over(stream: Wire, label: &str) -> Client {
+        Client {
             label: label.to_owned(),
             stream,
             decoder: Decoder::new(),
             lines: VecDeque::new(),
             recent: VecDeque::new(),
             closed: false,
-        })
+        }
     }
 
     pub fn label(&self) -> &str {
@@ -194,7 +323,7 @@ impl Client {
 
     /// Closes the sending side only (`shutdown(SHUT_WR)`); replies still come.
     pub fn shutdown_write(&mut self) {
-        if let Err(e) = self.stream.shutdown(std::net::Shutdown::Write) {
+        if let Err(e) = self.stream.shutdown_write() {
             panic!("{}: shutting down the sending side failed: {e}", self.label);
         }
     }
@@ -216,26 +345,16 @@ impl Client {
             return;
         }
         let wait = wait.max(Duration::from_millis(1));
-        if self.stream.set_read_timeout(Some(wait)).is_err() {
-            self.closed = true;
-            return;
-        }
-        let mut buf = [0u8; 16 * 1024];
-        match self.stream.read(&mut buf) {
-            Ok(0) => self.closed = true,
-            Ok(n) => {
+        match self.stream.read_within(wait) {
+            Ok(None) => {}
+            Ok(Some(bytes)) if bytes.is_empty() => self.closed = true,
+            Ok(Some(bytes)) => {
                 let mut replies = Vec::new();
-                self.decoder.feed(&buf[..n], &mut self.lines, &mut replies);
+                self.decoder.feed(&bytes, &mut self.lines, &mut replies);
                 if !replies.is_empty() {
                     let _ = self.stream.write_all(&replies);
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => self.closed = true,
         }
     }
@@ -343,11 +462,18 @@ impl Client {
 
     /// The last lines taken, for failure messages.
     pub fn context(&self) -> String {
+        let tls = match &self.stream {
+            Wire::Tls(tls) => format!(
+                "\n  s_client's stderr: {}",
+                String::from_utf8_lossy(&tls.stderr.lock().unwrap())
+            ),
+            Wire::Tcp(_) => String::new(),
+        };
         if self.recent.is_empty() {
-            return "; no lines received".to_owned();
+            return format!("; no lines received{tls}");
         }
         let lines: Vec<&str> = self.recent.iter().map(String::as_str).collect();
-        format!("; last lines received:\n    {}", lines.join("\n    "))
+        format!("; last lines received:\n    {}{tls}", lines.join("\n    "))
     }
 
     /// `who` parsed into names, sorted as the server sends them.

@@ -3,22 +3,30 @@
 //! they send through. Nothing here knows the hub's state; the hub's other
 //! files are private to it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use super::counters::Counters;
 use crate::negotiation::ClientInfo;
 use crate::outqueue::OutSender;
-use ev::link::{PortalSession, Role, ServerHello, SessionId, ToPortal, ToServer};
+use ev::link::{Form, Oob, PortalSession, Role, ServerHello, SessionId, ToPortal, ToServer};
 
 pub type ConnId = u64;
 
-/// Text or a close request for one player's connection task.
+/// What one player's connection task is given to send.
 #[derive(Debug)]
 pub enum Outbound {
-    Text(String),
+    /// A line of the portal's own (a pause, a refusal): plain text.
+    Notice(String),
+    /// The game's text, rendered by the connection for its client.
+    Output { text: String, form: Form },
+    /// The game's out-of-band data, sent as the client takes it.
+    Oob(Oob),
+    /// Close the connection after what came before.
     Close(String),
 }
 
@@ -34,6 +42,12 @@ pub enum HubEvent {
     Input {
         session: SessionId,
         text: String,
+    },
+    /// Out-of-band data from the client (GMCP, MSDP): numbered with the
+    /// inputs, and kept and replayed like one.
+    Oob {
+        session: SessionId,
+        oob: Oob,
     },
     /// What telnet negotiation told of the client changed.
     ClientInfo {
@@ -77,6 +91,10 @@ pub enum HubEvent {
 pub struct StatusInfo {
     pub sessions: u64,
     pub logged_in: u64,
+    /// Open connections by protocol.
+    pub sessions_by_protocol: BTreeMap<String, u64>,
+    /// Everything the hub counted since the portal started.
+    pub counters: Counters,
     /// Each server, its role and how long since the portal heard from it.
     pub servers: Vec<(ServerHello, Role, Duration)>,
     pub buffered_inputs: u64,
@@ -102,6 +120,8 @@ pub enum AdminRequest {
     },
     Notice {
         text: String,
+        /// Only to the game's admins, through the active server.
+        admins: bool,
     },
     Shutdown {
         message: String,

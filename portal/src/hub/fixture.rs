@@ -11,7 +11,7 @@ use super::{Hub, HubConfig};
 use ev::link::{PortalSession, ServerHello};
 
 pub use super::api::{AdminRequest, HubEvent, Outbound};
-pub use ev::link::{PortalHello, Role, ServerSession, SessionId, ToPortal, ToServer};
+pub use ev::link::{Oob, PortalHello, Role, ServerSession, SessionId, ToPortal, ToServer};
 pub use std::time::Duration;
 pub use tokio::sync::oneshot;
 
@@ -34,12 +34,13 @@ pub struct FakeSession {
 }
 
 impl FakeSession {
-    /// The text lines queued for this player so far.
+    /// The text lines queued for this player so far, the portal's and the
+    /// game's.
     pub fn texts(&mut self) -> Vec<String> {
         let mut texts = Vec::new();
         while let Ok(msg) = self.out.try_recv() {
-            if let Outbound::Text(t) = msg {
-                texts.push(t);
+            if let Outbound::Notice(text) | Outbound::Output { text, .. } = msg {
+                texts.push(text);
             }
         }
         texts
@@ -52,12 +53,21 @@ pub fn start() -> Harness {
 }
 
 pub fn start_with(pause_notice: Duration) -> Harness {
+    start_configured(pause_notice, Duration::from_secs(3600))
+}
+
+/// A hub that sends heartbeats on a `Tick` once `heartbeat` has passed.
+pub fn start_with_heartbeat(heartbeat: Duration) -> Harness {
+    start_configured(Duration::from_secs(3600), heartbeat)
+}
+
+fn start_configured(pause_notice: Duration, heartbeat: Duration) -> Harness {
     let (tx, rx) = channel();
     let stop = CancellationToken::new();
     let config = HubConfig {
         sync_chunk: 2,
         tick: None,
-        heartbeat: Duration::from_secs(3600),
+        heartbeat,
         telnet_addr: "127.0.0.1:1".into(),
         pause_notice,
     };
@@ -159,13 +169,33 @@ impl Harness {
     }
 
     pub fn attach(&self, conn: ConnId, generation: u64, major: u32) -> FakeServer {
+        self.attach_minor(conn, generation, major, 0)
+    }
+
+    /// A server of Link `major.minor`.
+    pub fn attach_minor(
+        &self,
+        conn: ConnId,
+        generation: u64,
+        major: u32,
+        minor: u32,
+    ) -> FakeServer {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.tx.send(HubEvent::Attach {
-            conn,
-            hello: hello(generation, major),
-            tx,
-        });
+        let mut hello = hello(generation, major);
+        hello.minor = minor;
+        self.tx.send(HubEvent::Attach { conn, hello, tx });
         FakeServer { rx }
+    }
+
+    /// Out-of-band data from the client of `session`.
+    pub fn oob(&self, session: u64, name: &str, data: &str) {
+        self.tx.send(HubEvent::Oob {
+            session: SessionId(session),
+            oob: Oob {
+                name: name.into(),
+                data: data.into(),
+            },
+        });
     }
 
     /// Server `conn` goes away without draining, as a kill does.
@@ -226,6 +256,20 @@ pub fn inputs(events: &[ToServer]) -> Vec<(u64, u64, String)> {
         .iter()
         .filter_map(|e| match e {
             ToServer::Input { session, seq, text } => Some((session.0, *seq, text.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each Input and Oob, as (session, seq, what): an Oob's `name data`.
+pub fn inputs_and_oob(events: &[ToServer]) -> Vec<(u64, u64, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ToServer::Input { session, seq, text } => Some((session.0, *seq, text.clone())),
+            ToServer::Oob { session, seq, oob } => {
+                Some((session.0, *seq, format!("{} {}", oob.name, oob.data)))
+            }
             _ => None,
         })
         .collect()

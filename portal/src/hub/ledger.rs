@@ -24,7 +24,7 @@ use super::api::{ConnId, Outbound};
 use super::shutdown::Stopping;
 use crate::negotiation::ClientInfo;
 use crate::outqueue::{OutSender, Refused};
-use ev::link::{PortalSession, ServerSession, SessionId, Snapshot, ToServer};
+use ev::link::{Oob, PortalSession, ServerSession, SessionId, Snapshot, ToServer};
 
 pub(super) struct Session {
     pub(super) portal: PortalSession,
@@ -56,9 +56,51 @@ pub(super) struct Session {
 
 pub(super) struct Pending {
     pub(super) seq: u64,
-    pub(super) text: String,
+    pub(super) body: Body,
     /// Servers that crashed while this input was in flight.
     pub(super) crashes: u8,
+}
+
+/// What the client sent for the server: a line, or out-of-band data, which
+/// is numbered, kept, acked and replayed like a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Body {
+    Text(String),
+    Oob(Oob),
+}
+
+impl Body {
+    /// Input `seq` of `session` as a server that speaks Link 1.`minor`
+    /// reads it: out-of-band data goes to a server older than 1.3 as an
+    /// Input with empty text (which it applies as nothing), so its seqs
+    /// keep no gap.
+    pub(super) fn event(&self, minor: u32, session: SessionId, seq: u64) -> ToServer {
+        match self {
+            Body::Text(text) => ToServer::Input {
+                session,
+                seq,
+                text: text.clone(),
+            },
+            Body::Oob(oob) if minor >= 3 => ToServer::Oob {
+                session,
+                seq,
+                oob: oob.clone(),
+            },
+            Body::Oob(_) => ToServer::Input {
+                session,
+                seq,
+                text: String::new(),
+            },
+        }
+    }
+
+    /// What the player is told it was, should it be quarantined.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Body::Text(text) => format!("Your command \"{text}\""),
+            Body::Oob(oob) => format!("Your client's message \"{}\"", oob.name),
+        }
+    }
 }
 
 impl Hub {
@@ -75,6 +117,7 @@ impl Hub {
             let _ = out.try_send(Outbound::Close("the game is shutting down".into()));
             return;
         }
+        self.counters.opened(&portal.protocol);
         self.sessions.insert(
             id,
             Session {
@@ -101,15 +144,25 @@ impl Hub {
         }
     }
 
-    pub(super) fn input(&mut self, session: SessionId, text: String) {
+    /// The Link minor version server `conn` speaks.
+    pub(super) fn minor(&self, conn: ConnId) -> u32 {
+        self.servers.get(&conn).map_or(0, |s| s.hello.minor)
+    }
+
+    /// A line or out-of-band data from the client: the session's next
+    /// input seq, kept until acked, handed to the active server.
+    pub(super) fn input(&mut self, session: SessionId, body: Body) {
+        let minor = self.active.map_or(0, |active| self.minor(active));
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
         s.last_seq += 1;
+        self.counters.inputs_received += 1;
         let seq = s.last_seq;
+        let event = body.event(minor, session, seq);
         s.pending.push_back(Pending {
             seq,
-            text: text.clone(),
+            body,
             crashes: 0,
         });
         if let Some(active) = self.active
@@ -118,7 +171,7 @@ impl Hub {
             s.sent = seq;
             self.unanswered
                 .sent(tokio::time::Instant::now(), session, seq);
-            self.push(active, ToServer::Input { session, seq, text });
+            self.push(active, event);
         }
     }
 
@@ -227,10 +280,21 @@ impl Hub {
         }
     }
 
+    /// A line for the game's admins: the active server knows who they are.
+    /// With no server, or one older than Link 1.4, it is only logged.
+    pub(super) fn notice_staff(&mut self, text: String) {
+        match self.active {
+            Some(active) if self.minor(active) >= 4 => {
+                self.push(active, ToServer::StaffNotice { text })
+            }
+            _ => tracing::warn!("no server to tell the game's admins: {text}"),
+        }
+    }
+
     pub(super) fn notice_all(&mut self, text: &str) {
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
-            self.send_to_player(id, Outbound::Text(text.to_string()));
+            self.send_to_player(id, Outbound::Notice(text.to_string()));
         }
     }
 
@@ -282,6 +346,7 @@ impl Hub {
         if self.replay_suspect_alone(conn) {
             return;
         }
+        let minor = self.minor(conn);
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
             let Some(s) = self.sessions.get_mut(&id) else {
@@ -291,22 +356,22 @@ impl Hub {
                 continue;
             }
             let sent = s.sent;
-            let inputs: Vec<ToServer> = s
+            // In flight in a crash: this is its replay.
+            self.counters.inputs_replayed += s
+                .pending
+                .iter()
+                .filter(|p| p.seq > sent && p.crashes > 0)
+                .count() as u64;
+            let inputs: Vec<(u64, ToServer)> = s
                 .pending
                 .iter()
                 .filter(|p| p.seq > sent)
-                .map(|p| ToServer::Input {
-                    session: id,
-                    seq: p.seq,
-                    text: p.text.clone(),
-                })
+                .map(|p| (p.seq, p.body.event(minor, id, p.seq)))
                 .collect();
             s.sent = s.last_seq;
             let now = tokio::time::Instant::now();
-            for input in inputs {
-                if let ToServer::Input { session, seq, .. } = &input {
-                    self.unanswered.sent(now, *session, *seq);
-                }
+            for (seq, input) in inputs {
+                self.unanswered.sent(now, id, seq);
                 self.push(conn, input);
             }
             self.settle_closed(id);
@@ -372,6 +437,7 @@ impl Hub {
         }
         s.acked = s.acked.max(seq);
         s.credits.add_permits(freed);
+        self.counters.inputs_applied += freed as u64;
         if s.closed.is_some() {
             self.settle_closed(session);
         } else {
@@ -433,7 +499,9 @@ mod tests {
         // The ack frees the credit and the output reaches the player.
         let before = s.credits.available_permits();
         h.from(1, pong(7, 2));
-        assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == "pong"));
+        assert!(
+            matches!(s.out.recv().await, Some(Outbound::Output { text, .. }) if text == "pong")
+        );
         assert_eq!(h.status().await.buffered_inputs, 0);
         assert_eq!(s.credits.available_permits(), before + 2);
         h.stop.cancel();
@@ -535,7 +603,9 @@ mod tests {
             ],
         );
         for want in ["one", "two", "three"] {
-            assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == want));
+            assert!(
+                matches!(s.out.recv().await, Some(Outbound::Output { text, .. }) if text == want)
+            );
         }
         h.tx.send(HubEvent::Tick);
         let events = a.take(1).await;
@@ -622,7 +692,9 @@ mod tests {
         a.take(1).await;
         assert!(s.out.try_recv().is_err(), "closed before the answer");
         h.from(1, pong(7, 1));
-        assert!(matches!(s.out.recv().await, Some(Outbound::Text(t)) if t == "pong"));
+        assert!(
+            matches!(s.out.recv().await, Some(Outbound::Output { text, .. }) if text == "pong")
+        );
         assert!(matches!(s.out.recv().await, Some(Outbound::Close(_))));
         h.stop.cancel();
     }
@@ -734,6 +806,136 @@ mod tests {
         h.tx.send(HubEvent::Tick);
         h.status().await;
         assert_eq!(h.players.load(Ordering::Relaxed), 0);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_notice_for_the_admins_goes_to_a_server_of_link_1_4_and_to_no_player() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach_minor(1, 1, ev::version::LINK_MAJOR, 4);
+        a.take(2).await;
+        h.tx.send(HubEvent::Admin(AdminRequest::Notice {
+            text: "auto-reload failed".into(),
+            admins: true,
+        }));
+        h.input(7, "look");
+        let got = a.take(2).await;
+        assert_eq!(
+            got[0],
+            ToServer::StaffNotice {
+                text: "auto-reload failed".into()
+            }
+        );
+        // An older server is not sent it; players never are.
+        h.kill(1);
+        let mut b = h.attach_minor(2, 2, ev::version::LINK_MAJOR, 3);
+        b.take(2).await;
+        h.tx.send(HubEvent::Admin(AdminRequest::Notice {
+            text: "again".into(),
+            admins: true,
+        }));
+        h.input(7, "look again");
+        let got = b.take(1).await;
+        assert!(
+            got.iter()
+                .all(|e| !matches!(e, ToServer::StaffNotice { .. })),
+            "{got:?}"
+        );
+        assert!(
+            !s.texts()
+                .iter()
+                .any(|t| t.contains("again") || t.contains("auto-reload"))
+        );
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn client_oob_is_numbered_with_the_inputs_and_replayed_after_a_crash() {
+        let h = start();
+        let _s = h.open(7, 16);
+        let mut a = h.attach_minor(1, 1, ev::version::LINK_MAJOR, 3);
+        a.take(2).await;
+        h.input(7, "look");
+        h.oob(7, "Char.Skills.Get", r#"{"group":"combat"}"#);
+        h.input(7, "say hi");
+        assert_eq!(
+            inputs_and_oob(&a.take(3).await),
+            vec![
+                (7, 1, "look".into()),
+                (7, 2, r#"Char.Skills.Get {"group":"combat"}"#.into()),
+                (7, 3, "say hi".into())
+            ]
+        );
+        // Only the line is acked; the server dies.
+        h.from(
+            1,
+            vec![ToPortal::Ack {
+                session: SessionId(7),
+                seq: 1,
+            }],
+        );
+        h.kill(1);
+        let mut b = h.attach_minor(2, 2, ev::version::LINK_MAJOR, 3);
+        assert_eq!(
+            inputs_and_oob(&b.take(4).await),
+            vec![
+                (7, 2, r#"Char.Skills.Get {"group":"combat"}"#.into()),
+                (7, 3, "say hi".into())
+            ]
+        );
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_server_older_than_1_3_gets_an_empty_input_for_oob() {
+        let h = start();
+        let _s = h.open(7, 16);
+        h.oob(7, "Char.Skills.Get", "");
+        let mut a = h.attach_minor(1, 1, ev::version::LINK_MAJOR, 2);
+        let events = a.take(3).await;
+        assert_eq!(inputs_and_oob(&events), vec![(7, 1, String::new())]);
+        h.input(7, "look");
+        assert_eq!(
+            inputs_and_oob(&a.take(1).await),
+            vec![(7, 2, "look".into())]
+        );
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn the_games_oob_reaches_the_session_once() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach_minor(1, 1, ev::version::LINK_MAJOR, 3);
+        a.take(2).await;
+        let vitals = |seq| ToPortal::Oob {
+            session: SessionId(7),
+            seq,
+            oob: Oob {
+                name: "Char.Vitals".into(),
+                data: r#"{"hp":1}"#.into(),
+            },
+        };
+        h.from(1, vec![vitals(1), vitals(1), vitals(2)]);
+        for _ in 0..2 {
+            assert!(matches!(
+                s.out.recv().await,
+                Some(Outbound::Oob(Oob { name, .. })) if name == "Char.Vitals"
+            ));
+        }
+        h.tx.send(HubEvent::Tick);
+        assert_eq!(
+            a.take(1).await,
+            vec![ToServer::Delivered {
+                session: SessionId(7),
+                seq: 2
+            }]
+        );
+        assert!(
+            s.out.try_recv().is_err(),
+            "a doubled message reached the player"
+        );
         h.stop.cancel();
     }
 }

@@ -20,9 +20,12 @@
 //! - `handover`: a reload's Promote, Drain, Sync and Ready.
 //! - `recovery`: after a crash: suspects, careful replay, quarantine.
 //! - `pause`: telling players of a pause, and of its end.
+//! - `counters`: what the operator's metrics count (inputs, connections,
+//!   the Link's round trips).
 //! - `shutdown`: draining the last server, then closing every connection.
 
 pub mod api;
+mod counters;
 #[cfg(test)]
 mod fixture;
 mod handover;
@@ -32,7 +35,7 @@ mod recovery;
 mod servers;
 mod shutdown;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -42,9 +45,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::unanswered::Unanswered;
 use api::{AdminRequest, ConnId, HubEvent, HubSender, Outbound, StatusInfo};
+use counters::{Counters, Heartbeats};
 use ev::link::{Role, SessionId, ToPortal, ToServer};
 use handover::Switch;
-use ledger::Session;
+use ledger::{Body, Session};
 use pause::Pause;
 use servers::Server;
 use shutdown::Stopping;
@@ -97,6 +101,9 @@ pub struct Hub {
     /// not per change, so ten thousand logins cost no quadratic work.
     players: Arc<AtomicU64>,
     players_changed: bool,
+    /// For the operator's metrics; see `counters`.
+    counters: Counters,
+    heartbeats: Heartbeats,
 }
 
 impl Hub {
@@ -131,6 +138,8 @@ impl Hub {
             unanswered: Unanswered::default(),
             players: Arc::new(AtomicU64::new(0)),
             players_changed: false,
+            counters: Counters::default(),
+            heartbeats: Heartbeats::default(),
         }
     }
 
@@ -181,7 +190,8 @@ impl Hub {
                 kill,
                 logged_in,
             } => self.opened(portal, out, credits, kill, logged_in),
-            HubEvent::Input { session, text } => self.input(session, text),
+            HubEvent::Input { session, text } => self.input(session, Body::Text(text)),
+            HubEvent::Oob { session, oob } => self.input(session, Body::Oob(oob)),
             HubEvent::InputEnded { session } => self.input_ended(session),
             HubEvent::ClientInfo { session, info } => self.client_info(session, info),
             HubEvent::Closed { session, reason } => self.closed(session, reason),
@@ -207,25 +217,16 @@ impl Hub {
             // `link` turns a server's first hello into the Attach and drops
             // any other.
             ToPortal::Hello(_) => {}
+            // Rendered by the session, for its client.
             ToPortal::Output {
                 session,
                 seq,
                 text,
                 form,
-            } => {
-                // Until telnet renders colour and prompts, markup is shown
-                // as its plain text.
-                let text = if form.markup {
-                    ev::markup::plain(&text)
-                } else {
-                    text
-                };
-                self.deliver(session, seq, Outbound::Text(text))
-            }
-            // Not rendered for telnet yet; marked delivered all the same.
-            ToPortal::Oob { session, seq, .. } => {
-                self.fresh(session, seq);
-            }
+            } => self.deliver(session, seq, Outbound::Output { text, form }),
+            // Delivered (and so marked) even to a client that takes no
+            // out-of-band data: the session drops it then.
+            ToPortal::Oob { session, seq, oob } => self.deliver(session, seq, Outbound::Oob(oob)),
             ToPortal::Ack { session, seq } => self.ack(conn, session, seq),
             ToPortal::Working { session, seq } => self.working(conn, session, seq),
             ToPortal::Update {
@@ -241,7 +242,9 @@ impl Hub {
             ToPortal::Drained => self.drained(conn),
             ToPortal::Ready { sessions } => self.ready(conn, sessions),
             ToPortal::Heartbeat { nonce, reply } => {
-                if !reply {
+                if reply {
+                    self.heartbeat_answered(conn, nonce);
+                } else {
                     self.push(conn, ToServer::Heartbeat { nonce, reply: true });
                 }
             }
@@ -261,7 +264,11 @@ impl Hub {
                 timeout,
                 reply,
             } => self.promote(generation, timeout, reply),
-            AdminRequest::Notice { text } => self.notice_all(&text),
+            AdminRequest::Notice {
+                text,
+                admins: false,
+            } => self.notice_all(&text),
+            AdminRequest::Notice { text, admins: true } => self.notice_staff(text),
             AdminRequest::Shutdown {
                 message,
                 timeout,
@@ -271,10 +278,23 @@ impl Hub {
     }
 
     fn status(&self) -> StatusInfo {
-        let live = self.sessions.values().filter(|s| s.out.is_some());
+        let (mut sessions, mut logged_in) = (0, 0);
+        let mut sessions_by_protocol: BTreeMap<String, u64> = BTreeMap::new();
+        for s in self.sessions.values().filter(|s| s.out.is_some()) {
+            sessions += 1;
+            logged_in += u64::from(s.server.logged_in());
+            match sessions_by_protocol.get_mut(&s.portal.protocol) {
+                Some(n) => *n += 1,
+                None => {
+                    sessions_by_protocol.insert(s.portal.protocol.clone(), 1);
+                }
+            }
+        }
         StatusInfo {
-            sessions: live.clone().count() as u64,
-            logged_in: live.filter(|s| s.server.logged_in()).count() as u64,
+            sessions,
+            logged_in,
+            sessions_by_protocol,
+            counters: self.counters.clone(),
             servers: self
                 .servers
                 .iter()

@@ -122,7 +122,7 @@ impl Hub {
             Some(Told::Everyone) => self.notice_all(BACK),
             Some(Told::Only(these)) => {
                 for session in these {
-                    self.send_to_player(session, Outbound::Text(BACK.into()));
+                    self.send_to_player(session, Outbound::Notice(BACK.into()));
                 }
             }
             Some(Told::Nobody) | None => {}
@@ -182,7 +182,7 @@ impl Hub {
             }) = &mut self.pause
                 && these.insert(session)
             {
-                self.send_to_player(session, Outbound::Text(Cause::Unanswered.notice().into()));
+                self.send_to_player(session, Outbound::Notice(Cause::Unanswered.notice().into()));
             }
         }
     }
@@ -218,7 +218,7 @@ mod tests {
         } = hand_over(&h).await;
         let drain_began = tokio::time::Instant::now();
         // A takes its time to drain.
-        let Some(Outbound::Text(told)) = s.out.recv().await else {
+        let Some(Outbound::Notice(told)) = s.out.recv().await else {
             panic!("the session was closed");
         };
         assert!(told.contains("The game is reloading"), "{told}");

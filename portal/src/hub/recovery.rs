@@ -13,7 +13,6 @@ use super::Hub;
 use super::api::{ConnId, Outbound};
 use super::pause::Cause;
 use super::shutdown::Stopping;
-use ev::link::ToServer;
 
 impl Hub {
     /// The server that had inputs in flight went away without `Drained`.
@@ -39,7 +38,7 @@ impl Hub {
                 && p.seq <= sent
                 && p.crashes >= 2
             {
-                quarantined.push((id, p.seq, p.text.clone()));
+                quarantined.push((id, p.seq, p.body.clone()));
                 s.pending.pop_front();
                 s.credits.add_permits(1);
             }
@@ -47,17 +46,19 @@ impl Hub {
             s.sent = s.acked;
             s.closed_sent = s.closed_sent && s.pending.is_empty();
         }
-        for (session, seq, text) in quarantined {
+        self.counters.inputs_quarantined += quarantined.len() as u64;
+        for (session, seq, body) in quarantined {
             tracing::error!(
                 %session,
                 seq,
-                command = %text,
+                input = ?body,
                 "quarantined: this input crashed the server again when replayed alone; it will not be delivered again"
             );
             self.send_to_player(
                 session,
-                Outbound::Text(format!(
-                    "[ev] Your command \"{text}\" crashed the game more than once and was not run again."
+                Outbound::Notice(format!(
+                    "[ev] {} crashed the game more than once and was not run again.",
+                    body.describe()
                 )),
             );
         }
@@ -86,14 +87,16 @@ impl Hub {
                 "replaying an input that was in flight during a crash, alone"
             );
             self.careful = Some((session, seq));
+            let minor = self.minor(conn);
             if let Some(s) = self.sessions.get_mut(&session)
                 && let Some(p) = s.pending.iter().find(|p| p.seq == seq)
             {
                 s.sent = seq;
-                let text = p.text.clone();
+                self.counters.inputs_replayed += 1;
+                let event = p.body.event(minor, session, seq);
                 self.unanswered
                     .sent(tokio::time::Instant::now(), session, seq);
-                self.push(conn, ToServer::Input { session, seq, text });
+                self.push(conn, event);
             }
             return true;
         }
@@ -152,6 +155,13 @@ mod tests {
         let events = d.take(1).await;
         assert_eq!(inputs(&events), vec![(7, 2, "say after".into())]);
         assert_told_of_quarantine(&mut s);
+        // Replays: two to B, three to C and D (the suspects alone, then the
+        // rest); the poison is not replayed again.
+        let c = h.status().await.counters;
+        assert_eq!(
+            (c.inputs_received, c.inputs_replayed, c.inputs_quarantined),
+            (3, 5, 1)
+        );
         h.stop.cancel();
     }
 
@@ -176,6 +186,32 @@ mod tests {
         h.input(7, "ping");
         assert_eq!(inputs(&c.take(1).await), vec![(7, 2, "ping".into())]);
         assert_told_of_quarantine(&mut s);
+        h.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn client_oob_alone_in_two_crashes_is_quarantined_by_name() {
+        let h = start();
+        let mut s = h.open(7, 16);
+        let mut a = h.attach_minor(1, 1, ev::version::LINK_MAJOR, 3);
+        a.take(2).await;
+        h.oob(7, "Char.Poison", "{}");
+        a.take(1).await;
+        h.kill(1);
+        let mut b = h.attach_minor(2, 2, ev::version::LINK_MAJOR, 3);
+        assert_eq!(
+            inputs_and_oob(&b.take(3).await),
+            vec![(7, 1, "Char.Poison {}".into())]
+        );
+        h.kill(2);
+        let mut c = h.attach_minor(3, 3, ev::version::LINK_MAJOR, 3);
+        assert_eq!(inputs_and_oob(&c.take(2).await), vec![]);
+        let told = s.texts();
+        assert!(
+            told.iter()
+                .any(|t| t.contains("Your client's message \"Char.Poison\" crashed the game")),
+            "{told:?}"
+        );
         h.stop.cancel();
     }
 }

@@ -170,6 +170,7 @@ impl Hub {
             self.last_heartbeat = Instant::now();
             self.nonce += 1;
             let nonce = self.nonce;
+            self.heartbeats.sent(nonce, self.last_heartbeat);
             let conns: Vec<ConnId> = self.servers.keys().copied().collect();
             for conn in conns {
                 self.push(

@@ -2,7 +2,7 @@ use std::sync::atomic::AtomicU64;
 
 use super::*;
 use crate::options::{DO, DONT, WILL, WONT};
-use crate::telnet::{Event, Line, LineAssembler, Parser};
+use crate::render::PromptEnd;
 
 const SEND_TTYPE: [u8; 6] = [IAC, SB, TTYPE, SEND, IAC, SE];
 
@@ -11,6 +11,7 @@ fn facts() -> Arc<Facts> {
         name: "Test".into(),
         started_at_s: 1,
         port: 4000,
+        tls_port: None,
         mccp2: true,
         players: Arc::new(AtomicU64::new(2)),
     })
@@ -30,8 +31,23 @@ fn neg(n: &mut Negotiation, verb: u8, option: u8) -> Vec<u8> {
 
 fn sub(n: &mut Negotiation, option: u8, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    n.subnegotiation(option, data, &mut out);
+    let _ = n.subnegotiation(option, data, &mut out);
     out
+}
+
+/// The client's out-of-band message, as the game gets it.
+fn oob_in(n: &mut Negotiation, option: u8, data: &[u8]) -> Result<Vec<Oob>, Dropped> {
+    let mut out = Vec::new();
+    let got = n.subnegotiation(option, data, &mut out);
+    assert!(out.is_empty(), "answered {out:?}");
+    got
+}
+
+fn oob(name: &str, data: &str) -> Oob {
+    Oob {
+        name: name.into(),
+        data: data.into(),
+    }
 }
 
 fn is(name: &str) -> Vec<u8> {
@@ -48,7 +64,7 @@ fn the_offers_on_connect() {
         out,
         [
             IAC, WILL, MCCP2, IAC, WILL, SGA, IAC, DO, TTYPE, IAC, DO, NAWS, IAC, WILL, CHARSET,
-            IAC, WILL, MSSP
+            IAC, WILL, MSSP, IAC, WILL, EOR, IAC, WILL, GMCP, IAC, WILL, MSDP
         ]
     );
     let mut out = Vec::new();
@@ -74,6 +90,29 @@ fn ttype_cycles_through_mtts_and_stops() {
     assert_eq!(n.take_changed(), None);
     // A repeated WILL neither answers nor restarts the cycle.
     assert_eq!(neg(&mut n, WILL, TTYPE), Vec::<u8>::new());
+}
+
+#[test]
+fn tls_is_told_as_mtts_ssl_from_the_connection_never_from_the_client() {
+    let mut plain = started();
+    neg(&mut plain, WILL, TTYPE);
+    sub(&mut plain, TTYPE, &is("MUDLET"));
+    sub(&mut plain, TTYPE, &is("XTERM"));
+    // 1 ANSI + 2048 SSL: a claim a plain connection does not pass on.
+    sub(&mut plain, TTYPE, &is("MTTS 2049"));
+    assert_eq!(plain.take_changed().unwrap().capabilities, Capabilities(1));
+
+    let mut tls = Negotiation::new(true, facts()).over_tls(true);
+    tls.start(&mut Vec::new());
+    assert_eq!(tls.info.capabilities, Capabilities(Capabilities::SSL));
+    neg(&mut tls, WILL, TTYPE);
+    sub(&mut tls, TTYPE, &is("MUDLET"));
+    sub(&mut tls, TTYPE, &is("XTERM"));
+    sub(&mut tls, TTYPE, &is("MTTS 1"));
+    assert_eq!(
+        tls.take_changed().unwrap().capabilities,
+        Capabilities(1 | Capabilities::SSL)
+    );
 }
 
 #[test]
@@ -269,8 +308,9 @@ impl XorShift {
 
     /// A byte, mostly the ones telnet gives meaning to.
     fn byte(&mut self) -> u8 {
-        const MEANINGFUL: [u8; 16] = [
+        const MEANINGFUL: [u8; 22] = [
             IAC, IAC, SB, SE, WILL, WONT, DO, DONT, TTYPE, NAWS, CHARSET, MSSP, MCCP2, SGA, 0, 1,
+            ECHO, EOR, GMCP, MSDP, b'{', b' ',
         ];
         let r = self.next();
         if r % 3 == 0 {
@@ -283,56 +323,17 @@ impl XorShift {
 
 /// Random and malformed streams (truncated IAC, endless SB, IAC IAC in
 /// data, option floods, invalid UTF-8), cut at random places, through the
-/// parser, the negotiation and the line assembler: nothing panics, what is
-/// kept stays bounded, lines stay under the limit, and what is sent back is
-/// at most a small multiple of what came in.
+/// parser, the negotiation and the line assembler (`crate::fuzzing`, the
+/// fuzz target's harness): nothing panics, what is kept stays bounded,
+/// lines stay under the limit, and what is sent back is at most a small
+/// multiple of what came in.
 #[test]
 fn random_streams_are_survived_with_bounded_state() {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     for _ in 0..300 {
-        let mut parser = Parser::default();
-        let mut assembler = LineAssembler::new(100);
-        let mut lines = Vec::new();
-        let mut n = Negotiation::new(rng.next() % 2 == 0, facts());
-        let mut out = Vec::new();
-        n.start(&mut out);
         let len = (rng.next() % 4000) as usize;
         let stream: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
-        let mut events = Vec::new();
-        let mut at = 0;
-        let mut answered = 0;
-        while at < stream.len() {
-            let cut = (at + 1 + (rng.next() % 64) as usize).min(stream.len());
-            events.clear();
-            parser.receive(&stream[at..cut], &mut events);
-            for event in events.drain(..) {
-                let mut reply = Vec::new();
-                match event {
-                    Event::Negotiate(verb, option) => {
-                        n.negotiate(verb, option, &mut reply);
-                    }
-                    Event::Subnegotiation(option, data) => {
-                        assert!(data.len() <= 1024);
-                        n.subnegotiation(option, &data, &mut reply);
-                    }
-                    Event::Data(data) => assembler.push(&data, n.charset(), &mut lines),
-                    Event::Command(_) => {}
-                }
-                // The MSSP table is the one long answer.
-                answered += reply.len().min(64);
-            }
-            at = cut;
-        }
-        for line in &lines {
-            if let Line::Text(text) = line {
-                // At most 100 bytes in, each at worst one U+FFFD out.
-                assert!(text.chars().count() <= 100, "{text:?}");
-                assert!(!text.contains(['\r', '\n', '\0']), "{text:?}");
-            }
-        }
-        let info = n.take_changed().unwrap_or_default();
-        assert!(info.client.len() <= MAX_NAME && info.terminal.len() <= MAX_NAME);
-        assert!(answered <= 8 * stream.len() + 64, "{answered} for {len}");
+        crate::fuzzing::telnet_stream(&stream);
     }
 }
 
@@ -347,4 +348,209 @@ fn a_do_dont_flood_answers_in_proportion() {
     }
     // Each DO after a DONT is a new request; the repeated DO is never answered.
     assert_eq!(answered, 10_000 * 6 - 3);
+}
+
+#[test]
+fn a_prompt_ends_with_eor_once_agreed_else_ga_unless_sga() {
+    let mut n = started();
+    assert_eq!(n.prompt_end(), PromptEnd::Ga, "nothing agreed yet");
+    neg(&mut n, DO, SGA);
+    assert_eq!(n.prompt_end(), PromptEnd::Nothing);
+    assert_eq!(neg(&mut n, DO, EOR), Vec::<u8>::new());
+    assert_eq!(n.prompt_end(), PromptEnd::Eor);
+    neg(&mut n, DONT, EOR);
+    assert_eq!(n.prompt_end(), PromptEnd::Nothing);
+    let mut n = started();
+    neg(&mut n, DONT, SGA);
+    neg(&mut n, DO, EOR);
+    assert_eq!(n.prompt_end(), PromptEnd::Eor);
+}
+
+#[test]
+fn a_secret_turns_echo_on_until_the_answer() {
+    let mut n = started();
+    let mut out = Vec::new();
+    n.secret(&mut out);
+    assert_eq!(out, [IAC, WILL, ECHO]);
+    assert_eq!(neg(&mut n, DO, ECHO), Vec::<u8>::new());
+    // A repeated DO is not answered and changes nothing.
+    assert_eq!(neg(&mut n, DO, ECHO), Vec::<u8>::new());
+    out.clear();
+    assert!(!n.answered(&mut out), "the client hid the answer");
+    assert_eq!(out, [IAC, WONT, ECHO]);
+    // Its DONT agrees: no answer, no loop.
+    assert_eq!(neg(&mut n, DONT, ECHO), Vec::<u8>::new());
+    out.clear();
+    assert!(n.answered(&mut out), "a later line is echoed by the client");
+    assert!(out.is_empty());
+    // Unasked, the client cannot turn our echo on.
+    assert_eq!(neg(&mut n, DO, ECHO), [IAC, WONT, ECHO]);
+    // The next secret asks again.
+    out.clear();
+    n.secret(&mut out);
+    assert_eq!(out, [IAC, WILL, ECHO]);
+}
+
+#[test]
+fn a_client_that_refuses_echo_is_not_asked_again() {
+    let mut n = started();
+    let mut out = Vec::new();
+    n.secret(&mut out);
+    assert_eq!(neg(&mut n, DONT, ECHO), Vec::<u8>::new());
+    out.clear();
+    assert!(n.answered(&mut out));
+    assert!(out.is_empty(), "nothing to turn off: {out:?}");
+    n.secret(&mut out);
+    assert!(out.is_empty(), "asked again: {out:?}");
+    // An answer that came before the client said anything: WONT follows
+    // its DO, once.
+    let mut n = started();
+    n.secret(&mut Vec::new());
+    out.clear();
+    assert!(n.answered(&mut out));
+    assert!(out.is_empty());
+    assert_eq!(neg(&mut n, DO, ECHO), [IAC, WONT, ECHO]);
+    assert_eq!(neg(&mut n, DONT, ECHO), Vec::<u8>::new());
+}
+
+#[test]
+fn the_games_oob_goes_as_gmcp_else_msdp_else_nowhere() {
+    let data = oob("Char.Vitals", r#"{"hp":10,"tags":["a"]}"#);
+    let mut n = started();
+    let mut out = Vec::new();
+    assert_eq!(n.oob(&data, &mut out), Ok(OobSent::Not));
+    assert!(out.is_empty());
+    neg(&mut n, DO, MSDP);
+    assert_eq!(n.oob(&data, &mut out), Ok(OobSent::Msdp));
+    let mut want = vec![IAC, SB, MSDP];
+    want.extend_from_slice(b"\x01Char.Vitals\x02\x03\x01hp\x0210\x01tags\x02\x05\x02a\x06\x04");
+    want.extend_from_slice(&[IAC, SE]);
+    assert_eq!(out, want);
+    neg(&mut n, DO, GMCP);
+    out.clear();
+    assert_eq!(n.oob(&data, &mut out), Ok(OobSent::Gmcp));
+    let mut want = vec![IAC, SB, GMCP];
+    want.extend_from_slice(br#"Char.Vitals {"hp":10,"tags":["a"]}"#);
+    want.extend_from_slice(&[IAC, SE]);
+    assert_eq!(out, want);
+    // Not JSON, or a name GMCP cannot carry: dropped, nothing sent.
+    out.clear();
+    assert!(matches!(
+        n.oob(&oob("Char.Vitals", "{hp"), &mut out),
+        Err(Dropped::NotJson { .. })
+    ));
+    assert!(matches!(
+        n.oob(&oob("Char Vitals", "1"), &mut out),
+        Err(Dropped::BadName(_))
+    ));
+    assert!(out.is_empty());
+    // A module the client did not ask for is not sent.
+    assert_eq!(
+        oob_in(&mut n, GMCP, br#"Core.Supports.Set ["Room 1"]"#),
+        Ok(vec![])
+    );
+    assert_eq!(n.oob(&data, &mut out), Ok(OobSent::Not));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn core_hello_names_the_client_over_ttype() {
+    let mut n = started();
+    // Before DO GMCP, GMCP is not listened to.
+    assert_eq!(
+        oob_in(&mut n, GMCP, br#"Core.Hello {"client":"Early"}"#),
+        Ok(vec![])
+    );
+    assert_eq!(n.take_changed(), None);
+    neg(&mut n, DO, GMCP);
+    assert_eq!(
+        oob_in(
+            &mut n,
+            GMCP,
+            br#"Core.Hello {"client":"Mudlet","version":"4.17.2"}"#
+        ),
+        Ok(vec![])
+    );
+    assert_eq!(n.take_changed().unwrap().client, "Mudlet 4.17.2");
+    // TTYPE's cycle after it keeps its terminal, not its name.
+    neg(&mut n, WILL, TTYPE);
+    sub(&mut n, TTYPE, &is("MUDLET"));
+    sub(&mut n, TTYPE, &is("ANSI-TRUECOLOR"));
+    assert_eq!(sub(&mut n, TTYPE, &is("MTTS 297")), Vec::<u8>::new());
+    let info = n.take_changed().unwrap();
+    assert_eq!(
+        (info.client.as_str(), info.terminal.as_str()),
+        ("Mudlet 4.17.2", "ANSI-TRUECOLOR")
+    );
+    assert_eq!(n.colours(Colours::None), Colours::Truecolour);
+}
+
+#[test]
+fn the_clients_oob_is_the_games_but_core_is_ours() {
+    let mut n = started();
+    neg(&mut n, DO, GMCP);
+    neg(&mut n, DO, MSDP);
+    assert_eq!(
+        oob_in(&mut n, GMCP, br#"Core.Supports.Set ["Char 1"]"#),
+        Ok(vec![])
+    );
+    assert_eq!(
+        oob_in(&mut n, GMCP, b"Char.Skills.Get {\"group\": \"combat\"}"),
+        Ok(vec![oob("Char.Skills.Get", r#"{"group":"combat"}"#)])
+    );
+    assert_eq!(
+        oob_in(&mut n, GMCP, b"Core.Ping"),
+        Ok(vec![oob("Core.Ping", "")])
+    );
+    assert!(matches!(
+        oob_in(&mut n, GMCP, b"Char.Skills.Get {broken"),
+        Err(Dropped::Gmcp(gmcp::Malformed::BadJson { .. }))
+    ));
+    assert_eq!(
+        oob_in(
+            &mut n,
+            MSDP,
+            b"\x01REPORT\x02HEALTH\x02MANA\x01SEND\x02ROOM"
+        ),
+        Ok(vec![
+            oob("REPORT", r#"["HEALTH","MANA"]"#),
+            oob("SEND", r#""ROOM""#)
+        ])
+    );
+    assert!(matches!(
+        oob_in(&mut n, MSDP, b"\x01A\x02\x03"),
+        Err(Dropped::Msdp(msdp::Malformed::Unclosed))
+    ));
+}
+
+#[test]
+fn settling_until_ttype_and_charset_are_answered() {
+    let mut n = started();
+    assert!(n.settling(), "both asked, neither answered");
+    neg(&mut n, WONT, TTYPE);
+    assert!(n.settling(), "CHARSET still unanswered");
+    neg(&mut n, DONT, CHARSET);
+    assert!(!n.settling());
+
+    let mut n = started();
+    neg(&mut n, DONT, CHARSET);
+    neg(&mut n, WILL, TTYPE);
+    sub(&mut n, TTYPE, &is("TINTIN++"));
+    assert!(n.settling(), "mid-cycle");
+    sub(&mut n, TTYPE, &is("XTERM"));
+    sub(&mut n, TTYPE, &is("MTTS 137"));
+    assert!(!n.settling());
+    assert_eq!(n.colours(Colours::Truecolour), Colours::Xterm256);
+
+    let mut n = started();
+    neg(&mut n, WONT, TTYPE);
+    neg(&mut n, DO, CHARSET);
+    assert!(n.settling(), "our REQUEST is out");
+    sub(&mut n, CHARSET, &[REJECTED]);
+    assert!(!n.settling());
+    assert_eq!(
+        n.colours(Colours::Xterm256),
+        Colours::Xterm256,
+        "never said"
+    );
 }

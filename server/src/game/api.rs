@@ -77,7 +77,25 @@ pub trait Game: Sized + Send + 'static {
     }
 }
 
-/// One of the game's schema changes: SQL run once, in order of `version`.
+/// One of the game's data changes: SQL run once, in order of `version`,
+/// in the transaction of the first server that serves with it. It sees the
+/// runtime's tables (`objects`: id, kind, name, location; `attributes`:
+/// object, key, value as JSON text), so it can reshape what older code
+/// stored, or make tables of its own.
+///
+/// ```
+/// use ev_server::Migration;
+///
+/// // Version 2 of a game renamed the attribute `health` to `hp`.
+/// fn migrations() -> Vec<Migration> {
+///     vec![Migration {
+///         version: 1,
+///         name: "health is hp",
+///         sql: "UPDATE attributes SET key = 'hp' WHERE key = 'health';",
+///     }]
+/// }
+/// # let _ = migrations();
+/// ```
 #[derive(Debug, Clone)]
 pub struct Migration {
     pub version: i64,
@@ -145,12 +163,52 @@ impl<G> Setup<G> {
     /// Out-of-band messages of this name from clients (a GMCP package
     /// message like "Char.Skills.Get"), applied exactly once in order with
     /// the session's typed commands.
+    ///
+    /// ```
+    /// # use ev_server::{Game, Setup};
+    /// # struct G;
+    /// # impl Game for G {
+    /// fn setup(setup: &mut Setup<Self>) {
+    ///     setup.oob("Char.Skills.Get", |_, cx, data| {
+    ///         let group = data.get("group").and_then(|g| g.as_str()).unwrap_or("all");
+    ///         if let Some(session) = cx.session() {
+    ///             cx.oob(session, "Char.Skills.List", &serde_json::json!({ "group": group, "list": [] }))?;
+    ///         }
+    ///         Ok(())
+    ///     });
+    /// }
+    /// # }
+    /// ```
     pub fn oob(&mut self, name: &str, run: OobFn<G>) -> &mut Self {
         self.oob.insert(name.to_owned(), run);
         self
     }
 
-    /// What runs when a timer of this name fires.
+    /// What runs when a timer of this name fires (scheduled with
+    /// [`Context::schedule`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ev_server::{Game, Missed, Setup, Spec, Timer};
+    /// # struct G;
+    /// # impl Game for G {
+    /// fn setup(setup: &mut Setup<Self>) {
+    ///     setup
+    ///         .command(Spec::new("nap", "nap", "Sleep a minute."), |_, cx, _| {
+    ///             let Some(me) = cx.character() else { return Ok(()) };
+    ///             cx.schedule(Timer::after(Duration::from_secs(60), "wake").on(me))?;
+    ///             cx.reply("You doze off.");
+    ///             Ok(())
+    ///         })
+    ///         .timer("wake", |_, cx, fired| {
+    ///             if let Some(me) = fired.object {
+    ///                 cx.tell(me, "You wake up, refreshed.");
+    ///             }
+    ///             Ok(())
+    ///         });
+    /// }
+    /// # }
+    /// ```
     pub fn timer(&mut self, name: &str, run: TimerFn<G>) -> &mut Self {
         self.timers.insert(name.to_owned(), run);
         self

@@ -21,6 +21,50 @@ pub const MAX_SESSION_VALUES_BYTES: usize = 16 * 1024;
 /// What a game's code works with. Text it sends is ev markup
 /// ([`crate::markup`]): escape what players typed with
 /// [`markup::escape`](crate::markup::escape) before putting it in.
+///
+/// Everything below happens in the transaction of the input (or timer, or
+/// hook) being run: if it is not committed, none of it happened.
+///
+/// ```
+/// use ev_server::markup::escape;
+/// use ev_server::{Context, ObjectId, Result};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Default)]
+/// struct Vitals {
+///     hp: u32,
+///     max: u32,
+/// }
+///
+/// /// `drink`: the player's potion heals them; the room sees it.
+/// fn drink(cx: &mut Context, what: &str) -> Result<()> {
+///     let Some(me) = cx.character() else { return Ok(()) };
+///     // Objects the character holds, found by a word of their name.
+///     let Some(&potion) = cx.find_in(me, what).first() else {
+///         cx.reply(&format!("You have no '{}'.", escape(what)));
+///         return Ok(());
+///     };
+///     // Typed attributes: any serde type, stored as JSON.
+///     let mut vitals: Vitals = cx.get(me, "vitals")?.unwrap_or_default();
+///     vitals.hp = (vitals.hp + 10).min(vitals.max);
+///     cx.set(me, "vitals", &vitals)?;
+///     cx.destroy(potion)?;
+///     cx.reply("{green}You feel better.{/}");
+///     if let Some(room) = cx.location(me) {
+///         let seen = format!("{} drinks a potion.", cx.name(me));
+///         cx.tell_room(room, &[me], &seen);
+///     }
+///     // The same numbers for the client's gauges (GMCP Char.Vitals).
+///     if let Some(session) = cx.session() {
+///         cx.oob(session, "Char.Vitals", &vitals)?;
+///     }
+///     // Kept with this session across reloads, no table needed.
+///     cx.set_session_value("last_drink", what)?;
+///     Ok(())
+/// }
+/// # let _: fn(&mut Context, &str) -> Result<()> = drink;
+/// # let _ = ObjectId(0);
+/// ```
 pub struct Context<'a> {
     pub(crate) state: &'a mut State,
     pub(crate) tx: &'a Tx<'a>,

@@ -88,6 +88,11 @@ pub struct Rules {
 /// is busy and the queue is full.
 const BUSY: &str = "The game is busy with other logins; please try again in a moment.";
 
+/// The name of the test build's `@timer` timers; they tell every player
+/// their text.
+#[cfg(any(test, feature = "test-build"))]
+const TEST_TIMER: &str = "@timer";
+
 /// How long `@hang` blocks: far past any command time limit, so only the
 /// watchdog ends it.
 #[cfg(any(test, feature = "test-build"))]
@@ -385,6 +390,8 @@ pub struct Kernel<G> {
     syncing: Option<Syncing>,
     /// The game's migrations ran, the objects are loaded and `on_start` ran.
     started: bool,
+    /// The world read ahead of serving (as a standby), and its revision.
+    preloaded: Option<(Objects, i64)>,
 }
 
 /// What a Sync in progress has seen so far.
@@ -454,6 +461,34 @@ impl<G: Game> Kernel<G> {
             next_job: 0,
             syncing: None,
             started: false,
+            preloaded: None,
+        }
+    }
+
+    /// Reads the world ahead of serving, without writing: a standby does
+    /// this while the old server still serves, so its first transaction
+    /// only catches up on what changed since. Any failure (an older schema
+    /// the first transaction will migrate) leaves the load to that
+    /// transaction.
+    pub fn preload(&mut self, store: &crate::store::Store) {
+        let began = std::time::Instant::now();
+        match store.schema_version() {
+            Ok(v) if v == crate::store::SCHEMA_VERSION => {}
+            _ => return,
+        }
+        match store.snapshot_world() {
+            Ok(world) => {
+                let rev = world.rev;
+                let objects = Objects::from_snapshot(world);
+                tracing::info!(
+                    objects = objects.len(),
+                    rev,
+                    micros = began.elapsed().as_micros() as u64,
+                    "world read ahead"
+                );
+                self.preloaded = Some((objects, rev));
+            }
+            Err(e) => tracing::debug!("the world is loaded at the first transaction: {e}"),
         }
     }
 
@@ -496,21 +531,46 @@ impl<G: Game> Kernel<G> {
         let done = tx.game_migrations()?;
         let mut migrations = G::migrations();
         migrations.sort_by_key(|m| m.version);
+        let mut migrated = false;
         for m in migrations.iter().filter(|m| !done.contains(&m.version)) {
             tx.run_game_migration(m.version, m.name, m.sql)?;
+            migrated = true;
             tracing::info!(version = m.version, name = m.name, "game migration ran");
         }
-        self.state.objects = Objects::load(tx)?;
+        let (objects, caught_up) = self.load_world(tx, migrated)?;
+        self.state.objects = objects;
         self.state.timers = Timers::load(tx)?;
+        // No standby loaded before now: tombstones so far have done their work.
+        tx.prune_tombstones(tx.world_rev()?)?;
         self.started = true;
         tracing::info!(
             objects = self.state.objects.len(),
             timers = self.state.timers.len(),
+            caught_up = ?caught_up,
             micros = began.elapsed().as_micros() as u64,
             "world loaded"
         );
         let result = self.with_game(tx, out, None, |game, cx| game.on_start(cx));
         settle(result, None, "on_start", out)
+    }
+
+    /// The world: the one read ahead, caught up on what changed since (the
+    /// number of changes), or else read now (None).
+    fn load_world(
+        &mut self,
+        tx: &Tx,
+        migrated: bool,
+    ) -> Result<(Objects, Option<usize>), StoreError> {
+        // A migration's SQL changes rows without a revision: load afresh.
+        let preloaded = self.preloaded.take().filter(|_| !migrated);
+        if let Some((mut objects, rev)) = preloaded
+            && let Some(changes) = tx.world_since(rev)?
+        {
+            let n = changes.objects.len() + changes.attributes.len() + changes.deleted.len();
+            objects.apply(changes);
+            return Ok((objects, Some(n)));
+        }
+        Ok((Objects::load(tx)?, None))
     }
 
     /// When the next timer is due, once serving.
@@ -537,6 +597,15 @@ impl<G: Game> Kernel<G> {
                 break;
             };
             fired += 1;
+            #[cfg(any(test, feature = "test-build"))]
+            if timer.name == TEST_TIMER {
+                let text = timer.data.as_str().unwrap_or_default().to_owned();
+                tracing::info!(text, "@timer fired");
+                for &session in self.state.playing.values() {
+                    out.output(session, ev::markup::escape(&text));
+                }
+                continue;
+            }
             let Some(run) = self.timer_fns.get(&timer.name).copied() else {
                 tracing::warn!(
                     timer = timer.name,
@@ -570,6 +639,7 @@ impl<G: Game> Kernel<G> {
                 self.input(tx, session, seq, Queued::Oob { seq, oob }, out)?
             }
             Inbound::Closed { session, .. } => self.closed(tx, session, out)?,
+            Inbound::StaffNotice { text } => self.tell_staff(&text, out),
             Inbound::Sync { sessions, last } => self.sync(tx, sessions, last, out)?,
             Inbound::Delivered { session, seq } => tx.prune_outbox(session, seq)?,
             Inbound::Hello(_) | Inbound::Drain { .. } | Inbound::Heartbeat { .. } => {}
@@ -1482,6 +1552,17 @@ impl<G: Game> Kernel<G> {
         settle(result, Some(id), "on_login", out)
     }
 
+    /// A line from the operator's tools to every admin in play.
+    fn tell_staff(&mut self, text: &str, out: &mut Outbox) {
+        tracing::info!(text, "telling the admins");
+        let line = format!("{{yellow}}[ev] {}{{/}}", ev::markup::escape(text));
+        for (&id, session) in &self.state.sessions {
+            if session.character.is_some() && session.level >= Level::Admin {
+                out.output(id, line.clone());
+            }
+        }
+    }
+
     fn origin(&self, id: SessionId) -> Option<Origin> {
         self.state.sessions.get(&id)?.origin
     }
@@ -1685,6 +1766,34 @@ fn test_only<G: Game>(on: bool) -> Vec<(Spec, Builtin<G>)> {
             |_, _, id, _, _| {
                 tracing::error!(session = %id, "@crash: aborting the server");
                 std::process::abort();
+            },
+        ),
+        (
+            test(Spec::new(
+                "@timer",
+                "@timer SECS TEXT",
+                "Tell everyone TEXT in SECS seconds.",
+            )),
+            |k, tx, id, args, out| {
+                let (secs, text) = args.split_once(' ').unwrap_or((args, ""));
+                let secs: u64 = secs.parse().unwrap_or(1);
+                let now = k.state.now();
+                let timer = timers::Timer::after(std::time::Duration::from_secs(secs), TEST_TIMER)
+                    .with(&text)
+                    .unwrap_or_else(|_| {
+                        timers::Timer::after(std::time::Duration::ZERO, TEST_TIMER)
+                    });
+                k.state.timers.schedule(tx, timer, now)?;
+                out.output(id, "Timer set.");
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            test(Spec::new("@timers", "@timers", "Count the @timer timers.")),
+            |k, _, id, _, out| {
+                let n = k.state.timers.count(TEST_TIMER);
+                out.output(id, format!("Test timers: {n}"));
+                Ok(Flow::Done)
             },
         ),
         (

@@ -82,6 +82,22 @@ impl Place {
 }
 
 /// One command, as the game declares it.
+///
+/// ```
+/// use ev_server::{Level, Spec};
+///
+/// // `say TEXT`, also typed as `'TEXT`.
+/// let say = Spec::new("say", "say TEXT", "Talk to everyone here.").aliases(&["'"]);
+/// // A builder's command, listed under its own heading.
+/// let dig = Spec::new("@dig", "@dig DIRECTION NAME", "Make a room.")
+///     .level(Level::Builder)
+///     .category("Building");
+/// // At the login screen; its second argument never reaches a log.
+/// let join = Spec::new("join", "join NAME SECRET", "Join a guild.")
+///     .at_login()
+///     .secret_from(1);
+/// # let _ = (say, dig, join);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
     pub name: &'static str,

@@ -548,7 +548,7 @@ fn help_lists_what_a_session_may_run_and_admins_grant_levels() {
 }
 
 #[test]
-fn the_demo_registers_every_command_and_logs_no_secret() {
+fn every_command_is_registered_and_no_secret_is_logged() {
     let game = Game::new(
         Fixture::default(),
         Rules {
@@ -561,8 +561,8 @@ fn the_demo_registers_every_command_and_logs_no_secret() {
     assert_eq!(
         names,
         [
-            "@crash", "@grant", "@hang", "client", "connect", "create", "help", "look", "ping",
-            "quit", "say", "version", "who"
+            "@crash", "@grant", "@hang", "@timer", "@timers", "client", "connect", "create",
+            "help", "look", "ping", "quit", "say", "version", "who"
         ],
         "a command clashed with another and was left out"
     );
@@ -1511,4 +1511,75 @@ fn a_password_asked_for_is_a_secret_prompt_and_its_answer_never_reaches_a_log() 
     let out = h.input(S2, "secret");
     assert_eq!(texts(&out, S2)[0], "Welcome back, Alice!");
     assert_eq!(h.game.loggable(S2, "say secret"), "say secret");
+}
+
+#[test]
+fn a_world_read_ahead_catches_up_on_every_change_made_since() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    let with = |h: &mut Harness, f: &dyn Fn(&mut Context)| {
+        let mut out = Outbox::default();
+        let tx = h.store.begin().unwrap();
+        h.game.with_game(&tx, &mut out, None, |_, cx| f(cx));
+        out.seal(&tx).unwrap();
+        tx.commit().unwrap();
+    };
+    with(&mut h, &|cx| {
+        let room = cx.all_of_kind("room")[0];
+        let cup = cx.create("thing", "cup", Some(room)).unwrap();
+        cx.set(cup, "colour", "red").unwrap();
+        let chest = cx.create("thing", "chest", Some(room)).unwrap();
+        cx.set(chest, "weight", &40).unwrap();
+        cx.create("thing", "coin", Some(chest)).unwrap();
+        cx.create("thing", "hat", Some(room)).unwrap();
+    });
+    // A standby reads the world ahead, on its own connection.
+    let mut standby = Game::new(Fixture::default(), rules());
+    let mut other = Store::open(&h.path, Synchronous::Normal).unwrap();
+    standby.preload(&other);
+    assert!(standby.preloaded.is_some());
+    // The serving one changes every kind of thing meanwhile.
+    with(&mut h, &|cx| {
+        let find = |cx: &Context, name: &str| {
+            cx.all_of_kind("thing")
+                .into_iter()
+                .find(|t| cx.name(*t) == name)
+                .unwrap()
+        };
+        let alice = cx.all_of_kind("character")[0];
+        let cup = find(cx, "cup");
+        cx.move_to(cup, Some(alice)).unwrap();
+        cx.set(cup, "colour", "blue").unwrap();
+        let chest = find(cx, "chest");
+        cx.unset(chest, "weight").unwrap();
+        cx.destroy(chest).unwrap();
+        cx.rename(find(cx, "hat"), "old hat").unwrap();
+        let new = cx.create("thing", "lamp", None).unwrap();
+        cx.set(new, "lit", &true).unwrap();
+        cx.unset(new, "lit").unwrap();
+        cx.set(new, "lit", &false).unwrap();
+    });
+    let tx = other.begin().unwrap();
+    let (caught_up, changes) = standby.load_world(&tx, false).unwrap();
+    let fresh = Objects::load(&tx).unwrap();
+    assert!(
+        changes.is_some_and(|n| n > 5),
+        "caught up, not loaded afresh: {changes:?}"
+    );
+    assert_eq!(caught_up.dump(), fresh.dump());
+    assert!(
+        fresh
+            .dump()
+            .iter()
+            .any(|o| o.contains("\"lamp\"") && o.contains("lit"))
+    );
+    assert!(!fresh.dump().iter().any(|o| o.contains("chest")));
+
+    // After a game migration (SQL without revisions) it loads afresh; after
+    // tombstones it needs were pruned, too.
+    standby.preload(&h.store);
+    assert_eq!(standby.load_world(&tx, true).unwrap().1, None);
+    standby.preload(&h.store);
+    tx.prune_tombstones(tx.world_rev().unwrap() + 1).unwrap();
+    assert_eq!(standby.load_world(&tx, false).unwrap().1, None);
 }

@@ -130,6 +130,12 @@ impl Timers {
         self.rows.len()
     }
 
+    /// How many timers of this name are scheduled.
+    #[cfg(any(test, feature = "test-build"))]
+    pub fn count(&self, name: &str) -> usize {
+        self.rows.values().filter(|r| r.name == name).count()
+    }
+
     /// Whether a timer of this name (about `object`, if given) is scheduled.
     pub fn has(&self, name: &str, object: Option<ObjectId>) -> bool {
         self.rows

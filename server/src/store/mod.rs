@@ -44,7 +44,7 @@ use outage::{Write, fault_at, injected_fault};
 // The game's tables, the seam for the game-API issue (see `accounts`).
 pub use accounts::{Account, Character, CreateError};
 pub use delivery::SyncState;
-pub use objects::TimerRow;
+pub use objects::{TimerRow, WorldChanges, WorldSnapshot};
 pub use schema::SCHEMA_VERSION;
 
 /// How long a writer waits for another (e.g. `create-admin`) to finish.
@@ -59,6 +59,14 @@ pub enum StoreError {
         path: PathBuf,
         found: u32,
         known: u32,
+    },
+    #[error(
+        "database {path} was changed by game migration {found}, which this build does not have (it knows up to {known}); a newer build of the game migrated it: run that build, or restore a backup"
+    )]
+    GameTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
     },
     #[error("opening database {path}")]
     Open {
@@ -175,6 +183,7 @@ impl Store {
             tx,
             redo,
             fault: fault.as_deref(),
+            world_rev: std::cell::Cell::new(None),
         })
     }
 }
@@ -184,6 +193,9 @@ pub struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
     redo: &'a RefCell<Vec<(Write, i64)>>,
     fault: Option<&'a Path>,
+    /// The world revision this transaction's changes to the game's data
+    /// carry, taken at its first such change (see `objects`).
+    world_rev: std::cell::Cell<Option<i64>>,
 }
 
 impl Tx<'_> {

@@ -10,7 +10,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::{StoreError, Tx};
+use super::{Store, StoreError, Tx};
 
 /// An object as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,33 +34,126 @@ pub struct TimerRow {
     pub data: String,
 }
 
+/// The whole world as of one revision, read by a standby ahead of its
+/// promotion.
+#[derive(Debug, Default)]
+pub struct WorldSnapshot {
+    pub rev: i64,
+    pub objects: Vec<ObjectRow>,
+    pub attributes: Vec<(i64, String, String)>,
+}
+
+/// What changed after a snapshot's revision (see [`Tx::world_since`]).
+#[derive(Debug, Default)]
+pub struct WorldChanges {
+    /// In revision order: an object (key None) or one attribute of it.
+    pub deleted: Vec<(i64, Option<String>)>,
+    pub objects: Vec<ObjectRow>,
+    pub attributes: Vec<(i64, String, String)>,
+}
+
+impl Store {
+    /// Refuses a database that game migrations unknown to this build have
+    /// changed (`known`: the versions this build has): a newer build ran
+    /// them, and this one would misread what they made.
+    pub fn check_game_migrations(&self, known: &[i64]) -> Result<(), StoreError> {
+        let has_table: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'game_migrations')",
+            [],
+            |row| row.get(0),
+        )?;
+        if !has_table {
+            return Ok(());
+        }
+        let mut stmt = self.conn.prepare("SELECT version FROM game_migrations")?;
+        let ran: Vec<i64> = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        match ran.into_iter().filter(|v| !known.contains(v)).max() {
+            Some(found) => Err(StoreError::GameTooNew {
+                path: self.path.clone(),
+                found,
+                known: known.iter().copied().max().unwrap_or(0),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The world as it is, read in one read transaction that writes
+    /// nothing: what a standby may do while the active server still serves.
+    pub fn snapshot_world(&self) -> Result<WorldSnapshot, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let snapshot = WorldSnapshot {
+            rev: tx.query_row("SELECT rev FROM world", [], |row| row.get(0))?,
+            objects: load_objects(&tx)?,
+            attributes: load_attributes(&tx)?,
+        };
+        tx.rollback()?;
+        Ok(snapshot)
+    }
+}
+
+fn object_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
+    Ok(ObjectRow {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        name: row.get(2)?,
+        location: row.get(3)?,
+    })
+}
+
+fn load_objects(conn: &Connection) -> Result<Vec<ObjectRow>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, kind, name, location FROM objects ORDER BY id")?;
+    let rows = stmt.query_map([], object_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn load_attributes(conn: &Connection) -> Result<Vec<(i64, String, String)>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT object, key, value FROM attributes ORDER BY object, key")?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// A write to the game's data, as a [`Tx`] records it.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Write {
+    /// Takes the next world revision; gives it.
+    Revision,
     Create {
         kind: String,
         name: String,
         location: Option<i64>,
+        rev: i64,
     },
     Rename {
         id: i64,
         name: String,
+        rev: i64,
     },
     Move {
         id: i64,
         location: Option<i64>,
+        rev: i64,
     },
     Destroy {
         id: i64,
+        rev: i64,
     },
     Set {
         id: i64,
         key: String,
         value: String,
+        rev: i64,
     },
     Unset {
         id: i64,
         key: String,
+        rev: i64,
+    },
+    /// Tombstones up to `upto` go: no standby loaded before it any more.
+    Prune {
+        upto: i64,
     },
     Schedule {
         name: String,
@@ -92,6 +185,8 @@ pub(super) enum Write {
 impl Write {
     pub(super) fn name(&self) -> &'static str {
         match self {
+            Write::Revision => "taking a world revision",
+            Write::Prune { .. } => "pruning tombstones",
             Write::Create { .. } => "creating an object",
             Write::Rename { .. } => "renaming an object",
             Write::Move { .. } => "moving an object",
@@ -110,48 +205,77 @@ impl Write {
     pub(super) fn execute(&self, conn: &Connection) -> rusqlite::Result<i64> {
         let changed = |n: usize| n as i64;
         Ok(match self {
+            Write::Revision => conn
+                .prepare_cached("UPDATE world SET rev = rev + 1 RETURNING rev")?
+                .query_row([], |row| row.get(0))?,
+            Write::Prune { upto } => {
+                let n = conn
+                    .prepare_cached("DELETE FROM tombstones WHERE rev <= ?1")?
+                    .execute([upto])?;
+                conn.prepare_cached("UPDATE world SET pruned = MAX(pruned, ?1)")?
+                    .execute([upto])?;
+                changed(n)
+            }
             Write::Create {
                 kind,
                 name,
                 location,
+                rev,
             } => {
                 conn.prepare_cached(
-                    "INSERT INTO objects (kind, name, location) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO objects (kind, name, location, rev) VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![kind, name, location])?;
+                .execute(params![kind, name, location, rev])?;
                 conn.last_insert_rowid()
             }
-            Write::Rename { id, name } => changed(
-                conn.prepare_cached("UPDATE objects SET name = ?1 WHERE id = ?2")?
-                    .execute(params![name, id])?,
+            Write::Rename { id, name, rev } => changed(
+                conn.prepare_cached("UPDATE objects SET name = ?1, rev = ?3 WHERE id = ?2")?
+                    .execute(params![name, id, rev])?,
             ),
-            Write::Move { id, location } => changed(
-                conn.prepare_cached("UPDATE objects SET location = ?1 WHERE id = ?2")?
-                    .execute(params![location, id])?,
+            Write::Move { id, location, rev } => changed(
+                conn.prepare_cached("UPDATE objects SET location = ?1, rev = ?3 WHERE id = ?2")?
+                    .execute(params![location, id, rev])?,
             ),
-            Write::Destroy { id } => {
+            Write::Destroy { id, rev } => {
                 let mut n = 0;
                 for sql in [
                     "DELETE FROM attributes WHERE object = ?1",
                     "DELETE FROM timers WHERE object = ?1",
-                    "UPDATE objects SET location = NULL WHERE location = ?1",
                     "DELETE FROM objects WHERE id = ?1",
                 ] {
                     n += conn.prepare_cached(sql)?.execute([id])?;
                 }
+                // What it held is left nowhere, as of this revision.
+                n += conn
+                    .prepare_cached("UPDATE objects SET location = NULL, rev = ?2 WHERE location = ?1")?
+                    .execute([id, rev])?;
+                n += conn
+                    .prepare_cached("INSERT INTO tombstones (rev, object, key) VALUES (?2, ?1, NULL)")?
+                    .execute([id, rev])?;
                 changed(n)
             }
-            Write::Set { id, key, value } => changed(
+            Write::Set {
+                id,
+                key,
+                value,
+                rev,
+            } => changed(
                 conn.prepare_cached(
-                    "INSERT INTO attributes (object, key, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (object, key) DO UPDATE SET value = excluded.value",
+                    "INSERT INTO attributes (object, key, value, rev) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (object, key) DO UPDATE SET value = excluded.value, rev = excluded.rev",
                 )?
-                .execute(params![id, key, value])?,
+                .execute(params![id, key, value, rev])?,
             ),
-            Write::Unset { id, key } => changed(
-                conn.prepare_cached("DELETE FROM attributes WHERE object = ?1 AND key = ?2")?
-                    .execute(params![id, key])?,
-            ),
+            Write::Unset { id, key, rev } => {
+                let n = conn
+                    .prepare_cached("DELETE FROM attributes WHERE object = ?1 AND key = ?2")?
+                    .execute(params![id, key])?;
+                conn.prepare_cached(
+                    "INSERT INTO tombstones (rev, object, key) VALUES (?3, ?1, ?2)",
+                )?
+                .execute(params![id, key, rev])?;
+                changed(n)
+            }
             Write::Schedule {
                 name,
                 due_ms,
@@ -192,27 +316,19 @@ impl Write {
 impl Tx<'_> {
     /// Every object, for the cache.
     pub fn load_objects(&self) -> Result<Vec<ObjectRow>, StoreError> {
-        let mut stmt = self
-            .tx
-            .prepare("SELECT id, kind, name, location FROM objects ORDER BY id")?;
-        let rows = stmt.query_map([], |row| {
-            Ok(ObjectRow {
-                id: row.get(0)?,
-                kind: row.get(1)?,
-                name: row.get(2)?,
-                location: row.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        load_objects(&self.tx)
     }
 
     /// Every attribute: object, key, value (JSON text).
     pub fn load_attributes(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
-        let mut stmt = self
+        load_attributes(&self.tx)
+    }
+
+    /// The world revision now.
+    pub fn world_rev(&self) -> Result<i64, StoreError> {
+        Ok(self
             .tx
-            .prepare("SELECT object, key, value FROM attributes ORDER BY object, key")?;
-        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .query_row("SELECT rev FROM world", [], |row| row.get(0))?)
     }
 
     /// Every timer.
@@ -234,53 +350,118 @@ impl Tx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The world revision of this transaction's changes, taken at the
+    /// first of them.
+    fn rev(&self) -> Result<i64, StoreError> {
+        if let Some(rev) = self.world_rev.get() {
+            return Ok(rev);
+        }
+        let rev = self.write(Write::Revision)?;
+        self.world_rev.set(Some(rev));
+        Ok(rev)
+    }
+
     pub fn create_object(
         &self,
         kind: &str,
         name: &str,
         location: Option<i64>,
     ) -> Result<i64, StoreError> {
+        let rev = self.rev()?;
         Ok(self.write(Write::Create {
             kind: kind.to_owned(),
             name: name.to_owned(),
             location,
+            rev,
         })?)
     }
 
     pub fn rename_object(&self, id: i64, name: &str) -> Result<(), StoreError> {
+        let rev = self.rev()?;
         self.write(Write::Rename {
             id,
             name: name.to_owned(),
+            rev,
         })?;
         Ok(())
     }
 
     pub fn move_object(&self, id: i64, location: Option<i64>) -> Result<(), StoreError> {
-        self.write(Write::Move { id, location })?;
+        let rev = self.rev()?;
+        self.write(Write::Move { id, location, rev })?;
         Ok(())
     }
 
     /// Deletes an object, its attributes and timers; what it held is left
     /// nowhere (no location).
     pub fn destroy_object(&self, id: i64) -> Result<(), StoreError> {
-        self.write(Write::Destroy { id })?;
+        let rev = self.rev()?;
+        self.write(Write::Destroy { id, rev })?;
         Ok(())
     }
 
     pub fn set_attribute(&self, id: i64, key: &str, value: &str) -> Result<(), StoreError> {
+        let rev = self.rev()?;
         self.write(Write::Set {
             id,
             key: key.to_owned(),
             value: value.to_owned(),
+            rev,
         })?;
         Ok(())
     }
 
     pub fn unset_attribute(&self, id: i64, key: &str) -> Result<(), StoreError> {
+        let rev = self.rev()?;
         self.write(Write::Unset {
             id,
             key: key.to_owned(),
+            rev,
         })?;
+        Ok(())
+    }
+
+    /// What changed in the world after revision `since`: the objects and
+    /// attributes written since (as they are now) and the tombstones of
+    /// what was deleted, in revision order. None if tombstones after
+    /// `since` were pruned: the world must be loaded afresh.
+    pub fn world_since(&self, since: i64) -> Result<Option<WorldChanges>, StoreError> {
+        let pruned: i64 = self
+            .tx
+            .query_row("SELECT pruned FROM world", [], |row| row.get(0))?;
+        if pruned > since {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .tx
+            .prepare("SELECT object, key FROM tombstones WHERE rev > ?1 ORDER BY rev")?;
+        let deleted = stmt
+            .query_map([since], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self
+            .tx
+            // No ORDER BY: sorting by id would make SQLite scan the whole
+            // table rather than search the rev index.
+            .prepare("SELECT id, kind, name, location FROM objects WHERE rev > ?1")?;
+        let objects = stmt
+            .query_map([since], object_row)?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self
+            .tx
+            .prepare("SELECT object, key, value FROM attributes WHERE rev > ?1")?;
+        let attributes = stmt
+            .query_map([since], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(WorldChanges {
+            deleted,
+            objects,
+            attributes,
+        }))
+    }
+
+    /// Tombstones up to `upto` go (the server that serves has caught up).
+    pub fn prune_tombstones(&self, upto: i64) -> Result<(), StoreError> {
+        self.write(Write::Prune { upto })?;
         Ok(())
     }
 
@@ -336,6 +517,7 @@ impl Tx<'_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::StoreError;
     use crate::store::tests::open;
 
     #[test]
@@ -374,6 +556,34 @@ mod tests {
         tx.destroy_object(room).unwrap();
         assert_eq!(tx.load_objects().unwrap()[0].location, None);
         assert!(tx.load_timers().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_migrated_by_a_newer_build_of_the_game_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.check_game_migrations(&[]).unwrap();
+        let tx = store.begin().unwrap();
+        tx.run_game_migration(1, "one", "SELECT 1;").unwrap();
+        tx.run_game_migration(3, "three", "SELECT 1;").unwrap();
+        tx.commit().unwrap();
+        store.check_game_migrations(&[1, 2, 3]).unwrap();
+        let err = store.check_game_migrations(&[1, 2]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::GameTooNew {
+                    found: 3,
+                    known: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("a newer build of the game migrated it")
+        );
     }
 
     #[test]

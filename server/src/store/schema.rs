@@ -79,9 +79,12 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY,
         kind TEXT NOT NULL,
         name TEXT NOT NULL,
-        location INTEGER
+        location INTEGER,
+        -- The world revision of its last change (see `world`).
+        rev INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX objects_location ON objects(location);
+    CREATE INDEX objects_rev ON objects(rev);
     INSERT INTO objects (id, kind, name, location)
         SELECT id, 'character', name, NULL FROM characters;
     ALTER TABLE characters DROP COLUMN room;
@@ -90,8 +93,23 @@ const MIGRATIONS: &[&str] = &[
         object INTEGER NOT NULL,
         key TEXT NOT NULL,
         value TEXT NOT NULL,
+        rev INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (object, key)
     ) WITHOUT ROWID;
+    CREATE INDEX attributes_rev ON attributes(rev);
+    -- The world revision: one more for each transaction that changes the
+    -- game's data. A standby loads the world ahead of its promotion, then
+    -- catches up on what carries a later revision, and on what was deleted
+    -- since (tombstones: an object, or one attribute of it). `pruned`:
+    -- tombstones up to it are gone, so a load older than it starts over.
+    CREATE TABLE world (rev INTEGER NOT NULL, pruned INTEGER NOT NULL);
+    INSERT INTO world VALUES (0, 0);
+    CREATE TABLE tombstones (
+        rev INTEGER NOT NULL,
+        object INTEGER NOT NULL,
+        key TEXT
+    );
+    CREATE INDEX tombstones_rev ON tombstones(rev);
     -- Due at due_ms (Unix milliseconds); again every every_ms if set.
     CREATE TABLE timers (
         id INTEGER PRIMARY KEY,
