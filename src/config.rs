@@ -59,8 +59,24 @@ impl Default for GameConfig {
 pub struct PortalConfig {
     /// Telnet listener. Port 0 picks a free port (written to run/telnet.addr).
     pub telnet: SocketAddr,
-    /// Webclient listener (the webclient itself is not built yet).
-    pub web: SocketAddr,
+    /// The webclient: the page (`GET /`) and its WebSocket (`/ws`) on this
+    /// address; "" for none. Port 0 picks a free port (written to
+    /// run/web.addr). Web sessions are portal sessions like telnet's, under
+    /// the same connection and command limits.
+    #[serde(with = "optional_addr")]
+    pub web: Option<SocketAddr>,
+    /// Origins (`scheme://host[:port]`) whose pages may open the webclient's
+    /// WebSocket, besides the portal's own page (an Origin whose host is the
+    /// request's Host); "*" allows any. A browser sends its page's origin,
+    /// so this keeps other sites' pages from playing as their visitors.
+    pub web_origins: Vec<String>,
+    /// Largest WebSocket message taken from a web client, in bytes; a
+    /// larger one closes the connection with code 1009 and a reason.
+    pub web_max_message_bytes: usize,
+    /// How long a web session whose socket dropped is kept for its page to
+    /// resume it (its output waits within `output_queue`, and it holds its
+    /// place in the connection limits); 0: a dropped socket ends the session.
+    pub web_resume_ms: u64,
     /// Telnet over TLS listener; "" (the default): none. Port 0 picks a
     /// free port (written to run/tls.addr). Everything a telnet session
     /// has works the same over it. `evctl init --tls` turns it on with a
@@ -159,7 +175,10 @@ impl Default for PortalConfig {
     fn default() -> Self {
         Self {
             telnet: ([127, 0, 0, 1], 4000).into(),
-            web: ([127, 0, 0, 1], 4001).into(),
+            web: Some(([127, 0, 0, 1], 4001).into()),
+            web_origins: Vec::new(),
+            web_max_message_bytes: 64 * 1024,
+            web_resume_ms: 60_000,
             tls: None,
             tls_cert: "tls/cert.pem".into(),
             tls_key: "tls/key.pem".into(),
@@ -456,6 +475,10 @@ impl Config {
             ("portal.threads", self.portal.threads),
             ("portal.max_oob_bytes", self.portal.max_oob_bytes),
             (
+                "portal.web_max_message_bytes",
+                self.portal.web_max_message_bytes,
+            ),
+            (
                 "portal.tls_handshake_timeout_s",
                 self.portal.tls_handshake_timeout_s as usize,
             ),
@@ -508,6 +531,13 @@ impl Config {
             return Err(format!(
                 "key `portal.sync_chunk` must be at most {MAX_SYNC_CHUNK}"
             ));
+        }
+        for origin in &self.portal.web_origins {
+            if origin != "*" && !is_origin(origin) {
+                return Err(format!(
+                    "key `portal.web_origins`: {origin:?} is not an origin (scheme://host[:port], or \"*\")"
+                ));
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logs.filter) {
             return Err(format!("key `logs.filter` is not a log filter: {e}"));
@@ -589,6 +619,19 @@ mod optional_addr {
     }
 }
 
+/// Whether `text` is a web origin as a browser sends it: `http` or
+/// `https`, `://`, a host and perhaps a port, and nothing after.
+pub fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+}
+
 /// One key that differs between two configs (see [`Config::differences`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
@@ -641,6 +684,24 @@ mod tests {
     fn written_defaults_read_back() {
         let c = Config::default();
         assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn the_webclient_is_on_unless_its_address_is_empty() {
+        let c = Config::default();
+        assert_eq!(c.portal.web, Some("127.0.0.1:4001".parse().unwrap()));
+        let c = parse("[portal]\nweb = \"\"\n").unwrap();
+        assert_eq!(c.portal.web, None);
+        assert!(c.to_toml().contains("web = \"\""), "{}", c.to_toml());
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let err = parse("[portal]\nweb = \"localhost\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("web"), "{err}");
+        let c = parse("[portal]\nweb_origins = [\"https://play.example.org\", \"*\"]\n").unwrap();
+        assert_eq!(c.portal.web_origins.len(), 2);
+        let err = parse("[portal]\nweb_origins = [\"play.example.org\"]\n").unwrap_err();
+        assert!(err.contains("portal.web_origins"), "{err}");
+        let err = parse("[portal]\nweb_max_message_bytes = 0\n").unwrap_err();
+        assert!(err.contains("portal.web_max_message_bytes"), "{err}");
     }
 
     #[test]

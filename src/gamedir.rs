@@ -95,6 +95,10 @@ impl GameDir {
     pub fn telnet_addr_path(&self) -> PathBuf {
         self.run_dir().join("telnet.addr")
     }
+    /// The webclient's bound address, while the portal serves it.
+    pub fn web_addr_path(&self) -> PathBuf {
+        self.run_dir().join("web.addr")
+    }
     /// Where the supervisor serves metrics, once bound (`supervisor.metrics`).
     pub fn metrics_addr_path(&self) -> PathBuf {
         self.run_dir().join("metrics.addr")

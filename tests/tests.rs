@@ -44,6 +44,10 @@ mod suite {
     // A game's timers fire exactly once across a reload and a crash after
     // their commit; a password asked for never reaches a log.
     mod game_api;
+    // The webclient (issue 15): the page over HTTP, ev's WebSocket protocol
+    // (resume, numbered inputs, bad frames, origins, limits, takeover), the
+    // terminal subprotocol, and the page itself in headless Chromium.
+    mod web;
     // Prometheus metrics served by the supervisor: a command, a reload and a
     // kill -9 each move theirs; off by default; bad requests answered.
     mod metrics;

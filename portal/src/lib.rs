@@ -22,6 +22,9 @@
 //!   of pauses, including inputs left unanswered (`unanswered`). A directory
 //!   of one file per concept; `link`, `session`, `listener` and `outqueue`
 //!   import only its `api`.
+//! - `web`: the webclient on `portal.web`: the page and its WebSocket, web
+//!   sessions that outlive a dropped socket and resume; `ids`: the session
+//!   ids every listener takes from.
 //! - `trim`: gives memory back to the system after large frees.
 //! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock: the
 //!   portal's side of the stream. The Link's domain model (sessions, events,
@@ -40,6 +43,7 @@ mod charset;
 pub mod fuzzing;
 mod gmcp;
 mod hub;
+mod ids;
 mod link;
 mod listener;
 mod mccp;
@@ -56,6 +60,7 @@ mod timeout;
 mod tls;
 mod trim;
 mod unanswered;
+mod web;
 
 use std::future::Future;
 use std::time::Duration;
@@ -88,6 +93,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
     write_addr(&game.telnet_addr_path(), addr)?;
     tracing::info!(%addr, "telnet listening");
+    let web_listener = listen_web(&game, &config).await?;
     let tls = match config.portal.tls {
         Some(tls_addr) => Some(listen_tls(&game, &config, tls_addr).await?),
         None => {
@@ -136,12 +142,6 @@ pub async fn run(
             config.portal.login_timeout_s,
             config.portal.idle_timeout_s,
         ),
-        addresses: address::AddressLimits {
-            per_ip: config.portal.max_connections_per_ip,
-            total: config.portal.max_connections,
-            commands_per_second: config.portal.commands_per_second_per_ip,
-            command_burst: config.portal.command_burst_per_ip,
-        },
         mccp2: config
             .portal
             .mccp2
@@ -168,10 +168,31 @@ pub async fn run(
         telnet: listener,
         tls: tls.map(|t| (t.listener, t.acceptor)),
     };
+    // Every listener counts in one table and takes ids from one sequence.
+    let addresses = address::Addresses::new(address::AddressLimits {
+        per_ip: config.portal.max_connections_per_ip,
+        total: config.portal.max_connections,
+        commands_per_second: config.portal.commands_per_second_per_ip,
+        command_burst: config.portal.command_burst_per_ip,
+    });
+    let ids = ids::SessionIds::new();
+    let web_accept = web_listener.map(|listener| {
+        let shared = web::Shared::new(
+            hub_tx.clone(),
+            web_limits(&config, &limits),
+            addresses.clone(),
+            ids.clone(),
+            tracker.clone(),
+            stop_accepting.clone(),
+        );
+        tokio::spawn(web::run(listener, shared))
+    });
     let accept = tokio::spawn(listener::run(
         listeners,
         hub_tx.clone(),
         limits,
+        addresses,
+        ids,
         stop_accepting.clone(),
         tracker.clone(),
     ));
@@ -199,6 +220,9 @@ pub async fn run(
     }
     stop_accepting.cancel();
     let _ = accept.await;
+    if let Some(web_accept) = web_accept {
+        let _ = web_accept.await;
+    }
     if let Some(watch) = watch_certificate {
         let _ = watch.await;
     }
@@ -212,9 +236,50 @@ pub async fn run(
     stop_link.cancel();
     trim.abort();
     let _ = std::fs::remove_file(game.link_socket());
+    let _ = std::fs::remove_file(game.web_addr_path());
     let _ = std::fs::remove_file(game.tls_addr_path());
     tracing::info!("portal stopped");
     Ok(())
+}
+
+/// Binds `portal.web`, if set, and writes the bound address to
+/// run/web.addr (removed when it is not set).
+async fn listen_web(
+    game: &GameDir,
+    config: &Config,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let addr_file = game.web_addr_path();
+    let Some(addr) = config.portal.web else {
+        let _ = std::fs::remove_file(&addr_file);
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "binding the webclient listener on {addr} (portal.web in ev.toml; \"\" turns it off)"
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    write_addr(&addr_file, addr)?;
+    tracing::info!(%addr, "webclient listening");
+    Ok(Some(listener))
+}
+
+/// The webclient's limits: its own keys, and the ones every session obeys.
+fn web_limits(config: &Config, limits: &listener::Limits) -> web::WebLimits {
+    web::WebLimits {
+        game: config.game.name.clone(),
+        max_message: config.portal.web_max_message_bytes,
+        origins: config.portal.web_origins.clone(),
+        resume: Duration::from_millis(config.portal.web_resume_ms),
+        max_line: limits.max_line,
+        max_oob: limits.max_oob,
+        input_queue: limits.input_queue,
+        output_queue: limits.output_queue,
+        output_queue_bytes: limits.output_queue_bytes,
+        commands: limits.commands,
+        timeouts: limits.timeouts,
+        keepalive: limits.keepalive,
+    }
 }
 
 /// Writes the address a listener bound to `path` (run/telnet.addr,

@@ -19,8 +19,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::address::{AddressLimits, Addresses, Slot};
+use crate::address::{Addresses, Slot};
 use crate::hub::api::{HubEvent, HubSender};
+use crate::ids::SessionIds;
 use crate::mssp::Facts;
 use crate::negotiation::Negotiation;
 use crate::outqueue;
@@ -44,7 +45,6 @@ pub struct Limits {
     pub output_queue_bytes: usize,
     pub commands: Rate,
     pub timeouts: Timeouts,
-    pub addresses: AddressLimits,
     /// Offer MCCP2; an idle player's compressor is released after this long.
     pub mccp2: Option<Duration>,
     /// What an MSSP crawler is told.
@@ -81,24 +81,17 @@ enum Via {
     Tls,
 }
 
-/// Session ids grow across portal restarts: they start from the start time in
-/// microseconds, so a server never mistakes a new session for an old one.
-fn first_session_id() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as u64
-}
-
+/// Accepts until `stop`. `addresses` and `ids` are shared with the
+/// webclient's listener: one set of connection limits, one id sequence.
 pub async fn run(
     listeners: Listeners,
     hub: HubSender,
     limits: Limits,
+    addresses: Addresses,
+    ids: SessionIds,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let addresses = Addresses::new(limits.addresses);
-    let mut next_id = first_session_id();
     let (handshaken_tx, mut handshaken) = mpsc::unbounded_channel::<Handshaken>();
     let (tls_listener, acceptor) = match listeners.tls {
         Some((listener, acceptor)) => (Some(listener), Some(acceptor)),
@@ -110,8 +103,7 @@ pub async fn run(
             r = listeners.telnet.accept() => (r, Via::Telnet),
             r = accept(tls_listener.as_ref()), if tls_listener.is_some() => (r, Via::Tls),
             Some(done) = handshaken.recv() => {
-                next_id += 1;
-                start_session(SessionId(next_id), done, &hub, &limits, &tracker);
+                start_session(ids.next(), done, &hub, &limits, &tracker);
                 continue;
             }
         };
@@ -152,14 +144,13 @@ pub async fn run(
                 ));
             }
             _ => {
-                next_id += 1;
                 let plain = Accepted {
                     stream,
                     peer,
                     slot,
                     tls: false,
                 };
-                start_session(SessionId(next_id), plain, &hub, &limits, &tracker);
+                start_session(ids.next(), plain, &hub, &limits, &tracker);
             }
         }
     }

@@ -33,7 +33,7 @@ pub fn run(
         config.portal.telnet = addr;
     }
     if let Some(addr) = web {
-        config.portal.web = addr;
+        config.portal.web = Some(addr);
     }
     let tls = match tls {
         Some(addr) => {

@@ -30,6 +30,9 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
     // A portal left running (its supervisor died) is adopted, port and all.
     if !probe::live(game).iter().any(|&(name, _)| name == "portal") {
         port_free(config.portal.telnet, "portal.telnet").map_err(|e| fail(&e))?;
+        if let Some(web) = config.portal.web {
+            port_free(web, "portal.web").map_err(|e| fail(&e))?;
+        }
     }
     // The supervisor serves metrics itself: none runs, so the port must be free.
     if let Ok(Some(addr)) = config.supervisor.metrics_addr() {
@@ -92,12 +95,17 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
     });
     match ready {
         Ok(telnet) => {
-            // Written by the portal before it is ready, removed when it has no TLS.
+            // Written by the portal before it is ready: the webclient's
+            // address, and the TLS listener's (removed when it has none).
+            let web = std::fs::read_to_string(game.web_addr_path())
+                .ok()
+                .map(|addr| format!(", web http://{}/", addr.trim()))
+                .unwrap_or_default();
             let tls = std::fs::read_to_string(game.tls_addr_path())
                 .map(|addr| format!(", TLS {}", addr.trim()))
                 .unwrap_or_default();
             say(format!(
-                "ev is running: telnet {telnet}{tls} (supervisor pid {pid})"
+                "ev is running: telnet {telnet}{tls}{web} (supervisor pid {pid})"
             ))?;
             Ok(EXIT_OK)
         }

@@ -185,7 +185,7 @@ pub fn test_config() -> Config {
     let mut c = Config::default();
     c.game.name = "ev test".into();
     c.portal.telnet = "127.0.0.1:0".parse().unwrap();
-    c.portal.web = "127.0.0.1:0".parse().unwrap();
+    c.portal.web = Some("127.0.0.1:0".parse().unwrap());
     c.portal.max_connections_per_ip = 1000;
     c.portal.commands_per_second = 100_000;
     c.portal.command_burst = 100_000;

@@ -155,6 +155,12 @@ impl HubSender {
     }
 }
 
+/// Whether a notice tells that the game is paused (Some(true)) or back
+/// (Some(false)), for clients that show a pause other than as a line.
+pub fn pause_notice(notice: &str) -> Option<bool> {
+    super::pause::told(notice)
+}
+
 pub fn channel() -> (HubSender, mpsc::UnboundedReceiver<HubEvent>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (HubSender(tx), rx)

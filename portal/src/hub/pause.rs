@@ -63,6 +63,18 @@ impl Cause {
 /// Told at a pause's end, if its start was told.
 const BACK: &str = "[ev] The game is back.";
 
+/// Whether `notice` tells of a pause (Some(true)) or of its end
+/// (Some(false)); None for any other notice.
+pub(super) fn told(notice: &str) -> Option<bool> {
+    if notice == BACK {
+        return Some(false);
+    }
+    [Cause::Unanswered, Cause::Reload, Cause::Crash]
+        .iter()
+        .any(|cause| cause.notice() == notice)
+        .then_some(true)
+}
+
 impl Hub {
     pub(super) fn pause_begins(&mut self, cause: Cause) {
         if let Some(pause) = &mut self.pause {

@@ -35,6 +35,7 @@ pub async fn start_portal(edit: impl FnOnce(&mut Config)) -> Portal {
     let game = GameDir::new(dir.path());
     let mut config = Config::default();
     config.portal.telnet = "127.0.0.1:0".parse().unwrap();
+    config.portal.web = Some("127.0.0.1:0".parse().unwrap());
     // The fake servers never answer a Drain; do not wait long for one.
     config.server.drain_timeout_ms = 300;
     edit(&mut config);
