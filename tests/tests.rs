@@ -54,4 +54,7 @@ mod suite {
     // Telnet over TLS through openssl s_client: play, reload, a renewed
     // certificate, a refused one, a handshake that never comes.
     mod tls;
+    // `evctl new` (issue 12): a game crate made, built, started, edited and
+    // rebuilt under a connected player, who sees the change after the reload.
+    mod new_game;
 }

@@ -27,12 +27,7 @@ pub fn run(
     admin: Option<&str>,
 ) -> Outcome {
     let game = GameDir::new(dir);
-    let shown = game.root().display().to_string();
-    let fail = |e: &dyn std::fmt::Display| Failure::new(format!("cannot init {shown}: {e}"));
-    if game.config_path().exists() {
-        return Err(fail(&"already a game directory (ev.toml exists)"));
-    }
-    game.check_socket_paths().map_err(|e| fail(&e))?;
+    check(&game)?;
     let mut config = Config::default();
     if let Some(addr) = telnet {
         config.portal.telnet = addr;
@@ -52,7 +47,9 @@ pub fn run(
                 cert: game.path(&config.portal.tls_cert),
                 key: game.path(&config.portal.tls_key),
             };
-            let made = files.make(&config.game.name, addr).map_err(|e| fail(&e))?;
+            let made = files
+                .make(&config.game.name, addr)
+                .map_err(|e| refused(&game, &e))?;
             Some((files, made))
         }
         None => None,
@@ -60,12 +57,70 @@ pub fn run(
     // Everything that can be refused is asked before anything is written.
     let admin = match admin {
         Some(name) => {
-            let server = beside_me("ev-server").map_err(|e| fail(&e))?;
-            Some((name, password::admin_password(name)?, server))
+            let server = beside_me("ev-server").map_err(|e| refused(&game, &e))?;
+            Some(Admin::asked(name, server)?)
         }
         None => None,
     };
+    create(&game, &config)?;
+    say(format!(
+        "created the game directory {}",
+        game.root().display()
+    ))?;
+    if let Some((files, (cert, key))) = &tls {
+        files.write(cert, key).map_err(|e| refused(&game, &e))?;
+        say(format!(
+            "made a self-signed TLS certificate: {} (key {}, mode 0600); put your own in their place at any time",
+            files.cert.display(),
+            files.key.display()
+        ))?;
+    }
+    if let Some(admin) = admin {
+        create_admin(&game, admin)?;
+    }
+    say(next_steps(
+        &config,
+        &[format!("{} -g {} start", myself(), game.root().display())],
+    ))?;
+    Ok(EXIT_OK)
+}
 
+/// The account `create` makes, with the server binary whose
+/// `create-admin` makes it.
+pub(super) struct Admin {
+    pub name: String,
+    pub password: String,
+    pub server: std::path::PathBuf,
+}
+
+impl Admin {
+    /// The password from `EV_ADMIN_PASSWORD` or the terminal.
+    pub fn asked(name: &str, server: std::path::PathBuf) -> Result<Admin, Failure> {
+        Ok(Admin {
+            name: name.to_owned(),
+            password: password::admin_password(name)?,
+            server,
+        })
+    }
+}
+
+/// `cannot init DIR: WHY`.
+fn refused(game: &GameDir, why: &dyn std::fmt::Display) -> Failure {
+    Failure::new(format!("cannot init {}: {why}", game.root().display()))
+}
+
+/// Whether `game` may be made: not a game already, socket paths short
+/// enough. Writes nothing.
+pub(super) fn check(game: &GameDir) -> Result<(), Failure> {
+    if game.config_path().exists() {
+        return Err(refused(game, &"already a game directory (ev.toml exists)"));
+    }
+    game.check_socket_paths().map_err(|e| refused(game, &e))
+}
+
+/// Writes `config` as the game's ev.toml and makes its directories.
+pub(super) fn create(game: &GameDir, config: &Config) -> Result<(), Failure> {
+    let fail = |e: &dyn std::fmt::Display| refused(game, e);
     std::fs::create_dir_all(game.root()).map_err(|e| fail(&e))?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -78,37 +133,40 @@ pub fn run(
     file.write_all(format!("{HEADER}{}", config.to_toml()).as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| fail(&format!("writing {}: {e}", game.config_path().display())))?;
-    game.create_dirs().map_err(|e| fail(&e))?;
-    say(format!("created the game directory {shown}"))?;
-    if let Some((files, (cert, key))) = &tls {
-        files.write(cert, key).map_err(|e| fail(&e))?;
-        say(format!(
-            "made a self-signed TLS certificate: {} (key {}, mode 0600); put your own in their place at any time",
-            files.cert.display(),
-            files.key.display()
-        ))?;
-    }
+    game.create_dirs().map_err(|e| fail(&e))
+}
 
-    if let Some((name, password, server)) = admin {
-        let status = std::process::Command::new(&server)
-            .arg("--game-dir")
-            .arg(game.root())
-            .args(["create-admin", name])
-            .env("EV_ADMIN_PASSWORD", password)
-            .env("EV_GAME_DIR", game.root())
-            // The server's own line says what it created; its log lines
-            // (migrations) are noise on an operator's terminal.
-            .env("EV_LOG", "warn")
-            .stdin(std::process::Stdio::null())
-            .status()
-            .map_err(|e| fail(&format!("running {}: {e}", server.display())))?;
-        if !status.success() {
-            return Err(Failure::new(format!(
-                "creating the admin account {name} failed: {} {status}",
-                server.display()
-            )));
-        }
+/// The admin account, made by the server binary's `create-admin`.
+pub(super) fn create_admin(game: &GameDir, admin: Admin) -> Result<(), Failure> {
+    let Admin {
+        name,
+        password,
+        server,
+    } = admin;
+    let fail = |e: &dyn std::fmt::Display| refused(game, e);
+    let status = std::process::Command::new(&server)
+        .arg("--game-dir")
+        .arg(game.root())
+        .args(["create-admin", &name])
+        .env("EV_ADMIN_PASSWORD", password)
+        .env("EV_GAME_DIR", game.root())
+        // The server's own line says what it created; its log lines
+        // (migrations) are noise on an operator's terminal.
+        .env("EV_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|e| fail(&format!("running {}: {e}", server.display())))?;
+    if !status.success() {
+        return Err(Failure::new(format!(
+            "creating the admin account {name} failed: {} {status}",
+            server.display()
+        )));
     }
+    Ok(())
+}
+
+/// What to type next: `start` (the commands given) and how to connect.
+pub(super) fn next_steps(config: &Config, start: &[String]) -> String {
     let connect = match config.portal.telnet.port() {
         0 => "then connect to the telnet address `evctl start` prints".to_owned(),
         port => format!("telnet {} {port}", config.portal.telnet.ip()),
@@ -119,11 +177,12 @@ pub fn run(
         }
         _ => connect,
     };
-    say(format!(
-        "next:\n  {} -g {shown} start\n  {connect}",
-        myself()
-    ))?;
-    Ok(EXIT_OK)
+    let mut text = "next:".to_owned();
+    for line in start.iter().chain([&connect]) {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    text
 }
 
 /// Where `evctl init --tls` puts its certificate and key.
@@ -188,7 +247,7 @@ impl SelfSigned {
 
 /// How to run this evctl again: `evctl` if that is what PATH finds, else
 /// the path it was run as (`target/debug/evctl` in a fresh clone).
-fn myself() -> String {
+pub(super) fn myself() -> String {
     let run_as = std::env::args().next().unwrap_or_else(|| "evctl".into());
     if run_as.contains('/') {
         run_as

@@ -4,6 +4,8 @@
 //! - this module: the arguments (clap), dispatch, exit codes and how
 //!   failures are printed.
 //! - `init`: a new game directory (and its admin account).
+//! - `new`: a game crate of your own on ev's runtime, built, with a game
+//!   directory that reloads on each `cargo build` (through `init`).
 //! - `start`, `stop`, `reload`, `status`: the supervisor's life, through its
 //!   Control service (`client`).
 //! - `probe`: is a supervisor running for this game, and which pids live.
@@ -27,6 +29,7 @@ mod backup;
 mod client;
 mod init;
 mod logs;
+mod new;
 mod passwd;
 mod password;
 pub use password::{ADMIN_PASSWORD_VAR, NEW_PASSWORD_VAR, PASSWORD_VARS};
@@ -56,7 +59,7 @@ pub const EXIT_SERVER_DOWN: i32 = 4;
 #[command(
     name = "evctl",
     version,
-    about = "Controls an ev game: init, start, stop, reload, status, logs, passwd"
+    about = "Controls an ev game: new, init, start, stop, reload, status, logs, passwd"
 )]
 struct Cli {
     /// The game directory (default: $EV_GAME_DIR, else the current directory).
@@ -85,6 +88,28 @@ enum Command {
         tls: Option<Option<SocketAddr>>,
         /// Create an admin account NAME; the password comes from
         /// EV_ADMIN_PASSWORD or is asked for on the terminal.
+        #[arg(long, value_name = "NAME")]
+        admin: Option<String>,
+    },
+    /// Make a game of your own: a Rust crate on ev's runtime, built, and its game directory.
+    ///
+    /// The crate goes in DIR (default ./NAME) and depends on ev-server by
+    /// path to the ev checkout this evctl was built from. evctl builds it
+    /// with `cargo build` (the first build takes minutes), then makes the
+    /// game directory DIR/game as `evctl init` does, with server.binary at
+    /// that build and server.auto_reload on: each later `cargo build`
+    /// reloads the running game.
+    New {
+        /// The game's name, which is its crate's (e.g. my-game).
+        #[arg(value_parser = new::crate_name)]
+        name: String,
+        /// Where to make the crate (default: ./NAME); must not exist or be empty.
+        dir: Option<PathBuf>,
+        /// The telnet listener address, HOST:PORT (default 127.0.0.1:4000).
+        #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
+        telnet: Option<SocketAddr>,
+        /// Create an admin account NAME; the password comes from
+        /// EV_ADMIN_PASSWORD or is asked for on the terminal (before the build).
         #[arg(long, value_name = "NAME")]
         admin: Option<String>,
     },
@@ -261,6 +286,12 @@ pub fn main() -> i32 {
             tls,
             admin,
         } => init::run(&dir, telnet, web, tls, admin.as_deref()),
+        Command::New {
+            name,
+            dir,
+            telnet,
+            admin,
+        } => new::run(&name, dir.as_deref(), telnet, admin.as_deref()),
         Command::Start { foreground, watch } => start::run(&game, foreground, watch),
         Command::Logs {
             process,
@@ -374,6 +405,21 @@ mod tests {
             )
         );
         assert_eq!(tls(&["evctl", "init", "/tmp/x"]).1, None);
+    }
+
+    #[test]
+    fn new_takes_a_name_and_refuses_a_bad_one_as_a_usage_error() {
+        let cli = Cli::try_parse_from(["evctl", "new", "my-game"]).unwrap();
+        match cli.command {
+            Command::New { name, dir, .. } => {
+                assert_eq!(name, "my-game");
+                assert_eq!(dir, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = Cli::try_parse_from(["evctl", "new", "My Game"]).unwrap_err();
+        assert!(err.use_stderr());
+        assert!(err.to_string().contains("lower-case"), "{err}");
     }
 
     #[test]

@@ -235,12 +235,18 @@ impl Game {
 
     /// A temp directory whose game dir (`root`) does not exist yet.
     pub fn uninitialised() -> Game {
+        Game::uninitialised_at("g")
+    }
+
+    /// Like [`Game::uninitialised`], with the game dir at `path` in the temp
+    /// directory (for a test that makes it some other way, e.g. `evctl new`).
+    pub fn uninitialised_at(path: &str) -> Game {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let tmp = tempfile::Builder::new()
             .prefix("ev")
             .tempdir_in("/tmp")
             .expect("creating a temp dir in /tmp");
-        let root = tmp.path().join("g");
+        let root = tmp.path().join(path);
         let marker = format!(
             "{}{:04}",
             std::process::id(),

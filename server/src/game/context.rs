@@ -415,12 +415,7 @@ impl<'a> Context<'a> {
         else {
             return Ok(None);
         };
-        T::deserialize(value)
-            .map(Some)
-            .map_err(|source| Error::Value {
-                key: key.to_owned(),
-                source,
-            })
+        typed(value, key)
     }
 
     /// Keeps a value with the session. All of a session's values together
@@ -447,4 +442,14 @@ impl<'a> Context<'a> {
         session.values_changed = true;
         Ok(())
     }
+}
+
+/// A stored value as the type asked for; the error names its key.
+fn typed<T: DeserializeOwned>(value: &serde_json::Value, key: &str) -> Result<Option<T>> {
+    T::deserialize(value)
+        .map(Some)
+        .map_err(|source| Error::Value {
+            key: key.to_owned(),
+            source,
+        })
 }

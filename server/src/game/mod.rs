@@ -1221,8 +1221,8 @@ impl<G: Game> Kernel<G> {
         self.remove(tx, id, true, out)
     }
 
-    /// `create` alone asks for a name, then a password; `create NAME` for
-    /// the password.
+    /// `create NAME PASSWORD`; `create` alone asks for a name, then a
+    /// password; `create NAME` for the password.
     fn create(
         &mut self,
         tx: &Tx,
@@ -1230,26 +1230,7 @@ impl<G: Game> Kernel<G> {
         args: &str,
         out: &mut Outbox,
     ) -> Result<Flow, StoreError> {
-        let args: Vec<&str> = args.split_whitespace().collect();
-        match args.as_slice() {
-            [] => {
-                self.ask(id, Asking::Name { create: true }, out);
-                Ok(Flow::Done)
-            }
-            &[name] => {
-                let name = name.to_owned();
-                self.ask(id, Asking::Password { create: true, name }, out);
-                Ok(Flow::Done)
-            }
-            &[name, password] => self.try_create(tx, id, name, password, out),
-            _ => {
-                out.output(
-                    id,
-                    "Usage: create NAME PASSWORD (or create alone, to be asked)",
-                );
-                Ok(Flow::Done)
-            }
-        }
+        self.login_line(tx, id, args, true, out)
     }
 
     fn try_create(
@@ -1288,8 +1269,8 @@ impl<G: Game> Kernel<G> {
         Ok(Flow::Done)
     }
 
-    /// `connect` alone asks for a name, then a password; `connect NAME` for
-    /// the password.
+    /// `connect NAME PASSWORD`; `connect` alone asks for a name, then a
+    /// password; `connect NAME` for the password.
     fn connect(
         &mut self,
         tx: &Tx,
@@ -1297,33 +1278,37 @@ impl<G: Game> Kernel<G> {
         args: &str,
         out: &mut Outbox,
     ) -> Result<Flow, StoreError> {
+        self.login_line(tx, id, args, false, out)
+    }
+
+    /// The arguments of `create` (if `create`) or `connect`: both, or what
+    /// is missing asked for.
+    fn login_line(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        args: &str,
+        create: bool,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
         let args: Vec<&str> = args.split_whitespace().collect();
         match args.as_slice() {
-            [] => {
-                self.ask(id, Asking::Name { create: false }, out);
-                Ok(Flow::Done)
-            }
+            [] => self.ask(id, Asking::Name { create }, out),
             &[name] => {
                 let name = name.to_owned();
-                self.ask(
-                    id,
-                    Asking::Password {
-                        create: false,
-                        name,
-                    },
-                    out,
-                );
-                Ok(Flow::Done)
+                self.ask(id, Asking::Password { create, name }, out);
             }
-            &[name, password] => self.try_connect(tx, id, name, password, out),
+            &[name, password] if create => return self.try_create(tx, id, name, password, out),
+            &[name, password] => return self.try_connect(tx, id, name, password, out),
             _ => {
+                let verb = if create { "create" } else { "connect" };
                 out.output(
                     id,
-                    "Usage: connect NAME PASSWORD (or connect alone, to be asked)",
+                    format!("Usage: {verb} NAME PASSWORD (or {verb} alone, to be asked)"),
                 );
-                Ok(Flow::Done)
             }
         }
+        Ok(Flow::Done)
     }
 
     /// Puts a login question to session `id`; its next line answers it.
