@@ -105,7 +105,7 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
                 .map(|addr| format!(", TLS {}", addr.trim()))
                 .unwrap_or_default();
             say(format!(
-                "ev is running: telnet {telnet}{tls}{web} (supervisor pid {pid})"
+                "ev is running: telnet {telnet}{web}{tls} (supervisor pid {pid})"
             ))?;
             Ok(EXIT_OK)
         }
