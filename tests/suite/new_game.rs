@@ -201,6 +201,9 @@ fn a_game_made_by_evctl_new_is_changed_and_rebuilt_under_a_connected_player() {
     config.portal.command_burst = 100_000;
     config.portal.commands_per_second_per_ip = 100_000;
     config.portal.command_burst_per_ip = 100_000;
+    // evctl new puts the webclient on its default port (4001); a test takes
+    // a free one.
+    config.portal.web = Some("127.0.0.1:0".parse().unwrap());
     game.write_config(&config.to_toml());
 
     // The game runs; a player logs in and runs the example command.
