@@ -439,7 +439,12 @@ impl<'a> Context<'a> {
                 "session values would take {size} bytes, over {MAX_SESSION_VALUES_BYTES}"
             )));
         }
-        session.values_changed = true;
+        if !session.values_changed {
+            session.values_changed = true;
+            if let Some(id) = self.actor {
+                self.state.values_changed.push(id);
+            }
+        }
         Ok(())
     }
 }

@@ -303,7 +303,8 @@ pub(crate) struct Session {
     pub(crate) client: PortalSession,
     /// The game's values kept with the session (in `state.extra`, as JSON).
     pub(crate) values: serde_json::Map<String, serde_json::Value>,
-    /// `values` changed since the portal was last told.
+    /// `values` changed since the portal was last told (the session is in
+    /// `State::values_changed`).
     pub(crate) values_changed: bool,
 }
 
@@ -349,6 +350,9 @@ pub(crate) struct State {
     pub(crate) crowd_size: usize,
     /// The test kit's clock; None: the system's.
     pub(crate) clock: Option<SystemTime>,
+    /// Sessions whose game values changed since the portal was last told:
+    /// a list, so an event does not walk every session to find them.
+    pub(crate) values_changed: Vec<SessionId>,
 }
 
 impl State {
@@ -456,6 +460,7 @@ impl<G: Game> Kernel<G> {
                 timers: Timers::default(),
                 crowd_size: rules.crowd_size,
                 clock: None,
+                values_changed: Vec::new(),
             },
             rules,
             next_job: 0,
@@ -651,10 +656,10 @@ impl<G: Game> Kernel<G> {
     /// Tells the portal the new values of every session whose game values
     /// changed, so a snapshot carries them to the next server.
     fn tell_values(&mut self, out: &mut Outbox) {
-        for (&id, session) in self.state.sessions.iter_mut() {
-            if !session.values_changed {
+        for id in std::mem::take(&mut self.state.values_changed) {
+            let Some(session) = self.state.sessions.get_mut(&id) else {
                 continue;
-            }
+            };
             session.values_changed = false;
             session.state.extra = serde_json::to_vec(&session.values).unwrap_or_default();
             out.update(id, &session.state);
