@@ -361,6 +361,11 @@ pub struct SupervisorConfig {
     pub restart_backoff_max_ms: u64,
     /// Crashes in a row before the supervisor stops restarting the server.
     pub crash_loop_limit: u32,
+    /// A build that reaches `crash_loop_limit` within this many seconds of
+    /// taking over from another build is replaced by that other build (the
+    /// last one known to serve), and players and admins are told why. 0:
+    /// never fall back.
+    pub fallback_window_s: u64,
     /// How long `evctl stop` waits for every process to exit before killing.
     pub stop_timeout_ms: u64,
     /// Where the supervisor serves Prometheus metrics (`GET /metrics`), as
@@ -377,6 +382,7 @@ impl Default for SupervisorConfig {
             restart_backoff_ms: 250,
             restart_backoff_max_ms: 10_000,
             crash_loop_limit: 5,
+            fallback_window_s: 300,
             stop_timeout_ms: 15_000,
             metrics: String::new(),
         }

@@ -92,6 +92,8 @@ fn options(game_dir: &GameDir) -> ev_server::ServerOptions {
         failpoint: None,
         test_commands: false,
         storage_fault: None,
+        crash_after: None,
+        migrate_past: None,
     }
 }
 

@@ -163,6 +163,13 @@ pub struct ServerOptions {
     /// While this file exists, database writes fail as on a disk that
     /// refuses them (test build only, from `EV_STORAGE_FAULT`).
     pub storage_fault: Option<PathBuf>,
+    /// Abort this long after attaching: a build that crashes soon after it
+    /// takes over (test build only, from `EV_TEST_CRASH_AFTER_MS`).
+    pub crash_after: Option<Duration>,
+    /// Record a game migration of this version, which no build has, before
+    /// attaching: a build that migrated the database past the builds before
+    /// it (test build only, from `EV_TEST_MIGRATE_PAST`).
+    pub migrate_past: Option<i64>,
 }
 
 impl ServerOptions {
@@ -186,6 +193,8 @@ impl ServerOptions {
             failpoint: None,
             test_commands: false,
             storage_fault: None,
+            crash_after: None,
+            migrate_past: None,
         })
     }
 
@@ -291,8 +300,45 @@ pub fn test_main<G: Game>(game: G) -> ExitCode {
         }
     }
     options.storage_fault = std::env::var_os("EV_STORAGE_FAULT").map(Into::into);
+    for (var, slot) in [
+        (
+            "EV_TEST_CRASH_AFTER_MS",
+            &mut options.crash_after as &mut dyn TestKnob,
+        ),
+        ("EV_TEST_MIGRATE_PAST", &mut options.migrate_past),
+    ] {
+        if let Ok(text) = std::env::var(var)
+            && !slot.set(text.trim())
+        {
+            eprintln!("ev-test-server: {var} must be a whole number, not {text:?}");
+            return ExitCode::FAILURE;
+        }
+    }
     options.test_commands = true;
     execute(cli.command, options, game)
+}
+
+/// A test build knob read from the environment: false if `text` is not
+/// what it takes.
+#[cfg(feature = "test-build")]
+trait TestKnob {
+    fn set(&mut self, text: &str) -> bool;
+}
+
+#[cfg(feature = "test-build")]
+impl TestKnob for Option<Duration> {
+    fn set(&mut self, text: &str) -> bool {
+        text.parse()
+            .map(|ms| *self = Some(Duration::from_millis(ms)))
+            .is_ok()
+    }
+}
+
+#[cfg(feature = "test-build")]
+impl TestKnob for Option<i64> {
+    fn set(&mut self, text: &str) -> bool {
+        text.parse().map(|v| *self = Some(v)).is_ok()
+    }
 }
 
 /// Runs what the command line asked for and maps the outcome to an exit code.
@@ -400,14 +446,24 @@ pub const EXIT_UNWRITABLE: u8 = 4;
 pub const EXIT_TOO_OLD: u8 = 5;
 
 /// 2 when the portal refused this server or speaks another Link major, 4
-/// when the database cannot be written, 5 when a newer build migrated it,
-/// else 1.
+/// when the database cannot be written (found before attaching, or a
+/// storage outage mid-batch), 5 when a newer build migrated it, else 1.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    match error.downcast_ref::<StoreError>() {
+    let store =
+        error
+            .downcast_ref::<StoreError>()
+            .or_else(|| match error.downcast_ref::<EngineError>() {
+                Some(EngineError::Store(e)) => Some(e),
+                _ => None,
+            });
+    match store {
         Some(StoreError::Unwritable { .. }) => return EXIT_UNWRITABLE,
         Some(StoreError::SchemaTooNew { .. } | StoreError::GameTooNew { .. }) => {
             return EXIT_TOO_OLD;
         }
+        // Storage failed in the middle of the game's work: the disk's
+        // fault, not the build's, so no supervisor blames the build.
+        Some(e) if e.is_outage() => return EXIT_UNWRITABLE,
         _ => {}
     }
     match error.downcast_ref::<LinkError>() {
@@ -431,7 +487,11 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
     // (the old one keeps serving), not crash at its first commit.
     store.preflight(config.database.min_free_mb.saturating_mul(1 << 20))?;
     // An older build must not serve a world a newer one migrated.
-    let known: Vec<i64> = G::migrations().iter().map(|m| m.version).collect();
+    let mut known: Vec<i64> = G::migrations().iter().map(|m| m.version).collect();
+    if let Some(version) = options.migrate_past {
+        store.record_game_migration(version, "a newer build's (test)")?;
+        known.push(version);
+    }
     store.check_game_migrations(&known)?;
     let hasher = auth::Hasher::new(&config.auth)?;
     let mut game = game::Kernel::new(
@@ -472,6 +532,16 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
     );
     if let Some(failpoint) = &options.failpoint {
         tracing::warn!(%failpoint, "failpoint armed");
+    }
+    if let Some(after) = options.crash_after {
+        tracing::warn!(
+            "crashing {} ms after attaching, as asked",
+            after.as_millis()
+        );
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            std::process::abort();
+        });
     }
     let watchdog =
         engine::Watchdog::aborting(Duration::from_millis(config.server.command_timeout_ms))
@@ -559,4 +629,33 @@ pub fn set_password(game_dir: &GameDir, name: &str, password: &str) -> anyhow::R
     };
     tx.commit()?;
     Ok(format!("set the password of {stored}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    /// The supervisor reads these: 4 is the disk's fault (never a crash
+    /// loop, never a fallback), 5 refuses a fallback to this build.
+    #[test]
+    fn exit_codes_tell_the_disk_from_the_build() {
+        let full = anyhow::Error::from(EngineError::Store(sqlite(rusqlite::ffi::SQLITE_FULL)));
+        assert_eq!(exit_code(&full), EXIT_UNWRITABLE);
+        let newer = anyhow::Error::from(StoreError::GameTooNew {
+            path: "game.db".into(),
+            found: 9,
+            known: 3,
+        });
+        assert_eq!(exit_code(&newer), EXIT_TOO_OLD);
+        let corrupt =
+            anyhow::Error::from(EngineError::Store(sqlite(rusqlite::ffi::SQLITE_CORRUPT)));
+        assert_eq!(exit_code(&corrupt), 1);
+    }
 }

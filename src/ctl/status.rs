@@ -34,6 +34,9 @@ struct Status {
     logged_in: u64,
     /// Where Prometheus metrics are served; empty: not served.
     metrics_addr: String,
+    /// Why the serving build is not the newest (a fallback after a crash
+    /// loop), or why a fallback was refused; empty: neither.
+    build_note: String,
 }
 
 impl From<StatusReply> for Status {
@@ -67,6 +70,7 @@ impl From<StatusReply> for Status {
             sessions: r.sessions,
             logged_in: r.logged_in,
             metrics_addr: r.metrics_addr,
+            build_note: r.build_note,
         }
     }
 }
@@ -137,6 +141,7 @@ fn not_running(game: &GameDir, json: bool) -> Outcome {
             sessions: 0,
             logged_in: 0,
             metrics_addr: String::new(),
+            build_note: String::new(),
         };
         let text = serde_json::to_string_pretty(&status)
             .map_err(|e| Failure::new(format!("encoding the status: {e}")))?;
@@ -208,6 +213,9 @@ fn table(s: &Status) -> String {
         "server generation  {}{build}\n",
         s.server_generation
     ));
+    if !s.build_note.is_empty() {
+        out.push_str(&format!("build note         {}\n", s.build_note));
+    }
     out.push_str(&format!("reloads            {}\n", s.reloads));
     out.push_str(&format!("restarts           {}\n", s.server_restarts));
     if !s.last_exit_reason.is_empty() {
@@ -290,6 +298,7 @@ mod tests {
             game_dir: "/srv/game".into(),
             reloads: 1,
             metrics_addr: "127.0.0.1:9100".into(),
+            build_note: "fell back from build fedcba9876543210".into(),
         }
     }
 
@@ -309,6 +318,7 @@ mod tests {
             "5 (3 logged in)",
             "127.0.0.1:4000",
             "http://127.0.0.1:9100/metrics",
+            "build note         fell back from build fedcba9876543210",
             "/srv/game",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");

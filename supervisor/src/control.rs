@@ -122,6 +122,7 @@ impl Control for ControlService {
             game_dir: r.game_dir,
             reloads: r.reloads,
             metrics_addr: r.metrics_addr,
+            build_note: r.build_note,
         }))
     }
 

@@ -22,6 +22,10 @@ pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// write its database: storage, not the build, so no crash.
 const EXIT_UNWRITABLE: i32 = 4;
 
+/// ev-server's exit status when a newer build migrated its database (the
+/// runtime's schema or the game's own migrations): it can never serve it.
+const EXIT_TOO_OLD: i32 = 5;
+
 /// Spawns the portal and waits until `PortalAdmin.Status` answers.
 /// Caller holds `ops`.
 pub(crate) async fn start_portal(shared: &Arc<Shared>) -> Result<(), String> {
@@ -143,6 +147,8 @@ pub(crate) struct StartError {
     pub log_tail: Vec<String>,
     /// It exited because its database could not be written.
     pub storage: bool,
+    /// It exited because a newer build migrated the database past it.
+    pub too_old: bool,
 }
 
 impl StartError {
@@ -151,6 +157,7 @@ impl StartError {
             error: error.into(),
             log_tail: Vec::new(),
             storage: false,
+            too_old: false,
         }
     }
 }
@@ -272,6 +279,7 @@ pub(crate) async fn start_server(
                 error,
                 log_tail: logtail::read(&log, offset, &tag),
                 storage: child.exit() == Some(crate::child::Exit::Code(EXIT_UNWRITABLE)),
+                too_old: child.exit() == Some(crate::child::Exit::Code(EXIT_TOO_OLD)),
             })
         }
     }
@@ -308,6 +316,13 @@ pub(crate) fn make_serving(shared: &Shared, started: &Started) -> Result<(), Str
         Some(p) if p.child.exit().is_none() => {
             p.role = Role::Serving;
             p.serving_since = Some(Instant::now());
+            if s.last_serving_build.as_ref() != Some(&p.build_id) {
+                // Another build takes over: the one it replaces served, so
+                // it is what a crash loop of this one falls back to.
+                s.previous_build = s.last_serving_build.take();
+                s.build_since = Some(Instant::now());
+                s.build_note.clear();
+            }
             s.last_serving_build = Some(p.build_id.clone());
             true
         }
@@ -321,13 +336,15 @@ pub(crate) fn make_serving(shared: &Shared, started: &Started) -> Result<(), Str
             .unwrap_or_else(|| "exited".into());
         return Err(format!("new server {exit} right after attaching"));
     }
-    // Builds no server runs are of no more use: a crash restarts the
-    // serving build, a reload installs its binary afresh.
+    // Builds no server runs are of no more use but two: a crash restarts
+    // the serving build, a crash loop falls back to the one before it; a
+    // reload installs its binary afresh.
     let keep: Vec<String> = shared.read(|s| {
         s.servers
             .values()
             .map(|p| p.build_id.clone())
             .chain(s.last_serving_build.clone())
+            .chain(s.previous_build.clone())
             .collect()
     });
     let removed = shared.installer.prune(&keep);
@@ -361,7 +378,14 @@ async fn watch_server(shared: Arc<Shared>, child: Child) {
                 "server generation {} (pid {}) {exit}",
                 p.generation, child.pid
             );
-            restart::record_failure(s, reason, served, limit);
+            if exit == crate::child::Exit::Code(EXIT_UNWRITABLE) {
+                // Its storage failed under it: not the build's fault, so
+                // it never counts toward a crash loop or a fallback.
+                s.storage_streak = s.storage_streak.saturating_add(1);
+                s.last_exit_reason = reason;
+            } else {
+                restart::record_failure(s, reason, served, limit);
+            }
         }
         Some((p.generation, p.role, crashed, s.crash_looped))
     });

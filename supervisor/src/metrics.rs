@@ -91,6 +91,7 @@ pub(crate) async fn scrape(shared: &Shared, format: Format) -> Result<String, st
         crashes: s.crashes,
         crash_loops: s.crash_loops,
         crash_looped: s.crash_looped,
+        fallbacks: s.fallbacks,
         portal_crashes: s.portal_crashes,
         serving_generation: s.serving().map(|p| p.generation),
         pids: [
@@ -107,10 +108,13 @@ pub(crate) async fn scrape(shared: &Shared, format: Format) -> Result<String, st
         ..Snapshot::default()
     });
     let pids: Vec<u32> = snapshot.pids.iter().map(|&(_, pid)| pid).collect();
-    let (portal, figures) = tokio::join!(
+    let database = shared.game.root().join(&shared.config().database.path);
+    let (portal, figures, outbox) = tokio::join!(
         tokio::time::timeout(PORTAL_TIMEOUT, shared.portal.status()),
         tokio::task::spawn_blocking(move || crate::status::usage(&pids)),
+        tokio::task::spawn_blocking(move || outbox_rows(&database)),
     );
+    snapshot.outbox_rows = outbox.ok().flatten();
     snapshot.portal = match portal {
         Ok(Ok(status)) => Some(status),
         Ok(Err(e)) => {
@@ -149,6 +153,23 @@ pub(crate) async fn scrape(shared: &Shared, format: Format) -> Result<String, st
     Ok(text)
 }
 
+/// The rows in the game database's outbox, read from the database itself so
+/// the figure is there while no server runs (when it matters most). Read
+/// only, and never waiting on the server's writes for long. None when the
+/// database or its outbox is not there (yet).
+fn outbox_rows(database: &std::path::Path) -> Option<u64> {
+    use rusqlite::{Connection, OpenFlags};
+    let conn = Connection::open_with_flags(
+        database,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    conn.busy_timeout(Duration::from_millis(200)).ok()?;
+    conn.query_row("SELECT count(*) FROM outbox", [], |row| row.get(0))
+        .map_err(|e| tracing::debug!("metrics: counting the outbox: {e}"))
+        .ok()
+}
+
 /// What one scrape reports besides the dark times.
 #[derive(Debug, Default)]
 struct Snapshot {
@@ -158,6 +179,9 @@ struct Snapshot {
     crashes: u64,
     crash_loops: u64,
     crash_looped: bool,
+    fallbacks: u64,
+    /// None when the database could not be read.
+    outbox_rows: Option<u64>,
     portal_crashes: u64,
     serving_generation: Option<u64>,
     pids: Vec<(&'static str, u32)>,
@@ -254,6 +278,20 @@ impl Collector for Snapshot {
             "1 while the server is left down after a crash loop (until a reload).",
             flag(self.crash_looped),
         )?;
+        counter(
+            e,
+            "ev_server_fallbacks",
+            "Times a build that crash-looped soon after taking over was replaced by the build that served before it.",
+            self.fallbacks,
+        )?;
+        if let Some(rows) = self.outbox_rows {
+            gauge(
+                e,
+                "ev_outbox_rows",
+                "Output the server committed that the portal has not yet confirmed delivered (rows of the database's outbox); a next server re-sends them.",
+                Value::Count(rows),
+            )?;
+        }
         gauge(
             e,
             "ev_server_serving",
@@ -458,6 +496,8 @@ mod tests {
             reloads: 3,
             restarts: 1,
             crashes: 1,
+            fallbacks: 1,
+            outbox_rows: Some(4),
             serving_generation: Some(5),
             usage: vec![(
                 "portal",
@@ -481,6 +521,8 @@ mod tests {
             "ev_server_restarts_total 1",
             "ev_server_generation 5",
             "ev_server_crash_looped 0",
+            "ev_server_fallbacks_total 1",
+            "ev_outbox_rows 4",
             "ev_portal_up 1",
             "ev_portal_start_time_seconds 1700000000.5",
             "ev_sessions{protocol=\"telnet\"} 3",
@@ -512,6 +554,22 @@ mod tests {
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(types, helps, "{text}");
         assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn the_outbox_is_counted_from_the_database_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("game.db");
+        // No database yet: no figure, and none is created.
+        assert_eq!(outbox_rows(&path), None);
+        assert!(!path.exists());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE outbox (session_id INTEGER, seq INTEGER);
+             INSERT INTO outbox VALUES (1, 1), (1, 2), (2, 1);",
+        )
+        .unwrap();
+        assert_eq!(outbox_rows(&path), Some(3));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Keeping the portal and a server running: restart at once after a crash,
 //! then with a doubling wait, and give up on the server after
 //! `crash_loop_limit` failures in a row (a successful reload resumes).
+//! A build that crash-loops within `fallback_window_s` of taking over from
+//! another is first replaced by that other build, the last known to serve;
+//! never when a newer build migrated the database past it (that build exits
+//! 5 at start, and the fallback is refused with the reason).
 //!
 //! The keeper is one task that looks at the state whenever it changes and
 //! starts whatever is missing; it never races a reload because every start
@@ -44,12 +48,30 @@ enum Need {
     Nothing,
     Portal(Duration),
     Server(Duration),
+    /// From the crash-looping build to the one before it.
+    Fallback {
+        from: String,
+        to: String,
+    },
+}
+
+/// The fallback a crash loop calls for: the serving build took over from
+/// another within `window` and then failed `crash_loop_limit` times.
+fn fallback_due(s: &State, window: Duration) -> Option<(String, String)> {
+    if !s.crash_looped || window.is_zero() {
+        return None;
+    }
+    let from = s.last_serving_build.clone()?;
+    let to = s.previous_build.clone()?;
+    let recent = s.build_since.is_some_and(|t| t.elapsed() <= window);
+    (recent && from != to).then_some((from, to))
 }
 
 /// Runs until stop: starts the portal or a server whenever one is missing.
 pub(crate) async fn keep(shared: Arc<Shared>) {
     let config = shared.config();
     let sup = &config.supervisor;
+    let window = Duration::from_secs(sup.fallback_window_s);
     let mut changed = shared.subscribe();
     loop {
         changed.borrow_and_update();
@@ -66,6 +88,11 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
                     sup.restart_backoff_ms,
                     sup.restart_backoff_max_ms,
                 ))
+            } else if let Some((from, to)) = fallback_due(s, window)
+                && s.portal_ready
+                && s.serving().is_none()
+            {
+                Need::Fallback { from, to }
             } else {
                 Need::Nothing
             }
@@ -81,6 +108,7 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
                 }
             }
             Need::Portal(delay) | Need::Server(delay) => delay,
+            Need::Fallback { .. } => Duration::ZERO,
         };
         if !delay.is_zero() {
             tracing::info!("next start in {} ms", delay.as_millis());
@@ -95,6 +123,14 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
         };
         match need {
             Need::Nothing => {}
+            Need::Fallback { from, to } => {
+                if shared.read(|s| fallback_due(s, window)) != Some((from.clone(), to.clone()))
+                    || shared.stopping()
+                {
+                    continue;
+                }
+                fall_back(&shared, from, to).await;
+            }
             Need::Portal(_) => {
                 if shared.read(|s| s.portal.is_some()) || shared.stopping() {
                     continue;
@@ -140,7 +176,7 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
                         // replayed right after it attached) crashed too.
                         s.crashes += 1;
                         record_failure(s, e, Duration::ZERO, limit);
-                        s.crash_looped
+                        s.crash_looped && fallback_due(s, window).is_none()
                     });
                     if looped {
                         tracing::error!(
@@ -155,6 +191,80 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Serves the build before `from` again, after `from` crash-looped soon
+/// after taking over. Players are told at once (nothing answers them
+/// meanwhile), the admins once the old build serves. Caller holds `ops`.
+async fn fall_back(shared: &Arc<Shared>, from: String, to: String) {
+    let why = shared.read(|s| s.last_exit_reason.clone());
+    tracing::error!(
+        "build {from} failed {} times in a row soon after taking over (last: {why}); falling back to build {to}, the last that served",
+        shared.config().supervisor.crash_loop_limit
+    );
+    shared
+        .notifier
+        .status("server crash loop: falling back to the previous build");
+    let _ = shared
+        .portal
+        .notice("[ev] The game's new code keeps crashing; going back to the code that ran before. Stay connected.")
+        .await;
+    shared.update(|s| {
+        s.last_serving_build = Some(to.clone());
+        // Never forward again to the build that crashed: a fix comes by a reload.
+        s.previous_build = None;
+        s.crash_looped = false;
+        s.crash_streak = 0;
+        s.fallbacks += 1;
+        s.build_note = format!(
+            "fell back from build {from}, which crashed soon after taking over (last: {why})"
+        );
+    });
+    match start_serving(shared).await {
+        Ok(()) => {
+            tracing::warn!("build {to} serves again in place of build {from}");
+            let _ = shared
+                .portal
+                .notice_admins(&format!(
+                    "[ev] Build {from} kept crashing after it took over (last: {why}); the game runs build {to} again. Fix it and reload."
+                ))
+                .await;
+        }
+        Err(e) if e.too_old => {
+            // That build would misread the world the new one migrated:
+            // better down than wrong.
+            tracing::error!(
+                "cannot fall back to build {to}: {}; the game stays down until a fixed build is reloaded",
+                e.error
+            );
+            let note = format!(
+                "build {from} crash-looped; no fallback to build {to}: a newer build migrated the database past it"
+            );
+            shared.update(|s| {
+                s.last_serving_build = Some(from.clone());
+                s.crash_looped = true;
+                s.last_exit_reason = e.error.clone();
+                s.build_note = note;
+            });
+            shared
+                .notifier
+                .status("server crash loop: not restarting, no fallback");
+            let _ = shared
+                .portal
+                .notice("[ev] The game is down after repeated crashes. Staff have been alerted; stay connected or come back later.")
+                .await;
+        }
+        Err(e) => {
+            // Counted like any failed start: its own crash loop ends the
+            // restarts, with nothing left to fall back to.
+            tracing::error!("build {to} failed to start as the fallback: {}", e.error);
+            let limit = shared.config().supervisor.crash_loop_limit;
+            shared.update(|s| {
+                s.crashes += 1;
+                record_failure(s, e.error, Duration::ZERO, limit);
+            });
         }
     }
 }
@@ -193,6 +303,36 @@ mod tests {
             backoff(200, u64::MAX / 2, u64::MAX),
             Duration::from_millis(u64::MAX)
         );
+    }
+
+    #[test]
+    fn a_crash_loop_soon_after_a_new_build_took_over_falls_back_to_the_one_before() {
+        let window = Duration::from_secs(300);
+        let mut s = State {
+            last_serving_build: Some("new".into()),
+            previous_build: Some("old".into()),
+            build_since: Some(std::time::Instant::now()),
+            ..State::default()
+        };
+        // Crashing, not yet looping: restarts of the same build first.
+        assert_eq!(fallback_due(&s, window), None);
+        s.crash_looped = true;
+        assert_eq!(fallback_due(&s, window), Some(("new".into(), "old".into())));
+        // Turned off, or nothing to go back to, or the build served for long.
+        assert_eq!(fallback_due(&s, Duration::ZERO), None);
+        let long_ago = std::time::Instant::now().checked_sub(Duration::from_secs(301));
+        if let Some(long_ago) = long_ago {
+            let settled = State {
+                build_since: Some(long_ago),
+                crash_looped: true,
+                last_serving_build: Some("new".into()),
+                previous_build: Some("old".into()),
+                ..State::default()
+            };
+            assert_eq!(fallback_due(&settled, window), None);
+        }
+        s.previous_build = None;
+        assert_eq!(fallback_due(&s, window), None);
     }
 
     #[test]

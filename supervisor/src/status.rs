@@ -33,6 +33,8 @@ pub(crate) struct Report {
     pub reloads: u64,
     /// Where metrics are served; empty: not served.
     pub metrics_addr: String,
+    /// A fallback to the previous build, or why it was refused.
+    pub build_note: String,
 }
 
 /// Everything `evctl status` shows. The portal is asked for its session
@@ -99,6 +101,7 @@ pub(crate) async fn report(shared: &Shared) -> Report {
             build_id: serving.map(|p| p.build_id.clone()).unwrap_or_default(),
             game_dir: shared.game.root().display().to_string(),
             reloads: s.reloads,
+            build_note: s.build_note.clone(),
             metrics_addr: shared
                 .metrics_addr
                 .get()

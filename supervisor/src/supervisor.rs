@@ -94,6 +94,18 @@ pub(crate) struct State {
     pub stop_reason: String,
     /// The build id of the last server that served: crash restarts use it.
     pub last_serving_build: Option<String>,
+    /// The build that served before `last_serving_build` took over, kept
+    /// in run/bin: the last-known-good build a crash loop falls back to.
+    /// None before the first change of build, and after a fallback (there
+    /// is no going forward to the build that crashed).
+    pub previous_build: Option<String>,
+    /// When `last_serving_build` took over from another build.
+    pub build_since: Option<Instant>,
+    /// Why the serving build is not the newest one (a fallback), or why a
+    /// fallback was refused; empty when neither. Shown by `evctl status`.
+    pub build_note: String,
+    /// Times the supervisor fell back to the previous build.
+    pub fallbacks: u64,
 }
 
 impl State {

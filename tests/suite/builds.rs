@@ -377,3 +377,143 @@ fn start_watch_auto_reloads_without_editing_ev_toml() {
         "--watch reads as a change ev.toml needs a restart for: {said}"
     );
 }
+
+/// A build that crashes a few seconds after it took over, every time it is
+/// restarted: the script of a test server that aborts `after_ms` after it
+/// attaches, with `env` besides.
+fn crashes_after_taking_over(after_ms: u64, env: &str) -> String {
+    exec_test_server(&format!(
+        "EV_TEST_VERSION=build-bad EV_TEST_CRASH_AFTER_MS={after_ms} {env}"
+    ))
+}
+
+/// A game on `build-good` with Alice logged in, then reloaded onto a build
+/// made by [`crashes_after_taking_over`].
+fn reload_onto_a_crashing_build(env: &str) -> (Game, crate::util::Client) {
+    let game = Game::with_server_script(|c| {
+        c.supervisor.crash_loop_limit = 3;
+        c.supervisor.restart_backoff_ms = 50;
+    });
+    game.set_server_script(&exec_test_server("EV_TEST_VERSION=build-good"));
+    game.start();
+    let mut alice = game.login("Alice");
+    assert_eq!(version(&mut alice).trim(), "build-good");
+    // Long enough after attaching for the hand-over to finish first, even
+    // on a loaded machine.
+    game.set_server_script(&crashes_after_taking_over(3000, env));
+    let out = game.reload();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(version(&mut alice).trim(), "build-bad");
+    (game, alice)
+}
+
+/// Pings until a line containing `until` came (and one ping after it), each
+/// ping answered before the next is sent; returns every line seen.
+fn ping_through(alice: &mut crate::util::Client, until: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    let mut after = 0;
+    for n in 0.. {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {until:?} within 90 s: {seen:?}"
+        );
+        alice.send_line(&format!("ping n{n}"));
+        let lines = alice
+            .read_all_until(
+                &format!("pong n{n}"),
+                |l| l.contains(&format!("pong n{n}")),
+                Duration::from_secs(60),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        seen.extend(lines);
+        if seen.iter().any(|l| l.contains(until)) {
+            after += 1;
+            if after == 2 {
+                break;
+            }
+        }
+    }
+    seen
+}
+
+/// Each `pong nN` seen exactly once: nothing lost, nothing run twice.
+fn assert_each_pong_once(seen: &[String]) {
+    let pongs: Vec<&String> = seen.iter().filter(|l| l.contains("pong n")).collect();
+    let mut unique = pongs.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(pongs.len(), unique.len(), "a ping ran twice: {seen:?}");
+}
+
+/// Issue 14: a build that crash-loops soon after it took over is replaced
+/// by the build that served before it. Alice stays connected and logged in
+/// throughout, and every command she typed runs exactly once.
+#[test]
+fn a_build_that_crash_loops_after_taking_over_falls_back_to_the_build_before() {
+    let _heavy = heavy();
+    let (game, mut alice) = reload_onto_a_crashing_build("");
+    let seen = ping_through(&mut alice, "going back to the code that ran before");
+    assert_each_pong_once(&seen);
+    // Still logged in, on the build that served before.
+    assert_eq!(version(&mut alice).trim(), "build-good", "{seen:?}");
+    assert_eq!(alice.who(), ["Alice"]);
+
+    let status = text(&game.evctl(&["status"]));
+    assert!(status.contains("build note"), "{status}");
+    assert!(status.contains("fell back from build"), "{status}");
+    let out = game.evctl(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json ({e}): {}", text(&out)));
+    assert!(
+        json["build_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("crashed soon after taking over")),
+        "{json}"
+    );
+    assert!(
+        supervisor_log(&game).contains("falling back to build"),
+        "{}",
+        game.log_tails()
+    );
+    // The fallback stays put: the good build keeps serving.
+    alice.send_line("ping after");
+    alice.expect("pong after");
+}
+
+/// Issue 14: no fallback to a build older than the database. The crashing
+/// build migrated it past the build before, which would misread it: the
+/// game stays down and says why, and a fixed build brings it back with
+/// Alice still logged in.
+#[test]
+fn no_fallback_to_a_build_the_database_was_migrated_past() {
+    let _heavy = heavy();
+    let (game, mut alice) = reload_onto_a_crashing_build("EV_TEST_MIGRATE_PAST=9999");
+    alice
+        .expect_line(
+            "the notice that the game is down",
+            |l| l.contains("The game is down after repeated crashes"),
+            Duration::from_secs(90),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_until("status to show the refused fallback", REPLY_TIMEOUT, || {
+        text(&game.evctl(&["status"])).contains("no fallback to build")
+    });
+    let status = text(&game.evctl(&["status"]));
+    assert!(status.contains("crash-loop"), "{status}");
+    assert!(
+        supervisor_log(&game).contains("cannot fall back to build"),
+        "{}",
+        game.log_tails()
+    );
+
+    // A build that knows that migration serves again.
+    game.set_server_script(&exec_test_server(
+        "EV_TEST_VERSION=build-fixed EV_TEST_MIGRATE_PAST=9999",
+    ));
+    let out = game.reload();
+    assert!(out.status.success(), "{}", text(&out));
+    alice.send_line("ping back");
+    alice.expect("pong back");
+    assert_eq!(version(&mut alice).trim(), "build-fixed");
+}

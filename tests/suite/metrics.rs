@@ -190,6 +190,7 @@ fn metrics_follow_a_command_a_reload_and_a_killed_server() {
         ("ev_reload_dark_seconds_count", 0.0),
         ("ev_server_restarts_total", 0.0),
         ("ev_server_crashes_total", 0.0),
+        ("ev_server_fallbacks_total", 0.0),
         ("ev_server_generation", 1.0),
         ("ev_server_serving", 1.0),
         ("ev_portal_up", 1.0),
@@ -198,6 +199,8 @@ fn metrics_follow_a_command_a_reload_and_a_killed_server() {
     ] {
         assert_eq!(before.get(series), want, "{series}:\n{}", before.text);
     }
+    // Read from the database; what is in it depends on what was delivered.
+    assert!(before.value("ev_outbox_rows").is_some(), "{}", before.text);
     for process in ["supervisor", "portal", "server"] {
         let rss = before.get(&format!(
             "ev_process_resident_memory_bytes{{process=\"{process}\"}}"
