@@ -233,6 +233,12 @@ pub struct ServerConfig {
     /// Longest a batch of commands may take; past it the server aborts
     /// itself (and is recovered as from a crash) rather than stall every player.
     pub command_timeout_ms: u64,
+    /// Threads running the game's deferred work (`Context::defer`) at once.
+    pub deferred_workers: usize,
+    /// Most pieces of deferred work waiting or running; past it
+    /// `Context::defer` fails (the game's handler is told), so a flood of
+    /// requests for slow work costs a bounded amount of memory.
+    pub max_deferred: usize,
 }
 
 impl Default for ServerConfig {
@@ -247,6 +253,8 @@ impl Default for ServerConfig {
             heartbeat_ms: 1_000,
             heartbeat_timeout_ms: 10_000,
             command_timeout_ms: 10_000,
+            deferred_workers: 2,
+            max_deferred: 10_000,
         }
     }
 }
@@ -489,6 +497,8 @@ impl Config {
                 self.portal.tls_handshake_timeout_s as usize,
             ),
             ("server.max_batch", self.server.max_batch),
+            ("server.deferred_workers", self.server.deferred_workers),
+            ("server.max_deferred", self.server.max_deferred),
             ("logs.max_file_kib", self.logs.max_file_kib as usize),
             ("auth.password_queue", self.auth.password_queue),
             (

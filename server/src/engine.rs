@@ -43,13 +43,16 @@ mod watchdog;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::auth::{Outcome, Pool};
 use crate::event::{Batch, Inbound, Outbound, SessionId};
 use crate::failpoint::{Failpoint, Point};
 use crate::game::api::Game;
+use crate::game::deferred::Deferred;
 use crate::game::{Job, JobId, Kernel, Outbox};
 use crate::store::{Store, StoreError};
 pub use watchdog::Watchdog;
@@ -85,6 +88,8 @@ enum Failed<T> {
 enum Intake {
     Events(Vec<Inbound>),
     Jobs(Vec<Done>),
+    /// Results of the game's deferred work.
+    Worked(Vec<Worked>),
     /// Fire the timers that are due.
     Timers,
 }
@@ -119,6 +124,12 @@ fn retry_delay(attempts: u32, max: Duration) -> Duration {
         .min(max.max(RETRY_FIRST))
 }
 
+/// A finished piece of the game's deferred work.
+struct Worked {
+    id: i64,
+    output: Result<serde_json::Value, String>,
+}
+
 /// A finished password job.
 struct Done {
     job: JobId,
@@ -135,6 +146,10 @@ pub struct Engine<G: Game> {
     max_batch: usize,
     failure_delay: Duration,
     jobs: JoinSet<Done>,
+    /// The game's deferred work running or waiting for a thread.
+    work: JoinSet<Worked>,
+    /// `server.deferred_workers` threads for it.
+    work_threads: Arc<Semaphore>,
     migrated: bool,
     draining: bool,
     /// Delivered marks waiting for the next transaction.
@@ -163,6 +178,8 @@ impl<G: Game> Engine<G> {
             max_batch: max_batch.max(1),
             failure_delay,
             jobs: JoinSet::new(),
+            work: JoinSet::new(),
+            work_threads: Arc::new(Semaphore::new(2)),
             migrated: false,
             draining: false,
             delivered: HashMap::new(),
@@ -178,6 +195,13 @@ impl<G: Game> Engine<G> {
     /// storage (`database.retry_max_ms`).
     pub fn with_retry_max(mut self, max: Duration) -> Engine<G> {
         self.retry_max = max;
+        self
+    }
+
+    /// Runs the game's deferred work on at most `threads` threads at once
+    /// (`server.deferred_workers`).
+    pub fn with_deferred_workers(mut self, threads: usize) -> Engine<G> {
+        self.work_threads = Arc::new(Semaphore::new(threads.max(1)));
         self
     }
 
@@ -253,6 +277,24 @@ impl<G: Game> Engine<G> {
                         continue;
                     }
                     self.complete(done, &outbound).await?;
+                }
+                // A draining server applies no more results: the rows stay,
+                // and the next server runs the work again.
+                Some(joined) = self.work.join_next(), if !self.work.is_empty() && !self.draining => {
+                    let mut worked = Vec::new();
+                    let mut next = Some(joined);
+                    while let Some(joined) = next {
+                        match joined {
+                            Ok(w) => worked.push(w),
+                            Err(e) => tracing::error!("deferred work lost until the next server: {e}"),
+                        }
+                        next = self.work.try_join_next();
+                    }
+                    if self.stalled.is_some() {
+                        self.hold(Intake::Worked(worked), &outbound).await?;
+                        continue;
+                    }
+                    self.finish_work(worked, &outbound).await?;
                 }
             }
         }
@@ -462,6 +504,62 @@ impl<G: Game> Engine<G> {
         tx.commit().map_err(at_commit)
     }
 
+    async fn finish_work(
+        &mut self,
+        worked: Vec<Worked>,
+        outbound: &mpsc::Sender<Batch>,
+    ) -> Result<(), EngineError> {
+        let mut out = Outbox::with_job_room(self.job_room());
+        let result = self.apply_work(worked, &mut out);
+        self.watched(Watchdog::end);
+        match result {
+            Ok(()) => {
+                self.hit(Point::AfterCommit);
+                self.send(out, outbound, true).await
+            }
+            Err(Failed::Before(error, worked)) => {
+                self.stall(Held::Work(Intake::Worked(worked)), error, outbound)
+                    .await
+            }
+            Err(Failed::Commit(error)) => {
+                let held = Held::Applied { out, inputs: false };
+                self.stall(held, error, outbound).await
+            }
+            Err(Failed::Fatal(error)) => Err(error.into()),
+        }
+    }
+
+    /// Applies the results of deferred work in one transaction and commits it.
+    fn apply_work(
+        &mut self,
+        worked: Vec<Worked>,
+        out: &mut Outbox,
+    ) -> Result<(), Failed<Vec<Worked>>> {
+        if let Err(e) = self.migrate_once() {
+            return Err(before(e, worked));
+        }
+        self.watched(Watchdog::begin);
+        let tx = match self.store.begin() {
+            Ok(tx) => tx,
+            Err(e) => return Err(before(e, worked)),
+        };
+        for (&session, &seq) in &self.delivered {
+            if let Err(e) = tx.prune_outbox(session, seq) {
+                return Err(before(e, worked));
+            }
+        }
+        self.delivered.clear();
+        if let Some(dog) = &self.watchdog {
+            dog.applying(Work::Deferred);
+        }
+        for w in worked {
+            self.game
+                .finish_deferred(&tx, w.id, w.output, out)
+                .map_err(midway)?;
+        }
+        tx.commit().map_err(at_commit)
+    }
+
     /// Storage failed: hold `held` and retry it later. The first failure of
     /// an outage is an error in the log, the rest warnings.
     async fn stall(
@@ -592,6 +690,7 @@ impl<G: Game> Engine<G> {
         match work {
             Intake::Events(events) => self.apply(events, outbound).await,
             Intake::Jobs(done) => self.complete(done, outbound).await,
+            Intake::Worked(worked) => self.finish_work(worked, outbound).await,
             Intake::Timers => self.fire_timers(outbound).await,
         }
     }
@@ -651,10 +750,13 @@ impl<G: Game> Engine<G> {
     /// `inputs`: the transaction applied inputs (for the failpoint).
     async fn send(
         &mut self,
-        out: Outbox,
+        mut out: Outbox,
         outbound: &mpsc::Sender<Batch>,
         inputs: bool,
     ) -> Result<(), EngineError> {
+        for deferred in out.take_deferred() {
+            self.start_work(deferred);
+        }
         let (mut events, jobs) = out.finish();
         let split = inputs
             && self
@@ -713,6 +815,27 @@ impl<G: Game> Engine<G> {
         self.max_jobs.saturating_sub(self.jobs.len())
     }
 
+    /// Runs a piece of the game's deferred work on a blocking thread, when
+    /// one of `work_threads` is free.
+    fn start_work(&mut self, deferred: Deferred) {
+        let Deferred { id, name, input } = deferred;
+        let run = self.game.work(&name);
+        let threads = self.work_threads.clone();
+        self.work.spawn(async move {
+            let Some(run) = run else {
+                let output = Err(format!("no work is registered as {name:?} now"));
+                return Worked { id, output };
+            };
+            let _thread = threads.acquire_owned().await;
+            let output = match tokio::task::spawn_blocking(move || run(input)).await {
+                Ok(output) => output,
+                Err(e) if e.is_panic() => Err(format!("it panicked: {}", panic_text(e))),
+                Err(e) => Err(e.to_string()),
+            };
+            Worked { id, output }
+        });
+    }
+
     fn spawn(&mut self, job: Job) {
         let pool = self.pool.clone();
         let delay = job.delay.then_some(self.failure_delay);
@@ -749,6 +872,16 @@ fn wake_at(at: std::time::SystemTime) -> tokio::time::Instant {
         .unwrap_or_default()
         .min(Duration::from_secs(3600));
     tokio::time::Instant::now() + wait
+}
+
+/// What a panic said, if it said it in text.
+fn panic_text(e: tokio::task::JoinError) -> String {
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }
 
 fn before<T>(error: StoreError, work: T) -> Failed<T> {

@@ -44,6 +44,9 @@
 //!   [`markup::escape`].
 //! - [`Timer`]s are stored with the transaction that made them and fire
 //!   exactly once per due time, across reloads and crashes.
+//! - Slow work ([`Setup::work`], [`Context::defer`]) runs on a thread of
+//!   its own after the handler's commit; its result comes back to the game
+//!   as an event, applied exactly once, across reloads and crashes.
 //! - [`Game::migrations`] change the game's data once, in order, in the
 //!   server that serves.
 //! - `testkit` (feature `testkit`): the game in process with fake sessions,
@@ -126,8 +129,9 @@ pub use ev::link::{PortalSession as Client, SessionId};
 /// The markup a game writes its text in, rendered by the portal per client.
 pub use ev::markup;
 pub use failpoint::Failpoint;
-pub use game::api::{CommandFn, Error, Game, Migration, OobFn, Result, Setup, TimerFn};
+pub use game::api::{CommandFn, Error, Game, Migration, OobFn, Result, Setup, ThenFn, TimerFn};
 pub use game::context::{Context, MAX_SESSION_VALUES_BYTES};
+pub use game::deferred::Finished;
 pub use game::objects::ObjectId;
 pub use game::timers::{Fired, Missed, Timer};
 pub use game::{Level, Login, Place, Spec, name_list, sort_names};
@@ -509,6 +513,7 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
     // The world is read before attaching: a reload's new server reads it
     // while the old one still serves, and is promoted only once it has,
     // so the dark time only catches up on what changed since.
+    game.limit_deferred(config.server.max_deferred);
     game.preload(&store);
     let hello = ev::link::ServerHello {
         major: options.link_major,
@@ -555,6 +560,7 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
         config.server.max_batch,
         Duration::from_millis(config.auth.failure_delay_ms),
     )
+    .with_deferred_workers(config.server.deferred_workers)
     .with_failpoint(options.failpoint.clone())
     .with_watchdog(watchdog)
     .with_retry_max(Duration::from_millis(config.database.retry_max_ms));

@@ -3,7 +3,9 @@
 //! the server's own Sync and restore code.
 //!
 //! Each call runs what a server would (one transaction per input, password
-//! work done at once) and delivers everything sent, as a portal would.
+//! work and the game's deferred work done at once, unless
+//! [`hold_work`](TestGame::hold_work) says to wait) and delivers everything
+//! sent, as a portal would.
 //! What a session was sent is read back as plain text ([`TestGame::seen`]).
 //!
 //! ```
@@ -37,6 +39,7 @@ use crate::auth::{Hasher, Outcome};
 use crate::event::{Inbound, Oob, Outbound, PortalSession, SessionId, SessionState, Snapshot};
 use crate::game::api::Game;
 use crate::game::context::Context;
+use crate::game::deferred::Deferred;
 use crate::game::{Job, Kernel, Limits, Outbox, Rules};
 use crate::store::Store;
 
@@ -72,6 +75,9 @@ pub struct TestGame<G: Game> {
     next_session: u64,
     clock: SystemTime,
     rules: Rules,
+    /// The game's deferred work, not yet run.
+    work: Vec<Deferred>,
+    hold_work: bool,
 }
 
 impl<G: Game> TestGame<G> {
@@ -106,6 +112,8 @@ impl<G: Game> TestGame<G> {
             // A fixed time, so what a game prints of it is the same each run.
             clock: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             rules,
+            work: Vec::new(),
+            hold_work: false,
         };
         game.kernel.state_mut().clock = Some(game.clock);
         game.run(vec![Inbound::Sync {
@@ -228,6 +236,9 @@ impl<G: Game> TestGame<G> {
         }
         self.clock = until;
         self.kernel.state_mut().clock = Some(until);
+        if !self.hold_work {
+            self.run_work();
+        }
     }
 
     /// Moves the clock on without firing anything, as if no server ran
@@ -244,10 +255,39 @@ impl<G: Game> TestGame<G> {
         self.clock
     }
 
+    /// While `hold` is true, deferred work ([`Context::defer`]) waits for
+    /// [`run_work`](Self::run_work) instead of running at once: to see what
+    /// happens meanwhile, or across a [`reload`](Self::reload) (which, like
+    /// a real one, leaves the work to the new server to run again).
+    pub fn hold_work(&mut self, hold: bool) {
+        self.hold_work = hold;
+    }
+
+    /// How many pieces of deferred work wait to run.
+    pub fn work_waiting(&self) -> usize {
+        self.work.len()
+    }
+
+    /// Runs the deferred work waiting, oldest first, each result applied
+    /// in a transaction of its own; and the work those results defer.
+    pub fn run_work(&mut self) {
+        while !self.work.is_empty() {
+            let Deferred { id, name, input } = self.work.remove(0);
+            let output = match self.kernel.work(&name) {
+                Some(run) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(input)))
+                    .unwrap_or_else(|_| Err("it panicked".to_owned())),
+                None => Err(format!("no work is registered as {name:?}")),
+            };
+            self.transact(|kernel, tx, out| kernel.finish_deferred(tx, id, output, out));
+        }
+    }
+
     /// A reload: a new game from `make`, the database reopened, and every
     /// open session handed to it by the server's own Sync, as a portal
     /// does. Nothing a session was sent is lost or sent twice.
     pub fn reload(&mut self) {
+        // The old server's work in flight is lost; its rows are not.
+        self.work.clear();
         self.store = open(&self.path);
         let mut kernel = Kernel::new((self.make)(), self.rules.clone());
         kernel.state_mut().clock = Some(self.clock);
@@ -294,6 +334,9 @@ impl<G: Game> TestGame<G> {
     /// connections the game disconnected close, as the portal closes them.
     fn run(&mut self, events: Vec<Inbound>) {
         self.run_once(events);
+        if !self.hold_work {
+            self.run_work();
+        }
         let ended: Vec<SessionId> = self
             .sessions
             .iter_mut()
@@ -345,6 +388,7 @@ impl<G: Game> TestGame<G> {
         f(&mut self.kernel, &tx, &mut out).expect("the game's storage works");
         out.seal(&tx).expect("the outbox is written");
         tx.commit().expect("the transaction commits");
+        self.work.extend(out.take_deferred());
         let (events, jobs) = out.finish();
         for event in events {
             self.deliver(event);

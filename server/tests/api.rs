@@ -311,3 +311,100 @@ fn game_migrations_run_once_each_in_the_server_that_serves() {
     g.reload();
     assert_eq!(names(&mut g), ["v1", "v2", "v3"]);
 }
+
+/// Slow work done off the engine's thread: `sum N` adds 1..=N there (and
+/// panics at 13, as buggy work would), and keeps a count of results.
+#[derive(Default)]
+struct Oracle;
+
+impl Game for Oracle {
+    fn setup(setup: &mut Setup<Self>) {
+        setup
+            .command(Spec::new("sum", "sum N", "Add up to N."), |_, cx, n| {
+                let n: u64 = n.trim().parse().unwrap_or(0);
+                cx.defer("sum", &n)?;
+                cx.reply("thinking");
+                Ok(())
+            })
+            .command(Spec::new("nosuch", "nosuch", "Bad work."), |_, cx, _| {
+                cx.defer("nosuch", &0)?;
+                cx.reply("deferred nothing?");
+                Ok(())
+            })
+            .command(Spec::new("results", "results", "Count."), |_, cx, _| {
+                let n: u32 = cx.session_value("results")?.unwrap_or(0);
+                cx.reply(&format!("results: {n}"));
+                Ok(())
+            })
+            .work(
+                "sum",
+                |n: u64| {
+                    assert_ne!(n, 13, "unlucky");
+                    (1..=n).sum::<u64>()
+                },
+                |_, cx, finished| {
+                    let n: u32 = cx.session_value("results")?.unwrap_or(0);
+                    cx.set_session_value("results", &(n + 1))?;
+                    match finished.output::<u64>() {
+                        Ok(sum) => cx.reply(&format!("the sum is {sum}")),
+                        Err(e) => cx.reply(&format!("no sum: {e}")),
+                    }
+                    Ok(())
+                },
+            );
+    }
+}
+
+#[test]
+fn deferred_work_answers_later_in_a_transaction_of_its_own() {
+    let mut g = TestGame::new(Oracle::default);
+    let alice = g.player("Alice");
+    // At once, as the engine does: the reply first, then the result.
+    assert_eq!(g.input(alice, "sum 4"), ["thinking", "the sum is 10"]);
+
+    // Held: the player goes on meanwhile, and the result comes after.
+    g.hold_work(true);
+    assert_eq!(g.input(alice, "sum 100"), ["thinking"]);
+    assert_eq!(g.input(alice, "results"), ["results: 1"]);
+    assert_eq!(g.work_waiting(), 1);
+    g.run_work();
+    assert_eq!(g.seen(alice), ["the sum is 5050"]);
+    assert_eq!(g.input(alice, "results"), ["results: 2"]);
+}
+
+#[test]
+fn deferred_work_lost_in_a_reload_runs_again_and_its_result_applies_once() {
+    let mut g = TestGame::new(Oracle::default);
+    let alice = g.player("Alice");
+    g.hold_work(true);
+    assert_eq!(g.input(alice, "sum 3"), ["thinking"]);
+    // The server goes before the work is done: the next one finds its row.
+    g.reload();
+    assert_eq!(g.work_waiting(), 1, "the new server did not find the work");
+    g.run_work();
+    assert_eq!(g.seen(alice), ["the sum is 6"]);
+    // Applied: a later reload finds nothing to run again.
+    g.reload();
+    assert_eq!(g.work_waiting(), 0);
+    assert_eq!(g.input(alice, "results"), ["results: 1"]);
+}
+
+#[test]
+fn panicking_or_unknown_work_is_an_error_the_game_hears_of_not_a_crash() {
+    let mut g = TestGame::new(Oracle::default);
+    let alice = g.player("Alice");
+    let lines = g.input(alice, "sum 13");
+    assert_eq!(lines[0], "thinking");
+    assert!(
+        lines[1].starts_with("no sum: work sum failed") && lines[1].contains("panicked"),
+        "{lines:?}"
+    );
+    // The panic is not run again at the next start.
+    g.reload();
+    assert_eq!(g.input(alice, "results"), ["results: 1"]);
+    // Work nobody registered: the handler fails, the player is told.
+    assert_eq!(
+        g.input(alice, "nosuch"),
+        ["Something went wrong; that did not work."]
+    );
+}

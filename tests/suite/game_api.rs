@@ -5,7 +5,10 @@
 //!
 //! The test build's `@timer SECS TEXT` schedules a timer through the same
 //! queue and table as a game's, which tells every player TEXT when it fires;
-//! `@timers` counts the ones still scheduled.
+//! `@timers` counts the ones still scheduled. `@work MS TEXT` defers work
+//! (`Context::defer`) that sleeps MS on a thread of its own, then tells its
+//! player "Worked: TEXT": its result must reach the player exactly once
+//! whatever happens to the server meanwhile.
 
 use std::time::Duration;
 
@@ -125,4 +128,84 @@ fn a_password_typed_at_a_secret_prompt_or_on_the_line_never_reaches_a_log() {
             );
         }
     }
+}
+
+/// Defers `@work` of `ms` with `text`; returns once the game said so.
+fn defer_work(alice: &mut Client, ms: u64, text: &str) {
+    alice.send_line(&format!("@work {ms} {text}"));
+    alice.expect("Work deferred.");
+}
+
+/// Waits for the work's result, then checks nothing more of it comes.
+fn worked_once(alice: &mut Client, text: &str) {
+    let told = format!("Worked: {text}");
+    let seen = alice
+        .read_all_until(&told, |l| l.contains(&told), REPLY_TIMEOUT + RECOVERY)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut all = seen;
+    all.extend(until_pong(alice, "after-work"));
+    assert_eq!(count(&all, &told), 1, "{all:?}");
+}
+
+#[test]
+fn deferred_work_in_flight_at_a_reload_is_run_again_by_the_new_server_and_told_once() {
+    let game = Game::with_server_script(|_| {});
+    game.start();
+    let mut alice = game.login("Alice");
+    defer_work(&mut alice, 1500, "sheep counted");
+    let out = game.reload();
+    assert!(out.status.success(), "{}", crate::util::text(&out));
+    worked_once(&mut alice, "sheep counted");
+    let log = std::fs::read_to_string(game.root().join("logs/server.log")).unwrap_or_default();
+    assert!(
+        log.contains("deferred=1"),
+        "the new server did not find the work:\n{log}"
+    );
+}
+
+#[test]
+fn deferred_work_in_flight_when_the_server_is_killed_is_told_once_by_the_next() {
+    let game = Game::with_server_script(|_| {});
+    game.start();
+    let mut alice = game.login("Alice");
+    let server = game.pid("server").expect("a serving server");
+    defer_work(&mut alice, 1500, "stars charted");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("a replacement server", RECOVERY, || {
+        game.pid("server").is_some_and(|p| p != server && alive(p))
+    });
+    worked_once(&mut alice, "stars charted");
+}
+
+#[test]
+fn deferred_work_whose_result_committed_before_a_crash_is_told_once_and_not_run_again() {
+    let game = Game::with_server_script(|_| {});
+    game.start();
+    let mut alice = game.login("Alice");
+    // The second commit with work in it after the reload is the result's:
+    // the first is the `@work` input itself.
+    let armed_marker = game.tmp().join("armed");
+    game.set_server_script(&once_then_plain(
+        &armed_marker,
+        "EV_FAILPOINT=after_commit:2",
+    ));
+    let out = game.reload();
+    assert!(out.status.success(), "{}", crate::util::text(&out));
+    let armed = game.pid("server").expect("a serving server");
+    defer_work(&mut alice, 10, "maps drawn");
+    wait_until("the armed server to abort", RECOVERY, || !alive(armed));
+    wait_until("a replacement server", RECOVERY, || {
+        game.pid("server").is_some_and(|p| p != armed && alive(p))
+    });
+    worked_once(&mut alice, "maps drawn");
+    let log = std::fs::read_to_string(game.root().join("logs/server.log")).unwrap_or_default();
+    assert_eq!(
+        log.matches("@work done").count(),
+        1,
+        "the result was applied again after its commit:\n{log}"
+    );
 }

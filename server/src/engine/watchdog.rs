@@ -26,6 +26,8 @@ pub enum Work {
     Password { session: SessionId },
     /// The game's timers.
     Timers,
+    /// The results of the game's deferred work.
+    Deferred,
 }
 
 #[derive(Default)]
@@ -94,6 +96,9 @@ impl Watchdog {
                 ),
                 Some(Work::Timers) => tracing::error!(
                     "command watchdog: the game's timers took over {limit} ms (server.command_timeout_ms); aborting"
+                ),
+                Some(Work::Deferred) => tracing::error!(
+                    "command watchdog: applying the results of deferred work took over {limit} ms (server.command_timeout_ms); aborting"
                 ),
                 None => tracing::error!(
                     "command watchdog: a batch took over {limit} ms (server.command_timeout_ms); aborting"

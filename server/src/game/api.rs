@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::context::Context;
+use super::deferred::{Finished, WorkFn};
 use super::objects::ObjectId;
 use super::registry::Spec;
 use super::timers::Fired;
@@ -132,12 +133,15 @@ pub type CommandFn<G> = fn(&mut G, &mut Context, &str) -> Result<()>;
 pub type OobFn<G> = fn(&mut G, &mut Context, &serde_json::Value) -> Result<()>;
 /// A timer firing.
 pub type TimerFn<G> = fn(&mut G, &mut Context, &Fired) -> Result<()>;
+/// The result of deferred work ([`Setup::work`]) coming back.
+pub type ThenFn<G> = fn(&mut G, &mut Context, &Finished) -> Result<()>;
 
 /// Where a game registers what it handles.
 pub struct Setup<G> {
     pub(crate) commands: Vec<(Spec, CommandFn<G>)>,
     pub(crate) oob: HashMap<String, OobFn<G>>,
     pub(crate) timers: HashMap<String, TimerFn<G>>,
+    pub(crate) work: HashMap<String, (WorkFn, ThenFn<G>)>,
 }
 
 impl<G> Default for Setup<G> {
@@ -146,6 +150,7 @@ impl<G> Default for Setup<G> {
             commands: Vec::new(),
             oob: HashMap::new(),
             timers: HashMap::new(),
+            work: HashMap::new(),
         }
     }
 }
@@ -211,6 +216,56 @@ impl<G> Setup<G> {
     /// ```
     pub fn timer(&mut self, name: &str, run: TimerFn<G>) -> &mut Self {
         self.timers.insert(name.to_owned(), run);
+        self
+    }
+
+    /// Work too slow for a handler, run on a thread of its own
+    /// (`server.deferred_workers` at a time) when a handler asks for it
+    /// with [`Context::defer`]; `then` gets its result in a transaction of
+    /// its own. `run` sees nothing but its input: no game, no database.
+    ///
+    /// What `then` does happens exactly once. `run` may run again with the
+    /// same input if the server stops before `then` committed (a reload
+    /// while it runs, a crash): the next server runs it again. So `run`
+    /// must only compute; a panic in it reaches `then` as an error.
+    ///
+    /// ```
+    /// # use ev_server::{Game, Setup, Spec};
+    /// # struct G;
+    /// # impl Game for G {
+    /// fn setup(setup: &mut Setup<Self>) {
+    ///     setup
+    ///         .command(Spec::new("divine", "divine N", "Ask the oracle."), |_, cx, n| {
+    ///             let n: u64 = n.trim().parse().unwrap_or(30);
+    ///             cx.defer("oracle", &n)?;
+    ///             cx.reply("The oracle ponders...");
+    ///             Ok(())
+    ///         })
+    ///         .work(
+    ///             "oracle",
+    ///             // Slow on purpose: Fibonacci the hard way.
+    ///             |n: u64| {
+    ///                 fn fib(n: u64) -> u64 { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }
+    ///                 fib(n.min(40))
+    ///             },
+    ///             |_, cx, finished| {
+    ///                 let answer: u64 = finished.output()?;
+    ///                 if let Some(session) = finished.session {
+    ///                     cx.send(session, &format!("The oracle says: {answer}."));
+    ///                 }
+    ///                 Ok(())
+    ///             },
+    ///         );
+    /// }
+    /// # }
+    /// ```
+    pub fn work<I, O>(&mut self, name: &str, run: fn(I) -> O, then: ThenFn<G>) -> &mut Self
+    where
+        I: serde::de::DeserializeOwned + 'static,
+        O: serde::Serialize + 'static,
+    {
+        let erased = super::deferred::erase(name, run);
+        self.work.insert(name.to_owned(), (erased, then));
         self
     }
 }

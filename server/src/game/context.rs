@@ -403,6 +403,48 @@ impl<'a> Context<'a> {
         self.state.timers.has(name, object)
     }
 
+    // === deferred work ===
+
+    /// Runs the work registered as `name` ([`Setup::work`](crate::Setup::work))
+    /// on `input`, off the engine's thread, once this transaction commits;
+    /// its `then` handler gets the result later, in a transaction of its
+    /// own, with this session (if still connected) as its session. Nothing
+    /// is deferred if this transaction is not committed.
+    ///
+    /// Errors when no work has that name, or when `server.max_deferred`
+    /// pieces of work are already waiting.
+    pub fn defer<I: Serialize + ?Sized>(&mut self, name: &str, input: &I) -> Result<()> {
+        let pending = &self.state.deferred;
+        if !pending.names.contains(name) {
+            return Err(Error::Other(format!(
+                "no work is registered as {name:?} (Setup::work)"
+            )));
+        }
+        if pending.rows.len() >= pending.max {
+            return Err(Error::Other(format!(
+                "{} pieces of deferred work are waiting already (server.max_deferred)",
+                pending.rows.len()
+            )));
+        }
+        let input = serde_json::to_value(input).map_err(|source| Error::Value {
+            key: format!("input of work {name}"),
+            source,
+        })?;
+        let id = self
+            .tx
+            .defer(name, self.actor.map(|s| s.0 as i64), &input.to_string())?;
+        self.state
+            .deferred
+            .rows
+            .insert(id, (name.to_owned(), self.actor));
+        self.out.deferred.push(super::deferred::Deferred {
+            id,
+            name: name.to_owned(),
+            input,
+        });
+        Ok(())
+    }
+
     // === per-session values ===
 
     /// A value kept with the session across reloads and crashes (without a

@@ -41,6 +41,7 @@
 pub mod api;
 mod command;
 pub mod context;
+pub mod deferred;
 pub mod objects;
 mod registry;
 mod throttle;
@@ -55,9 +56,10 @@ use crate::event::{
     Stage,
 };
 use crate::store::{Account, Character, CreateError, StoreError, SyncState, Tx};
-use api::{CommandFn, Error, Game, OobFn, Setup, TimerFn};
+use api::{CommandFn, Error, Game, OobFn, Setup, ThenFn, TimerFn};
 pub use command::valid_name;
 use context::Context;
+use deferred::{Deferred, Finished, WorkFn};
 use objects::{ObjectId, Objects};
 use registry::{Found, Registry};
 pub use registry::{Level, Place, Spec};
@@ -84,6 +86,9 @@ pub struct Rules {
     pub crowd_size: usize,
 }
 
+/// `server.max_deferred`'s default, for a kernel not told otherwise.
+const DEFAULT_MAX_DEFERRED: usize = 10_000;
+
 /// The answer to a login or account creation while every password worker
 /// is busy and the queue is full.
 const BUSY: &str = "The game is busy with other logins; please try again in a moment.";
@@ -92,6 +97,10 @@ const BUSY: &str = "The game is busy with other logins; please try again in a mo
 /// their text.
 #[cfg(any(test, feature = "test-build"))]
 const TEST_TIMER: &str = "@timer";
+
+/// The name of the test build's `@work` deferred work.
+#[cfg(any(test, feature = "test-build"))]
+const TEST_WORK: &str = "@work";
 
 /// How long `@hang` blocks: far past any command time limit, so only the
 /// watchdog ends it.
@@ -131,6 +140,8 @@ pub struct Outbox {
     jobs: Vec<Job>,
     /// How many jobs this transaction may start.
     job_room: usize,
+    /// The game's deferred work to start once this commits.
+    pub(crate) deferred: Vec<Deferred>,
 }
 
 impl Default for Outbox {
@@ -150,7 +161,14 @@ impl Outbox {
             ack_index: HashMap::new(),
             jobs: Vec::new(),
             job_room,
+            deferred: Vec::new(),
         }
+    }
+
+    /// The game's deferred work this transaction started (or found left by
+    /// an earlier server): run it once the transaction commits.
+    pub fn take_deferred(&mut self) -> Vec<Deferred> {
+        std::mem::take(&mut self.deferred)
     }
 
     pub fn push(&mut self, event: Outbound) {
@@ -347,6 +365,8 @@ pub(crate) struct State {
     pub(crate) playing: HashMap<ObjectId, SessionId>,
     pub(crate) objects: Objects,
     pub(crate) timers: Timers,
+    /// The game's deferred work not yet finished.
+    pub(crate) deferred: deferred::Waiting,
     pub(crate) crowd_size: usize,
     /// The test kit's clock; None: the system's.
     pub(crate) clock: Option<SystemTime>,
@@ -387,6 +407,7 @@ pub struct Kernel<G> {
     commands: Registry<Action<G>>,
     oob: HashMap<String, OobFn<G>>,
     timer_fns: HashMap<String, TimerFn<G>>,
+    work_fns: HashMap<String, (WorkFn, ThenFn<G>)>,
     state: State,
     throttle: Throttle,
     next_job: u64,
@@ -436,6 +457,13 @@ impl<G: Game> Kernel<G> {
         let mut setup = Setup::default();
         G::setup(&mut setup);
         let mut commands = builtins::<G>(rules.test_commands);
+        #[cfg(any(test, feature = "test-build"))]
+        if rules.test_commands {
+            let run = deferred::erase(TEST_WORK, test_work);
+            setup
+                .work
+                .insert(TEST_WORK.to_owned(), (run, test_work_done::<G>));
+        }
         for (spec, run) in setup.commands {
             if commands.remove(spec.name) {
                 tracing::info!(
@@ -458,10 +486,16 @@ impl<G: Game> Kernel<G> {
                 playing: HashMap::new(),
                 objects: Objects::default(),
                 timers: Timers::default(),
+                deferred: deferred::Waiting {
+                    names: setup.work.keys().cloned().collect(),
+                    max: DEFAULT_MAX_DEFERRED,
+                    ..deferred::Waiting::default()
+                },
                 crowd_size: rules.crowd_size,
                 clock: None,
                 values_changed: Vec::new(),
             },
+            work_fns: setup.work,
             rules,
             next_job: 0,
             syncing: None,
@@ -495,6 +529,55 @@ impl<G: Game> Kernel<G> {
             }
             Err(e) => tracing::debug!("the world is loaded at the first transaction: {e}"),
         }
+    }
+
+    /// At most `max` pieces of deferred work waiting (`server.max_deferred`).
+    pub fn limit_deferred(&mut self, max: usize) {
+        self.state.deferred.max = max;
+    }
+
+    /// The work registered as `name`, to run off the engine's thread.
+    pub fn work(&self, name: &str) -> Option<WorkFn> {
+        self.work_fns.get(name).map(|(run, _)| run.clone())
+    }
+
+    /// Applies the result of deferred work `id`: its row goes, and its
+    /// `then` handler runs, in this transaction. A result for work not
+    /// pending (finished already) is dropped.
+    pub fn finish_deferred(
+        &mut self,
+        tx: &Tx,
+        id: i64,
+        output: std::result::Result<serde_json::Value, String>,
+        out: &mut Outbox,
+    ) -> Result<(), StoreError> {
+        self.start(tx, out)?;
+        let Some((name, session)) = self.state.deferred.rows.remove(&id) else {
+            tracing::debug!(id, "result of deferred work no longer pending dropped");
+            return Ok(());
+        };
+        tx.undefer(id)?;
+        // The session is the one that deferred it only while it is still here.
+        let session = session.filter(|s| self.state.sessions.contains_key(s));
+        if let Err(why) = &output {
+            tracing::error!(work = name, "deferred work failed: {why}");
+        }
+        let Some(&(_, then)) = self.work_fns.get(&name) else {
+            tracing::warn!(
+                work = name,
+                "no work of this name is registered now; its result is dropped"
+            );
+            return Ok(());
+        };
+        let finished = Finished {
+            name: name.clone(),
+            session,
+            output,
+        };
+        let result = self.with_game(tx, out, session, |game, cx| then(game, cx, &finished));
+        settle(result, session, &format!("work {name}"), out)?;
+        self.tell_values(out);
+        out.seal(tx)
     }
 
     #[cfg(test)]
@@ -545,12 +628,27 @@ impl<G: Game> Kernel<G> {
         let (objects, caught_up) = self.load_world(tx, migrated)?;
         self.state.objects = objects;
         self.state.timers = Timers::load(tx)?;
+        // Work a server before this one deferred and did not finish runs again.
+        for row in tx.load_deferred()? {
+            let session = row.session.map(|s| SessionId(s as u64));
+            let input = serde_json::from_str(&row.input).unwrap_or(serde_json::Value::Null);
+            self.state
+                .deferred
+                .rows
+                .insert(row.id, (row.name.clone(), session));
+            out.deferred.push(Deferred {
+                id: row.id,
+                name: row.name,
+                input,
+            });
+        }
         // No standby loaded before now: tombstones so far have done their work.
         tx.prune_tombstones(tx.world_rev()?)?;
         self.started = true;
         tracing::info!(
             objects = self.state.objects.len(),
             timers = self.state.timers.len(),
+            deferred = self.state.deferred.rows.len(),
             caught_up = ?caught_up,
             micros = began.elapsed().as_micros() as u64,
             "world loaded"
@@ -1779,6 +1877,21 @@ fn test_only<G: Game>(on: bool) -> Vec<(Spec, Builtin<G>)> {
             },
         ),
         (
+            test(Spec::new(
+                "@work",
+                "@work MS TEXT",
+                "Defer work that takes MS milliseconds, then tell you TEXT.",
+            )),
+            |k, tx, id, args, out| {
+                let (ms, text) = args.split_once(' ').unwrap_or((args, ""));
+                let input = (ms.parse::<u64>().unwrap_or(0), text.to_owned());
+                let result = k.with_game(tx, out, Some(id), |_, cx| cx.defer(TEST_WORK, &input));
+                settle(result, Some(id), "@work", out)?;
+                out.output(id, "Work deferred.");
+                Ok(Flow::Done)
+            },
+        ),
+        (
             test(Spec::new("@timers", "@timers", "Count the @timer timers.")),
             |k, _, id, _, out| {
                 let n = k.state.timers.count(TEST_TIMER);
@@ -1805,6 +1918,24 @@ fn test_only<G: Game>(on: bool) -> Vec<(Spec, Builtin<G>)> {
 #[cfg(not(any(test, feature = "test-build")))]
 fn test_only<G: Game>(_: bool) -> Vec<(Spec, Builtin<G>)> {
     Vec::new()
+}
+
+/// The test build's `@work`: sleeps, then gives its text back.
+#[cfg(any(test, feature = "test-build"))]
+fn test_work((ms, text): (u64, String)) -> String {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    text
+}
+
+/// ...which its session is told.
+#[cfg(any(test, feature = "test-build"))]
+fn test_work_done<G>(_: &mut G, cx: &mut Context, finished: &Finished) -> api::Result<()> {
+    let text: String = finished.output()?;
+    tracing::info!(text, "@work done");
+    if let Some(session) = finished.session {
+        cx.send(session, &format!("Worked: {}", ev::markup::escape(&text)));
+    }
+    Ok(())
 }
 
 /// Forgets a session in the store, after sealing what was already sent to it

@@ -34,6 +34,15 @@ pub struct TimerRow {
     pub data: String,
 }
 
+/// Work a game deferred, as stored: `input` is JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeferredRow {
+    pub id: i64,
+    pub name: String,
+    pub session: Option<i64>,
+    pub input: String,
+}
+
 /// The whole world as of one revision, read by a standby ahead of its
 /// promotion.
 #[derive(Debug, Default)]
@@ -185,6 +194,14 @@ pub(super) enum Write {
         name: String,
         at: i64,
     },
+    Defer {
+        name: String,
+        session: Option<i64>,
+        input: String,
+    },
+    Undefer {
+        id: i64,
+    },
     /// A game migration's own SQL (recorded so that a commit retried after
     /// a storage fault runs it again).
     Sql {
@@ -207,6 +224,8 @@ impl Write {
             Write::Reschedule { .. } => "rescheduling a timer",
             Write::Cancel { .. } => "cancelling a timer",
             Write::Migrated { .. } => "recording a game migration",
+            Write::Defer { .. } => "deferring work",
+            Write::Undefer { .. } => "finishing deferred work",
             Write::Sql { .. } => "running a game migration",
         }
     }
@@ -319,6 +338,19 @@ impl Write {
                 conn.execute_batch(sql)?;
                 0
             }
+            Write::Defer {
+                name,
+                session,
+                input,
+            } => {
+                conn.prepare_cached("INSERT INTO deferred (name, session, input) VALUES (?1, ?2, ?3)")?
+                    .execute(params![name, session, input])?;
+                conn.last_insert_rowid()
+            }
+            Write::Undefer { id } => changed(
+                conn.prepare_cached("DELETE FROM deferred WHERE id = ?1")?
+                    .execute([id])?,
+            ),
         })
     }
 }
@@ -472,6 +504,38 @@ impl Tx<'_> {
     /// Tombstones up to `upto` go (the server that serves has caught up).
     pub fn prune_tombstones(&self, upto: i64) -> Result<(), StoreError> {
         self.write(Write::Prune { upto })?;
+        Ok(())
+    }
+
+    /// Every piece of deferred work not yet finished, oldest first.
+    pub fn load_deferred(&self) -> Result<Vec<DeferredRow>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare("SELECT id, name, session, input FROM deferred ORDER BY id")?;
+        let rows = stmt.query_map([], |row| {
+            Ok(DeferredRow {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                session: row.get(2)?,
+                input: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores work to run off the engine's thread; gives its id.
+    pub fn defer(&self, name: &str, session: Option<i64>, input: &str) -> Result<i64, StoreError> {
+        Ok(self.write(Write::Defer {
+            name: name.to_owned(),
+            session,
+            input: input.to_owned(),
+        })?)
+    }
+
+    /// The deferred work `id` is done: its result is applied in this
+    /// transaction.
+    pub fn undefer(&self, id: i64) -> Result<(), StoreError> {
+        self.write(Write::Undefer { id })?;
         Ok(())
     }
 

@@ -127,6 +127,17 @@ const MIGRATIONS: &[&str] = &[
         applied_at INTEGER NOT NULL
     );
 ",
+    "
+    -- Work a game deferred off the engine's thread (Context::defer), until
+    -- the transaction that applies its result deletes the row: a server
+    -- that dies first leaves it to the next one to run again.
+    CREATE TABLE deferred (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        session INTEGER,
+        input TEXT NOT NULL
+    );
+",
 ];
 
 impl Store {
