@@ -105,11 +105,15 @@ pub(crate) fn from_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-/// The scheduled timers, in memory, ordered by due time.
+/// The scheduled timers, in memory, ordered by due time, and found by name
+/// and by object without a walk over all of them (a game may keep one per
+/// object of thousands).
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
     rows: HashMap<i64, TimerRow>,
     due: BTreeSet<(i64, i64)>,
+    by_name: HashMap<String, BTreeSet<i64>>,
+    by_object: HashMap<i64, BTreeSet<i64>>,
 }
 
 impl Timers {
@@ -123,7 +127,30 @@ impl Timers {
 
     fn insert(&mut self, row: TimerRow) {
         self.due.insert((row.due_ms, row.id));
+        self.by_name
+            .entry(row.name.clone())
+            .or_default()
+            .insert(row.id);
+        if let Some(object) = row.object {
+            self.by_object.entry(object).or_default().insert(row.id);
+        }
         self.rows.insert(row.id, row);
+    }
+
+    /// The ids of the timers named `name` (about `object`, if given).
+    fn named(&self, name: &str, object: Option<ObjectId>) -> impl Iterator<Item = i64> + '_ {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |id| {
+                object.is_none()
+                    || self
+                        .rows
+                        .get(id)
+                        .is_some_and(|r| r.object == object.map(|o| o.0))
+            })
     }
 
     pub fn len(&self) -> usize {
@@ -133,14 +160,12 @@ impl Timers {
     /// How many timers of this name are scheduled.
     #[cfg(any(test, feature = "test-build"))]
     pub fn count(&self, name: &str) -> usize {
-        self.rows.values().filter(|r| r.name == name).count()
+        self.by_name.get(name).map_or(0, BTreeSet::len)
     }
 
     /// Whether a timer of this name (about `object`, if given) is scheduled.
     pub fn has(&self, name: &str, object: Option<ObjectId>) -> bool {
-        self.rows
-            .values()
-            .any(|r| r.name == name && (object.is_none() || r.object == object.map(|o| o.0)))
+        self.named(name, object).next().is_some()
     }
 
     /// When the next timer is due.
@@ -175,12 +200,7 @@ impl Timers {
         name: &str,
         object: Option<ObjectId>,
     ) -> Result<usize, StoreError> {
-        let ids: Vec<i64> = self
-            .rows
-            .values()
-            .filter(|r| r.name == name && (object.is_none() || r.object == object.map(|o| o.0)))
-            .map(|r| r.id)
-            .collect();
+        let ids: Vec<i64> = self.named(name, object).collect();
         for &id in &ids {
             tx.cancel_timer(id)?;
             self.remove(id);
@@ -190,12 +210,7 @@ impl Timers {
 
     /// Forgets the timers of a destroyed object (the store deleted them).
     pub fn forget_object(&mut self, object: ObjectId) {
-        let ids: Vec<i64> = self
-            .rows
-            .values()
-            .filter(|r| r.object == Some(object.0))
-            .map(|r| r.id)
-            .collect();
+        let ids = self.by_object.remove(&object.0).unwrap_or_default();
         for id in ids {
             self.remove(id);
         }
@@ -204,6 +219,20 @@ impl Timers {
     fn remove(&mut self, id: i64) -> Option<TimerRow> {
         let row = self.rows.remove(&id)?;
         self.due.remove(&(row.due_ms, id));
+        if let Some(ids) = self.by_name.get_mut(&row.name) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_name.remove(&row.name);
+            }
+        }
+        if let Some(object) = row.object
+            && let Some(ids) = self.by_object.get_mut(&object)
+        {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_object.remove(&object);
+            }
+        }
         Some(row)
     }
 
@@ -243,5 +272,51 @@ impl Timers {
             }
         }
         Ok(Some(fired))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn timers_are_found_by_name_and_object_and_forgotten_with_their_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store =
+            Store::open(&dir.path().join("game.db"), ev::config::Synchronous::Normal).unwrap();
+        store.migrate().unwrap();
+        let tx = store.begin().unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let mut timers = Timers::default();
+        let (a, b) = (ObjectId(1), ObjectId(2));
+        for (name, on) in [
+            ("bell", Some(a)),
+            ("bell", Some(b)),
+            ("rain", Some(a)),
+            ("tide", None),
+        ] {
+            let mut timer = Timer::after(Duration::from_secs(5), name);
+            if let Some(object) = on {
+                timer = timer.on(object);
+            }
+            timers.schedule(&tx, timer, now).unwrap();
+        }
+        assert_eq!(timers.count("bell"), 2);
+        assert!(timers.has("bell", Some(b)));
+        assert!(!timers.has("tide", Some(a)));
+        assert!(timers.has("tide", None));
+        assert_eq!(timers.cancel(&tx, "bell", Some(a)).unwrap(), 1);
+        assert!(!timers.has("bell", Some(a)) && timers.has("bell", None));
+        timers.forget_object(a);
+        assert!(!timers.has("rain", None));
+        assert_eq!(timers.len(), 2);
+        // What is left still fires in order of due time.
+        let later = now + Duration::from_secs(10);
+        let fired: Vec<String> = std::iter::from_fn(|| timers.take_due(&tx, later).unwrap())
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(fired, ["bell", "tide"]);
+        assert_eq!((timers.len(), timers.count("bell")), (0, 0));
     }
 }
