@@ -5,8 +5,9 @@
 //! Seven rooms joined by exits, things to pick up, `look`, `say`, `pose`,
 //! movement, `inventory`, `get` and `drop`, `brief` (a per-session setting
 //! that survives reloads), a bell that tolls on the hour and a cat that
-//! wanders on a timer, and a `Room.Info` out-of-band message (GMCP) at
-//! each room change for clients that draw maps.
+//! wanders on a timer, a `Room.Info` out-of-band message (GMCP) at
+//! each room change for clients that draw maps, and `route`, whose search
+//! for a way runs off the game's thread as deferred work.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -34,6 +35,59 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// A room's exits: direction → room.
 type Exits = BTreeMap<String, ObjectId>;
+
+/// What `route` asks of [`find_route`]: the whole map, since deferred work
+/// sees nothing but its input.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RouteAsked {
+    pub from: i64,
+    pub to: i64,
+    pub to_name: String,
+    /// Each room's exits: direction → room.
+    pub map: BTreeMap<i64, BTreeMap<String, i64>>,
+}
+
+/// The directions to walk, None if there is no way.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RouteFound {
+    pub to_name: String,
+    pub steps: Option<Vec<String>>,
+}
+
+/// The shortest walk on the map: a breadth-first search, run as deferred
+/// work (on a big map it takes a while; here it is the example).
+pub fn find_route(ask: RouteAsked) -> RouteFound {
+    let mut came_from: BTreeMap<i64, (i64, &str)> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([ask.from]);
+    while let Some(room) = queue.pop_front() {
+        if room == ask.to {
+            break;
+        }
+        for (dir, &next) in ask.map.get(&room).into_iter().flatten() {
+            if next != ask.from && !came_from.contains_key(&next) {
+                came_from.insert(next, (room, dir));
+                queue.push_back(next);
+            }
+        }
+    }
+    let mut steps = Vec::new();
+    let mut at = ask.to;
+    while at != ask.from {
+        let Some(&(prev, dir)) = came_from.get(&at) else {
+            return RouteFound {
+                to_name: ask.to_name,
+                steps: None,
+            };
+        };
+        steps.push(dir.to_owned());
+        at = prev;
+    }
+    steps.reverse();
+    RouteFound {
+        to_name: ask.to_name,
+        steps: Some(steps),
+    }
+}
 
 /// The demo. It keeps nothing in memory that the database does not have:
 /// the start room is found again at each start.
@@ -105,6 +159,15 @@ impl Game for Demo {
                 ),
                 Demo::brief,
             )
+            .command(
+                Spec::new(
+                    "route",
+                    "route PLACE",
+                    "The way from here to a place, by its name.",
+                ),
+                Demo::route,
+            )
+            .work("route", find_route, Demo::route_found)
             .timer("bell", Demo::bell)
             .timer("cat", Demo::cat);
         // One command per direction; a fn pointer each, so one per line.
@@ -417,6 +480,54 @@ impl Demo {
             cx.tell_room(to, &[me], &format!("{name} arrives."));
         }
         self.show_room(cx)
+    }
+
+    /// `route PLACE`: the map goes to [`find_route`] as deferred work, so a
+    /// search over a big world never holds up anyone's commands.
+    fn route(&mut self, cx: &mut Context, place: &str) -> Result<()> {
+        let place = place.trim().to_lowercase();
+        let (Some(me), false) = (cx.character(), place.is_empty()) else {
+            cx.reply("Route to where? Try: route market.");
+            return Ok(());
+        };
+        let Some(from) = cx.location(me) else {
+            cx.reply("You are nowhere; there is no way from here.");
+            return Ok(());
+        };
+        let rooms = cx.all_of_kind("room");
+        let Some(&to) = rooms
+            .iter()
+            .find(|&&r| cx.name(r).to_lowercase().contains(&place))
+        else {
+            cx.reply(&format!(
+                "You know of no place called '{}'.",
+                escape(&place)
+            ));
+            return Ok(());
+        };
+        let mut map = BTreeMap::new();
+        for room in rooms {
+            let exits: Exits = cx.get(room, "exits")?.unwrap_or_default();
+            map.insert(room.0, exits.into_iter().map(|(d, r)| (d, r.0)).collect());
+        }
+        let ask = RouteAsked {
+            from: from.0,
+            to: to.0,
+            to_name: cx.name(to).to_owned(),
+            map,
+        };
+        cx.defer("route", &ask)
+    }
+
+    fn route_found(&mut self, cx: &mut Context, found: &ev_server::Finished) -> Result<()> {
+        let found: RouteFound = found.output()?;
+        let to = escape(&found.to_name);
+        cx.reply(&match found.steps {
+            None => format!("You know of no way to {to} from here."),
+            Some(steps) if steps.is_empty() => format!("You are at {to}."),
+            Some(steps) => format!("The way to {to}: {}.", steps.join(", ")),
+        });
+        Ok(())
     }
 
     fn inventory(&mut self, cx: &mut Context, _: &str) -> Result<()> {

@@ -200,3 +200,31 @@ fn the_cat_wanders_from_the_inn_on_its_timer() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn route_finds_the_way_as_deferred_work_and_says_when_there_is_none() {
+    let mut g = game();
+    let alice = g.player("Alice");
+    assert_eq!(
+        g.input(alice, "route belfry"),
+        ["The way to Belfry: down, north, up."]
+    );
+    assert_eq!(g.input(alice, "route limbo"), ["You are at Limbo."]);
+    assert_eq!(
+        g.input(alice, "route moon"),
+        ["You know of no place called 'moon'."]
+    );
+    // A place with no way in: the search says so.
+    g.with(|_, cx| cx.create("room", "Sealed Vault", None).map(|_| ()))
+        .unwrap();
+    assert_eq!(
+        g.input(alice, "route vault"),
+        ["You know of no way to Sealed Vault from here."]
+    );
+    // A route asked just before a reload is answered once, by the next server.
+    g.hold_work(true);
+    assert!(g.input(alice, "route market").is_empty());
+    g.reload();
+    g.run_work();
+    assert_eq!(g.seen(alice), ["The way to Market Street: down, east."]);
+}
