@@ -82,6 +82,9 @@ fn status_line(s: &State) -> String {
             dark as f64 / 1000.0
         ));
     }
+    if s.fallbacks > 0 && !s.build_note.is_empty() {
+        line.push_str("; fell back: the newer build crash-looped");
+    }
     line
 }
 
@@ -89,12 +92,36 @@ fn status_line(s: &State) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_status_line_says_what_matters_first() {
+    #[tokio::test]
+    async fn the_status_line_says_what_matters_first() {
         let mut s = State::default();
         assert_eq!(status_line(&s), "server restarting");
         s.crash_looped = true;
         assert!(status_line(&s).starts_with("server down: crash loop"));
+        s.crash_looped = false;
+        s.fallbacks = 1;
+        s.build_note = "fell back from build 0123".into();
+        // Any live pid will do for a child nobody waits on.
+        let pid = std::process::id();
+        s.servers.insert(
+            pid,
+            crate::supervisor::ServerProc {
+                child: crate::child::Child::adopt("server", pid),
+                generation: 4,
+                build_id: "abcdef0123456789".into(),
+                role: crate::supervisor::Role::Serving,
+                serving_since: None,
+            },
+        );
+        let line = status_line(&s);
+        assert!(
+            line.starts_with("server generation 4 (build abcdef012345)"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("fell back: the newer build crash-looped"),
+            "{line}"
+        );
         s.stopping = true;
         assert_eq!(status_line(&s), "stopping");
     }
