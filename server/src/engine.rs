@@ -391,17 +391,10 @@ impl<G: Game> Engine<G> {
         }
         let tx = if needs_tx {
             self.watched(Watchdog::begin);
-            let tx = match self.store.begin() {
+            let tx = match begin(&mut self.store, &mut self.delivered) {
                 Ok(tx) => tx,
                 Err(e) => return Err(before(e, events)),
             };
-            for (&session, &seq) in &self.delivered {
-                if let Err(e) = tx.prune_outbox(session, seq) {
-                    return Err(before(e, events));
-                }
-            }
-            // In this transaction's writes now, a retry included.
-            self.delivered.clear();
             Some(tx)
         } else {
             None
@@ -483,16 +476,10 @@ impl<G: Game> Engine<G> {
             return Err(before(e, done));
         }
         self.watched(Watchdog::begin);
-        let tx = match self.store.begin() {
+        let tx = match begin(&mut self.store, &mut self.delivered) {
             Ok(tx) => tx,
             Err(e) => return Err(before(e, done)),
         };
-        for (&session, &seq) in &self.delivered {
-            if let Err(e) = tx.prune_outbox(session, seq) {
-                return Err(before(e, done));
-            }
-        }
-        self.delivered.clear();
         for d in done {
             if let Some(dog) = &self.watchdog {
                 dog.applying(Work::Password { session: d.session });
@@ -539,16 +526,10 @@ impl<G: Game> Engine<G> {
             return Err(before(e, worked));
         }
         self.watched(Watchdog::begin);
-        let tx = match self.store.begin() {
+        let tx = match begin(&mut self.store, &mut self.delivered) {
             Ok(tx) => tx,
             Err(e) => return Err(before(e, worked)),
         };
-        for (&session, &seq) in &self.delivered {
-            if let Err(e) = tx.prune_outbox(session, seq) {
-                return Err(before(e, worked));
-            }
-        }
-        self.delivered.clear();
         if let Some(dog) = &self.watchdog {
             dog.applying(Work::Deferred);
         }
@@ -725,16 +706,10 @@ impl<G: Game> Engine<G> {
             return Err(before(e, ()));
         }
         self.watched(Watchdog::begin);
-        let tx = match self.store.begin() {
+        let tx = match begin(&mut self.store, &mut self.delivered) {
             Ok(tx) => tx,
             Err(e) => return Err(before(e, ())),
         };
-        for (&session, &seq) in &self.delivered {
-            if let Err(e) = tx.prune_outbox(session, seq) {
-                return Err(before(e, ()));
-            }
-        }
-        self.delivered.clear();
         if let Some(dog) = &self.watchdog {
             dog.applying(Work::Timers);
         }
@@ -872,6 +847,21 @@ fn wake_at(at: std::time::SystemTime) -> tokio::time::Instant {
         .unwrap_or_default()
         .min(Duration::from_secs(3600));
     tokio::time::Instant::now() + wait
+}
+
+/// Begins a transaction that first prunes the outbox up to what the portal
+/// said it delivered: those marks are in this transaction's writes then, a
+/// retry included.
+fn begin<'s>(
+    store: &'s mut Store,
+    delivered: &mut HashMap<SessionId, u64>,
+) -> Result<crate::store::Tx<'s>, StoreError> {
+    let tx = store.begin()?;
+    for (&session, &seq) in delivered.iter() {
+        tx.prune_outbox(session, seq)?;
+    }
+    delivered.clear();
+    Ok(tx)
 }
 
 /// What a panic said, if it said it in text.
