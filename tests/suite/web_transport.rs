@@ -1,6 +1,7 @@
 //! The webclient's transport (issue 15): the page and ev's WebSocket over
 //! TLS (`portal.web_tls`) to a rustls client that trusts the certificate
-//! `evctl init --tls` made; `X-Forwarded-For` believed from a listed proxy
+//! `evctl init --tls` made, and a certificate renewed on disk served to the
+//! next connection; `X-Forwarded-For` believed from a listed proxy
 //! (the connection limits count the forwarded addresses) and ignored from
 //! anyone else; the `json.mudstandards.org` subprotocol; a third-party
 //! client (Python's `websockets`) on `terminal.mudstandards.org`; and
@@ -31,8 +32,13 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 /// would once told to.
 fn tls_config(game: &Game) -> Arc<rustls::ClientConfig> {
     let path = game.root().join("tls/cert.pem");
+    trusting(&std::fs::read(&path).unwrap())
+}
+
+/// A TLS client that trusts only the certificates in `pem`.
+fn trusting(pem: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&path).unwrap() {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -42,11 +48,19 @@ fn tls_config(game: &Game) -> Arc<rustls::ClientConfig> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every connection checks the certificate served: a resumed session
+    // would skip it.
+    config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
 
 /// A TLS connection to `addr`, its handshake done (the certificate checked).
 fn tls_connect(config: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> Tls {
+    try_tls_connect(config, addr).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A TLS connection to `addr`, or why its handshake failed.
+fn try_tls_connect(config: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> Result<Tls, String> {
     let name = ServerName::try_from("localhost").unwrap();
     let connection = rustls::ClientConnection::new(config.clone(), name).unwrap();
     let tcp = TcpStream::connect(addr).unwrap();
@@ -55,17 +69,23 @@ fn tls_connect(config: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> Tls {
     let mut tls = rustls::StreamOwned::new(connection, tcp);
     let deadline = Instant::now() + WAIT;
     while tls.conn.is_handshaking() {
-        assert!(
-            Instant::now() < deadline,
-            "no TLS handshake within {WAIT:?}"
-        );
+        if Instant::now() > deadline {
+            return Err(format!("no TLS handshake with {addr} within {WAIT:?}"));
+        }
         match tls.conn.complete_io(&mut tls.sock) {
             Ok(_) => {}
             Err(e) if is_timeout(&e) => {}
-            Err(e) => panic!("TLS handshake with {addr}: {e}"),
+            Err(e) => return Err(format!("TLS handshake with {addr}: {e}")),
         }
     }
-    tls
+    Ok(tls)
+}
+
+/// Puts `text` at `path` as a renewal tool does: written beside, renamed in.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {
@@ -312,6 +332,45 @@ fn over_tls_the_page_is_served_and_a_wss_player_plays() {
     expect_json(&mut ws, "the telnet player's say", |v| {
         says(v, "Telly says, \"back over telnet\"")
     });
+}
+
+/// With no telnet TLS listener, the webclient's alone: a certificate
+/// renewed on disk is served to its next connection, as telnet's is.
+#[test]
+fn over_tls_alone_the_webclient_serves_a_renewed_certificate() {
+    let game = Game::with_tls(|c| {
+        c.portal.web_tls = true;
+        c.portal.tls = None;
+    });
+    game.start();
+    assert!(
+        !game.root().join("run/tls.addr").exists(),
+        "no telnet TLS listener"
+    );
+    let addr = web_addr(&game);
+    let first = tls_config(&game);
+    let page = get(tls_connect(&first, addr), addr, "/", &[]);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    replace(
+        &game.root().join("tls/key.pem"),
+        &renewed.signing_key.serialize_pem(),
+    );
+    replace(&game.root().join("tls/cert.pem"), &renewed.cert.pem());
+    let second = trusting(renewed.cert.pem().as_bytes());
+    crate::util::wait_until(
+        "the renewed certificate to be served",
+        Duration::from_secs(30),
+        || try_tls_connect(&second, addr).is_ok(),
+    );
+    let page = get(tls_connect(&second, addr), addr, "/", &[]);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let old = try_tls_connect(&first, addr).err().unwrap_or_default();
+    assert!(
+        old.contains("certificate") || old.contains("Certificate"),
+        "the old certificate is served no more: {old:?}"
+    );
 }
 
 #[test]
