@@ -22,9 +22,11 @@
 //!   of pauses, including inputs left unanswered (`unanswered`). A directory
 //!   of one file per concept; `link`, `session`, `listener` and `outqueue`
 //!   import only its `api`.
-//! - `web`: the webclient on `portal.web`: the page and its WebSocket, web
-//!   sessions that outlive a dropped socket and resume; `ids`: the session
-//!   ids every listener takes from.
+//! - `web`: the webclient on `portal.web`: the page and its WebSocket
+//!   (over TLS with `portal.web_tls`, on `tls`'s certificate), web sessions
+//!   that outlive a dropped socket and resume, clients' addresses from
+//!   `X-Forwarded-For` behind `portal.web_proxies`; `ids`: the session ids
+//!   every listener takes from.
 //! - `trim`: gives memory back to the system after large frees.
 //! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock: the
 //!   portal's side of the stream. The Link's domain model (sessions, events,

@@ -416,6 +416,8 @@ fn behind_a_listed_proxy_the_limits_count_the_forwarded_addresses() {
     let game = Game::with_config(|c| {
         c.portal.max_connections_per_ip = 2;
         c.portal.web_proxies = vec!["127.0.0.1".parse().unwrap()];
+        // The game's own limits per address see the forwarded one too.
+        c.auth.creates_per_address_per_hour = 1;
     });
     game.start();
     let addr = web_addr(&game);
@@ -441,6 +443,21 @@ fn behind_a_listed_proxy_the_limits_count_the_forwarded_addresses() {
     hello(&mut other);
     // The proxy's own address holds none of those places.
     game.guest("telnet from the proxy's address");
+    // The game is told the forwarded address: one account an hour each.
+    let created = |ws: &mut WebSocket<TcpStream>, name: &str| {
+        let line = format!("create {name} {PASSWORD}");
+        ws.send(Message::text(
+            json!({"t": "in", "n": 1, "text": line}).to_string(),
+        ))
+        .unwrap();
+        let answer = expect_json(ws, "the answer to create", |v| {
+            says(v, "Welcome, ") || says(v, "Too many new accounts")
+        });
+        says(&answer, &format!("Welcome, {name}!"))
+    };
+    assert!(created(&mut one, "Firsty"), "the first account from .1");
+    assert!(!created(&mut two, "Second"), "a second account from .1");
+    assert!(created(&mut other, "Othery"), "the first account from .2");
     // A list the proxy should never write is refused, not guessed at.
     let bad = http_get(addr, "/", &["X-Forwarded-For: somewhere"]);
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
