@@ -373,6 +373,58 @@ fn over_tls_alone_the_webclient_serves_a_renewed_certificate() {
     );
 }
 
+/// A connection to the webclient's TLS port that never says hello holds
+/// its place in the per-address limit until
+/// `portal.tls_handshake_timeout_s`, then is closed and lets go.
+#[test]
+fn a_web_tls_handshake_that_never_comes_is_given_up_at_the_timeout() {
+    const TIMEOUT_S: u64 = 3;
+    let game = Game::with_tls(|c| {
+        c.portal.web_tls = true;
+        c.portal.max_connections_per_ip = 1;
+        c.portal.tls_handshake_timeout_s = TIMEOUT_S;
+    });
+    game.start();
+    let mut silent = TcpStream::connect(web_addr(&game)).unwrap();
+    let opened = Instant::now();
+    // Its place is taken at the accept: telnet from the address is refused.
+    crate::util::wait_until("the silent connection to hold its place", WAIT, || {
+        let mut telnet = game.connect("telnet");
+        telnet
+            .expect_line(
+                "a refusal",
+                |l| l.contains("Too many connections from your address"),
+                Duration::from_secs(2),
+            )
+            .is_ok()
+    });
+    silent
+        .set_read_timeout(Some(Duration::from_secs(TIMEOUT_S + 20)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = silent.read(&mut buf);
+    assert!(
+        matches!(n, Ok(0)) || n.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the silent connection was not closed within the handshake timeout"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_secs(TIMEOUT_S - 1),
+        "closed after {:?}, before the timeout",
+        opened.elapsed()
+    );
+    // Its place is free again.
+    crate::util::wait_until("the place to be given back", WAIT, || {
+        let mut telnet = game.connect("telnet");
+        telnet
+            .expect_line(
+                "the welcome",
+                |l| l.contains("Welcome to "),
+                Duration::from_secs(2),
+            )
+            .is_ok()
+    });
+}
+
 #[test]
 fn evctl_status_names_every_listening_address() {
     let game = Game::with_tls(|c| c.portal.web_tls = true);
