@@ -77,6 +77,21 @@ pub struct PortalConfig {
     /// resume it (its output waits within `output_queue`, and it holds its
     /// place in the connection limits); 0: a dropped socket ends the session.
     pub web_resume_ms: u64,
+    /// The webclient speaks HTTPS and secure WebSockets (wss) on `web`,
+    /// with the certificate and key of `tls_cert` and `tls_key` (the ones
+    /// telnet over TLS uses, renewed the same way, without a restart);
+    /// false (the default): plain HTTP and ws, as behind a reverse proxy
+    /// that does TLS itself. Read at the portal's start.
+    pub web_tls: bool,
+    /// Reverse proxies in front of the webclient, as addresses or CIDR
+    /// ranges (`"127.0.0.1"`, `"10.0.0.0/8"`). A request whose TCP peer is
+    /// one of them is taken to come from the address its
+    /// `X-Forwarded-For` header names (the right-most one that is not
+    /// itself listed here), and the connection limits and command rates
+    /// per address count that address. From any other peer the header is
+    /// ignored: a client could write anything in it. Empty (the default):
+    /// no proxy is believed.
+    pub web_proxies: Vec<crate::cidr::Cidr>,
     /// Telnet over TLS listener; "" (the default): none. Port 0 picks a
     /// free port (written to run/tls.addr). Everything a telnet session
     /// has works the same over it. `evctl init --tls` turns it on with a
@@ -179,6 +194,8 @@ impl Default for PortalConfig {
             web_origins: Vec::new(),
             web_max_message_bytes: 64 * 1024,
             web_resume_ms: 60_000,
+            web_tls: false,
+            web_proxies: Vec::new(),
             tls: None,
             tls_cert: "tls/cert.pem".into(),
             tls_key: "tls/key.pem".into(),
@@ -718,6 +735,22 @@ mod tests {
         assert!(err.contains("portal.web_origins"), "{err}");
         let err = parse("[portal]\nweb_max_message_bytes = 0\n").unwrap_err();
         assert!(err.contains("portal.web_max_message_bytes"), "{err}");
+    }
+
+    #[test]
+    fn web_proxies_are_addresses_or_ranges_and_a_bad_one_names_its_line() {
+        let c = parse("[portal]\nweb_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"fd00::/8\"]\n")
+            .unwrap();
+        assert_eq!(c.portal.web_proxies.len(), 3);
+        assert!(c.portal.web_proxies[1].contains("10.9.8.7".parse().unwrap()));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let err = parse("[portal]\nweb_tls = true\nweb_proxies = [\"proxy.local\"]\n").unwrap_err();
+        assert!(
+            err.contains("line 3") && err.contains("proxy.local") && err.contains("CIDR"),
+            "{err}"
+        );
+        assert!(!Config::default().portal.web_tls);
+        assert!(parse("[portal]\nweb_tls = true\n").unwrap().portal.web_tls);
     }
 
     #[test]

@@ -99,6 +99,11 @@ impl GameDir {
     pub fn web_addr_path(&self) -> PathBuf {
         self.run_dir().join("web.addr")
     }
+    /// The webclient's page as players open it (`http://` or `https://`,
+    /// as `portal.web_tls` was when the portal started), while it serves it.
+    pub fn web_url_path(&self) -> PathBuf {
+        self.run_dir().join("web.url")
+    }
     /// Where the supervisor serves metrics, once bound (`supervisor.metrics`).
     pub fn metrics_addr_path(&self) -> PathBuf {
         self.run_dir().join("metrics.addr")

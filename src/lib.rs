@@ -7,7 +7,8 @@
 //! - [`link`]: the Link's domain model, shared by the portal and the server:
 //!   sessions, hellos, one event enum each way, the limits, the batcher and
 //!   the protobuf conversion.
-//! - [`config`]: `ev.toml`, its defaults and its error messages.
+//! - [`config`]: `ev.toml`, its defaults and its error messages; [`cidr`]:
+//!   the address ranges it lists (`portal.web_proxies`).
 //! - [`gamedir`]: the layout of a game directory (run/, data/, logs/) and the
 //!   socket paths in it.
 //! - [`uds`]: tonic over Unix sockets, both ends.
@@ -22,6 +23,7 @@
 //!   terminal, pidfds, the allocator's mmap threshold and `malloc_trim`.
 #![deny(unsafe_code)]
 
+pub mod cidr;
 pub mod config;
 pub mod ctl;
 pub mod gamedir;

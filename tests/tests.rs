@@ -48,6 +48,10 @@ mod suite {
     // (resume, numbered inputs, bad frames, origins, limits, takeover), the
     // terminal subprotocol, and the page itself in headless Chromium.
     mod web;
+    // The webclient's transport: wss from the telnet TLS settings,
+    // X-Forwarded-For from listed proxies, json.mudstandards.org, Python's
+    // websockets on terminal.mudstandards.org, every address in evctl status.
+    mod web_transport;
     // Prometheus metrics served by the supervisor: a command, a reload and a
     // kill -9 each move theirs; off by default; bad requests answered.
     mod metrics;

@@ -22,9 +22,11 @@
 //!   of pauses, including inputs left unanswered (`unanswered`). A directory
 //!   of one file per concept; `link`, `session`, `listener` and `outqueue`
 //!   import only its `api`.
-//! - `web`: the webclient on `portal.web`: the page and its WebSocket, web
-//!   sessions that outlive a dropped socket and resume; `ids`: the session
-//!   ids every listener takes from.
+//! - `web`: the webclient on `portal.web`: the page and its WebSocket
+//!   (over TLS with `portal.web_tls`, on `tls`'s certificate), web sessions
+//!   that outlive a dropped socket and resume, clients' addresses from
+//!   `X-Forwarded-For` behind `portal.web_proxies`; `ids`: the session ids
+//!   every listener takes from.
 //! - `trim`: gives memory back to the system after large frees.
 //! - `link`: the Link and PortalAdmin gRPC services on run/portal.sock: the
 //!   portal's side of the stream. The Link's domain model (sessions, events,
@@ -93,14 +95,23 @@ pub async fn run(
     let addr = listener.local_addr()?;
     write_addr(&game.telnet_addr_path(), addr)?;
     tracing::info!(%addr, "telnet listening");
-    let web_listener = listen_web(&game, &config).await?;
-    let tls = match config.portal.tls {
-        Some(tls_addr) => Some(listen_tls(&game, &config, tls_addr).await?),
-        None => {
+    // One certificate for every listener that speaks TLS, renewed by one watch.
+    let certificate = if config.portal.tls.is_some() || config.portal.web_tls {
+        Some(load_certificate(&game, &config)?)
+    } else {
+        None
+    };
+    let web_listener = listen_web(&game, &config, certificate.as_ref()).await?;
+    let tls = match (config.portal.tls, &certificate) {
+        (Some(tls_addr), Some((_, acceptor))) => {
+            Some(listen_tls(&game, tls_addr, acceptor.clone()).await?)
+        }
+        _ => {
             let _ = std::fs::remove_file(game.tls_addr_path());
             None
         }
     };
+    let certificate = certificate.map(|(certificate, _)| certificate);
 
     let stop_accepting = CancellationToken::new();
     let stop_link = CancellationToken::new();
@@ -123,7 +134,7 @@ pub async fn run(
     let link = tokio::spawn({
         let socket = game.link_socket();
         let hub_tx = hub_tx.clone();
-        let certificate = tls.as_ref().map(|t| t.certificate.clone());
+        let certificate = certificate.clone();
         async move { link::serve(&socket, hub_tx, certificate, link_stop.cancelled_owned()).await }
     });
     let limits = listener::Limits {
@@ -161,9 +172,9 @@ pub async fn run(
             .then(|| Duration::from_secs(config.portal.keepalive_s)),
         tls_handshake: Duration::from_secs(config.portal.tls_handshake_timeout_s),
     };
-    let watch_certificate = tls
+    let watch_certificate = certificate
         .as_ref()
-        .map(|t| tokio::spawn(t.certificate.clone().watch(stop_accepting.clone())));
+        .map(|c| tokio::spawn(c.clone().watch(stop_accepting.clone())));
     let listeners = listener::Listeners {
         telnet: listener,
         tls: tls.map(|t| (t.listener, t.acceptor)),
@@ -176,7 +187,7 @@ pub async fn run(
         command_burst: config.portal.command_burst_per_ip,
     });
     let ids = ids::SessionIds::new();
-    let web_accept = web_listener.map(|listener| {
+    let web_accept = web_listener.map(|(listener, tls)| {
         let shared = web::Shared::new(
             hub_tx.clone(),
             web_limits(&config, &limits),
@@ -185,7 +196,7 @@ pub async fn run(
             tracker.clone(),
             stop_accepting.clone(),
         );
-        tokio::spawn(web::run(listener, shared))
+        tokio::spawn(web::run(listener, tls, shared))
     });
     let accept = tokio::spawn(listener::run(
         listeners,
@@ -237,21 +248,36 @@ pub async fn run(
     trim.abort();
     let _ = std::fs::remove_file(game.link_socket());
     let _ = std::fs::remove_file(game.web_addr_path());
+    let _ = std::fs::remove_file(game.web_url_path());
     let _ = std::fs::remove_file(game.tls_addr_path());
     tracing::info!("portal stopped");
     Ok(())
 }
 
 /// Binds `portal.web`, if set, and writes the bound address to
-/// run/web.addr (removed when it is not set).
+/// run/web.addr and the page's URL to run/web.url (both removed when it is
+/// not set). With `portal.web_tls`, also the acceptor its connections'
+/// handshakes go through.
 async fn listen_web(
     game: &GameDir,
     config: &Config,
-) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    certificate: Option<&(std::sync::Arc<tls::Certificate>, tokio_rustls::TlsAcceptor)>,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, Option<web::Tls>)>> {
     let addr_file = game.web_addr_path();
     let Some(addr) = config.portal.web else {
         let _ = std::fs::remove_file(&addr_file);
+        let _ = std::fs::remove_file(game.web_url_path());
         return Ok(None);
+    };
+    let tls = match (config.portal.web_tls, certificate) {
+        (true, Some((certificate, _))) => Some(web::Tls {
+            // The webclient speaks HTTP/1.1 only.
+            acceptor: certificate
+                .acceptor(vec![b"http/1.1".to_vec()])
+                .context("the webclient's TLS configuration (portal.web_tls)")?,
+            handshake: Duration::from_secs(config.portal.tls_handshake_timeout_s),
+        }),
+        _ => None,
     };
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!(
@@ -260,8 +286,11 @@ async fn listen_web(
     })?;
     let addr = listener.local_addr()?;
     write_addr(&addr_file, addr)?;
-    tracing::info!(%addr, "webclient listening");
-    Ok(Some(listener))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}/");
+    write_text(&game.web_url_path(), &url)?;
+    tracing::info!(%addr, "webclient listening: {url}");
+    Ok(Some((listener, tls)))
 }
 
 /// The webclient's limits: its own keys, and the ones every session obeys.
@@ -279,41 +308,58 @@ fn web_limits(config: &Config, limits: &listener::Limits) -> web::WebLimits {
         commands: limits.commands,
         timeouts: limits.timeouts,
         keepalive: limits.keepalive,
+        proxies: config.portal.web_proxies.clone(),
     }
 }
 
 /// Writes the address a listener bound to `path` (run/telnet.addr,
 /// run/tls.addr) whole: a reader never sees half of it.
 fn write_addr(path: &std::path::Path, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    write_text(path, &addr.to_string())
+}
+
+/// Writes `text` and a line end to `path` whole.
+fn write_text(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{addr}\n"))
+    std::fs::write(&tmp, format!("{text}\n"))
         .and_then(|()| std::fs::rename(&tmp, path))
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The TLS listener, bound and with its certificate read.
+/// The TLS listener, bound.
 struct TlsListener {
     listener: tokio::net::TcpListener,
     addr: std::net::SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
-    certificate: std::sync::Arc<tls::Certificate>,
 }
 
-/// Reads the certificate and key and binds `portal.tls`, writing the bound
-/// address to run/tls.addr. A certificate that cannot be used stops the
-/// start: an operator who turned TLS on wants to hear why it is not on.
-async fn listen_tls(
+/// Reads the certificate and key (`portal.tls_cert`, `portal.tls_key`). One
+/// that cannot be used stops the start: an operator who turned TLS on
+/// wants to hear why it is not on.
+fn load_certificate(
     game: &GameDir,
     config: &Config,
-    addr: std::net::SocketAddr,
-) -> anyhow::Result<TlsListener> {
+) -> anyhow::Result<(std::sync::Arc<tls::Certificate>, tokio_rustls::TlsAcceptor)> {
     let files = tls::Files {
         cert: game.path(&config.portal.tls_cert),
         key: game.path(&config.portal.tls_key),
     };
-    let (certificate, acceptor) = tls::Certificate::load(files).with_context(
-        || "reading the TLS certificate (portal.tls_cert and portal.tls_key in ev.toml)",
-    )?;
+    tls::Certificate::load(files).with_context(|| {
+        let users = match (config.portal.tls.is_some(), config.portal.web_tls) {
+            (true, true) => "portal.tls and portal.web_tls",
+            (false, true) => "portal.web_tls",
+            _ => "portal.tls",
+        };
+        format!("reading the TLS certificate (portal.tls_cert and portal.tls_key in ev.toml, for {users})")
+    })
+}
+
+/// Binds `portal.tls`, writing the bound address to run/tls.addr.
+async fn listen_tls(
+    game: &GameDir,
+    addr: std::net::SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> anyhow::Result<TlsListener> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the TLS listener on {addr} (portal.tls in ev.toml)"))?;
@@ -324,7 +370,6 @@ async fn listen_tls(
         listener,
         addr,
         acceptor,
-        certificate,
     })
 }
 

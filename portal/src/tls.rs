@@ -14,7 +14,10 @@
 //! stays. Only a start refuses to run without a usable pair.
 //!
 //! The connections themselves are the telnet sessions of `session`, over
-//! a TLS stream instead of a TCP one; `listener` does the handshake.
+//! a TLS stream instead of a TCP one; `listener` does the handshake. With
+//! `portal.web_tls` the webclient's listener serves the same certificate
+//! (its own acceptor, [`Certificate::acceptor`], offering HTTP/1.1), and
+//! `web` does its handshakes.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -128,11 +131,6 @@ impl Certificate {
         let key_pem = read(&files.key)?;
         let key = parse(&files, &cert_pem, &key_pem, &provider)?;
         let serving = Arc::new(Serving(RwLock::new(Arc::new(key))));
-        let config = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Refused::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(serving.clone());
         let certificate = Arc::new(Certificate {
             files,
             provider,
@@ -143,7 +141,21 @@ impl Certificate {
             }),
             recheck: Notify::new(),
         });
-        Ok((certificate, TlsAcceptor::from(Arc::new(config))))
+        let acceptor = certificate.acceptor(Vec::new())?;
+        Ok((certificate, acceptor))
+    }
+
+    /// Another listener's acceptor for the same certificate (the
+    /// webclient's, `portal.web_tls`), offering the application protocols
+    /// `alpn` (ALPN): it is renewed with telnet's, by one watch.
+    pub fn acceptor(&self, alpn: Vec<Vec<u8>>) -> Result<TlsAcceptor, Refused> {
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Refused::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(self.serving.clone());
+        config.alpn_protocols = alpn;
+        Ok(TlsAcceptor::from(Arc::new(config)))
     }
 
     /// Asks for the files to be read again soon (`evctl reload`).

@@ -96,13 +96,15 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
     match ready {
         Ok(telnet) => {
             // Written by the portal before it is ready: the webclient's
-            // address, and the TLS listener's (removed when it has none).
-            let web = std::fs::read_to_string(game.web_addr_path())
-                .ok()
-                .map(|addr| format!(", web http://{}/", addr.trim()))
+            // page, and the TLS listener's address (removed when it has none).
+            let listening = super::status::Listening::read(game);
+            let web = listening
+                .web
+                .map(|url| format!(", web {url}"))
                 .unwrap_or_default();
-            let tls = std::fs::read_to_string(game.tls_addr_path())
-                .map(|addr| format!(", TLS {}", addr.trim()))
+            let tls = listening
+                .tls
+                .map(|addr| format!(", TLS {addr}"))
                 .unwrap_or_default();
             say(format!(
                 "ev is running: telnet {telnet}{web}{tls} (supervisor pid {pid})"

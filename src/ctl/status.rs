@@ -24,6 +24,12 @@ struct Status {
     server_down: bool,
     game_dir: String,
     telnet_addr: String,
+    /// Telnet over TLS; empty: not served.
+    tls_addr: String,
+    /// The webclient's page (`http://` or `https://`); empty: not served.
+    web_url: String,
+    /// The webclient's WebSocket (`ws://` or `wss://`); empty: not served.
+    web_socket: String,
     processes: Vec<Process>,
     server_generation: u64,
     build_id: String,
@@ -50,6 +56,9 @@ impl From<StatusReply> for Status {
             server_down,
             game_dir: r.game_dir,
             telnet_addr: r.telnet_addr,
+            tls_addr: String::new(),
+            web_url: String::new(),
+            web_socket: String::new(),
             processes: r
                 .processes
                 .into_iter()
@@ -85,7 +94,13 @@ pub async fn run(game: &GameDir, json: bool) -> Outcome {
         Err(_) if probe::supervisor(game).is_none() => return not_running(game, json),
         Err(e) => return Err(client::unreachable(game, "no status", pid, &e)),
     };
-    let status = Status::from(reply);
+    let mut status = Status::from(reply);
+    let listening = Listening::read(game);
+    status.tls_addr = listening.tls.unwrap_or_default();
+    if let Some(web) = listening.web {
+        status.web_socket = socket_url(&web);
+        status.web_url = web;
+    }
     if json {
         let text = serde_json::to_string_pretty(&status)
             .map_err(|e| Failure::new(format!("encoding the status: {e}")))?;
@@ -122,6 +137,9 @@ fn not_running(game: &GameDir, json: bool) -> Outcome {
             server_down: false,
             game_dir: game.root().display().to_string(),
             telnet_addr: String::new(),
+            tls_addr: String::new(),
+            web_url: String::new(),
+            web_socket: String::new(),
             processes: orphans
                 .iter()
                 .map(|&(name, pid)| Process {
@@ -228,6 +246,15 @@ fn table(s: &Status) -> String {
     if !s.telnet_addr.is_empty() {
         out.push_str(&format!("telnet             {}\n", s.telnet_addr));
     }
+    if !s.tls_addr.is_empty() {
+        out.push_str(&format!("telnet over TLS    {}\n", s.tls_addr));
+    }
+    if !s.web_url.is_empty() {
+        out.push_str(&format!(
+            "webclient          {} (socket {})\n",
+            s.web_url, s.web_socket
+        ));
+    }
     if !s.metrics_addr.is_empty() {
         out.push_str(&format!(
             "metrics            http://{}/metrics\n",
@@ -236,6 +263,42 @@ fn table(s: &Status) -> String {
     }
     out.push_str(&format!("game directory     {}", s.game_dir));
     out
+}
+
+/// What the portal listens on besides telnet, as it wrote it in run/ when
+/// it bound (the files go with the portal): the supervisor's status knows
+/// only telnet's address.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Listening {
+    /// Telnet over TLS, `HOST:PORT`.
+    pub tls: Option<String>,
+    /// The webclient's page, `http://HOST:PORT/` or `https://…`.
+    pub web: Option<String>,
+}
+
+impl Listening {
+    pub fn read(game: &GameDir) -> Listening {
+        let read = |path: std::path::PathBuf| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|text| text.trim().to_owned())
+                .filter(|text| !text.is_empty())
+        };
+        Listening {
+            tls: read(game.tls_addr_path()),
+            web: read(game.web_url_path()),
+        }
+    }
+}
+
+/// The WebSocket of the page at `page` (`https://h:p/` → `wss://h:p/ws`).
+fn socket_url(page: &str) -> String {
+    let (scheme, rest) = match page.split_once("://") {
+        Some(("https", rest)) => ("wss", rest),
+        Some((_, rest)) => ("ws", rest),
+        None => ("ws", page),
+    };
+    format!("{scheme}://{}/ws", rest.trim_end_matches('/'))
 }
 
 /// 1h02m, 3m07s, 12.3s.
@@ -323,6 +386,29 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn every_listener_is_shown_with_its_scheme() {
+        let mut status = Status::from(reply());
+        status.tls_addr = "127.0.0.1:4003".into();
+        status.web_url = "https://127.0.0.1:4001/".into();
+        status.web_socket = socket_url(&status.web_url);
+        assert_eq!(status.web_socket, "wss://127.0.0.1:4001/ws");
+        let text = table(&status);
+        assert!(text.contains("telnet over TLS    127.0.0.1:4003"), "{text}");
+        assert!(
+            text.contains(
+                "webclient          https://127.0.0.1:4001/ (socket wss://127.0.0.1:4001/ws)"
+            ),
+            "{text}"
+        );
+        assert_eq!(socket_url("http://[::1]:80/"), "ws://[::1]:80/ws");
+        let bare = table(&Status::from(reply()));
+        assert!(
+            !bare.contains("webclient") && !bare.contains("over TLS"),
+            "{bare}"
+        );
     }
 
     #[test]

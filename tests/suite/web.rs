@@ -19,7 +19,7 @@ use crate::util::{Client, Game, PASSWORD, REPLY_TIMEOUT, text, wait_until};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn web_addr(game: &Game) -> SocketAddr {
+pub(crate) fn web_addr(game: &Game) -> SocketAddr {
     let path = game.root().join("run/web.addr");
     let raw = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

@@ -20,18 +20,30 @@
 //! inputs are numbered on the wire so that a resume misses and repeats
 //! nothing.
 //!
+//! With `portal.web_tls` the listener speaks TLS (HTTPS and wss) with the
+//! certificate of `tls`, which telnet over TLS shares: a connection takes
+//! its place in the limits at the accept, as a plain one does, and does its
+//! handshake within `portal.tls_handshake_timeout_s` in its own task.
+//!
+//! Behind a reverse proxy (a peer in `portal.web_proxies`) a connection
+//! carries many players' requests, so it takes no place itself: each
+//! request takes the place of the address `X-Forwarded-For` names
+//! (`forwarded`), and a WebSocket's session keeps it, so the limits count
+//! players, not the proxy.
+//!
 //! The origin rule: a browser's request names its page's origin, and only
 //! the portal's own page (an Origin whose host is the request's Host) and
 //! those listed in `portal.web_origins` may open a socket; a client that is
 //! no browser sends none and is let in (it could claim any origin anyway).
 
 mod assets;
+mod forwarded;
 pub mod protocol;
 mod resume;
 mod session;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,8 +54,10 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -85,6 +99,16 @@ pub struct WebLimits {
     /// A ping after this long without sending anything; a socket that has
     /// sent nothing for three times this is taken for gone.
     pub keepalive: Option<Duration>,
+    /// `portal.web_proxies`: peers whose `X-Forwarded-For` is believed.
+    pub proxies: Vec<ev::cidr::Cidr>,
+}
+
+/// The listener's TLS (`portal.web_tls`).
+#[derive(Clone)]
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+    /// `portal.tls_handshake_timeout_s`.
+    pub handshake: Duration,
 }
 
 /// What every web connection and session shares.
@@ -122,12 +146,40 @@ impl Shared {
     }
 }
 
-/// One HTTP connection: where it comes from, and its place in the limits
-/// until a WebSocket session takes it.
+/// One HTTP request's client, and its place in the limits until a
+/// WebSocket session takes it: the connection's, or behind a proxy the
+/// request's own.
 #[derive(Clone)]
 struct Conn {
-    peer: SocketAddr,
+    /// The client's address as the game sees it: the TCP peer, or the
+    /// address a trusted proxy forwarded (no port).
+    peer: String,
     place: Arc<Mutex<Place>>,
+}
+
+impl Conn {
+    fn new(peer: String, place: Place) -> Conn {
+        Conn {
+            peer,
+            place: Arc::new(Mutex::new(place)),
+        }
+    }
+
+    /// What a request for `path` is answered instead of being served, if
+    /// its place says so.
+    fn refusal(&self, path: &str) -> Option<&'static str> {
+        match &*lock(&self.place) {
+            Place::ResumeOnly { refusal, .. } if path != "/ws" => Some(refusal),
+            Place::Refused(refusal) => Some(refusal),
+            _ => None,
+        }
+    }
+}
+
+fn lock(place: &Mutex<Place>) -> std::sync::MutexGuard<'_, Place> {
+    place
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A connection's standing in the connection limits.
@@ -142,6 +194,8 @@ enum Place {
         _permit: OwnedSemaphorePermit,
         refusal: &'static str,
     },
+    /// Over the limits, and no room to wait for a resume either.
+    Refused(&'static str),
     /// A socket took it.
     Taken,
 }
@@ -149,8 +203,32 @@ enum Place {
 /// Connections over the limits that may still resume, at once, in all.
 const PROBATION: usize = 64;
 
+/// The place of a connection (or, behind a proxy, a request) from `ip`.
+fn admit(shared: &Shared, ip: IpAddr) -> Place {
+    match shared.addresses.admit(ip) {
+        Ok(slot) => Place::Slot(slot),
+        Err(refusal) => match shared.probation.clone().try_acquire_owned() {
+            Ok(permit) => Place::ResumeOnly {
+                _permit: permit,
+                refusal,
+            },
+            Err(_) => Place::Refused("The game is busy; please try again later."),
+        },
+    }
+}
+
+/// Where a connection's requests take their places.
+#[derive(Clone)]
+enum Admission {
+    /// A client's own connection: one place, taken at the accept.
+    Connection(Conn),
+    /// A trusted proxy's connection, from this peer: each request takes
+    /// the place of the address it forwards.
+    Proxied(IpAddr),
+}
+
 /// Accepts web connections until the portal stops accepting.
-pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn run(listener: TcpListener, tls: Option<Tls>, shared: Arc<Shared>) {
     let router = router(shared.clone());
     loop {
         let accepted = tokio::select! {
@@ -168,79 +246,125 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let place = match shared.addresses.admit(peer.ip()) {
-            Ok(slot) => Some(Place::Slot(slot)),
-            Err(refusal) => shared
-                .probation
-                .clone()
-                .try_acquire_owned()
-                .ok()
-                .map(|permit| Place::ResumeOnly {
-                    _permit: permit,
-                    refusal,
-                }),
+        let admission = if forwarded::trusted(peer.ip(), &shared.limits.proxies) {
+            Admission::Proxied(peer.ip())
+        } else {
+            let place = admit(&shared, peer.ip());
+            // A refusal over TLS would cost a handshake, which a flood of
+            // connections must not buy: closed, as telnet's TLS listener does.
+            if tls.is_some() && matches!(place, Place::Refused(_)) {
+                continue;
+            }
+            Admission::Connection(Conn::new(peer.to_string(), place))
         };
-        let refusal: Option<&'static str> = match &place {
-            Some(Place::ResumeOnly { refusal, .. }) => Some(refusal),
-            None => Some("The game is busy; please try again later."),
-            _ => None,
-        };
-        shared.tracker.spawn(serve(
-            stream,
+        let serving = Serving {
             peer,
-            place.unwrap_or(Place::Taken),
-            refusal,
-            router.clone(),
-            shared.stop.clone(),
-        ));
+            admission,
+            router: router.clone(),
+            shared: shared.clone(),
+        };
+        match &tls {
+            Some(tls) => shared
+                .tracker
+                .spawn(handshake(stream, tls.clone(), serving)),
+            None => shared.tracker.spawn(serving.serve(stream)),
+        };
     }
 }
 
-/// Serves one HTTP connection (and hands a WebSocket upgrade on). A
-/// connection over the limits (`refused`) is answered 503 with the reason,
-/// but for a socket that resumes a session.
-async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    place: Place,
-    refused: Option<&'static str>,
-    router: Router,
-    stop: CancellationToken,
-) {
-    let io = TokioIo::new(stream);
-    let mut http = hyper::server::conn::http1::Builder::new();
-    // The deadline runs while hyper waits for a request's head, also
-    // between keep-alive requests: an idle connection gives its place in the
-    // limits back within it.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_DEADLINE);
-    let may_resume = matches!(place, Place::ResumeOnly { .. });
-    let conn = Conn {
-        peer,
-        place: Arc::new(Mutex::new(place)),
+/// Does a TLS connection's handshake within its deadline, then serves it.
+/// Its place (if it has one) is held until then.
+async fn handshake(stream: TcpStream, tls: Tls, serving: Serving) {
+    let peer = serving.peer;
+    let result = tokio::select! {
+        _ = serving.shared.stop.cancelled() => return,
+        r = tokio::time::timeout(tls.handshake, tls.acceptor.accept(stream)) => r,
     };
-    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-        let router = router.clone();
-        request.extensions_mut().insert(conn.clone());
-        let refuse = refused.filter(|_| !(may_resume && request.uri().path() == "/ws"));
-        async move {
-            match refuse {
-                Some(message) => Ok::<_, Infallible>(refusal(message)),
-                None => router.oneshot(request).await,
-            }
+    match result {
+        Ok(Ok(stream)) => serving.serve(stream).await,
+        // Scanners and browsers that refuse the certificate end here.
+        Ok(Err(e)) => tracing::debug!(%peer, "web TLS handshake failed: {e}"),
+        Err(_) => {
+            tracing::debug!(%peer, "web TLS handshake not done within {:?}; closed", tls.handshake)
         }
-    });
-    let connection = http.serve_connection(io, service).with_upgrades();
-    tokio::pin!(connection);
-    tokio::select! {
-        r = connection.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, "web connection: {e}");
+    }
+}
+
+/// What serving one connection needs.
+struct Serving {
+    peer: SocketAddr,
+    admission: Admission,
+    router: Router,
+    shared: Arc<Shared>,
+}
+
+impl Serving {
+    /// Serves one HTTP connection (and hands a WebSocket upgrade on). A
+    /// request over the limits is answered 503 with the reason, but for a
+    /// socket that resumes a session.
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Serving {
+            peer,
+            admission,
+            router,
+            shared,
+        } = self;
+        let io = TokioIo::new(stream);
+        let mut http = hyper::server::conn::http1::Builder::new();
+        // The deadline runs while hyper waits for a request's head, also
+        // between keep-alive requests: an idle connection gives its place in
+        // the limits back within it.
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_DEADLINE);
+        let stop = shared.stop.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                let router = router.clone();
+                let conn = match &admission {
+                    Admission::Connection(conn) => Ok(conn.clone()),
+                    Admission::Proxied(proxy) => {
+                        let headers = request
+                            .headers()
+                            .get_all("x-forwarded-for")
+                            .iter()
+                            .map(|v| v.as_bytes());
+                        forwarded::client(*proxy, headers, &shared.limits.proxies)
+                            .map(|ip| Conn::new(ip.to_string(), admit(&shared, ip)))
+                    }
+                };
+                let answer = match conn {
+                    Ok(conn) => {
+                        let refuse = conn.refusal(request.uri().path());
+                        request.extensions_mut().insert(conn);
+                        refuse.map(refusal)
+                    }
+                    Err(why) => {
+                        tracing::info!(%peer, "web request from a proxy refused: {why}");
+                        Some((StatusCode::BAD_REQUEST, why).into_response())
+                    }
+                };
+                async move {
+                    match answer {
+                        Some(answer) => Ok::<_, Infallible>(answer),
+                        None => router.oneshot(request).await,
+                    }
+                }
+            });
+        let connection = http.serve_connection(io, service).with_upgrades();
+        tokio::pin!(connection);
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, "web connection: {e}");
+                }
             }
-        }
-        _ = stop.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+            _ = stop.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+            }
         }
     }
 }
@@ -307,13 +431,10 @@ async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    let place = match conn.place.lock() {
-        Ok(mut place) => std::mem::replace(&mut *place, Place::Taken),
-        Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Place::Taken),
-    };
+    let place = std::mem::replace(&mut *lock(&conn.place), Place::Taken);
     let slot = match place {
         Place::Slot(slot) => Ok(slot),
-        Place::ResumeOnly { refusal, .. } => Err(refusal),
+        Place::ResumeOnly { refusal, .. } | Place::Refused(refusal) => Err(refusal),
         Place::Taken => {
             return (
                 StatusCode::CONFLICT,
@@ -323,14 +444,22 @@ async fn upgrade(
         }
     };
     let upgrade = upgrade
-        .protocols([protocol::EV, protocol::GMCP, protocol::TERMINAL])
+        .protocols([
+            protocol::EV,
+            protocol::JSON,
+            protocol::GMCP,
+            protocol::TERMINAL,
+        ])
         .max_message_size(shared.limits.max_message)
         .max_frame_size(shared.limits.max_message);
     let wire = Wire::from_protocol(upgrade.selected_protocol().and_then(|p| p.to_str().ok()));
     let peer = conn.peer;
     let tracker = shared.tracker.clone();
+    let failed_peer = peer.clone();
     upgrade
-        .on_failed_upgrade(move |e| tracing::debug!(%peer, "web socket upgrade failed: {e}"))
+        .on_failed_upgrade(
+            move |e| tracing::debug!(peer = %failed_peer, "web socket upgrade failed: {e}"),
+        )
         .on_upgrade(move |socket| {
             tracker.track_future(opened(socket, shared, peer, slot, origin, wire))
         })
@@ -341,7 +470,7 @@ async fn upgrade(
 async fn opened(
     mut socket: Socket,
     shared: Arc<Shared>,
-    peer: SocketAddr,
+    peer: String,
     slot: Result<Slot, &'static str>,
     origin: Option<String>,
     wire: Wire,

@@ -53,7 +53,12 @@
 //! Evennia 6.1 speaks it: `terminal.mudstandards.org` (BINARY frames of
 //! UTF-8 text with ANSI colour codes both ways; TEXT frames taken as input
 //! too) and `gmcp.mudstandards.org` (the same, plus GMCP messages
-//! `Package.Name JSON` in TEXT frames both ways). They have no resume: a
+//! `Package.Name JSON` in TEXT frames both ways) and `json.mudstandards.org`
+//! (the same BINARY frames, plus TEXT frames each holding one JSON object
+//! `{"proto":P,"id":I,"data":D}`, all three strings: out-of-band data as
+//! GMCP is `"proto":"gmcp"`, the package name as `id` and its JSON text
+//! as `data`; another `proto` is dropped and logged, a TEXT frame that is
+//! no such object closes the socket with 1007). They have no resume: a
 //! dropped socket ends the session, as a telnet connection's does.
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +71,7 @@ use ev::markup::{self, Colour, Colours};
 pub const EV: &str = "v1.ev";
 pub const TERMINAL: &str = "terminal.mudstandards.org";
 pub const GMCP: &str = "gmcp.mudstandards.org";
+pub const JSON: &str = "json.mudstandards.org";
 
 /// Which protocol a socket speaks, from its handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +79,7 @@ pub enum Wire {
     Ev,
     Terminal,
     Gmcp,
+    Json,
 }
 
 impl Wire {
@@ -81,6 +88,7 @@ impl Wire {
         match name {
             Some(TERMINAL) => Wire::Terminal,
             Some(GMCP) => Wire::Gmcp,
+            Some(JSON) => Wire::Json,
             _ => Wire::Ev,
         }
     }
@@ -91,6 +99,7 @@ impl Wire {
             Wire::Ev => "web",
             Wire::Terminal => "websocket-terminal",
             Wire::Gmcp => "websocket-gmcp",
+            Wire::Json => "websocket-json",
         }
     }
 }
@@ -266,8 +275,9 @@ impl ToPage {
         Some(value.to_string())
     }
 
-    /// For `terminal` and `gmcp`: the text with ANSI colours (a BINARY
-    /// frame), or the GMCP message (a TEXT frame), or nothing to send.
+    /// For the mudstandards.org protocols: the text with ANSI colours (a
+    /// BINARY frame), or the GMCP message (a TEXT frame, as `gmcp` or
+    /// `json` wraps it), or nothing to send.
     pub fn terminal(&self, wire: Wire) -> Option<Frame> {
         match self {
             ToPage::Text { text, form } => {
@@ -294,6 +304,9 @@ impl ToPage {
             } else {
                 format!("{} {}", oob.name, oob.data)
             })),
+            ToPage::Oob(oob) if wire == Wire::Json => Some(Frame::Text(
+                serde_json::json!({"proto": "gmcp", "id": oob.name, "data": oob.data}).to_string(),
+            )),
             ToPage::Oob(_) => None,
         }
     }
@@ -304,6 +317,43 @@ impl ToPage {
 pub enum Frame {
     Text(String),
     Binary(Vec<u8>),
+}
+
+/// A TEXT frame of `json.mudstandards.org`: the envelope of out-of-band
+/// data.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Envelope {
+    pub proto: String,
+    pub id: String,
+    #[serde(default, deserialize_with = "data_text")]
+    pub data: String,
+}
+
+impl Envelope {
+    pub fn parse(text: &str) -> Result<Envelope, String> {
+        serde_json::from_str(text).map_err(|e| {
+            let message = e.to_string();
+            let first = message.split_once(" at line").map_or(&*message, |(f, _)| f);
+            format!("not a {{\"proto\",\"id\",\"data\"}} object: {first}")
+        })
+    }
+
+    /// Whether it carries GMCP (the proposal names it in lower case;
+    /// a client that writes `GMCP` means the same).
+    pub fn is_gmcp(&self) -> bool {
+        self.proto.eq_ignore_ascii_case("gmcp")
+    }
+}
+
+/// `data` is JSON text in a string, as the proposal says; a client that
+/// sends the JSON itself (an object, a number) is taken at its word, and
+/// null or nothing is no data.
+fn data_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(text) => text,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
 }
 
 /// The portal's own messages to the page, which are not numbered.
@@ -404,6 +454,49 @@ mod tests {
             oob.terminal(Wire::Gmcp),
             Some(Frame::Text("Room.Info {}".into()))
         );
+    }
+
+    #[test]
+    fn json_envelopes_carry_gmcp_both_ways() {
+        let oob = ToPage::Oob(Oob {
+            name: "Room.Info".into(),
+            data: r#"{"name":"Hall"}"#.into(),
+        });
+        let Some(Frame::Text(text)) = oob.terminal(Wire::Json) else {
+            panic!("a TEXT frame");
+        };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["proto"], "gmcp");
+        assert_eq!(value["id"], "Room.Info");
+        assert_eq!(value["data"], r#"{"name":"Hall"}"#, "data is JSON text");
+        let line = ToPage::Text {
+            text: "hi".into(),
+            form: Form::LINE,
+        };
+        assert_eq!(
+            line.terminal(Wire::Json),
+            Some(Frame::Binary(b"hi\r\n".to_vec()))
+        );
+
+        let given =
+            Envelope::parse(r#"{"proto":"gmcp","id":"Core.Hello","data":"{\"client\":\"x\"}"}"#)
+                .unwrap();
+        assert!(given.is_gmcp());
+        assert_eq!(given.id, "Core.Hello");
+        assert_eq!(given.data, r#"{"client":"x"}"#);
+        let object =
+            Envelope::parse(r#"{"proto":"GMCP","id":"Core.Ping","data":{"a":1}}"#).unwrap();
+        assert!(object.is_gmcp());
+        assert_eq!(object.data, r#"{"a":1}"#);
+        let bare = Envelope::parse(r#"{"proto":"gmcp","id":"Core.Ping"}"#).unwrap();
+        assert_eq!(bare.data, "");
+        let err = Envelope::parse("look").unwrap_err();
+        assert!(err.contains("proto"), "{err}");
+        assert!(
+            Envelope::parse(r#"{"id":"x","data":""}"#).is_err(),
+            "no proto"
+        );
+        assert_eq!(Wire::from_protocol(Some(JSON)), Wire::Json);
     }
 
     #[test]

@@ -24,7 +24,6 @@
 //! keep its [`Clock`] (login and idle timeouts) as telnet's do.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +78,7 @@ fn violation(code: u16, reason: impl Into<String>) -> Violation {
 pub async fn start(
     socket: Socket,
     shared: Arc<Shared>,
-    peer: SocketAddr,
+    peer: String,
     slot: Slot,
     origin: Option<String>,
     wire: Wire,
@@ -94,7 +93,7 @@ pub async fn start(
         portal: PortalSession {
             id,
             protocol: wire.name().into(),
-            peer: peer.to_string(),
+            peer,
             connected_at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()
@@ -507,6 +506,32 @@ impl WebSession {
                 }
                 Ok(())
             }
+            (Wire::Json, Message::Text(text)) => match protocol::Envelope::parse(text.as_str()) {
+                Ok(envelope)
+                    if envelope.is_gmcp()
+                        && !envelope.data.is_empty()
+                        && serde_json::from_str::<serde::de::IgnoredAny>(&envelope.data)
+                            .is_err() =>
+                {
+                    self.complain("a GMCP message whose data is not JSON");
+                    Ok(())
+                }
+                Ok(envelope) if envelope.is_gmcp() => {
+                    self.oob(Oob {
+                        name: envelope.id,
+                        data: envelope.data,
+                    });
+                    Ok(())
+                }
+                Ok(envelope) => {
+                    self.complain(&format!(
+                        "a JSON envelope of protocol {:?}, which the portal does not speak",
+                        envelope.proto.chars().take(MAX_NAME).collect::<String>()
+                    ));
+                    Ok(())
+                }
+                Err(e) => Err(violation(CLOSE_INVALID, e)),
+            },
             (Wire::Terminal, Message::Text(text)) => {
                 self.lines(text.as_str());
                 Ok(())
