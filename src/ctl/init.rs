@@ -17,24 +17,44 @@ const HEADER: &str =
 /// The TLS port `--tls` picks beside a telnet port: Evennia's.
 pub const TLS_PORT: u16 = 4003;
 
+/// The listeners' addresses `init` and `new` take, as flags: one
+/// definition, so both commands take and document them alike.
+#[derive(clap::Args, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Listeners {
+    /// The telnet listener address, HOST:PORT (default 127.0.0.1:4000; a
+    /// name like localhost is resolved now and written to ev.toml as its IP
+    /// address).
+    #[arg(long, value_name = "ADDR", value_parser = super::listen_addr)]
+    pub telnet: Option<SocketAddr>,
+    /// The webclient listener address, HOST:PORT (default 127.0.0.1:4001).
+    #[arg(long, value_name = "ADDR", value_parser = super::listen_addr)]
+    pub web: Option<SocketAddr>,
+}
+
+impl Listeners {
+    /// Puts the addresses given into `config`; the others keep its values.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(addr) = self.telnet {
+            config.portal.telnet = addr;
+        }
+        if let Some(addr) = self.web {
+            config.portal.web = Some(addr);
+        }
+    }
+}
+
 /// `tls`: `--tls` (Some(None): the telnet address's host on [`TLS_PORT`],
 /// or port 0 when telnet's is 0) or `--tls=ADDR`.
 pub fn run(
     dir: &Path,
-    telnet: Option<SocketAddr>,
-    web: Option<SocketAddr>,
+    listeners: Listeners,
     tls: Option<Option<SocketAddr>>,
     admin: Option<&str>,
 ) -> Outcome {
     let game = GameDir::new(dir);
     check(&game)?;
     let mut config = Config::default();
-    if let Some(addr) = telnet {
-        config.portal.telnet = addr;
-    }
-    if let Some(addr) = web {
-        config.portal.web = Some(addr);
-    }
+    listeners.apply(&mut config);
     let tls = match tls {
         Some(addr) => {
             let telnet = config.portal.telnet;
@@ -260,20 +280,33 @@ pub(super) fn myself() -> String {
 mod tests {
     use super::*;
 
+    fn telnet_at(addr: SocketAddr) -> Listeners {
+        Listeners {
+            telnet: Some(addr),
+            web: None,
+        }
+    }
+
     #[test]
     fn writes_a_readable_config_and_refuses_to_overwrite_it() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("g");
         let telnet: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        assert_eq!(run(&dir, Some(telnet), None, None, None).unwrap(), EXIT_OK);
+        let web: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listeners = Listeners {
+            telnet: Some(telnet),
+            web: Some(web),
+        };
+        assert_eq!(run(&dir, listeners, None, None).unwrap(), EXIT_OK);
         let text = std::fs::read_to_string(dir.join("ev.toml")).unwrap();
         assert!(text.starts_with("# ev game settings"), "{text}");
         let config = Config::parse(&text, &dir.join("ev.toml")).unwrap();
         assert_eq!(config.portal.telnet, telnet);
+        assert_eq!(config.portal.web, Some(web));
         for sub in ["data", "logs", "run"] {
             assert!(dir.join(sub).is_dir(), "{sub}");
         }
-        let err = run(&dir, None, None, None, None).unwrap_err();
+        let err = run(&dir, Listeners::default(), None, None).unwrap_err();
         assert!(
             err.message.contains("already a game directory"),
             "{}",
@@ -293,7 +326,7 @@ mod tests {
         let dir = tmp.path().join("g");
         let telnet: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         assert_eq!(
-            run(&dir, Some(telnet), None, Some(None), None).unwrap(),
+            run(&dir, telnet_at(telnet), Some(None), None).unwrap(),
             EXIT_OK
         );
         let text = std::fs::read_to_string(dir.join("ev.toml")).unwrap();
@@ -314,12 +347,12 @@ mod tests {
         // An address of its own; port 0 beside a telnet port 0.
         let other = tmp.path().join("h");
         let addr: SocketAddr = "0.0.0.0:9999".parse().unwrap();
-        run(&other, None, None, Some(Some(addr)), None).unwrap();
+        run(&other, Listeners::default(), Some(Some(addr)), None).unwrap();
         let text = std::fs::read_to_string(other.join("ev.toml")).unwrap();
         assert!(text.contains("tls = \"0.0.0.0:9999\""), "{text}");
         let zero = tmp.path().join("z");
         let telnet: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        run(&zero, Some(telnet), None, Some(None), None).unwrap();
+        run(&zero, telnet_at(telnet), Some(None), None).unwrap();
         let text = std::fs::read_to_string(zero.join("ev.toml")).unwrap();
         assert!(text.contains("tls = \"127.0.0.1:0\""), "{text}");
     }
@@ -330,7 +363,7 @@ mod tests {
         let dir = tmp.path().join("g");
         std::fs::create_dir_all(dir.join("tls")).unwrap();
         std::fs::write(dir.join("tls/key.pem"), "the operator's").unwrap();
-        let err = run(&dir, None, None, Some(None), None).unwrap_err();
+        let err = run(&dir, Listeners::default(), Some(None), None).unwrap_err();
         assert!(
             err.message.contains("key.pem already exists"),
             "{}",
@@ -346,7 +379,7 @@ mod tests {
     #[test]
     fn too_long_a_path_names_the_socket_limit() {
         let long = format!("/tmp/{}", "x".repeat(120));
-        let err = run(Path::new(&long), None, None, None, None).unwrap_err();
+        let err = run(Path::new(&long), Listeners::default(), None, None).unwrap_err();
         assert!(
             err.message.contains("107-byte Unix socket limit"),
             "{}",

@@ -74,13 +74,8 @@ enum Command {
     /// Create a game directory: ev.toml with every default, data/, logs/, run/.
     Init {
         dir: PathBuf,
-        /// The telnet listener address, HOST:PORT (a name like localhost is
-        /// resolved now and written to ev.toml as its IP address).
-        #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
-        telnet: Option<SocketAddr>,
-        /// The webclient listener address, HOST:PORT.
-        #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
-        web: Option<SocketAddr>,
+        #[command(flatten)]
+        listeners: init::Listeners,
         /// Turn on telnet over TLS with a self-signed certificate made now
         /// (GAME/tls/cert.pem, key.pem): on the telnet host, port 4003
         /// (0 if telnet's is 0), or on `--tls=HOST:PORT`.
@@ -99,15 +94,19 @@ enum Command {
     /// game directory DIR/game as `evctl init` does, with server.binary at
     /// that build and server.auto_reload on: each later `cargo build`
     /// reloads the running game.
+    ///
+    /// Without --telnet and --web the game listens on 127.0.0.1:4000 and
+    /// 4001, as the demo does; if either is in use when evctl new runs,
+    /// on the first pair of 4010/4011, 4020/4021, ... that is free. It says
+    /// which at the end.
     New {
         /// The game's name, which is its crate's (e.g. my-game).
         #[arg(value_parser = new::crate_name)]
         name: String,
         /// Where to make the crate (default: ./NAME); must not exist or be empty.
         dir: Option<PathBuf>,
-        /// The telnet listener address, HOST:PORT (default 127.0.0.1:4000).
-        #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
-        telnet: Option<SocketAddr>,
+        #[command(flatten)]
+        listeners: init::Listeners,
         /// Create an admin account NAME; the password comes from
         /// EV_ADMIN_PASSWORD or is asked for on the terminal (before the build).
         #[arg(long, value_name = "NAME")]
@@ -281,17 +280,16 @@ pub fn main() -> i32 {
         }
         Command::Init {
             dir,
-            telnet,
-            web,
+            listeners,
             tls,
             admin,
-        } => init::run(&dir, telnet, web, tls, admin.as_deref()),
+        } => init::run(&dir, listeners, tls, admin.as_deref()),
         Command::New {
             name,
             dir,
-            telnet,
+            listeners,
             admin,
-        } => new::run(&name, dir.as_deref(), telnet, admin.as_deref()),
+        } => new::run(&name, dir.as_deref(), listeners, admin.as_deref()),
         Command::Start { foreground, watch } => start::run(&game, foreground, watch),
         Command::Logs {
             process,
@@ -411,15 +409,47 @@ mod tests {
     fn new_takes_a_name_and_refuses_a_bad_one_as_a_usage_error() {
         let cli = Cli::try_parse_from(["evctl", "new", "my-game"]).unwrap();
         match cli.command {
-            Command::New { name, dir, .. } => {
+            Command::New {
+                name,
+                dir,
+                listeners,
+                ..
+            } => {
                 assert_eq!(name, "my-game");
                 assert_eq!(dir, None);
+                assert_eq!(listeners, init::Listeners::default());
             }
             other => panic!("{other:?}"),
         }
         let err = Cli::try_parse_from(["evctl", "new", "My Game"]).unwrap_err();
         assert!(err.use_stderr());
         assert!(err.to_string().contains("lower-case"), "{err}");
+    }
+
+    /// `new` takes init's address flags, the same way.
+    #[test]
+    fn new_and_init_take_the_same_listener_flags() {
+        let flags = ["--telnet", "127.0.0.1:5000", "--web", "localhost:5001"];
+        let expected = init::Listeners {
+            telnet: Some("127.0.0.1:5000".parse().unwrap()),
+            web: Some("127.0.0.1:5001".parse().unwrap()),
+        };
+        let new = Cli::try_parse_from(["evctl", "new", "my-game", "/tmp/g"].iter().chain(&flags));
+        match new.unwrap().command {
+            Command::New { listeners, dir, .. } => {
+                assert_eq!(listeners, expected);
+                assert_eq!(dir, Some("/tmp/g".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        let init = Cli::try_parse_from(["evctl", "init", "/tmp/g"].iter().chain(&flags));
+        match init.unwrap().command {
+            Command::Init { listeners, .. } => assert_eq!(listeners, expected),
+            other => panic!("{other:?}"),
+        }
+        let err = Cli::try_parse_from(["evctl", "new", "g", "--web", "nope"]).unwrap_err();
+        assert!(err.use_stderr());
+        assert!(err.to_string().contains("HOST:PORT"), "{err}");
     }
 
     #[test]

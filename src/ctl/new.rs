@@ -1,4 +1,4 @@
-//! `evctl new NAME [DIR] [--telnet ADDR] [--admin NAME]`: a game of your
+//! `evctl new NAME [DIR] [--telnet ADDR] [--web ADDR] [--admin NAME]`: a game of your
 //! own. Makes a crate on ev's runtime (the `ev-server` crate, by path to
 //! the ev checkout this evctl was built from), builds it with `cargo build`,
 //! and makes its game directory, DIR/game, as `evctl init` does, with
@@ -14,13 +14,18 @@
 //! Everything that can be refused (the name, DIR, the socket paths, no
 //! cargo, the admin's password) is checked before anything is written. A
 //! build that fails leaves the crate where it is, to look at.
+//!
+//! A new game is usually made beside a running one (the demo, another of
+//! the author's), which has the default ports: a listener not given as a
+//! flag moves to the first free pair of ports [`PORT_STEP`] apart, so the
+//! new game starts as it is, and the last lines say where it listens.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::init::{self, Admin};
+use super::init::{self, Admin, Listeners};
 use super::{EXIT_OK, Failure, Outcome, say};
 use crate::config::Config;
 use crate::gamedir::GameDir;
@@ -76,6 +81,13 @@ const KEYWORDS: [&str; 52] = [
 /// `server.auto_reload_settle_ms` of a new game (the default, 500, is for
 /// a binary written in steps).
 const AUTO_RELOAD_SETTLE_MS: u64 = 100;
+
+/// How far apart the pairs of ports `new` tries are (4000/4001,
+/// 4010/4011, ...): clear of the TLS port beside the default pair (4003).
+const PORT_STEP: u16 = 10;
+
+/// How many pairs it tries before it keeps the defaults and says so.
+const PORT_TRIES: u16 = 10;
 
 /// The longest name taken: a crate's name is also its binary's and a
 /// directory's.
@@ -160,12 +172,7 @@ fn render(name: &str, server: &Path) -> Result<Vec<(&'static str, String)>, Stri
         .collect())
 }
 
-pub fn run(
-    name: &str,
-    dir: Option<&Path>,
-    telnet: Option<SocketAddr>,
-    admin: Option<&str>,
-) -> Outcome {
+pub fn run(name: &str, dir: Option<&Path>, listeners: Listeners, admin: Option<&str>) -> Outcome {
     let dir = std::path::absolute(dir.unwrap_or(Path::new(name)))
         .map_err(|e| Failure::new(format!("cannot make the game {name}: {e}")))?;
     let fail = |e: &dyn std::fmt::Display| {
@@ -214,9 +221,11 @@ pub fn run(
     // cargo puts a build at target/debug/NAME in one step (a hard link from
     // deps/), so the watch need not wait long for more writes.
     config.server.auto_reload_settle_ms = AUTO_RELOAD_SETTLE_MS;
-    if let Some(addr) = telnet {
-        config.portal.telnet = addr;
-    }
+    // Asked after the build, minutes nearer the game's start.
+    let placed = place(listeners, &config, |addr| {
+        super::start::port_free(addr, "").is_ok()
+    });
+    placed.listeners.apply(&mut config);
     let admin = password.map(|(admin, password)| Admin {
         name: admin.to_owned(),
         password,
@@ -251,7 +260,102 @@ pub fn run(
     say(
         "then change the text of `hello` in src/lib.rs and run `cargo build`: the game reloads by itself, and players stay connected",
     )?;
+    say(placed.said(&config, &game))?;
     Ok(EXIT_OK)
+}
+
+/// Where the listeners go, and why there.
+#[derive(Debug, PartialEq, Eq)]
+struct Placed {
+    /// Every listener's address (web: None when it has none).
+    listeners: Listeners,
+    /// The defaults were in use: the ports were moved past them.
+    moved: bool,
+    /// No free pair was found: the defaults were kept, in use.
+    crowded: bool,
+}
+
+/// The addresses given as they are; each other listener at its default
+/// (`config`'s), or, if any default is in use (`free` says not), all of
+/// them at the first set of ports [`PORT_STEP`] on that is free.
+fn place(given: Listeners, config: &Config, free: impl Fn(SocketAddr) -> bool) -> Placed {
+    let shifted = |addr: SocketAddr, by: u16| {
+        // Port 0 (a port chosen at each start) never clashes.
+        (addr.port() != 0)
+            .then(|| addr.port().checked_add(by))
+            .flatten()
+            .map(|port| SocketAddr::new(addr.ip(), port))
+    };
+    for step in 0..PORT_TRIES {
+        let by = step * PORT_STEP;
+        let telnet = match given.telnet {
+            Some(addr) => Some(addr),
+            None => shifted(config.portal.telnet, by),
+        };
+        let web = match (given.web, config.portal.web) {
+            (Some(addr), _) => Some(Some(addr)),
+            (None, Some(default)) => shifted(default, by).map(Some),
+            (None, None) => Some(None),
+        };
+        let (Some(telnet), Some(web)) = (telnet, web) else {
+            break;
+        };
+        let defaults_free = (given.telnet.is_some() || free(telnet))
+            && (given.web.is_some() || web.is_none_or(&free))
+            && web.is_none_or(|web| web.port() == 0 || web.port() != telnet.port());
+        if defaults_free {
+            return Placed {
+                listeners: Listeners {
+                    telnet: Some(telnet),
+                    web,
+                },
+                moved: step > 0,
+                crowded: false,
+            };
+        }
+    }
+    Placed {
+        listeners: given,
+        moved: false,
+        crowded: given.telnet.is_none() || given.web.is_none(),
+    }
+}
+
+impl Placed {
+    /// Where the game listens, and why there if not at the defaults.
+    fn said(&self, config: &Config, game: &GameDir) -> String {
+        let at = |addr: SocketAddr, what: &str| match addr.port() {
+            0 => format!("{what} on {addr} (a free port at each start, which evctl start prints)"),
+            _ => format!("{what} on {addr}"),
+        };
+        let mut text = format!(
+            "the game listens for {}",
+            at(config.portal.telnet, "telnet")
+        );
+        match config.portal.web {
+            Some(web) => text.push_str(&format!(" and {}", at(web, "the webclient"))),
+            None => text.push_str(" (no webclient)"),
+        }
+        let defaults = Config::default();
+        let defaults = match defaults.portal.web {
+            Some(web) => format!("{} or {web}", defaults.portal.telnet),
+            None => defaults.portal.telnet.to_string(),
+        };
+        let ev_toml = game.config_path();
+        if self.moved {
+            text.push_str(&format!(
+                "\n  ({defaults} is in use now, by another game perhaps, so it takes the next free ports; change portal.telnet and portal.web in {} to choose others)",
+                ev_toml.display()
+            ));
+        } else if self.crowded {
+            text.push_str(&format!(
+                "\n  ({defaults} is in use now and so are the next {} ports tried: stop what uses them, or change portal.telnet and portal.web in {}, before evctl start)",
+                PORT_TRIES - 1,
+                ev_toml.display()
+            ));
+        }
+        text
+    }
 }
 
 /// The game must not be made in ev's own checkout: it is the author's
@@ -540,6 +644,111 @@ mod tests {
             built_binary(r#"{"reason":"build-finished","success":true}"#, "my-game"),
             None
         );
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn listeners_keep_the_defaults_while_they_are_free() {
+        let placed = place(Listeners::default(), &Config::default(), |_| true);
+        assert_eq!(
+            placed.listeners,
+            Listeners {
+                telnet: Some(addr("127.0.0.1:4000")),
+                web: Some(addr("127.0.0.1:4001")),
+            }
+        );
+        assert!(!placed.moved && !placed.crowded);
+    }
+
+    #[test]
+    fn a_default_in_use_moves_both_to_the_next_free_pair() {
+        // The demo on 4000/4001, something else on 4011.
+        let taken = [
+            addr("127.0.0.1:4000"),
+            addr("127.0.0.1:4001"),
+            addr("127.0.0.1:4011"),
+        ];
+        let placed = place(Listeners::default(), &Config::default(), |a| {
+            !taken.contains(&a)
+        });
+        assert_eq!(
+            placed.listeners,
+            Listeners {
+                telnet: Some(addr("127.0.0.1:4020")),
+                web: Some(addr("127.0.0.1:4021")),
+            }
+        );
+        assert!(placed.moved);
+        let mut config = Config::default();
+        placed.listeners.apply(&mut config);
+        let said = placed.said(&config, &GameDir::new("/g/game"));
+        assert!(
+            said.contains("telnet on 127.0.0.1:4020")
+                && said.contains("webclient on 127.0.0.1:4021")
+                && said.contains("127.0.0.1:4000 or 127.0.0.1:4001 is in use")
+                && said.contains("/g/game/ev.toml"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn an_address_given_is_kept_and_only_the_other_moves() {
+        let given = Listeners {
+            telnet: Some(addr("127.0.0.1:4000")),
+            web: None,
+        };
+        // Taken, but given: the operator's choice, which start checks.
+        let placed = place(given, &Config::default(), |a| a.port() > 4001);
+        assert_eq!(placed.listeners.telnet, Some(addr("127.0.0.1:4000")));
+        assert_eq!(placed.listeners.web, Some(addr("127.0.0.1:4011")));
+
+        // A web address on the telnet port given is not the web default.
+        let given = Listeners {
+            telnet: Some(addr("127.0.0.1:4001")),
+            web: None,
+        };
+        let placed = place(given, &Config::default(), |_| true);
+        assert_eq!(placed.listeners.web, Some(addr("127.0.0.1:4011")));
+
+        // Both given: nothing is asked, port 0 is kept.
+        let given = Listeners {
+            telnet: Some(addr("127.0.0.1:0")),
+            web: Some(addr("127.0.0.1:0")),
+        };
+        let placed = place(given, &Config::default(), |_| panic!("asked"));
+        assert_eq!(placed.listeners, given);
+        assert!(!placed.moved && !placed.crowded);
+        let mut config = Config::default();
+        placed.listeners.apply(&mut config);
+        let said = placed.said(&config, &GameDir::new("/g/game"));
+        assert!(said.contains("a free port at each start"), "{said}");
+    }
+
+    #[test]
+    fn with_no_free_pair_the_defaults_stay_and_it_says_so() {
+        let placed = place(Listeners::default(), &Config::default(), |_| false);
+        assert_eq!(placed.listeners, Listeners::default());
+        assert!(placed.crowded && !placed.moved);
+        let config = Config::default();
+        let said = placed.said(&config, &GameDir::new("/g/game"));
+        assert!(said.contains("before evctl start"), "{said}");
+
+        // No webclient: only telnet's port counts.
+        let mut config = Config::default();
+        config.portal.web = None;
+        let placed = place(Listeners::default(), &config, |a| a.port() != 4000);
+        assert_eq!(placed.listeners.telnet, Some(addr("127.0.0.1:4010")));
+        assert_eq!(placed.listeners.web, None);
+    }
+
+    #[test]
+    fn a_port_in_use_is_not_free() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = held.local_addr().unwrap();
+        assert!(super::super::start::port_free(at, "").is_err());
     }
 
     #[test]

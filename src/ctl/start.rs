@@ -128,7 +128,7 @@ pub fn run(game: &GameDir, foreground: bool, watch: bool) -> Outcome {
 
 /// Fails with a plain reason when `addr` cannot be listened on: otherwise the
 /// cause surfaces only as the last of many log lines, after the portal died.
-fn port_free(addr: std::net::SocketAddr, key: &str) -> Result<(), String> {
+pub(super) fn port_free(addr: std::net::SocketAddr, key: &str) -> Result<(), String> {
     if addr.port() == 0 {
         return Ok(());
     }

@@ -166,7 +166,7 @@ fn a_game_made_by_evctl_new_is_changed_and_rebuilt_under_a_connected_player() {
     let mut new = evctl_command();
     new.args(["new", NAME])
         .arg(&dir)
-        .args(["--telnet", "127.0.0.1:0"])
+        .args(["--telnet", "127.0.0.1:0", "--web", "127.0.0.1:0"])
         .env("CARGO_TARGET_DIR", &target)
         .env("CARGO_TERM_PROGRESS_WHEN", "never");
     let started = Instant::now();
@@ -186,7 +186,18 @@ fn a_game_made_by_evctl_new_is_changed_and_rebuilt_under_a_connected_player() {
         assert!(dir.join(file).is_file(), "evctl new made no {file}: {said}");
     }
     assert!(said.contains("created the game directory"), "{said}");
+    // Both listeners where the flags said, and the last line says so.
     let config = Config::load(&game.config_path()).expect("the generated ev.toml loads");
+    let free_port = "127.0.0.1:0".parse().unwrap();
+    assert_eq!(config.portal.telnet, free_port);
+    assert_eq!(config.portal.web, Some(free_port));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("listens for telnet on 127.0.0.1:0")
+            && last.contains("the webclient on 127.0.0.1:0"),
+        "the last line does not say where the game listens: {said}"
+    );
     let binary = target.join("debug").join(NAME);
     assert_eq!(
         config.server.binary, binary,
@@ -201,9 +212,6 @@ fn a_game_made_by_evctl_new_is_changed_and_rebuilt_under_a_connected_player() {
     config.portal.command_burst = 100_000;
     config.portal.commands_per_second_per_ip = 100_000;
     config.portal.command_burst_per_ip = 100_000;
-    // evctl new puts the webclient on its default port (4001); a test takes
-    // a free one.
-    config.portal.web = Some("127.0.0.1:0".parse().unwrap());
     game.write_config(&config.to_toml());
 
     // The game runs; a player logs in and runs the example command.
