@@ -1742,8 +1742,10 @@ fn builtins<G: Game>(test_commands: bool) -> Registry<Action<G>> {
     registry
 }
 
-/// `@crash` (abort at once) and `@hang` (block the engine far past the
-/// command timeout), when `on`: only the test build has them at all.
+/// `@crash` (abort at once), `@hang` (block the engine far past the
+/// command timeout), `@timer` and `@markup` (the player's text as the
+/// game's own markup, so tests can send what no game's escaping would
+/// let through), when `on`: only the test build has them at all.
 #[cfg(any(test, feature = "test-build"))]
 fn test_only<G: Game>(on: bool) -> Vec<(Spec, Builtin<G>)> {
     if !on {
@@ -1775,6 +1777,17 @@ fn test_only<G: Game>(on: bool) -> Vec<(Spec, Builtin<G>)> {
                     });
                 k.state.timers.schedule(tx, timer, now)?;
                 out.output(id, "Timer set.");
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            test(Spec::new(
+                "@markup",
+                "@markup TEXT",
+                "Reply TEXT as markup, unescaped: what a game could write.",
+            )),
+            |_, _, id, args, out| {
+                out.output(id, args.to_owned());
                 Ok(Flow::Done)
             },
         ),
