@@ -904,3 +904,16 @@ fn links_and_vitals_reach_the_page_as_data_and_a_link_that_breaks_a_rule_as_text
     telly.send_line("@markup see {url:https://ev.example/docs}the docs{/} or {send:look}look{/}.");
     telly.expect("see the docs <https://ev.example/docs> or look.");
 }
+
+#[test]
+fn a_message_many_times_the_socket_read_buffer_arrives_whole() {
+    // The portal reads a socket 4 KiB at a time, to keep idle sessions
+    // small; a page's message five times that must still come whole.
+    let game = Game::with_config(|c| c.portal.max_line_bytes = 32 * 1024);
+    game.start();
+    let mut web = Web::new(&game, "web");
+    web.create("Wordy");
+    let long = "word ".repeat(4_000);
+    web.input(&format!("say {long}"));
+    web.expect_text(&format!("You say, \"{}\"", long.trim()));
+}
