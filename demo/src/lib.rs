@@ -346,7 +346,10 @@ impl Demo {
         };
         let brief: bool = cx.session_value("brief")?.unwrap_or(false);
         let exits: Exits = cx.get(room, "exits")?.unwrap_or_default();
-        let mut lines = vec![format!("{{bold}}{{cyan}}{}{{/}}{{/}}", escape(cx.name(room)))];
+        let mut lines = vec![format!(
+            "{{bold}}{{cyan}}{}{{/}}{{/}}",
+            escape(cx.name(room))
+        )];
         if !brief {
             let desc: String = cx.get(room, "desc")?.unwrap_or_default();
             lines.push(escape(&desc));
