@@ -11,6 +11,8 @@
 //! {bg:yellow}...{/}        a background colour
 //! {#ff8800}...{/}          truecolour, downgraded for clients without it
 //! {x208}...{/}             one of xterm's 256 colours
+//! {send:look cat}the cat{/} a link that sends a command when chosen
+//! {url:https://ev.example/}the docs{/}   a link to a web page
 //! {{                       a literal {
 //! ```
 //!
@@ -22,6 +24,37 @@
 //! risks their braces showing. Whatever the markup says, the rendering
 //! holds no control character of the text's own, so game text can never
 //! smuggle an escape sequence to a player's terminal.
+//!
+//! # Links
+//! A link wraps text like a style and ends at its `{/}`. `{send:COMMAND}`
+//! is a command the player's client sends as if typed when the link is
+//! chosen (MXP's `send`: exits, things to look at); `{url:URL}` a web page,
+//! and only an `http://` or `https://` one with a host. A target holds no
+//! control character, no space in a URL, and no brace (the tag ends at the
+//! first `}`; percent-encode one in a URL): a tag that breaks a rule is
+//! not a link but text, shown as typed, like any other unknown tag. Use
+//! [`send_link`] and [`url_link`] to build one from words that are not
+//! yours. A link inside a link replaces it until its `{/}`.
+//!
+//! What each client makes of a link: the webclient makes it clickable
+//! (spans carry it); a telnet client gets the text alone, and for a URL
+//! link whose text is not the URL itself the URL after it in angle
+//! brackets, so it can still be copied: `the docs <https://ev.example/>`.
+//! Nothing else goes to a terminal (no OSC 8: a terminal that does not
+//! know it may show its bytes), so a target can never reach one as
+//! anything but printable text.
+//!
+//! ```
+//! use ev::markup::{Colours, Link, parse, render, send_link};
+//! let exits = format!("Exits: {}", send_link("north", "north"));
+//! assert_eq!(render(&exits, Colours::Ansi16), "Exits: north");
+//! assert_eq!(parse(&exits)[1].link, Some(Link::Send("north".into())));
+//! let docs = "{url:https://ev.example/}the docs{/}";
+//! assert_eq!(render(docs, Colours::None), "the docs <https://ev.example/>");
+//! // Not http(s): no link, the tag is text.
+//! let bad = "{url:javascript:alert(1)}x{/}";
+//! assert_eq!(render(bad, Colours::None), bad);
+//! ```
 //!
 //! ```
 //! use ev::markup::{Colours, escape, render};
@@ -82,10 +115,20 @@ pub struct Style {
     pub italic: bool,
 }
 
-/// A run of text in one style.
+/// Where a link leads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Link {
+    /// A command the client sends as if the player typed it.
+    Send(String),
+    /// An `http` or `https` URL.
+    Url(String),
+}
+
+/// A run of text in one style, and the link it is part of if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Span {
     pub style: Style,
+    pub link: Option<Link>,
     pub text: String,
 }
 
@@ -98,16 +141,37 @@ pub fn escape(text: &str) -> String {
     text.replace('{', "{{")
 }
 
+/// A link that sends `command` when chosen, showing `text` (escaped
+/// here). A command that cannot be a link's target (a brace or a control
+/// character in it, or empty) gives the text alone: markup never fails.
+pub fn send_link(command: &str, text: &str) -> String {
+    match link_named(&format!("send:{command}")) {
+        Some(_) => format!("{{send:{command}}}{}{{/}}", escape(text)),
+        None => escape(text),
+    }
+}
+
+/// A link to the web page `url`, showing `text` (escaped here); the text
+/// alone if `url` is no `http`/`https` URL a link may hold.
+pub fn url_link(url: &str, text: &str) -> String {
+    match link_named(&format!("url:{url}")) {
+        Some(_) => format!("{{url:{url}}}{}{{/}}", escape(text)),
+        None => escape(text),
+    }
+}
+
 /// `markup` without its tags: what a screen reader hears.
 pub fn plain(markup: &str) -> String {
     render(markup, Colours::None)
 }
 
-/// The markup split into runs of one style each.
+/// The markup split into runs of one style (and link) each.
 pub fn parse(markup: &str) -> Vec<Span> {
     let mut spans: Vec<Span> = Vec::new();
-    let mut stack: Vec<Style> = Vec::new();
+    // What each open tag replaced, restored by its `{/}`.
+    let mut stack: Vec<(Style, Option<Link>)> = Vec::new();
     let mut style = Style::default();
+    let mut link: Option<Link> = None;
     let mut text = String::new();
     let mut rest = markup;
     while let Some(open) = rest.find('{') {
@@ -126,14 +190,21 @@ pub fn parse(markup: &str) -> Vec<Span> {
         let tag = &after[..close];
         let next = if tag == "/" {
             stack.pop()
+        } else if let Some(new) = link_named(tag) {
+            stack.push((style, link.clone()));
+            Some((style, Some(new)))
         } else {
-            apply(style, tag).inspect(|_| stack.push(style))
+            apply(style, tag).map(|next| {
+                stack.push((style, link.clone()));
+                (next, link.clone())
+            })
         };
         match next {
-            Some(next) => {
-                if next != style {
-                    flush(&mut spans, style, &mut text);
-                    style = next;
+            Some((next_style, next_link)) => {
+                if next_style != style || next_link != link {
+                    flush(&mut spans, style, &link, &mut text);
+                    style = next_style;
+                    link = next_link;
                 }
             }
             // Not a tag: the braces and all are text.
@@ -146,22 +217,43 @@ pub fn parse(markup: &str) -> Vec<Span> {
         rest = &after[close + 1..];
     }
     text.push_str(rest);
-    flush(&mut spans, style, &mut text);
+    flush(&mut spans, style, &link, &mut text);
     spans
 }
 
-fn flush(spans: &mut Vec<Span>, style: Style, text: &mut String) {
+fn flush(spans: &mut Vec<Span>, style: Style, link: &Option<Link>, text: &mut String) {
     if text.is_empty() {
         return;
     }
     match spans.last_mut() {
-        Some(last) if last.style == style => last.text.push_str(text),
+        Some(last) if last.style == style && last.link == *link => last.text.push_str(text),
         _ => spans.push(Span {
             style,
+            link: link.clone(),
             text: std::mem::take(text),
         }),
     }
     text.clear();
+}
+
+/// The link a tag opens, or None if it opens none (a tag that looks like
+/// one but breaks a rule is then shown as text).
+fn link_named(tag: &str) -> Option<Link> {
+    // `{` too: a target with one could not be written back as markup.
+    let clean = |t: &str| !t.is_empty() && !t.chars().any(|c| c.is_control() || "{}".contains(c));
+    if let Some(command) = tag.strip_prefix("send:") {
+        return clean(command).then(|| Link::Send(command.to_owned()));
+    }
+    let url = tag.strip_prefix("url:")?;
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))?;
+    let has_host = rest.chars().next().is_some_and(|c| !"/?#".contains(c));
+    // Printable ASCII only: no spaces, and no look-alike Unicode or bidi
+    // controls that would show a player one address and open another.
+    let printable = url.bytes().all(|b| b.is_ascii_graphic());
+    (has_host && printable && clean(url)).then(|| Link::Url(url.to_owned()))
 }
 
 /// `style` with `tag` applied, or None if `tag` is no tag.
@@ -198,27 +290,51 @@ fn colour_named(name: &str) -> Option<Colour> {
 }
 
 /// The markup as a client that shows `colours` should get it: SGR escape
-/// sequences around each run, and a reset at the end if any was set.
+/// sequences around each run, and a reset at the end if any was set. A
+/// link is its text; a URL link's URL follows in angle brackets unless
+/// the text is the URL.
 pub fn render(markup: &str, colours: Colours) -> String {
     let spans = parse(markup);
     let mut out = String::with_capacity(markup.len() + 16);
     let mut current = Style::default();
+    // The URL link being rendered, and its text so far.
+    let mut url: Option<(String, String)> = None;
     for span in spans {
         let text: String = span
             .text
             .chars()
             .filter(|c| !c.is_control() || *c == '\n')
             .collect();
+        let this_url = match &span.link {
+            Some(Link::Url(u)) => Some(u),
+            _ => None,
+        };
+        if url.as_ref().map(|(u, _)| u) != this_url {
+            end_url(&mut out, url.take());
+            url = this_url.map(|u| (u.clone(), String::new()));
+        }
         if colours != Colours::None && span.style != current {
             sgr(&mut out, span.style, colours);
             current = span.style;
         }
         out.push_str(&text);
+        if let Some((_, shown)) = url.as_mut() {
+            shown.push_str(&text);
+        }
     }
+    end_url(&mut out, url);
     if current != Style::default() {
         out.push_str("\x1b[0m");
     }
     out
+}
+
+/// After a URL link's text, the URL, so a terminal's player can copy it.
+fn end_url(out: &mut String, url: Option<(String, String)>) {
+    let Some((url, shown)) = url else { return };
+    if shown.trim() != url {
+        let _ = write!(out, " <{url}>");
+    }
 }
 
 /// The escape sequence that sets `style` from scratch.
@@ -351,22 +467,27 @@ mod tests {
             [
                 Span {
                     style: Style::default(),
+                    link: None,
                     text: "a".into()
                 },
                 Span {
                     style: red,
+                    link: None,
                     text: "b".into()
                 },
                 Span {
                     style: red_bold,
+                    link: None,
                     text: "c".into()
                 },
                 Span {
                     style: red,
+                    link: None,
                     text: "d".into()
                 },
                 Span {
                     style: Style::default(),
+                    link: None,
                     text: "e".into()
                 },
             ]
@@ -438,7 +559,23 @@ mod tests {
     fn any_string_renders_without_panic_or_stray_escapes() {
         // A fixed-seed generator over the markup's own alphabet.
         let pieces = [
-            "{", "}", "/", "red", "bg:", "#", "ff", "x2", "bright-", "b", "{{", "é", "\u{1b}", "a",
+            "{",
+            "}",
+            "/",
+            "red",
+            "bg:",
+            "#",
+            "ff",
+            "x2",
+            "bright-",
+            "b",
+            "{{",
+            "é",
+            "\u{1b}",
+            "a",
+            "send:",
+            "url:https://",
+            "\u{9b}",
         ];
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..5_000 {
@@ -481,5 +618,119 @@ mod tests {
         assert_eq!(xterm_rgb(255), (238, 238, 238));
         assert_eq!(nearest_xterm(255, 0, 0), 196);
         assert_eq!(nearest_basic(250, 250, 250), 15);
+    }
+
+    #[test]
+    fn links_carry_their_target_and_end_at_their_close() {
+        let spans =
+            parse("go {send:north}{green}north{/}{/} or {url:https://ev.example/a?b=1}read{/}.");
+        let links: Vec<(Option<Link>, &str)> = spans
+            .iter()
+            .map(|s| (s.link.clone(), s.text.as_str()))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                (None, "go "),
+                (Some(Link::Send("north".into())), "north"),
+                (None, " or "),
+                (Some(Link::Url("https://ev.example/a?b=1".into())), "read"),
+                (None, "."),
+            ]
+        );
+        assert_eq!(spans[1].style.fg, Some(Colour::Basic(2)));
+        // A link inside a link replaces it until its close.
+        let spans = parse("{send:a}x{send:b}y{/}z{/}");
+        let targets: Vec<_> = spans.iter().map(|s| s.link.clone()).collect();
+        assert_eq!(
+            targets,
+            [
+                Some(Link::Send("a".into())),
+                Some(Link::Send("b".into())),
+                Some(Link::Send("a".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_link_that_breaks_a_rule_is_text() {
+        for bad in [
+            "{url:javascript:alert(1)}x{/}",
+            "{url:data:text/html,<script>}x{/}",
+            "{url:ftp://ev.example/}x{/}",
+            "{url:https://}x{/}",
+            "{url:https:///path}x{/}",
+            "{url:https://ev.example/a b}x{/}",
+            "{url:https://ev.exa\u{202e}mple/}x{/}",
+            "{url:https://ev.example/\x1b[2J}x{/}",
+            "{send:}x{/}",
+            "{send:look\x1b[31m}x{/}",
+            "{send:look\ncat}x{/}",
+            "{send:look {cat}x{/}",
+        ] {
+            assert!(parse(bad).iter().all(|s| s.link.is_none()), "{bad:?}");
+            let shown = render(bad, Colours::Truecolour);
+            assert!(
+                !shown.chars().any(|c| c.is_control() && c != '\n'),
+                "{bad:?}: {shown:?}"
+            );
+        }
+        assert_eq!(
+            plain("{url:javascript:alert(1)}x{/}"),
+            "{url:javascript:alert(1)}x{/}"
+        );
+        // Upper-case schemes are schemes all the same.
+        assert!(parse("{url:HTTPS://EV.EXAMPLE}x{/}")[0].link.is_some());
+    }
+
+    #[test]
+    fn a_terminal_gets_the_text_and_a_url_it_could_not_see() {
+        assert_eq!(
+            render("{send:look cat}the cat{/}", Colours::None),
+            "the cat"
+        );
+        assert_eq!(
+            render(
+                "see {url:https://ev.example/}{b}the docs{/}{/}!",
+                Colours::Ansi16
+            ),
+            "see \x1b[0;1mthe docs <https://ev.example/>\x1b[0m!"
+        );
+        // A link whose text is its URL shows it once.
+        assert_eq!(
+            render(
+                "{url:https://ev.example/}https://ev.example/{/}",
+                Colours::None
+            ),
+            "https://ev.example/"
+        );
+        // A link without text is nothing, on every client.
+        assert_eq!(render("{url:https://ev.example/}{/}", Colours::None), "");
+        // Two links in a row each get their own URL.
+        assert_eq!(
+            render(
+                "{url:http://a.example}a{/}{url:http://b.example}b{/}",
+                Colours::None
+            ),
+            "a <http://a.example>b <http://b.example>"
+        );
+    }
+
+    #[test]
+    fn links_built_from_other_words_are_safe() {
+        assert_eq!(
+            send_link("look cat", "the {cat}"),
+            "{send:look cat}the {{cat}{/}"
+        );
+        assert_eq!(plain(&send_link("look cat", "the {cat}")), "the {cat}");
+        // Commands no link can hold: the text alone.
+        assert_eq!(send_link("look {x}", "x"), "x");
+        assert_eq!(send_link("a\x1b", "x"), "x");
+        assert_eq!(send_link("", "x"), "x");
+        assert_eq!(url_link("javascript:alert(1)", "y"), "y");
+        assert_eq!(
+            url_link("https://ev.example/", "docs"),
+            "{url:https://ev.example/}docs{/}"
+        );
     }
 }

@@ -5,14 +5,19 @@
 //! Seven rooms joined by exits, things to pick up, `look`, `say`, `pose`,
 //! movement, `inventory`, `get` and `drop`, `brief` (a per-session setting
 //! that survives reloads), a bell that tolls on the hour and a cat that
-//! wanders on a timer, a `Room.Info` out-of-band message (GMCP) at
-//! each room change for clients that draw maps, and `route`, whose search
-//! for a way runs off the game's thread as deferred work.
+//! wanders on a timer, and a `Room.Info` out-of-band message (GMCP) at
+//! each room change for clients that draw maps. The exits line's
+//! directions are send-links (`{send:north}north{/}`): the webclient makes
+//! them clickable, a telnet client shows the words. Walking tires: each
+//! step costs one of [`MAX_MOVES`] moves, `rest` gives them back, and the
+//! count goes out as GMCP `Char.Vitals` (`mv`, `maxmv`), which the
+//! webclient shows as a gauge. `route` finds the way to a place as
+//! deferred work, off the game's thread.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ev_server::markup::escape;
+use ev_server::markup::{escape, send_link};
 use ev_server::{
     Context, Fired, Game, Login, Migration, Missed, ObjectId, Result, Setup, Spec, Timer,
     name_list, sort_names,
@@ -28,6 +33,9 @@ const DIRECTIONS: [(&str, &str); 6] = [
     ("up", "u"),
     ("down", "d"),
 ];
+
+/// How many steps a character walks before it must rest.
+pub const MAX_MOVES: i64 = 20;
 
 /// How often the cat moves on.
 const CAT_WANDERS: Duration = Duration::from_secs(120);
@@ -152,6 +160,10 @@ impl Game for Demo {
                 Demo::drop,
             )
             .command(
+                Spec::new("rest", "rest", "Sit a while: walking tires you."),
+                Demo::rest,
+            )
+            .command(
                 Spec::new(
                     "brief",
                     "brief",
@@ -227,6 +239,7 @@ impl Game for Demo {
 
     fn on_login(&mut self, cx: &mut Context) -> Result<()> {
         self.show_room(cx)?;
+        send_vitals(cx)?;
         if cx.login() != Some(Login::Takeover) {
             announce(cx, "has arrived.");
         }
@@ -237,6 +250,24 @@ impl Game for Demo {
         announce(cx, "has left.");
         Ok(())
     }
+}
+
+/// The moves `me` has left: all of them until it first walks.
+fn moves_left(cx: &Context, me: ObjectId) -> Result<i64> {
+    Ok(cx.get(me, "moves")?.unwrap_or(MAX_MOVES))
+}
+
+/// GMCP `Char.Vitals` for the typing session: what a client's gauges show.
+fn send_vitals(cx: &mut Context) -> Result<()> {
+    let (Some(me), Some(session)) = (cx.character(), cx.session()) else {
+        return Ok(());
+    };
+    let mv = moves_left(cx, me)?;
+    cx.oob(
+        session,
+        "Char.Vitals",
+        &serde_json::json!({"mv": mv, "maxmv": MAX_MOVES}),
+    )
 }
 
 /// Builds the world: Limbo, where new characters start, above a small
@@ -378,7 +409,10 @@ impl Demo {
         };
         let brief: bool = cx.session_value("brief")?.unwrap_or(false);
         let exits: Exits = cx.get(room, "exits")?.unwrap_or_default();
-        let mut lines = vec![format!("{{bold}}{{cyan}}{}{{/}}", escape(cx.name(room)))];
+        let mut lines = vec![format!(
+            "{{bold}}{{cyan}}{}{{/}}{{/}}",
+            escape(cx.name(room))
+        )];
         if !brief {
             let desc: String = cx.get(room, "desc")?.unwrap_or_default();
             lines.push(escape(&desc));
@@ -392,7 +426,7 @@ impl Demo {
         if !things.is_empty() {
             lines.push(format!("You see {}.", things.join(", ")));
         }
-        let dirs: Vec<&str> = exits.keys().map(String::as_str).collect();
+        let dirs: Vec<String> = exits.keys().map(|d| send_link(d, d)).collect();
         lines.push(if dirs.is_empty() {
             "There is no way out.".to_owned()
         } else {
@@ -421,6 +455,19 @@ impl Demo {
             cx.oob(session, "Room.Info", &info)?;
         }
         Ok(())
+    }
+
+    fn rest(&mut self, cx: &mut Context, _: &str) -> Result<()> {
+        let Some(me) = cx.character() else {
+            return Ok(());
+        };
+        if moves_left(cx, me)? >= MAX_MOVES {
+            cx.reply("You are rested already.");
+        } else {
+            cx.set(me, "moves", &MAX_MOVES)?;
+            cx.reply("You sit a while and rest your feet. You could walk for miles.");
+        }
+        send_vitals(cx)
     }
 
     fn say(&mut self, cx: &mut Context, text: &str) -> Result<()> {
@@ -470,6 +517,13 @@ impl Demo {
             cx.reply("You can't go that way.");
             return Ok(());
         };
+        let moves = moves_left(cx, me)?;
+        if moves <= 0 {
+            cx.reply("You are too tired to walk on. Rest a while first.");
+            return Ok(());
+        }
+        cx.set(me, "moves", &(moves - 1))?;
+        send_vitals(cx)?;
         let name = cx.name(me).to_owned();
         let crowd = cx.crowd_size();
         if cx.players_in(from).len() <= crowd {

@@ -228,3 +228,49 @@ fn route_finds_the_way_as_deferred_work_and_says_when_there_is_none() {
     g.run_work();
     assert_eq!(g.seen(alice), ["The way to Market Street: down, east."]);
 }
+
+/// The Char.Vitals moves `id` was sent since last asked.
+fn moves_seen(g: &mut TestGame<Demo>, id: ev_server::SessionId) -> Vec<(i64, i64)> {
+    g.oob_seen(id)
+        .into_iter()
+        .filter(|(name, _)| name == "Char.Vitals")
+        .filter_map(|(_, data)| Some((data["mv"].as_i64()?, data["maxmv"].as_i64()?)))
+        .collect()
+}
+
+#[test]
+fn walking_tires_resting_restores_and_each_change_goes_out_as_char_vitals() {
+    let mut g = game();
+    let alice = g.connect();
+    g.input(alice, "create Alice secret");
+    assert_eq!(
+        moves_seen(&mut g, alice),
+        [(MAX_MOVES, MAX_MOVES)],
+        "at login"
+    );
+    g.input(alice, "down");
+    assert_eq!(moves_seen(&mut g, alice), [(MAX_MOVES - 1, MAX_MOVES)]);
+    // Back and forth until tired, ending in the market: the next step is
+    // refused.
+    for i in 1..MAX_MOVES {
+        g.input(alice, if i % 2 == 1 { "east" } else { "west" });
+    }
+    assert_eq!(moves_seen(&mut g, alice).last(), Some(&(0, MAX_MOVES)));
+    assert_eq!(
+        g.input(alice, "west"),
+        ["You are too tired to walk on. Rest a while first."]
+    );
+    assert!(moves_seen(&mut g, alice).is_empty(), "nothing changed");
+    g.reload();
+    assert_eq!(
+        g.input(alice, "west"),
+        ["You are too tired to walk on. Rest a while first."],
+        "still tired after a reload"
+    );
+    assert_eq!(
+        g.input(alice, "rest"),
+        ["You sit a while and rest your feet. You could walk for miles."]
+    );
+    assert_eq!(moves_seen(&mut g, alice), [(MAX_MOVES, MAX_MOVES)]);
+    assert!(g.input(alice, "west")[0].starts_with("Town Square"));
+}

@@ -339,8 +339,8 @@ async fn active_server_plays_then_drains() {
             }),
             acked_seq: 2,
             // Everything the first server sent was delivered (its Room.Info
-            // at login is one of them).
-            output_seq: 8,
+            // and Char.Vitals at login are two of them).
+            output_seq: 9,
         }],
         last: true,
     })])
@@ -353,7 +353,7 @@ async fn active_server_plays_then_drains() {
     assert_eq!(texts(&seen, 1), ["Players online (1): Alice"]);
     assert!(
         seen.iter()
-            .any(|e| matches!(e, Out::Output(o) if o.session == 1 && o.seq == 9)),
+            .any(|e| matches!(e, Out::Output(o) if o.session == 1 && o.seq == 10)),
         "the output seq goes on from the first server's: {seen:?}"
     );
 

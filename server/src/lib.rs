@@ -39,9 +39,11 @@
 //!   typed attributes, what it says to whom, the timers it schedules, the
 //!   session's values) is committed together with the input, or not at
 //!   all. A handler does no I/O and never blocks.
-//! - Text is ev markup ([`markup`]): `{red}`, `{bold}`, `{/}`; the portal
+//! - Text is ev markup ([`markup`]): `{red}`, `{bold}`, `{/}`, and links
+//!   (`{send:look cat}the cat{/}`, `{url:https://…}docs{/}`); the portal
 //!   renders it for each client. Escape what players typed with
-//!   [`markup::escape`].
+//!   [`markup::escape`]; build a link from words that are not yours with
+//!   [`markup::send_link`].
 //! - [`Timer`]s are stored with the transaction that made them and fire
 //!   exactly once per due time, across reloads and crashes.
 //! - Slow work ([`Setup::work`], [`Context::defer`]) runs on a thread of

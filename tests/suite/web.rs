@@ -691,7 +691,9 @@ fn the_page_in_chromium_plays_stays_across_a_reload_and_resumes_after_a_drop() {
         }
         Err(why) => panic!("{why}"),
     };
-    let game = Game::started();
+    // ev-test-server, for its @markup.
+    let game = Game::with_server_script(|_| {});
+    game.start();
     let mut telly = game.login("Telly");
     let shots = std::env::var_os("EV_WEB_SCREENSHOTS")
         .map(std::path::PathBuf::from)
@@ -824,4 +826,94 @@ fn a_gmcp_subprotocol_client_gets_room_info_in_text_frames() {
     let room = gmcp.iter().find(|m| m.starts_with("Room.Info ")).unwrap();
     let data: Value = serde_json::from_str(&room["Room.Info ".len()..]).unwrap();
     assert!(data["name"].is_string(), "{room}");
+}
+
+/// The spans of a text message that carry `key` (a link's "send" or
+/// "url"), as (text, target).
+fn links(value: &Value, key: &str) -> Vec<(String, String)> {
+    value["spans"]
+        .as_array()
+        .map(|spans| {
+            spans
+                .iter()
+                .filter_map(|s| {
+                    Some((
+                        s["text"].as_str()?.to_string(),
+                        s[key].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn links_and_vitals_reach_the_page_as_data_and_a_link_that_breaks_a_rule_as_text() {
+    // ev-test-server, for its @markup.
+    let game = Game::with_server_script(|_| {});
+    game.start();
+    let mut telly = game.login("Telly");
+    let mut web = Web::new(&game, "web");
+    web.expect_text("Welcome to ");
+    web.input(&format!("create Linky {PASSWORD}"));
+    // The look at login: the demo's exits are send-links.
+    let look = web.expect("the exits line", |v| {
+        v["t"] == "text" && shown(v).contains("Exits: ")
+    });
+    assert_eq!(
+        links(&look, "send"),
+        [("down".to_string(), "down".to_string())],
+        "{look}"
+    );
+    let vitals = web.expect("Char.Vitals", |v| {
+        v["t"] == "oob" && v["name"] == "Char.Vitals"
+    });
+    assert_eq!(vitals["data"], json!({"mv": 20, "maxmv": 20}));
+    web.input("down");
+    let vitals = web.expect("Char.Vitals after a step", |v| {
+        v["t"] == "oob" && v["name"] == "Char.Vitals"
+    });
+    assert_eq!(vitals["data"], json!({"mv": 19, "maxmv": 20}));
+
+    // Targets no game should write: the page gets them as data (it never
+    // parses HTML), and one that breaks the markup's rules as plain text.
+    web.input(
+        "@markup {send:\"><img src=x onerror=alert(1)>}evil{/} \
+         {url:javascript:alert(1)}js{/} {url:https://ev.example/?q=<b>}docs{/}",
+    );
+    let evil = web.expect("the @markup line", |v| {
+        v["t"] == "text" && shown(v).contains("evil")
+    });
+    assert_eq!(
+        links(&evil, "send"),
+        [(
+            "evil".to_string(),
+            "\"><img src=x onerror=alert(1)>".to_string()
+        )]
+    );
+    assert_eq!(
+        links(&evil, "url"),
+        [("docs".to_string(), "https://ev.example/?q=<b>".to_string())]
+    );
+    assert!(
+        shown(&evil).contains("{url:javascript:alert(1)}js{/}"),
+        "{evil}"
+    );
+
+    // A telnet client gets the words, and a URL after its link's text.
+    telly.send_line("@markup see {url:https://ev.example/docs}the docs{/} or {send:look}look{/}.");
+    telly.expect("see the docs <https://ev.example/docs> or look.");
+}
+
+#[test]
+fn a_message_many_times_the_socket_read_buffer_arrives_whole() {
+    // The portal reads a socket 4 KiB at a time, to keep idle sessions
+    // small; a page's message five times that must still come whole.
+    let game = Game::with_config(|c| c.portal.max_line_bytes = 32 * 1024);
+    game.start();
+    let mut web = Web::new(&game, "web");
+    web.create("Wordy");
+    let long = "word ".repeat(4_000);
+    web.input(&format!("say {long}"));
+    web.expect_text(&format!("You say, \"{}\"", long.trim()));
 }

@@ -136,8 +136,14 @@ try {
   check((await log.getAttribute('aria-atomic')) === 'false', 'the log is not atomic');
   check(await page.evaluate(() => document.activeElement.id === 'input'), 'the input has the focus');
 
+  check(await page.locator('#vitals').isHidden(), 'no vitals before the game sends any');
   await type(page, `create Webby ${password}`);
   await waitFor(page, 'Welcome, Webby!');
+  // The demo's Char.Vitals at login: a gauge, as a meter.
+  const moves = page.getByRole('meter', { name: 'Moves' });
+  await moves.waitFor({ state: 'visible', timeout: WAIT });
+  check((await moves.getAttribute('aria-valuenow')) === '20', 'the moves gauge is full');
+  check((await moves.getAttribute('aria-valuemax')) === '20', 'the moves gauge is out of 20');
   check((await count(page, password)) === 0, 'the password of a one-line login is not echoed');
   await type(page, 'say hello from the web');
   await waitFor(page, 'You say, "hello from the web"');
@@ -188,9 +194,42 @@ try {
   check((await page.locator('#input').inputValue()) === 'client', 'history recalls the last command');
   await page.locator('#input').fill('');
 
+  // The exits are links: a click is the command typed, echoed as input.
+  const echoes = async (text) => page.evaluate(
+    (t) => [...document.querySelectorAll('#log .echo')].filter((e) => e.textContent === t).length,
+    text,
+  );
+  await page.locator('#log a.send', { hasText: /^down$/ }).last().click();
+  await waitFor(page, 'Town Square');
+  check((await echoes('down')) === 1, 'the click was echoed as input');
+  await page.waitForFunction(
+    () => document.querySelector('[role=meter][aria-label=Moves]').getAttribute('aria-valuenow') === '19',
+    null,
+    { timeout: WAIT },
+  );
+  check(await page.evaluate(() => document.activeElement.id === 'input'), 'the input keeps the focus after a click');
+  await page.locator('#log a.send', { hasText: /^up$/ }).last().click();
+  await waitFor(page, 'Here: Telly', 2);
+
   await type(page, 'look');
-  await waitFor(page, 'Here: ', 2);
+  await waitFor(page, 'Here: ', 3);
   await page.screenshot({ path: path.join(shots, 'desktop.png') });
+
+  // Link targets no game should write stay data: no HTML, no script, no
+  // javascript: link; a web link opens apart from the page.
+  await type(page, '@markup {send:"><img src=x onerror=window.pwned=1>}evil{/} {url:javascript:window.pwned=2}js{/} {url:https://ev.example/docs}the docs{/}');
+  const docs = page.locator('#log a.url', { hasText: 'the docs' });
+  await docs.waitFor({ timeout: WAIT });
+  check(await page.evaluate(() => document.querySelector('#log img') === null), 'no HTML from a link target');
+  check(await page.evaluate(() => [...document.querySelectorAll('#log a')].every((a) => /^(https?:|#$)/.test(a.getAttribute('href')))), 'only http(s) and send links');
+  // Once echoed as typed, once from the game: as text, not as a link.
+  check((await count(page, '{url:javascript:window.pwned=2}js{/}')) === 2, 'a javascript: link is text');
+  check((await docs.getAttribute('href')) === 'https://ev.example/docs', 'the URL link goes where it says');
+  check((await docs.getAttribute('target')) === '_blank', 'in a new tab');
+  check((await docs.getAttribute('rel')) === 'noopener noreferrer', 'without an opener or referrer');
+  await page.locator('#log a.send', { hasText: 'evil' }).click();
+  await waitFor(page, 'onerror=window.pwned=1>', 2);
+  check(await page.evaluate(() => document.querySelector('#log img') === null && window.pwned === undefined), 'a clicked target is sent as text');
 
   await step('reload');
   await type(page, 'say after the reload');
@@ -215,7 +254,7 @@ try {
 
   await page.setViewportSize({ width: 390, height: 844 });
   await type(page, 'look');
-  await waitFor(page, 'Here: ', 3);
+  await waitFor(page, 'Here: ', 4);
   await page.screenshot({ path: path.join(shots, 'phone.png') });
 
   // Another browser logs in to the same character: its password prompt is

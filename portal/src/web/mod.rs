@@ -407,6 +407,9 @@ fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) 
     })
 }
 
+/// What a socket reads into at a time; see `upgrade`.
+const WS_READ_BUFFER: usize = 4 * 1024;
+
 async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Extension(conn): Extension<Conn>,
@@ -451,7 +454,12 @@ async fn upgrade(
             protocol::TERMINAL,
         ])
         .max_message_size(shared.limits.max_message)
-        .max_frame_size(shared.limits.max_message);
+        .max_frame_size(shared.limits.max_message)
+        // tungstenite's 128 KiB default read buffer is held by every idle
+        // socket: 150 KiB a web session against telnet's 8 (scripts/bench-web).
+        // A page's messages are a few hundred bytes; a larger one still
+        // arrives whole, read in more pieces.
+        .read_buffer_size(WS_READ_BUFFER);
     let wire = Wire::from_protocol(upgrade.selected_protocol().and_then(|p| p.to_str().ok()));
     let peer = conn.peer;
     let tracker = shared.tracker.clone();

@@ -32,7 +32,11 @@
 //!   `{"t":"text","n":N,"kind":"line"|"prompt"|"secret","spans":[SPAN…]}`
 //!   with SPAN `{"text":"…"}` plus, when set, `"fg"` and `"bg"` (a number
 //!   0-15 for the 16 ANSI colours, or `"#rrggbb"`), `"b"`, `"i"`, `"u"`
-//!   (true for bold, italic, underline); `{"t":"notice","n":N,"text":"…"}`,
+//!   (true for bold, italic, underline), and for a span of a markup link
+//!   `"send":"COMMAND"` (a command the page sends as if typed when the
+//!   span is clicked) or `"url":"https://…"` (a page opened in a new tab;
+//!   only http and https, as the markup allows);
+//!   `{"t":"notice","n":N,"text":"…"}`,
 //!   a line of the portal's own; `{"t":"pause","n":N,"paused":B,"text":"…"}`,
 //!   the game paused (a long reload, a crash being recovered) or back;
 //!   `{"t":"oob","n":N,"name":"Room.Info","data":JSON}`.
@@ -65,7 +69,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use ev::link::{Form, Oob, TextKind};
-use ev::markup::{self, Colour, Colours};
+use ev::markup::{self, Colour, Colours, Link};
 
 /// ev's own protocol, by name.
 pub const EV: &str = "v1.ev";
@@ -164,6 +168,10 @@ pub struct SpanOut {
     pub i: bool,
     #[serde(skip_serializing_if = "is_false")]
     pub u: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -218,17 +226,28 @@ pub fn spans(text: &str, form: Form) -> Vec<SpanOut> {
             b: false,
             i: false,
             u: false,
+            send: None,
+            url: None,
         }];
     }
     markup::parse(text)
         .into_iter()
-        .map(|span| SpanOut {
-            text: clean(&span.text),
-            fg: span.style.fg.map(colour),
-            bg: span.style.bg.map(colour),
-            b: span.style.bold,
-            i: span.style.italic,
-            u: span.style.underline,
+        .map(|span| {
+            let (send, url) = match span.link {
+                Some(Link::Send(command)) => (Some(command), None),
+                Some(Link::Url(url)) => (None, Some(url)),
+                None => (None, None),
+            };
+            SpanOut {
+                text: clean(&span.text),
+                fg: span.style.fg.map(colour),
+                bg: span.style.bg.map(colour),
+                b: span.style.bold,
+                i: span.style.italic,
+                u: span.style.underline,
+                send,
+                url,
+            }
         })
         .filter(|s| !s.text.is_empty())
         .collect()
@@ -505,5 +524,22 @@ mod tests {
         assert_eq!(xterm_rgb(231), (255, 255, 255));
         assert_eq!(xterm_rgb(232), (8, 8, 8));
         assert_eq!(xterm_rgb(255), (238, 238, 238));
+    }
+
+    #[test]
+    fn links_reach_the_page_as_targets_and_never_as_html() {
+        let out = spans(
+            "{send:look cat}the {b}cat{/}{/} {url:https://ev.example/?a=1&b=\"x\"}docs{/} \
+             {send:\"><img src=x onerror=alert(1)>}evil{/} {url:javascript:alert(1)}js{/}",
+            Form::LINE,
+        );
+        let json = serde_json::to_string(&out).unwrap();
+        assert_eq!(
+            json,
+            r##"[{"text":"the ","send":"look cat"},{"text":"cat","b":true,"send":"look cat"},{"text":" "},{"text":"docs","url":"https://ev.example/?a=1&b=\"x\""},{"text":" "},{"text":"evil","send":"\"><img src=x onerror=alert(1)>"},{"text":" {url:javascript:alert(1)}js{/}"}]"##
+        );
+        // Plain text (not markup) holds no link.
+        let plain = spans("{send:x}y{/}", Form::PLAIN);
+        assert!(plain.iter().all(|s| s.send.is_none() && s.url.is_none()));
     }
 }

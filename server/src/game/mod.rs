@@ -1840,8 +1840,10 @@ fn builtins<G: Game>(test_commands: bool) -> Registry<Action<G>> {
     registry
 }
 
-/// `@crash` (abort at once) and `@hang` (block the engine far past the
-/// command timeout), when `on`: only the test build has them at all.
+/// `@crash` (abort at once), `@hang` (block the engine far past the
+/// command timeout), `@timer` and `@markup` (the player's text as the
+/// game's own markup, so tests can send what no game's escaping would
+/// let through), when `on`: only the test build has them at all.
 #[cfg(any(test, feature = "test-build"))]
 fn test_only<G: Game>(on: bool) -> Vec<(Spec, Builtin<G>)> {
     if !on {
@@ -1888,6 +1890,17 @@ fn test_only<G: Game>(on: bool) -> Vec<(Spec, Builtin<G>)> {
                 let result = k.with_game(tx, out, Some(id), |_, cx| cx.defer(TEST_WORK, &input));
                 settle(result, Some(id), "@work", out)?;
                 out.output(id, "Work deferred.");
+                Ok(Flow::Done)
+            },
+        ),
+        (
+            test(Spec::new(
+                "@markup",
+                "@markup TEXT",
+                "Reply TEXT as markup, unescaped: what a game could write.",
+            )),
+            |_, _, id, args, out| {
+                out.output(id, args.to_owned());
                 Ok(Flow::Done)
             },
         ),

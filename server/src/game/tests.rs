@@ -561,7 +561,8 @@ fn every_command_is_registered_and_no_secret_is_logged() {
     assert_eq!(
         names,
         [
-            "@crash", "@grant", "@hang", "@timer", "@timers", "@work", "client", "connect",
+            "@crash", "@grant", "@hang", "@markup", "@timer", "@timers", "@work", "client",
+            "connect",
             "create", "help", "look", "ping", "quit", "say", "version", "who"
         ],
         "a command clashed with another and was left out"

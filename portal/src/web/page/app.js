@@ -85,12 +85,45 @@
     }
   }
 
+  // A link's target as the page will use it: a command to send, or an
+  // http(s) URL (the portal allows no other; checked again here all the
+  // same, as the page must never make a javascript: or data: link).
+  function webUrl(value) {
+    if (typeof value !== 'string') return null;
+    try {
+      const u = new URL(value);
+      return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
   // Game text is always put in as text, never as HTML.
   function line(spans, cls) {
     const div = document.createElement('div');
     if (cls) div.className = cls;
     for (const s of spans || []) {
-      const span = document.createElement('span');
+      const url = webUrl(s.url);
+      const command = typeof s.send === 'string' && s.send !== '' ? s.send : null;
+      let span;
+      if (url) {
+        span = document.createElement('a');
+        span.href = url;
+        span.target = '_blank';
+        span.rel = 'noopener noreferrer';
+        span.title = url;
+        span.className = 'url';
+      } else if (command) {
+        // A link that acts rather than goes: keyboard-reachable, and
+        // announced as a link to the command it sends.
+        span = document.createElement('a');
+        span.href = '#';
+        span.className = 'send';
+        span.title = command;
+        span.dataset.send = command;
+      } else {
+        span = document.createElement('span');
+      }
       span.textContent = String(s.text ?? '');
       colour(span, s.fg, 'fg');
       colour(span, s.bg, 'bg');
@@ -101,6 +134,17 @@
     }
     return div;
   }
+
+  // One listener for every send-link, old or new: clicking one is typing
+  // its command.
+  log.addEventListener('click', (event) => {
+    const link = event.target instanceof Element ? event.target.closest('a.send') : null;
+    if (!link || !log.contains(link)) return;
+    event.preventDefault();
+    if (finished) return;
+    send(link.dataset.send, true);
+    input.focus();
+  });
 
   function say(text, cls) {
     append(line([{ text }], cls));
@@ -140,7 +184,72 @@
     }
   }
 
+  // --- Vitals: any X/maxX pair of GMCP Char.Vitals, as gauges ---------
+
+  const MAX_GAUGES = 8;
+  const VITAL_NAMES = { hp: 'Health', mp: 'Mana', mv: 'Moves', ep: 'Energy', sp: 'Spirit', en: 'Endurance' };
+  // What Char.Vitals has said so far: games often send only what changed.
+  let vitals = {};
+
+  function number(value) {
+    const n = typeof value === 'number' ? value : (typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN);
+    return Number.isFinite(n) ? n : null;
+  }
+
+  function showVitals(data) {
+    for (const [key, value] of Object.entries(data)) {
+      if (number(value) === null) continue;
+      // Bounded: a game that sends a thousand keys gets the first few.
+      if (key in vitals || Object.keys(vitals).length < 4 * MAX_GAUGES) vitals[key] = value;
+    }
+    const box = $('vitals');
+    const pairs = Object.keys(vitals)
+      .filter((k) => !k.startsWith('max') && number(vitals['max' + k]) > 0)
+      .slice(0, MAX_GAUGES);
+    if (!pairs.length) return;
+    const kept = new Set(pairs);
+    for (const old of [...box.children]) if (!kept.has(old.dataset.key)) old.remove();
+    for (const key of pairs) {
+      const max = number(vitals['max' + key]);
+      const now = Math.min(Math.max(number(vitals[key]), 0), max);
+      let gauge = [...box.children].find((g) => g.dataset.key === key);
+      if (!gauge) {
+        gauge = document.createElement('div');
+        gauge.className = 'gauge';
+        gauge.dataset.key = key;
+        gauge.setAttribute('role', 'meter');
+        gauge.setAttribute('aria-valuemin', '0');
+        const name = document.createElement('span');
+        name.className = 'gauge-name';
+        name.textContent = VITAL_NAMES[key.toLowerCase()] || key;
+        gauge.setAttribute('aria-label', name.textContent);
+        const track = document.createElement('span');
+        track.className = 'gauge-track';
+        track.setAttribute('aria-hidden', 'true');
+        const fill = document.createElement('span');
+        fill.className = 'gauge-fill';
+        track.appendChild(fill);
+        const shown = document.createElement('span');
+        shown.className = 'gauge-value';
+        shown.setAttribute('aria-hidden', 'true');
+        gauge.append(name, track, shown);
+        box.appendChild(gauge);
+      }
+      gauge.setAttribute('aria-valuemax', String(max));
+      gauge.setAttribute('aria-valuenow', String(now));
+      gauge.setAttribute('aria-valuetext', `${now} of ${max}`);
+      gauge.classList.toggle('low', now <= max / 4);
+      gauge.querySelector('.gauge-fill').style.width = `${(100 * now) / max}%`;
+      gauge.querySelector('.gauge-value').textContent = `${now}/${max}`;
+    }
+    box.hidden = false;
+  }
+
   function oob(name, data) {
+    if (name === 'Char.Vitals' && data && typeof data === 'object' && !Array.isArray(data)) {
+      showVitals(data);
+      return;
+    }
     if (name === 'Room.Info' && data && typeof data === 'object') {
       $('room').hidden = false;
       $('room-name').textContent = String(data.name ?? '');
@@ -214,6 +323,9 @@
       acked = 0;
       nextInput = 1;
       unacked = unacked.map((i) => ({ ...i, n: nextInput++ }));
+      vitals = {};
+      $('vitals').replaceChildren();
+      $('vitals').hidden = true;
     } else {
       unacked = unacked.filter((i) => i.n > msg.input);
     }
