@@ -39,6 +39,7 @@
 mod address;
 mod bucket;
 mod charset;
+mod expiry;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gmcp;
@@ -106,6 +107,9 @@ pub async fn run(
     let stop_link = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (hub_tx, hub_rx) = hub::api::channel();
+    if let Some(tls) = &tls {
+        tls.certificate.tell_staff_through(hub_tx.clone());
+    }
     let hub = hub::Hub::new(
         hub_rx,
         hub_tx.clone(),
@@ -311,9 +315,10 @@ async fn listen_tls(
         cert: game.path(&config.portal.tls_cert),
         key: game.path(&config.portal.tls_key),
     };
-    let (certificate, acceptor) = tls::Certificate::load(files).with_context(
-        || "reading the TLS certificate (portal.tls_cert and portal.tls_key in ev.toml)",
-    )?;
+    let (certificate, acceptor) = tls::Certificate::load(files, config.portal.tls_expiry_warn_days)
+        .with_context(
+            || "reading the TLS certificate (portal.tls_cert and portal.tls_key in ev.toml)",
+        )?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the TLS listener on {addr} (portal.tls in ev.toml)"))?;
