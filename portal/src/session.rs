@@ -179,7 +179,7 @@ impl<S: Transport> Connection<S> {
                                 out.output(&mut self.negotiation, &text, form, self.out.colours())
                             }
                             Some(Outbound::Oob(oob)) => {
-                                if let Err(e) = out.oob(&self.negotiation, &oob) {
+                                if let Err(e) = out.oob(&mut self.negotiation, &oob) {
                                     complaints.server(&e);
                                 }
                             }
@@ -506,7 +506,7 @@ impl Writer {
     /// Stages the game's out-of-band data as the client takes it, if it does.
     fn oob(
         &mut self,
-        negotiation: &Negotiation,
+        negotiation: &mut Negotiation,
         oob: &Oob,
     ) -> Result<(), crate::negotiation::Dropped> {
         negotiation.oob(oob, &mut self.plain).map(|_| ())
