@@ -111,6 +111,12 @@ pub struct PortalConfig {
     /// it is closed. Until then it holds its place in
     /// `max_connections_per_ip` and `max_connections`.
     pub tls_handshake_timeout_s: u64,
+    /// Days before the TLS certificate's end (its notAfter) from which the
+    /// portal warns, in its log and to the game's admins in play, when it
+    /// reads the certificate (at the start, a renewal, each `evctl
+    /// reload`). Nothing is refused: an expired certificate is still
+    /// served. 0: no warning.
+    pub tls_expiry_warn_days: u64,
     /// Longest input line in bytes; a longer line is refused with a message.
     pub max_line_bytes: usize,
     /// Inputs per session held while not yet applied by a server (e.g. during a
@@ -200,6 +206,7 @@ impl Default for PortalConfig {
             tls_cert: "tls/cert.pem".into(),
             tls_key: "tls/key.pem".into(),
             tls_handshake_timeout_s: 10,
+            tls_expiry_warn_days: 14,
             max_line_bytes: 4096,
             input_queue: 256,
             output_queue: 4096,
@@ -843,6 +850,9 @@ mod tests {
         assert!(err.contains("line 2") && err.contains("tls"), "{err}");
         let err = parse("[portal]\ntls_handshake_timeout_s = 0\n").unwrap_err();
         assert!(err.contains("portal.tls_handshake_timeout_s"), "{err}");
+        assert_eq!(c.portal.tls_expiry_warn_days, 14);
+        let c = parse("[portal]\ntls_expiry_warn_days = 0\n").unwrap();
+        assert_eq!(c.portal.tls_expiry_warn_days, 0, "0 turns the warning off");
     }
 
     #[test]

@@ -5,8 +5,9 @@
 pub const LINK_MAJOR: u32 = 1;
 /// 1.1: `Working`. 1.2: `SessionInfo`, and a session's terminal and
 /// capabilities. 1.3: Output's markup and kind (line, prompt, secret), and
-/// out-of-band data both ways. 1.4: `StaffNotice`.
-pub const LINK_MINOR: u32 = 4;
+/// out-of-band data both ways. 1.4: `StaffNotice`. 1.5: a session's
+/// colour setting (`ServerSession::colours`).
+pub const LINK_MINOR: u32 = 5;
 
 /// The crate version; build ids of server binaries are content hashes taken by
 /// the supervisor (see `run/bin/`), this is what a process says of itself.

@@ -336,6 +336,7 @@ async fn active_server_plays_then_drains() {
                 account_id: 1,
                 character_id: alice,
                 extra: vec![],
+                ..Default::default()
             }),
             acked_seq: 2,
             // Everything the first server sent was delivered (its Room.Info

@@ -87,6 +87,11 @@ pub struct Common {
     /// as most MUD clients do; without it every option is refused.
     #[arg(long, global = true)]
     pub mccp2: bool,
+    /// Agree to every telnet option the game offers, as a full MUD client
+    /// does (MCCP2 included): TTYPE with MTTS, NAWS, CHARSET (UTF-8), GMCP
+    /// with Core.Hello, MSDP, MSSP, EOR, SGA, ECHO. What negotiation costs.
+    #[arg(long, global = true)]
+    pub all_options: bool,
     /// Connect from these source addresses (loopback, comma-separated), in
     /// turn, so a game's per-address limits see several hosts.
     #[arg(long, global = true, value_delimiter = ',')]

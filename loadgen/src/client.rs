@@ -94,7 +94,7 @@ impl Client {
         stream.set_nodelay(true).map_err(LoginError::Io)?;
         Ok(Client {
             stream,
-            inbound: Inbound::new(game.mccp2),
+            inbound: Inbound::new(game.mccp2, game.all_options),
             ready: VecDeque::new(),
             replies: Vec::new(),
             buf: vec![0; READ_BUF].into_boxed_slice(),

@@ -34,6 +34,8 @@ pub struct Game {
     pub connect_timeout: Duration,
     /// Accept MCCP2 compression when the game offers it.
     pub mccp2: bool,
+    /// Agree to every option the game offers (`--all-options`).
+    pub all_options: bool,
     /// Source addresses of the sessions, taken in turn (empty: the kernel
     /// picks). A game that limits per address sees each as its own host.
     pub sources: Vec<IpAddr>,
@@ -79,6 +81,7 @@ impl Game {
             login_phase_timeout: Duration::from_millis(common.login_phase_timeout_ms),
             connect_timeout: Duration::from_millis(common.connect_timeout_ms),
             mccp2: common.mccp2,
+            all_options: common.all_options,
             sources: common.bind.clone(),
             next_source: Arc::new(AtomicUsize::new(0)),
         })

@@ -33,11 +33,16 @@ struct Inflate {
 }
 
 impl Inbound {
-    /// Refuses every telnet option, or all but MCCP2.
-    pub fn new(accept_mccp2: bool) -> Inbound {
+    /// Refuses every telnet option, or all but MCCP2; or, `everything`,
+    /// agrees to every one.
+    pub fn new(accept_mccp2: bool, everything: bool) -> Inbound {
         Inbound {
             plain: Plain {
-                decoder: Decoder::new(accept_mccp2),
+                decoder: if everything {
+                    Decoder::everything()
+                } else {
+                    Decoder::new(accept_mccp2)
+                },
                 lines: Lines::default(),
                 text: Vec::new(),
             },
@@ -209,7 +214,7 @@ mod tests {
     ];
 
     fn push_pieces(mccp2: bool, pieces: &[&[u8]]) -> io::Result<(Vec<String>, Vec<u8>)> {
-        let mut inbound = Inbound::new(mccp2);
+        let mut inbound = Inbound::new(mccp2, false);
         let (mut lines, mut replies) = (Vec::new(), Vec::new());
         for piece in pieces {
             inbound.push(piece, &mut lines, &mut replies)?;
@@ -265,7 +270,7 @@ mod tests {
         bytes.extend_from_slice(&START);
         // Left open: the inflater stays, as while a game keeps compressing.
         bytes.extend(zlib(&[&text], false));
-        let mut inbound = Inbound::new(true);
+        let mut inbound = Inbound::new(true, false);
         let (mut lines, mut replies) = (Vec::new(), Vec::new());
         inbound.push(&bytes, &mut lines, &mut replies).unwrap();
         assert_eq!(lines.len(), 10_000);
@@ -276,7 +281,7 @@ mod tests {
 
     #[test]
     fn the_inflater_is_made_only_when_compression_starts_and_dropped_at_its_end() {
-        let mut inbound = Inbound::new(true);
+        let mut inbound = Inbound::new(true, false);
         let (mut lines, mut replies) = (Vec::<String>::new(), Vec::new());
         inbound
             .push(&[IAC, WILL, MCCP2], &mut lines, &mut replies)

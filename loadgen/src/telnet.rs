@@ -8,6 +8,13 @@
 //! into lines at `\n`, drops the `\r` of telnet's `\r\n`, and bounds a line's
 //! length. Both keep an incomplete sequence or line across calls, so any split
 //! of the input gives the same result.
+//!
+//! [`Decoder::everything`] is the other extreme, a client that agrees to every
+//! option a MUD offers, to measure what negotiation costs the game: it takes
+//! each WILL with DO and each DO with WILL (once: an option already on is not
+//! answered again, so it cannot loop), answers TTYPE with an MTTS cycle
+//! (256 colours, truecolour, UTF-8), reports a window with NAWS, accepts
+//! UTF-8 when CHARSET asks, and greets GMCP with Core.Hello.
 
 pub const IAC: u8 = 255;
 pub const DONT: u8 = 254;
@@ -18,6 +25,15 @@ pub const SB: u8 = 250;
 pub const SE: u8 = 240;
 /// MCCP version 2: after `IAC SB 86 IAC SE` the game's output is one zlib stream.
 pub const MCCP2: u8 = 86;
+pub const TTYPE: u8 = 24;
+pub const NAWS: u8 = 31;
+pub const CHARSET: u8 = 42;
+pub const GMCP: u8 = 201;
+/// TTYPE's and CHARSET's first subcommand byte: SEND and REQUEST.
+const SEND_OR_REQUEST: u8 = 1;
+/// What a client of [`Decoder::everything`] says it is, in TTYPE's order:
+/// MTTS 271 is ANSI, VT100, UTF-8, 256 colours and truecolour.
+const TTYPES: [&str; 3] = ["EV-LOADGEN", "XTERM-256COLOR", "MTTS 271"];
 
 /// A subnegotiation longer than this is taken to be garbage: the decoder goes
 /// back to text rather than swallowing everything the game sends after it.
@@ -48,13 +64,22 @@ pub enum Fed {
     CompressedFrom(usize),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
     state: State,
     sub_len: usize,
     /// The first byte of the current subnegotiation: its option.
     sub_option: u8,
+    /// Its second: TTYPE's SEND, CHARSET's REQUEST.
+    sub_command: u8,
     accept_mccp2: bool,
+    /// Agree to everything ([`Decoder::everything`]).
+    everything: bool,
+    /// Options on, each side, once agreed to (everything only).
+    on_us: [bool; 256],
+    on_him: [bool; 256],
+    /// TTYPE answers given in this cycle.
+    ttypes_sent: usize,
     /// We answered the game's WILL 86 with DO, and it has not said WONT since.
     mccp2_agreed: bool,
 }
@@ -63,8 +88,24 @@ impl Decoder {
     /// A decoder that refuses every option, or all but MCCP2.
     pub fn new(accept_mccp2: bool) -> Decoder {
         Decoder {
+            state: State::Text,
+            sub_len: 0,
+            sub_option: 0,
+            sub_command: 0,
             accept_mccp2,
-            ..Decoder::default()
+            everything: false,
+            on_us: [false; 256],
+            on_him: [false; 256],
+            ttypes_sent: 0,
+            mccp2_agreed: false,
+        }
+    }
+
+    /// A decoder that agrees to every option (see the module's docs).
+    pub fn everything() -> Decoder {
+        Decoder {
+            everything: true,
+            ..Decoder::new(true)
         }
     }
 
@@ -95,8 +136,13 @@ impl Decoder {
                 }
                 (State::Sub, IAC) => State::SubIac,
                 (State::Sub, b) => {
-                    if self.sub_len == 0 {
-                        self.sub_option = b;
+                    match self.sub_len {
+                        0 => {
+                            self.sub_option = b;
+                            self.sub_command = 0;
+                        }
+                        1 => self.sub_command = b,
+                        _ => {}
                     }
                     self.sub_len += 1;
                     if self.sub_len > MAX_SUBNEG {
@@ -112,6 +158,9 @@ impl Decoder {
                     if self.mccp2_agreed && self.sub_option == MCCP2 && self.sub_len == 1 {
                         return Fed::CompressedFrom(i + 1);
                     }
+                    if self.everything {
+                        self.subnegotiated(replies);
+                    }
                     State::Text
                 }
                 // IAC IAC inside SB is an escaped 255; anything else is malformed
@@ -123,6 +172,9 @@ impl Decoder {
     }
 
     fn answer(&mut self, verb: u8, option: u8, replies: &mut Vec<u8>) {
+        if self.everything && option != MCCP2 {
+            return self.agree(verb, option, replies);
+        }
         match verb {
             // A game that ended its stream asks again with WILL to restart it
             // and waits for DO, so every WILL 86 is answered. It cannot loop: a
@@ -143,6 +195,73 @@ impl Decoder {
             _ => {}
         }
     }
+}
+
+impl Decoder {
+    /// Everything's answer to a request: yes, once.
+    fn agree(&mut self, verb: u8, option: u8, replies: &mut Vec<u8>) {
+        let at = usize::from(option);
+        match verb {
+            WILL if !self.on_him[at] => {
+                self.on_him[at] = true;
+                replies.extend_from_slice(&[IAC, DO, option]);
+                if option == GMCP {
+                    sub(
+                        GMCP,
+                        br#"Core.Hello {"client":"ev-loadgen","version":"1"}"#,
+                        replies,
+                    );
+                }
+            }
+            DO if !self.on_us[at] => {
+                self.on_us[at] = true;
+                replies.extend_from_slice(&[IAC, WILL, option]);
+                if option == NAWS {
+                    sub(NAWS, &[0, 80, 0, 24], replies);
+                }
+                if option == TTYPE {
+                    self.ttypes_sent = 0;
+                }
+            }
+            WONT if self.on_him[at] => {
+                self.on_him[at] = false;
+                replies.extend_from_slice(&[IAC, DONT, option]);
+            }
+            DONT if self.on_us[at] => {
+                self.on_us[at] = false;
+                replies.extend_from_slice(&[IAC, WONT, option]);
+            }
+            _ => {}
+        }
+    }
+
+    /// Everything's answer to TTYPE's SEND (the next name of the cycle,
+    /// the last again once done) and CHARSET's REQUEST (UTF-8).
+    fn subnegotiated(&mut self, replies: &mut Vec<u8>) {
+        match (self.sub_option, self.sub_command) {
+            (TTYPE, SEND_OR_REQUEST) => {
+                let name = TTYPES[self.ttypes_sent.min(TTYPES.len() - 1)];
+                self.ttypes_sent += 1;
+                sub(TTYPE, &[&[0][..], name.as_bytes()].concat(), replies);
+            }
+            (CHARSET, SEND_OR_REQUEST) => {
+                sub(CHARSET, &[&[2][..], b"UTF-8"].concat(), replies);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `IAC SB option data IAC SE`, IAC in data doubled.
+fn sub(option: u8, data: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&[IAC, SB, option]);
+    for &b in data {
+        out.push(b);
+        if b == IAC {
+            out.push(IAC);
+        }
+    }
+    out.extend_from_slice(&[IAC, SE]);
 }
 
 /// Cuts text into lines. `\r` before `\n` is dropped, and so is a `\0` after
@@ -199,7 +318,7 @@ mod tests {
     fn decode(input: &[u8]) -> (Vec<u8>, Vec<u8>) {
         let (mut text, mut replies) = (Vec::new(), Vec::new());
         assert_eq!(
-            Decoder::default().feed(input, &mut text, &mut replies),
+            Decoder::new(false).feed(input, &mut text, &mut replies),
             Fed::All
         );
         (text, replies)
@@ -281,6 +400,47 @@ mod tests {
         let (text, replies, compressed) = decode_pieces(true, &[&input]);
         assert_eq!(replies, [IAC, DO, MCCP2, IAC, DONT, MCCP2]);
         assert_eq!((text.as_slice(), compressed), (&b"z"[..], None));
+    }
+
+    #[test]
+    fn everything_agrees_once_and_answers_ttype_naws_charset_and_gmcp() {
+        let offers = [
+            IAC, WILL, MCCP2, IAC, WILL, 3, IAC, DO, TTYPE, IAC, DO, NAWS, IAC, WILL, CHARSET, IAC,
+            WILL, GMCP, IAC, DO, TTYPE, IAC, WILL, 3,
+        ];
+        let mut d = Decoder::everything();
+        let (mut text, mut replies) = (Vec::new(), Vec::new());
+        assert_eq!(d.feed(&offers, &mut text, &mut replies), Fed::All);
+        let mut want = vec![
+            IAC, DO, MCCP2, IAC, DO, 3, IAC, WILL, TTYPE, IAC, WILL, NAWS,
+        ];
+        want.extend_from_slice(&[IAC, SB, NAWS, 0, 80, 0, 24, IAC, SE]);
+        want.extend_from_slice(&[IAC, DO, CHARSET, IAC, DO, GMCP, IAC, SB, GMCP]);
+        want.extend_from_slice(br#"Core.Hello {"client":"ev-loadgen","version":"1"}"#);
+        want.extend_from_slice(&[IAC, SE]);
+        assert_eq!(
+            replies, want,
+            "and the repeated DO TTYPE, WILL SGA: nothing"
+        );
+
+        replies.clear();
+        let send = [IAC, SB, TTYPE, 1, IAC, SE];
+        for _ in 0..4 {
+            assert_eq!(d.feed(&send, &mut text, &mut replies), Fed::All);
+        }
+        let request = [&[IAC, SB, CHARSET, 1][..], b";UTF-8;ISO-8859-1", &[IAC, SE]].concat();
+        assert_eq!(d.feed(&request, &mut text, &mut replies), Fed::All);
+        let mut want = Vec::new();
+        for name in ["EV-LOADGEN", "XTERM-256COLOR", "MTTS 271", "MTTS 271"] {
+            want.extend_from_slice(&[IAC, SB, TTYPE, 0]);
+            want.extend_from_slice(name.as_bytes());
+            want.extend_from_slice(&[IAC, SE]);
+        }
+        want.extend_from_slice(&[IAC, SB, CHARSET, 2]);
+        want.extend_from_slice(b"UTF-8");
+        want.extend_from_slice(&[IAC, SE]);
+        assert_eq!(replies, want);
+        assert!(text.is_empty());
     }
 
     #[test]

@@ -41,6 +41,7 @@
 mod address;
 mod bucket;
 mod charset;
+mod expiry;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gmcp;
@@ -117,6 +118,9 @@ pub async fn run(
     let stop_link = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (hub_tx, hub_rx) = hub::api::channel();
+    if let Some(certificate) = &certificate {
+        certificate.tell_staff_through(hub_tx.clone());
+    }
     let hub = hub::Hub::new(
         hub_rx,
         hub_tx.clone(),
@@ -344,7 +348,7 @@ fn load_certificate(
         cert: game.path(&config.portal.tls_cert),
         key: game.path(&config.portal.tls_key),
     };
-    tls::Certificate::load(files).with_context(|| {
+    tls::Certificate::load(files, config.portal.tls_expiry_warn_days).with_context(|| {
         let users = match (config.portal.tls.is_some(), config.portal.web_tls) {
             (true, true) => "portal.tls and portal.web_tls",
             (false, true) => "portal.web_tls",

@@ -13,6 +13,20 @@
 //! client, every text is a JSON string (MSDP has no types), and a variable
 //! given several values (`VAR name VAL a VAL b`, MSDP's older way of
 //! sending a list) is an array.
+//!
+//! MSDP's commands ([`Msdp`]) are split between the portal and the game.
+//! The portal answers `LIST` itself (COMMANDS, LISTS, CONFIGURABLE,
+//! REPORTABLE, REPORTED and SENDABLE variables; the variables the game can
+//! report or send are those it has sent this session, as the portal knows
+//! no others) and keeps what is `REPORT`ed: a client that never reported
+//! anything gets every variable, as a GMCP client that never named its
+//! modules does; once it reports, only those, and what it asked for with
+//! `SEND`. `UNREPORT` and `RESET` are the portal's alone. `REPORT` and
+//! `SEND` go on to the game too, as the OOB they always were (name
+//! "REPORT" or "SEND", the variables as JSON), since only the game knows a
+//! variable's current value, which both ask for. The configurable
+//! CLIENT_NAME and CLIENT_VERSION name the client, as GMCP's Core.Hello
+//! does; every other variable goes to the game.
 
 use serde_json::{Map, Value};
 
@@ -28,6 +42,170 @@ pub const ARRAY_CLOSE: u8 = 6;
 /// The deepest nesting of tables and arrays taken from a client: the
 /// message is bounded in bytes, and this bounds the parser's recursion.
 pub const MAX_DEPTH: usize = 32;
+
+/// MSDP's commands, as MSDP names them.
+const COMMANDS: [&str; 5] = ["LIST", "REPORT", "RESET", "SEND", "UNREPORT"];
+/// The lists `LIST` answers.
+const LISTS: [&str; 6] = [
+    "COMMANDS",
+    "LISTS",
+    "CONFIGURABLE_VARIABLES",
+    "REPORTABLE_VARIABLES",
+    "REPORTED_VARIABLES",
+    "SENDABLE_VARIABLES",
+];
+/// The variables a client may set, which the portal takes.
+const CONFIGURABLE: [&str; 3] = ["CLIENT_NAME", "CLIENT_VERSION", "PLUGIN_ID"];
+/// The most variable names kept of each kind (reported, seen from the
+/// game, asked for once): a client's REPORT flood or a game's endless
+/// names cost a bounded amount per session.
+pub const MAX_NAMES: usize = 128;
+/// Longest variable name kept, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// One session's MSDP command state; see the module's docs.
+#[derive(Debug, Default)]
+pub struct Msdp {
+    /// The client sent REPORT at least once: from then on only what it
+    /// reports goes out.
+    reporting: bool,
+    reported: Vec<String>,
+    /// Asked for with SEND and not sent yet: the next one goes out.
+    asked: Vec<String>,
+    /// The game's variables this session, in the order first sent.
+    seen: Vec<String>,
+    client_name: String,
+}
+
+/// What a client's variable was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// For the game.
+    Game { name: String, data: String },
+    /// The client's name (and version), from CLIENT_NAME / CLIENT_VERSION.
+    ClientName(String),
+    /// Answered or kept by the portal: nothing more to do.
+    Done,
+}
+
+impl Msdp {
+    /// A variable from the client: a command is carried out (a LIST's
+    /// answer goes to `out`), a configurable variable taken, anything else
+    /// is the game's.
+    pub fn receive(&mut self, name: String, value: Value, out: &mut Vec<u8>) -> Received {
+        let names = || names_in(&value);
+        match name.as_str() {
+            "LIST" => {
+                for list in names() {
+                    self.list(&list, out);
+                }
+                Received::Done
+            }
+            "REPORT" => {
+                self.reporting = true;
+                for n in names() {
+                    add(&mut self.reported, n);
+                }
+                game(name, &value)
+            }
+            "SEND" => {
+                for n in names() {
+                    add(&mut self.asked, n);
+                }
+                game(name, &value)
+            }
+            "UNREPORT" => {
+                let gone = names();
+                self.reported.retain(|n| !gone.contains(n));
+                Received::Done
+            }
+            "RESET" => {
+                if names()
+                    .iter()
+                    .any(|l| l == "REPORTABLE_VARIABLES" || l == "REPORTED_VARIABLES")
+                {
+                    self.reported.clear();
+                }
+                Received::Done
+            }
+            "CLIENT_NAME" | "CLIENT_VERSION" => {
+                let text = match &value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if name == "CLIENT_NAME" {
+                    self.client_name = text;
+                    Received::ClientName(self.client_name.clone())
+                } else if self.client_name.is_empty() {
+                    Received::Done
+                } else {
+                    Received::ClientName(format!("{} {text}", self.client_name))
+                }
+            }
+            "PLUGIN_ID" => Received::Done,
+            _ => game(name, &value),
+        }
+    }
+
+    /// Whether the game's variable `name` goes to the client now (and
+    /// notes it as one the game has).
+    pub fn wants(&mut self, name: &str) -> bool {
+        if !self.seen.iter().any(|n| n == name) {
+            add(&mut self.seen, name.to_owned());
+        }
+        if let Some(at) = self.asked.iter().position(|n| n == name) {
+            self.asked.remove(at);
+            return true;
+        }
+        !self.reporting || self.reported.iter().any(|n| n == name)
+    }
+
+    fn list(&self, list: &str, out: &mut Vec<u8>) {
+        let strings = |names: &[&str]| names.iter().map(|n| Value::from(*n)).collect();
+        let owned = |names: &[String]| names.iter().map(|n| Value::from(n.as_str())).collect();
+        let items: Vec<Value> = match list {
+            "COMMANDS" => strings(&COMMANDS),
+            "LISTS" => strings(&LISTS),
+            "CONFIGURABLE_VARIABLES" => strings(&CONFIGURABLE),
+            "REPORTABLE_VARIABLES" | "SENDABLE_VARIABLES" => owned(&self.seen),
+            "REPORTED_VARIABLES" => owned(&self.reported),
+            // A list we do not have is not answered (MSDP has no error).
+            _ => return,
+        };
+        encode(list, &Value::Array(items), out);
+    }
+}
+
+/// The variable names a command's value holds: one text, or an array of
+/// them (nested or not); other values name nothing.
+fn names_in(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(names_in).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn add(names: &mut Vec<String>, mut name: String) {
+    if names.len() >= MAX_NAMES || names.contains(&name) {
+        return;
+    }
+    if name.len() > MAX_NAME_BYTES {
+        let mut end = MAX_NAME_BYTES;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    names.push(name);
+}
+
+fn game(name: String, value: &Value) -> Received {
+    Received::Game {
+        name,
+        data: value.to_string(),
+    }
+}
 
 /// The whole subnegotiation for variable `name` holding `value`.
 pub fn encode(name: &str, value: &Value, out: &mut Vec<u8>) {
@@ -207,6 +385,115 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    /// What the portal answered, decoded by this module's own reader (the
+    /// test of the wire form against a reader of the test's own is in
+    /// portal/tests/mud.rs).
+    fn answered(out: &[u8]) -> Vec<(String, Value)> {
+        let body = out
+            .strip_prefix(&[IAC, SB, crate::options::MSDP][..])
+            .and_then(|b| b.strip_suffix(&[IAC, SE][..]))
+            .unwrap();
+        decode(body).unwrap()
+    }
+
+    #[test]
+    fn list_is_answered_by_the_portal_and_report_decides_what_goes_out() {
+        let mut m = Msdp::default();
+        let mut out = Vec::new();
+        assert_eq!(
+            m.receive("LIST".into(), json!("COMMANDS"), &mut out),
+            Received::Done
+        );
+        assert_eq!(
+            answered(&out),
+            [(
+                "COMMANDS".to_owned(),
+                json!(["LIST", "REPORT", "RESET", "SEND", "UNREPORT"])
+            )]
+        );
+        out.clear();
+        m.receive("LIST".into(), json!("NO_SUCH_LIST"), &mut out);
+        assert!(out.is_empty(), "an unknown list is not answered");
+
+        assert!(
+            m.wants("HEALTH") && m.wants("MANA"),
+            "nothing reported: everything"
+        );
+        let report = m.receive("REPORT".into(), json!(["HEALTH", "ROOM"]), &mut out);
+        assert_eq!(
+            report,
+            Received::Game {
+                name: "REPORT".into(),
+                data: r#"["HEALTH","ROOM"]"#.into()
+            },
+            "the game is asked for the current values"
+        );
+        assert!(m.wants("HEALTH") && !m.wants("MANA"));
+        m.receive("SEND".into(), json!("MANA"), &mut out);
+        assert!(m.wants("MANA"), "asked for once");
+        assert!(!m.wants("MANA"), "and only once");
+
+        out.clear();
+        m.receive("LIST".into(), json!("REPORTABLE_VARIABLES"), &mut out);
+        assert_eq!(
+            answered(&out),
+            [("REPORTABLE_VARIABLES".to_owned(), json!(["HEALTH", "MANA"]))]
+        );
+        out.clear();
+        m.receive("LIST".into(), json!("REPORTED_VARIABLES"), &mut out);
+        assert_eq!(
+            answered(&out),
+            [("REPORTED_VARIABLES".to_owned(), json!(["HEALTH", "ROOM"]))]
+        );
+
+        assert_eq!(
+            m.receive("UNREPORT".into(), json!("HEALTH"), &mut out),
+            Received::Done
+        );
+        assert!(!m.wants("HEALTH") && m.wants("ROOM"));
+        m.receive("RESET".into(), json!("REPORTED_VARIABLES"), &mut out);
+        assert!(!m.wants("ROOM"), "reset: nothing reported");
+    }
+
+    #[test]
+    fn the_client_names_itself_and_other_variables_are_the_games() {
+        let mut m = Msdp::default();
+        let mut out = Vec::new();
+        assert_eq!(
+            m.receive("CLIENT_NAME".into(), json!("TinTin++"), &mut out),
+            Received::ClientName("TinTin++".into())
+        );
+        assert_eq!(
+            m.receive("CLIENT_VERSION".into(), json!("2.02"), &mut out),
+            Received::ClientName("TinTin++ 2.02".into())
+        );
+        assert_eq!(
+            m.receive("PLUGIN_ID".into(), json!("x"), &mut out),
+            Received::Done
+        );
+        assert!(matches!(
+            m.receive("CAST".into(), json!("fireball"), &mut out),
+            Received::Game { name, .. } if name == "CAST"
+        ));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn names_kept_are_bounded_whatever_is_reported() {
+        let mut m = Msdp::default();
+        let mut out = Vec::new();
+        let flood: Vec<Value> = (0..10_000).map(|i| json!(format!("{i:x<200}"))).collect();
+        m.receive("REPORT".into(), Value::Array(flood.clone()), &mut out);
+        m.receive("SEND".into(), Value::Array(flood), &mut out);
+        for i in 0..10_000 {
+            m.wants(&format!("V{i}"));
+        }
+        assert_eq!(m.reported.len(), MAX_NAMES);
+        assert_eq!(m.asked.len(), MAX_NAMES);
+        assert_eq!(m.seen.len(), MAX_NAMES);
+        assert!(m.reported.iter().all(|n| n.len() <= MAX_NAME_BYTES));
+    }
 
     use super::*;
 

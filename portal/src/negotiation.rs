@@ -26,7 +26,9 @@
 //!   goes out as GMCP if the client took it, else as MSDP
 //!   ([`Negotiation::oob`]), and what the client sends comes back as
 //!   [`Oob`]s for the game ([`crate::gmcp`], [`crate::msdp`]). GMCP's
-//!   `Core.Hello` names the client, over what TTYPE said.
+//!   `Core.Hello` names the client, over what TTYPE said, and so does
+//!   MSDP's CLIENT_NAME; MSDP's LIST is answered here, and what a client
+//!   REPORTs decides what it is sent ([`Msdp`]).
 //!
 //! Everything learnt is kept in a [`ClientInfo`] of bounded size, whatever
 //! the client sends: names are cut to [`MAX_NAME`] bytes, the TTYPE cycle to
@@ -40,7 +42,7 @@ use ev::markup::Colours;
 
 use crate::charset::Charset;
 use crate::gmcp::{self, Gmcp};
-use crate::msdp;
+use crate::msdp::{self, Msdp};
 use crate::mssp::Facts;
 use crate::options::{
     CHARSET, Change, ECHO, EOR, GMCP, MCCP2, MSDP, MSSP, NAWS, Options, Q, SGA, Side, TTYPE,
@@ -145,6 +147,8 @@ pub struct Negotiation {
     agreement: Agreement,
     mssp: Arc<Facts>,
     gmcp: Gmcp,
+    /// MSDP's commands: what the client reports and asked for.
+    msdp: Msdp,
     /// A secret was asked for and its answer has not come.
     secret: bool,
     /// The client refused our ECHO: it is not asked again.
@@ -169,6 +173,7 @@ impl Negotiation {
             agreement: Agreement::Unasked,
             mssp,
             gmcp: Gmcp::default(),
+            msdp: Msdp::default(),
             secret: false,
             echo_refused: false,
             tls: false,
@@ -256,7 +261,7 @@ impl Negotiation {
 
     /// Stages the game's out-of-band data for the client: GMCP if it took
     /// GMCP (and wants the module), else MSDP if it took MSDP, else nothing.
-    pub fn oob(&self, oob: &Oob, out: &mut Vec<u8>) -> Result<OobSent, Dropped> {
+    pub fn oob(&mut self, oob: &Oob, out: &mut Vec<u8>) -> Result<OobSent, Dropped> {
         let gmcp = self.options.enabled(Side::Us, GMCP);
         if !gmcp && !self.options.enabled(Side::Us, MSDP) {
             return Ok(OobSent::Not);
@@ -277,6 +282,9 @@ impl Negotiation {
             gmcp::encode(&oob.name, data, out).ok_or_else(|| Dropped::BadName(oob.name.clone()))?;
             Ok(OobSent::Gmcp)
         } else {
+            if !self.msdp.wants(&oob.name) {
+                return Ok(OobSent::Not);
+            }
             msdp::encode(&oob.name, &value, out);
             Ok(OobSent::Msdp)
         }
@@ -364,13 +372,18 @@ impl Negotiation {
                 });
             }
             MSDP if self.options.enabled(Side::Us, MSDP) => {
-                return Ok(msdp::decode(data)?
-                    .into_iter()
-                    .map(|(name, value)| Oob {
-                        name,
-                        data: value.to_string(),
-                    })
-                    .collect());
+                let mut game = Vec::new();
+                for (name, value) in msdp::decode(data)? {
+                    match self.msdp.receive(name, value, out) {
+                        msdp::Received::Game { name, data } => game.push(Oob { name, data }),
+                        msdp::Received::ClientName(name) if !self.hello_named => {
+                            let client = clean_name(name.as_bytes());
+                            self.set(|i| i.client = client);
+                        }
+                        msdp::Received::ClientName(_) | msdp::Received::Done => {}
+                    }
+                }
+                return Ok(game);
             }
             TTYPE if self.options.enabled(Side::Him, TTYPE) => {
                 if let Some((&IS, name)) = data.split_first() {

@@ -1,6 +1,12 @@
 //! One session's output queue, bounded in messages (`portal.output_queue`)
 //! and in bytes (`portal.output_queue_bytes`).
 //!
+//! The player's colour setting travels in the same queue, so it takes effect
+//! exactly between the lines the game sent before and after it: the
+//! receiving end keeps it ([`OutReceiver::colours`]) and, for a player who
+//! chose plain text, strips the colours from the game's markup before any
+//! session (telnet or web) sees it.
+//!
 //! The hub only ever `try_send`s: a client too far behind is refused and
 //! disconnected, never waited for. Counting messages alone let 4,000-byte
 //! lines pile up to 16 MB for each player who did not read.
@@ -11,6 +17,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 
 use crate::hub::api::Outbound;
+use ev::link::ColourChoice;
+use ev::markup::{self, Colours};
+
+/// What goes through the queue: output, or a change of the colour setting.
+#[derive(Debug)]
+enum Queued {
+    Out(Outbound),
+    Colours(ColourChoice),
+}
 
 /// A queue that held this much and drained gives its memory back.
 const TRIM_AFTER: usize = 256 * 1024;
@@ -28,15 +43,16 @@ pub fn channel(messages: usize, bytes: usize) -> (OutSender, OutReceiver) {
             rx,
             queued,
             peak: 0,
+            colours: ColourChoice::Auto,
         },
     )
 }
 
-fn size(message: &Outbound) -> usize {
+fn size(message: &Queued) -> usize {
     match message {
-        Outbound::Notice(text) | Outbound::Output { text, .. } => text.len(),
-        Outbound::Oob(oob) => oob.name.len() + oob.data.len(),
-        Outbound::Close(_) => 0,
+        Queued::Out(Outbound::Notice(text) | Outbound::Output { text, .. }) => text.len(),
+        Queued::Out(Outbound::Oob(oob)) => oob.name.len() + oob.data.len(),
+        Queued::Out(Outbound::Close(_)) | Queued::Colours(_) => 0,
     }
 }
 
@@ -50,13 +66,22 @@ pub enum Refused {
 
 #[derive(Debug, Clone)]
 pub struct OutSender {
-    tx: mpsc::Sender<Outbound>,
+    tx: mpsc::Sender<Queued>,
     queued: Arc<AtomicUsize>,
     limit: usize,
 }
 
 impl OutSender {
     pub fn try_send(&self, message: Outbound) -> Result<(), Refused> {
+        self.queue(Queued::Out(message))
+    }
+
+    /// The player's colour setting, for everything queued after it.
+    pub fn try_set_colours(&self, colours: ColourChoice) -> Result<(), Refused> {
+        self.queue(Queued::Colours(colours))
+    }
+
+    fn queue(&self, message: Queued) -> Result<(), Refused> {
         let n = size(&message);
         // Counted before it is queued, so the receiver never takes off
         // bytes not yet added. One line longer than the limit still goes to
@@ -78,27 +103,60 @@ impl OutSender {
 
 #[derive(Debug)]
 pub struct OutReceiver {
-    rx: mpsc::Receiver<Outbound>,
+    rx: mpsc::Receiver<Queued>,
     queued: Arc<AtomicUsize>,
     /// Most bytes queued since the queue was last empty.
     peak: usize,
+    /// The player's colour setting as of the last message taken.
+    colours: ColourChoice,
 }
 
 impl OutReceiver {
+    /// The next output. Cancel-safe: a setting taken on the way is kept
+    /// before the next await.
     pub async fn recv(&mut self) -> Option<Outbound> {
-        let message = self.rx.recv().await;
-        self.took(message.as_ref());
-        message
+        loop {
+            let message = self.rx.recv().await?;
+            if let Some(out) = self.took(message) {
+                return Some(out);
+            }
+        }
     }
 
     pub fn try_recv(&mut self) -> Result<Outbound, mpsc::error::TryRecvError> {
-        let message = self.rx.try_recv();
-        self.took(message.as_ref().ok());
-        message
+        loop {
+            let message = self.rx.try_recv()?;
+            if let Some(out) = self.took(message) {
+                return Ok(out);
+            }
+        }
     }
 
-    fn took(&mut self, message: Option<&Outbound>) {
-        let Some(message) = message else { return };
+    /// The player's colour setting for the output last taken.
+    pub fn colours(&self) -> ColourChoice {
+        self.colours
+    }
+
+    fn took(&mut self, message: Queued) -> Option<Outbound> {
+        self.count(&message);
+        match message {
+            Queued::Colours(colours) => {
+                self.colours = colours;
+                None
+            }
+            Queued::Out(Outbound::Output { text, form })
+                if form.markup && self.colours == ColourChoice::Fixed(Colours::None) =>
+            {
+                Some(Outbound::Output {
+                    text: markup::escape(&markup::plain(&text)),
+                    form,
+                })
+            }
+            Queued::Out(out) => Some(out),
+        }
+    }
+
+    fn count(&mut self, message: &Queued) {
         let n = size(message);
         let before = self.queued.fetch_sub(n, Ordering::Relaxed);
         self.peak = self.peak.max(before);
@@ -152,6 +210,38 @@ mod tests {
         rx.try_recv().unwrap();
         assert_eq!(rx.queued(), 0);
         tx.try_send(text(50)).unwrap();
+    }
+
+    #[test]
+    fn a_colour_setting_applies_from_its_place_in_the_queue() {
+        use ev::link::Form;
+        let line = |text: &str| Outbound::Output {
+            text: text.into(),
+            form: Form::LINE,
+        };
+        let (tx, mut rx) = channel(10, 1000);
+        tx.try_send(line("{red}before{/}")).unwrap();
+        tx.try_set_colours(ColourChoice::Fixed(Colours::None))
+            .unwrap();
+        tx.try_send(line("{red}after{/} {{braces}")).unwrap();
+        tx.try_set_colours(ColourChoice::Auto).unwrap();
+        tx.try_send(line("{red}again{/}")).unwrap();
+        let text = |m: Outbound| match m {
+            Outbound::Output { text, .. } => text,
+            other => panic!("not output: {other:?}"),
+        };
+        assert_eq!(text(rx.try_recv().unwrap()), "{red}before{/}");
+        assert_eq!(rx.colours(), ColourChoice::Auto);
+        let after = text(rx.try_recv().unwrap());
+        assert_eq!(rx.colours(), ColourChoice::Fixed(Colours::None));
+        assert_eq!(
+            markup::render(&after, Colours::Truecolour),
+            "after {braces}",
+            "plain: no colour whoever renders it, the text itself kept"
+        );
+        assert_eq!(text(rx.try_recv().unwrap()), "{red}again{/}");
+        assert_eq!(rx.colours(), ColourChoice::Auto);
+        assert_eq!(rx.queued(), 0);
     }
 
     #[test]

@@ -51,7 +51,7 @@ use crate::render::Screen;
 use crate::telnet::{Event, IAC, Line, LineAssembler, NOP, Parser, SB, SE};
 use crate::throttle::{TOO_FAST, Throttle, Verdict};
 use crate::timeout::{Clock, Expired};
-use ev::link::{Form, Oob, SessionId, TextKind};
+use ev::link::{ColourChoice, Form, Oob, SessionId, TextKind};
 use ev::markup::Colours;
 
 const READ_BUF: usize = 1024;
@@ -176,10 +176,10 @@ impl<S: Transport> Connection<S> {
                         match next {
                             Some(Outbound::Notice(text)) => out.notice(&text),
                             Some(Outbound::Output { text, form }) => {
-                                out.output(&mut self.negotiation, &text, form)
+                                out.output(&mut self.negotiation, &text, form, self.out.colours())
                             }
                             Some(Outbound::Oob(oob)) => {
-                                if let Err(e) = out.oob(&self.negotiation, &oob) {
+                                if let Err(e) = out.oob(&mut self.negotiation, &oob) {
                                     complaints.server(&e);
                                 }
                             }
@@ -481,10 +481,17 @@ impl Writer {
 
     /// Stages the game's text, rendered for this client; a secret prompt
     /// is followed by our offer to echo, so the client hides the answer.
-    fn output(&mut self, negotiation: &mut Negotiation, text: &str, form: Form) {
+    /// `choice` is the player's colour setting, over what the client said.
+    fn output(
+        &mut self,
+        negotiation: &mut Negotiation,
+        text: &str,
+        form: Form,
+        choice: ColourChoice,
+    ) {
         // Only markup has colours to choose.
         let colours = if form.markup {
-            negotiation.colours(self.default_colours)
+            choice.over(negotiation.colours(self.default_colours))
         } else {
             Colours::None
         };
@@ -499,7 +506,7 @@ impl Writer {
     /// Stages the game's out-of-band data as the client takes it, if it does.
     fn oob(
         &mut self,
-        negotiation: &Negotiation,
+        negotiation: &mut Negotiation,
         oob: &Oob,
     ) -> Result<(), crate::negotiation::Dropped> {
         negotiation.oob(oob, &mut self.plain).map(|_| ())

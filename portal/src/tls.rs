@@ -11,7 +11,10 @@
 //! Promote). A pair that cannot be used (unreadable, not PEM, a key that
 //! is not the certificate's, a key rustls cannot sign with) is refused
 //! with a log line naming the files and why, and the previous certificate
-//! stays. Only a start refuses to run without a usable pair.
+//! stays. Only a start refuses to run without a usable pair. Each pair
+//! taken, and the one served at each reload, has its end checked
+//! ([`crate::expiry`]): within `portal.tls_expiry_warn_days` it is logged
+//! as a warning and told to the game's admins in play; nothing is refused.
 //!
 //! The connections themselves are the telnet sessions of `session`, over
 //! a TLS stream instead of a TCP one; `listener` does the handshake. With
@@ -20,8 +23,8 @@
 //! `web` does its handshakes.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::notify::event::{AccessKind, AccessMode};
 use ::notify::{EventKind, RecursiveMode, Watcher};
@@ -34,6 +37,8 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, InconsistentKeys, ServerConfig};
 use tokio_util::sync::CancellationToken;
+
+use crate::hub::api::{AdminRequest, HubEvent, HubSender};
 
 /// After a change on disk, the files are read once nothing more has
 /// changed for this long: a renewal writes the certificate and the key one
@@ -101,6 +106,10 @@ pub struct Certificate {
     seen: Mutex<Seen>,
     /// Asked to read the files again (`evctl reload`).
     recheck: Notify,
+    /// `portal.tls_expiry_warn_days`.
+    warn_days: u64,
+    /// Where to tell the game's admins of an expiry: the hub, once it runs.
+    staff: OnceLock<HubSender>,
 }
 
 #[derive(Default)]
@@ -125,11 +134,13 @@ impl ResolvesServerCert for Serving {
 
 impl Certificate {
     /// Reads the files and builds the listener's acceptor.
-    pub fn load(files: Files) -> Result<(Arc<Certificate>, TlsAcceptor), Refused> {
+    /// `warn_days`: warn when it expires within so many days (0: never).
+    pub fn load(files: Files, warn_days: u64) -> Result<(Arc<Certificate>, TlsAcceptor), Refused> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cert_pem = read(&files.cert)?;
         let key_pem = read(&files.key)?;
         let key = parse(&files, &cert_pem, &key_pem, &provider)?;
+        let expiry = expiry_warning(&key, warn_days);
         let serving = Arc::new(Serving(RwLock::new(Arc::new(key))));
         let certificate = Arc::new(Certificate {
             files,
@@ -140,7 +151,14 @@ impl Certificate {
                 refused: None,
             }),
             recheck: Notify::new(),
+            warn_days,
+            staff: OnceLock::new(),
         });
+        if let Some(warning) = expiry {
+            // No server is attached yet: the log alone hears of it now, the
+            // admins at the next reload or renewal.
+            tracing::warn!("{warning}");
+        }
         let acceptor = certificate.acceptor(Vec::new())?;
         Ok((certificate, acceptor))
     }
@@ -156,6 +174,26 @@ impl Certificate {
             .with_cert_resolver(self.serving.clone());
         config.alpn_protocols = alpn;
         Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// From now on an expiry is also told to the game's admins in play,
+    /// through the hub (the active server knows who they are).
+    pub fn tell_staff_through(&self, hub: HubSender) {
+        let _ = self.staff.set(hub);
+    }
+
+    /// Warns, in the log and to the admins, if `key` expires soon; returns
+    /// the warning.
+    fn warn_of_expiry(&self, key: &CertifiedKey) -> Option<String> {
+        let warning = expiry_warning(key, self.warn_days)?;
+        tracing::warn!("{warning}");
+        if let Some(hub) = self.staff.get() {
+            hub.send(HubEvent::Admin(AdminRequest::Notice {
+                text: format!("Portal: {warning}."),
+                admins: true,
+            }));
+        }
+        Some(warning)
     }
 
     /// Asks for the files to be read again soon (`evctl reload`).
@@ -183,6 +221,15 @@ impl Certificate {
             Ok(pair) => {
                 if self.seen().served == pair {
                     tracing::debug!("TLS certificate unchanged ({why})");
+                    if why == Occasion::Reload {
+                        // An operator at work: remind them of what they
+                        // have not renewed yet.
+                        let serving = match self.serving.0.read() {
+                            Ok(current) => current.clone(),
+                            Err(poisoned) => poisoned.into_inner().clone(),
+                        };
+                        self.warn_of_expiry(&serving);
+                    }
                     return false;
                 }
                 if why == Occasion::Changed && self.seen().refused.as_ref() == Some(&pair) {
@@ -195,6 +242,7 @@ impl Certificate {
         };
         match parsed {
             (Some(pair), Ok(key)) => {
+                self.warn_of_expiry(&key);
                 *match self.serving.0.write() {
                     Ok(current) => current,
                     Err(poisoned) => poisoned.into_inner(),
@@ -278,6 +326,20 @@ impl Certificate {
             self.refresh(why).await;
         }
     }
+}
+
+/// What to warn of `key`'s certificate's end, if anything; one that
+/// cannot be read is logged, never refused (rustls took it).
+fn expiry_warning(key: &CertifiedKey, warn_days: u64) -> Option<String> {
+    let leaf = key.cert.first()?;
+    let Some(end) = crate::expiry::not_after(leaf.as_ref()) else {
+        tracing::warn!("cannot read the TLS certificate's expiry date; not checking it");
+        return None;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    crate::expiry::warning(end, now, warn_days)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Refused> {
@@ -406,7 +468,7 @@ mod tests {
     fn a_start_refuses_what_cannot_be_served_and_names_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let f = files(tmp.path());
-        let err = Certificate::load(f.clone()).err().unwrap().to_string();
+        let err = Certificate::load(f.clone(), 14).err().unwrap().to_string();
         assert!(
             err.contains("cannot read") && err.contains("cert.pem"),
             "{err}"
@@ -414,11 +476,11 @@ mod tests {
 
         let (cert, key) = pair("localhost");
         write(&f, &("not a certificate".into(), key.clone()));
-        let err = Certificate::load(f.clone()).err().unwrap().to_string();
+        let err = Certificate::load(f.clone(), 14).err().unwrap().to_string();
         assert!(err.contains("no PEM certificate"), "{err}");
 
         write(&f, &(cert.clone(), "nothing".into()));
-        let err = Certificate::load(f.clone()).err().unwrap().to_string();
+        let err = Certificate::load(f.clone(), 14).err().unwrap().to_string();
         assert!(
             err.contains("no PEM private key") && err.contains("key.pem"),
             "{err}"
@@ -426,11 +488,11 @@ mod tests {
 
         let (_, other_key) = pair("localhost");
         write(&f, &(cert.clone(), other_key));
-        let err = Certificate::load(f.clone()).err().unwrap().to_string();
+        let err = Certificate::load(f.clone(), 14).err().unwrap().to_string();
         assert!(err.contains("is not the key of the certificate"), "{err}");
 
         write(&f, &(cert, key));
-        assert!(Certificate::load(f).is_ok());
+        assert!(Certificate::load(f, 14).is_ok());
     }
 
     #[tokio::test]
@@ -439,7 +501,7 @@ mod tests {
         let f = files(tmp.path());
         let first = pair("localhost");
         write(&f, &first);
-        let (c, _) = Certificate::load(f.clone()).unwrap();
+        let (c, _) = Certificate::load(f.clone(), 14).unwrap();
         assert_eq!(served(&c), der(&first.0));
         assert!(!c.refresh(Occasion::Changed).await, "unchanged");
 
@@ -462,12 +524,83 @@ mod tests {
         assert_eq!(served(&c), der(&third.0));
     }
 
+    /// A certificate and key for `name` that end `days` days from now.
+    fn pair_ending_in(name: &str, days: u64) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        params.not_after =
+            rcgen::date_time_ymd(1970, 1, 1) + now + Duration::from_secs(days * 86_400);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn staff_notices(rx: &mut tokio::sync::mpsc::UnboundedReceiver<HubEvent>) -> Vec<String> {
+        let mut told = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            if let HubEvent::Admin(AdminRequest::Notice { text, admins: true }) = event {
+                told.push(text);
+            }
+        }
+        told
+    }
+
+    #[tokio::test]
+    async fn a_certificate_near_its_end_is_served_and_told_to_the_admins() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = files(tmp.path());
+        write(&f, &pair_ending_in("localhost", 100));
+        let (c, _) = Certificate::load(f.clone(), 14).unwrap();
+        let (hub, mut rx) = crate::hub::api::channel();
+        c.tell_staff_through(hub);
+
+        let soon = pair_ending_in("localhost", 3);
+        write(&f, &soon);
+        assert!(
+            c.refresh(Occasion::Changed).await,
+            "taken: nothing is refused"
+        );
+        assert_eq!(served(&c), der(&soon.0));
+        let told = staff_notices(&mut rx);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(
+            told[0].contains("expires in 2 day(s)") || told[0].contains("expires in 3 day(s)"),
+            "{told:?}"
+        );
+
+        assert!(!c.refresh(Occasion::Changed).await);
+        assert!(
+            staff_notices(&mut rx).is_empty(),
+            "an unrelated change says nothing"
+        );
+        assert!(!c.refresh(Occasion::Reload).await);
+        assert_eq!(
+            staff_notices(&mut rx).len(),
+            1,
+            "each reload reminds the admins"
+        );
+
+        let expired = pair_ending_in("localhost", 0);
+        write(&f, &expired);
+        assert!(
+            c.refresh(Occasion::Changed).await,
+            "even an expired one is served"
+        );
+        let told = staff_notices(&mut rx);
+        assert!(told.len() == 1 && told[0].contains("expired"), "{told:?}");
+
+        let later = pair_ending_in("localhost", 15);
+        write(&f, &later);
+        assert!(c.refresh(Occasion::Changed).await);
+        assert!(staff_notices(&mut rx).is_empty(), "15 days is outside 14");
+    }
+
     #[tokio::test]
     async fn a_file_replaced_on_disk_is_picked_up_by_the_watch() {
         let tmp = tempfile::tempdir().unwrap();
         let f = files(tmp.path());
         write(&f, &pair("localhost"));
-        let (c, _) = Certificate::load(f.clone()).unwrap();
+        let (c, _) = Certificate::load(f.clone(), 14).unwrap();
         let stop = CancellationToken::new();
         let watch = tokio::spawn(c.clone().watch(stop.clone()));
         let next = pair("localhost");

@@ -479,3 +479,134 @@ async fn telnetlib3_takes_gmcp_both_ways() {
     );
     stop(portal).await;
 }
+
+/// A client's MSDP variable `name` with text `value`, as a client sends it.
+fn msdp_var(name: &str, value: &str) -> Vec<u8> {
+    [
+        &[IAC, SB, MSDP, 1][..],
+        name.as_bytes(),
+        &[2],
+        value.as_bytes(),
+        &[IAC, SE],
+    ]
+    .concat()
+}
+
+/// The next MSDP message the client gets, read by the test's own reader.
+async fn next_msdp(c: &mut Raw) -> serde_json::Value {
+    c.until(&[IAC, SB, MSDP]).await;
+    let body = c.until(&[IAC, SE]).await;
+    read_msdp(&[&[IAC, SB, MSDP][..], &body].concat())
+}
+
+#[tokio::test]
+async fn msdp_commands_list_report_send_and_unreport() {
+    let (portal, mut server) = portal_and_server(|_| {}).await;
+    let mut c = Raw::connect(&portal).await;
+    c.negotiate(Some(1), &[MSDP]).await;
+    let session = opened(&mut server).await;
+
+    // LIST is the portal's; CLIENT_NAME names the client to the game.
+    c.send(
+        &[
+            msdp_var("CLIENT_NAME", "TinTin++"),
+            msdp_var("LIST", "COMMANDS"),
+            msdp_var("LIST", "LISTS"),
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(
+        next_msdp(&mut c).await,
+        json!({"COMMANDS": ["LIST", "REPORT", "RESET", "SEND", "UNREPORT"]})
+    );
+    assert_eq!(
+        next_msdp(&mut c).await,
+        json!({"LISTS": ["COMMANDS", "LISTS", "CONFIGURABLE_VARIABLES",
+            "REPORTABLE_VARIABLES", "REPORTED_VARIABLES", "SENDABLE_VARIABLES"]})
+    );
+    server
+        .next_event(
+            |k| matches!(k, S::Info(i) if i.session.as_ref().is_some_and(|s| s.client == "TinTin++")),
+        )
+        .await;
+
+    // Nothing reported yet: every variable goes out.
+    server
+        .send(vec![
+            server_oob(session, 1, "HEALTH", "40"),
+            server_oob(session, 2, "MANA", "7"),
+            plain(session, 3, "one"),
+        ])
+        .await;
+    assert_eq!(next_msdp(&mut c).await, json!({"HEALTH": "40"}));
+    assert_eq!(next_msdp(&mut c).await, json!({"MANA": "7"}));
+    c.until(b"one\r\n").await;
+
+    // REPORT reaches the game too (it has the current value), then only
+    // what is reported goes out.
+    c.send(&[msdp_var("REPORT", "HEALTH"), b"ping\r\n".to_vec()].concat())
+        .await;
+    let got = inputs(&mut server, session, 2).await;
+    assert_eq!(got[0].1, r#"REPORT "HEALTH""#);
+    assert_eq!(got[1].1, "ping");
+    server
+        .send(vec![
+            server_oob(session, 4, "HEALTH", "39"),
+            server_oob(session, 5, "MANA", "6"),
+            plain(session, 6, "two"),
+        ])
+        .await;
+    assert_eq!(next_msdp(&mut c).await, json!({"HEALTH": "39"}));
+    assert_eq!(
+        c.until(b"two\r\n").await,
+        b"two\r\n",
+        "MANA is not reported"
+    );
+
+    c.send(
+        &[
+            msdp_var("LIST", "REPORTABLE_VARIABLES"),
+            msdp_var("LIST", "REPORTED_VARIABLES"),
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(
+        next_msdp(&mut c).await,
+        json!({"REPORTABLE_VARIABLES": ["HEALTH", "MANA"]})
+    );
+    assert_eq!(
+        next_msdp(&mut c).await,
+        json!({"REPORTED_VARIABLES": ["HEALTH"]})
+    );
+
+    // SEND: the game is asked, and its answer goes out once.
+    c.send(&[msdp_var("SEND", "MANA"), b"ping\r\n".to_vec()].concat())
+        .await;
+    let got = inputs(&mut server, session, 2).await;
+    assert_eq!(got[0].1, r#"SEND "MANA""#);
+    server
+        .send(vec![
+            server_oob(session, 7, "MANA", "5"),
+            server_oob(session, 8, "MANA", "4"),
+            plain(session, 9, "three"),
+        ])
+        .await;
+    assert_eq!(next_msdp(&mut c).await, json!({"MANA": "5"}));
+    assert_eq!(c.until(b"three\r\n").await, b"three\r\n");
+
+    // UNREPORT is the portal's alone: the game hears nothing of it.
+    c.send(&[msdp_var("UNREPORT", "HEALTH"), b"ping\r\n".to_vec()].concat())
+        .await;
+    let got = inputs(&mut server, session, 1).await;
+    assert_eq!(got[0].1, "ping");
+    server
+        .send(vec![
+            server_oob(session, 10, "HEALTH", "38"),
+            plain(session, 11, "four"),
+        ])
+        .await;
+    assert_eq!(c.until(b"four\r\n").await, b"four\r\n");
+    stop(portal).await;
+}

@@ -6,9 +6,11 @@
 //! game answers an [`Outbound`]. Only `link` converts them to protobuf;
 //! nothing else in the crate sees a prost struct.
 
+use ev::markup::Colours;
+
 pub use ev::link::{
-    Form, Oob, PortalSession, ServerSession as SessionState, SessionId, Snapshot, Stage, TextKind,
-    ToPortal as Outbound, ToServer as Inbound,
+    ColourChoice, Form, Oob, PortalSession, ServerSession as SessionState, SessionId, Snapshot,
+    Stage, TextKind, ToPortal as Outbound, ToServer as Inbound,
 };
 
 /// One message for the portal. `handed`, if set, is fired once the Link
@@ -48,6 +50,10 @@ const ROW_TEXT: i64 = 4;
 /// Out-of-band data: the name's length (4 bytes, little-endian), the name,
 /// the data.
 const ROW_OOB: i64 = 5;
+/// An Update whose player chose colours (Link 1.5): one byte for the
+/// choice, then an Update's payload. An Update left `Auto` keeps
+/// `ROW_UPDATE`, which a server from before the setting reads too.
+const ROW_UPDATE_COLOURS: i64 = 6;
 
 impl OutboxRow {
     /// The row of a sequenced event (Output, Update, Disconnect); None for
@@ -96,7 +102,14 @@ impl OutboxRow {
             } => {
                 // stage (1 byte), account id, character id (8 bytes each,
                 // little-endian), then `extra` as it is.
-                let mut payload = Vec::with_capacity(17 + state.extra.len());
+                let mut payload = Vec::with_capacity(18 + state.extra.len());
+                let kind = match colour_byte(state.colours) {
+                    0 => ROW_UPDATE,
+                    byte => {
+                        payload.push(byte);
+                        ROW_UPDATE_COLOURS
+                    }
+                };
                 payload.push(match state.stage {
                     Stage::New => 0,
                     Stage::Login => 1,
@@ -105,7 +118,7 @@ impl OutboxRow {
                 payload.extend_from_slice(&state.account_id.to_le_bytes());
                 payload.extend_from_slice(&state.character_id.to_le_bytes());
                 payload.extend_from_slice(&state.extra);
-                (*session, *seq, ROW_UPDATE, payload)
+                (*session, *seq, kind, payload)
             }
             _ => return None,
         };
@@ -169,7 +182,13 @@ impl OutboxRow {
                 seq,
                 reason: text(payload)?,
             },
-            ROW_UPDATE => {
+            ROW_UPDATE | ROW_UPDATE_COLOURS => {
+                let (colours, payload) = if kind == ROW_UPDATE_COLOURS {
+                    let (&byte, rest) = payload.split_first()?;
+                    (colour_of_byte(byte)?, rest)
+                } else {
+                    (ColourChoice::Auto, payload.as_slice())
+                };
                 let stage = match payload.first()? {
                     0 => Stage::New,
                     1 => Stage::Login,
@@ -186,12 +205,29 @@ impl OutboxRow {
                         account_id,
                         character_id,
                         extra: payload.get(17..)?.to_vec(),
+                        colours,
                     },
                 }
             }
             _ => return None,
         })
     }
+}
+
+fn colour_byte(choice: ColourChoice) -> u8 {
+    match choice {
+        ColourChoice::Auto => 0,
+        ColourChoice::Fixed(Colours::None) => 1,
+        ColourChoice::Fixed(Colours::Ansi16) => 2,
+        ColourChoice::Fixed(Colours::Xterm256) => 3,
+        ColourChoice::Fixed(Colours::Truecolour) => 4,
+    }
+}
+
+fn colour_of_byte(byte: u8) -> Option<ColourChoice> {
+    ColourChoice::ALL
+        .into_iter()
+        .find(|c| colour_byte(*c) == byte)
 }
 
 #[cfg(test)]
@@ -251,6 +287,18 @@ mod tests {
                     account_id: -5,
                     character_id: i64::MAX,
                     extra: vec![0, 255, 7],
+                    colours: ColourChoice::Auto,
+                },
+            },
+            Outbound::Update {
+                session: SessionId(1),
+                seq: 3,
+                server: SessionState {
+                    stage: Stage::Playing,
+                    account_id: 5,
+                    character_id: 6,
+                    extra: b"{}".to_vec(),
+                    colours: ColourChoice::Fixed(Colours::None),
                 },
             },
             Outbound::Update {
@@ -263,6 +311,16 @@ mod tests {
             let row = OutboxRow::of(&event).unwrap();
             assert_eq!(row.event(), Some(event));
         }
+        let auto = Outbound::Update {
+            session: SessionId(1),
+            seq: 4,
+            server: SessionState::login(),
+        };
+        assert_eq!(
+            OutboxRow::of(&auto).map(|row| row.kind),
+            Some(ROW_UPDATE),
+            "without a colour setting, a row a server older than it reads"
+        );
         assert_eq!(
             OutboxRow::of(&Outbound::Ack {
                 session: SessionId(1),
@@ -285,6 +343,8 @@ mod tests {
         assert_eq!(OutboxRow::event(row(ROW_OUTPUT, &[0xff, 0xfe])), None);
         assert_eq!(OutboxRow::event(row(ROW_UPDATE, &[1, 2, 3])), None);
         assert_eq!(OutboxRow::event(row(ROW_UPDATE, &[7; 17])), None);
+        assert_eq!(OutboxRow::event(row(ROW_UPDATE_COLOURS, &[9; 18])), None);
+        assert_eq!(OutboxRow::event(row(ROW_UPDATE_COLOURS, &[])), None);
         assert_eq!(OutboxRow::event(row(ROW_TEXT, &[])), None);
         assert_eq!(OutboxRow::event(row(ROW_TEXT, &[6, b'x'])), None);
         assert_eq!(OutboxRow::event(row(ROW_OOB, &[9, 0, 0, 0, b'x'])), None);

@@ -366,7 +366,8 @@ mod tests {
                             stage: Stage::New,
                             account_id: 0,
                             character_id: 0,
-                            extra: vec![]
+                            extra: vec![],
+                            colours: ev::link::ColourChoice::Auto,
                         },
                         acked_seq: 0,
                         output_seq: 12,

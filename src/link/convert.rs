@@ -8,13 +8,14 @@
 //! cannot place ([`Malformed`]); the side's stream handling logs and skips
 //! it. A snapshot it cannot place is skipped from its Sync alone.
 
+use crate::markup::Colours;
 use crate::pb::link as pb;
 use pb::portal_event::Kind as FromServerKind;
 use pb::server_event::Kind as FromPortalKind;
 
 use super::{
-    Capabilities, Form, Oob, PortalHello, PortalSession, Role, ServerHello, ServerSession,
-    SessionId, Snapshot, Stage, TextKind, ToPortal, ToServer,
+    Capabilities, ColourChoice, Form, Oob, PortalHello, PortalSession, Role, ServerHello,
+    ServerSession, SessionId, Snapshot, Stage, TextKind, ToPortal, ToServer,
 };
 
 /// Why a protobuf event has no domain meaning.
@@ -134,6 +135,7 @@ impl From<ServerSession> for pb::ServerSession {
             account_id: s.account_id,
             character_id: s.character_id,
             extra: s.extra,
+            colours: pb::Colours::from(s.colours).into(),
         }
     }
 }
@@ -145,7 +147,34 @@ impl From<pb::ServerSession> for ServerSession {
             account_id: s.account_id,
             character_id: s.character_id,
             extra: s.extra,
+            colours: colours_of(s.colours),
         }
+    }
+}
+
+// === impl ColourChoice ===
+
+impl From<ColourChoice> for pb::Colours {
+    fn from(c: ColourChoice) -> Self {
+        match c {
+            ColourChoice::Auto => pb::Colours::Auto,
+            ColourChoice::Fixed(Colours::None) => pb::Colours::Plain,
+            ColourChoice::Fixed(Colours::Ansi16) => pb::Colours::Ansi16,
+            ColourChoice::Fixed(Colours::Xterm256) => pb::Colours::Xterm256,
+            ColourChoice::Fixed(Colours::Truecolour) => pb::Colours::Truecolour,
+        }
+    }
+}
+
+/// A number from a newer peer that this build does not know is `Auto`: the
+/// client's own colours, as before the setting existed.
+fn colours_of(n: i32) -> ColourChoice {
+    match pb::Colours::try_from(n) {
+        Ok(pb::Colours::Plain) => ColourChoice::Fixed(Colours::None),
+        Ok(pb::Colours::Ansi16) => ColourChoice::Fixed(Colours::Ansi16),
+        Ok(pb::Colours::Xterm256) => ColourChoice::Fixed(Colours::Xterm256),
+        Ok(pb::Colours::Truecolour) => ColourChoice::Fixed(Colours::Truecolour),
+        Ok(pb::Colours::Auto) | Err(_) => ColourChoice::Auto,
     }
 }
 
@@ -480,6 +509,7 @@ mod tests {
                 account_id: 3,
                 character_id: -4,
                 extra: vec![1, 2],
+                colours: ColourChoice::Fixed(Colours::Ansi16),
             },
             acked_seq: 7,
             output_seq: 12,
@@ -605,6 +635,16 @@ mod tests {
                 seq: 5,
                 server: ServerSession {
                     stage,
+                    ..snapshot(1).server
+                },
+            });
+        }
+        for colours in ColourChoice::ALL {
+            events.push(ToPortal::Update {
+                session: s,
+                seq: 6,
+                server: ServerSession {
+                    colours,
                     ..snapshot(1).server
                 },
             });
@@ -783,5 +823,24 @@ mod tests {
                 refused: String::new(),
             }
         );
+    }
+
+    #[test]
+    fn a_server_older_than_1_5_leaves_colours_to_the_client() {
+        // A 1.4 server's ServerSession has no field 5: it decodes as 0.
+        let old = pb::ServerSession {
+            stage: pb::Stage::Playing.into(),
+            account_id: 1,
+            character_id: 2,
+            extra: Vec::new(),
+            ..Default::default()
+        };
+        assert_eq!(ServerSession::from(old).colours, ColourChoice::Auto);
+        // A number a newer peer may add one day is not misread as a colour.
+        let newer = pb::ServerSession {
+            colours: 99,
+            ..Default::default()
+        };
+        assert_eq!(ServerSession::from(newer).colours, ColourChoice::Auto);
     }
 }

@@ -127,6 +127,66 @@ pub struct ServerSession {
     pub character_id: i64,
     /// Small opaque state a game wants back after a reload; passed through.
     pub extra: Vec<u8>,
+    /// The colours the player chose in game (kept on the account), which
+    /// the portal applies over what the client told of itself. Since Link
+    /// 1.5; an older server's sessions are all `Auto`.
+    pub colours: ColourChoice,
+}
+
+/// A player's colour setting. Since Link 1.5.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ColourChoice {
+    /// What the client told (MTTS, its terminal type), else the portal's default.
+    #[default]
+    Auto,
+    /// These colours, whatever the client told.
+    Fixed(crate::markup::Colours),
+}
+
+impl ColourChoice {
+    /// Every setting, in the order a player is shown them.
+    pub const ALL: [ColourChoice; 5] = [
+        ColourChoice::Auto,
+        ColourChoice::Fixed(crate::markup::Colours::None),
+        ColourChoice::Fixed(crate::markup::Colours::Ansi16),
+        ColourChoice::Fixed(crate::markup::Colours::Xterm256),
+        ColourChoice::Fixed(crate::markup::Colours::Truecolour),
+    ];
+
+    /// The word a player types for it, and the database keeps.
+    pub fn name(self) -> &'static str {
+        use crate::markup::Colours;
+        match self {
+            ColourChoice::Auto => "auto",
+            ColourChoice::Fixed(Colours::None) => "plain",
+            ColourChoice::Fixed(Colours::Ansi16) => "ansi16",
+            ColourChoice::Fixed(Colours::Xterm256) => "xterm256",
+            ColourChoice::Fixed(Colours::Truecolour) => "truecolour",
+        }
+    }
+
+    /// A setting from its name, in any case; the American spelling and a
+    /// few obvious words are taken too.
+    pub fn parse(word: &str) -> Option<ColourChoice> {
+        use crate::markup::Colours;
+        let word = word.to_ascii_lowercase();
+        Some(match word.as_str() {
+            "auto" | "default" => ColourChoice::Auto,
+            "plain" | "none" | "off" => ColourChoice::Fixed(Colours::None),
+            "ansi16" | "ansi" | "16" => ColourChoice::Fixed(Colours::Ansi16),
+            "xterm256" | "256" => ColourChoice::Fixed(Colours::Xterm256),
+            "truecolour" | "truecolor" | "24bit" => ColourChoice::Fixed(Colours::Truecolour),
+            _ => return None,
+        })
+    }
+
+    /// The colours to render in, given those the client's own report gives.
+    pub fn over(self, client: crate::markup::Colours) -> crate::markup::Colours {
+        match self {
+            ColourChoice::Auto => client,
+            ColourChoice::Fixed(colours) => colours,
+        }
+    }
 }
 
 impl ServerSession {
@@ -369,6 +429,31 @@ impl ToPortal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_colour_choice_is_parsed_back_from_its_name() {
+        for choice in ColourChoice::ALL {
+            assert_eq!(ColourChoice::parse(choice.name()), Some(choice));
+            assert_eq!(
+                ColourChoice::parse(&choice.name().to_uppercase()),
+                Some(choice)
+            );
+        }
+        assert_eq!(
+            ColourChoice::parse("truecolor"),
+            ColourChoice::parse("truecolour")
+        );
+        assert_eq!(ColourChoice::parse("rainbow"), None);
+        assert_eq!(
+            ColourChoice::Auto.over(crate::markup::Colours::Xterm256),
+            crate::markup::Colours::Xterm256
+        );
+        assert_eq!(
+            ColourChoice::Fixed(crate::markup::Colours::None)
+                .over(crate::markup::Colours::Xterm256),
+            crate::markup::Colours::None
+        );
+    }
 
     #[test]
     fn capabilities_are_named_in_mtts_order() {

@@ -369,3 +369,79 @@ fn a_gmcp_client_is_named_by_core_hello_and_its_messages_keep_the_seqs() {
     c.send(&gmcp("Char.Skills.Get"));
     c.command("ping h", "pong h");
 }
+
+/// The player's `colour` setting (issue 13): kept on the account, applied by
+/// the portal from the command's reply on, kept by a new server after a
+/// reload (a later state update from it does not undo it), sent again at
+/// the next login, and `auto` goes back to what the client's MTTS said.
+#[test]
+fn a_players_colour_setting_is_applied_kept_across_a_reload_and_a_login() {
+    let game = Game::started();
+    // MTTS 9: ANSI and 256 colours, so the client's own colours are xterm's 256.
+    let mtts_256 = |c: &mut Raw| {
+        let mut hello = vec![IAC, WILL, TTYPE];
+        for name in ["MUDLET 4.17.2", "XTERM-256COLOR", "MTTS 9"] {
+            hello.extend_from_slice(&[IAC, SB, TTYPE, 0]);
+            hello.extend_from_slice(name.as_bytes());
+            hello.extend_from_slice(&[IAC, SE]);
+        }
+        c.send(&hello);
+    };
+    const XTERM_ORANGE: &str = "\x1b[0;38;5;208morange";
+    const TRUE_SKY: &str = "\x1b[0;38;2;51;153;255msky";
+    // All the command's output: up to the answer to a ping sent after it.
+    let mut pings = 0;
+    let mut all = |c: &mut Raw, line: &str| {
+        pings += 1;
+        c.send(format!("{line}\r\nping colours-{pings}\r\n").as_bytes());
+        let got = c.until(format!("pong colours-{pings}\r\n").as_bytes());
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let mut c = Raw::plain(&game);
+    mtts_256(&mut c);
+    c.command(&format!("create Painter {PASSWORD}"), "Welcome, Painter!");
+    let shown = all(&mut c, "colour");
+    assert!(shown.contains("Your colours: auto"), "{shown:?}");
+    let looked = all(&mut c, "look");
+    assert!(looked.contains('\x1b'), "MTTS said colours: {looked:?}");
+
+    let plain = all(&mut c, "color plain");
+    assert!(
+        plain.contains("Your colours: plain. red green orange sky") && !plain.contains('\x1b'),
+        "the reply is already plain: {plain:?}"
+    );
+    let looked = all(&mut c, "look");
+    assert!(!looked.contains('\x1b'), "{looked:?}");
+
+    game.reload();
+    // `brief` makes the new server send the session's whole state: it must
+    // carry the setting it got in the Sync, or the portal would drop it.
+    all(&mut c, "brief");
+    let looked = all(&mut c, "look");
+    assert!(!looked.contains('\x1b'), "after a reload: {looked:?}");
+    let shown = all(&mut c, "colour");
+    assert!(shown.contains("Your colours: plain."), "{shown:?}");
+
+    // A new connection, the same client: the login brings the setting back.
+    let mut again = Raw::plain(&game);
+    mtts_256(&mut again);
+    again.command(
+        &format!("connect Painter {PASSWORD}"),
+        "Welcome back, Painter!",
+    );
+    let looked = all(&mut again, "look");
+    assert!(!looked.contains('\x1b'), "after a login: {looked:?}");
+
+    let truecolour = all(&mut again, "colour truecolour");
+    assert!(truecolour.contains(TRUE_SKY), "{truecolour:?}");
+    let auto = all(&mut again, "colour auto");
+    assert!(
+        auto.contains(XTERM_ORANGE) && !auto.contains("\x1b[0;38;2;"),
+        "auto is what MTTS said, 256 colours: {auto:?}"
+    );
+    let bad = all(&mut again, "colour rainbow");
+    assert!(
+        bad.contains("Usage: colour auto|plain|ansi16|xterm256|truecolour"),
+        "{bad:?}"
+    );
+}

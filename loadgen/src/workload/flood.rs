@@ -101,7 +101,7 @@ enum Read {
 impl Reader {
     fn new() -> Reader {
         Reader {
-            inbound: Inbound::new(false),
+            inbound: Inbound::new(false, false),
             lines: VecDeque::new(),
             ignored: Vec::new(),
             buf: vec![0; READ_BUF].into_boxed_slice(),

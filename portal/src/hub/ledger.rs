@@ -406,12 +406,23 @@ impl Hub {
         if self.fresh(session, seq)
             && let Some(s) = self.sessions.get_mut(&session)
         {
+            let colours = server.colours;
+            let recoloured = colours != s.server.colours;
             s.server = server;
             let now_in = s.server.logged_in();
             if s.logged_in
                 .send_if_modified(|was| std::mem::replace(was, now_in) != now_in)
             {
                 self.players_changed = true;
+            }
+            // In the output queue, so the lines sent before the change keep
+            // the old colours and those after it get the new.
+            if recoloured
+                && let Some(out) = &s.out
+                && out.try_set_colours(colours).is_err()
+            {
+                s.kill.cancel();
+                s.out = None;
             }
         }
     }
@@ -788,6 +799,7 @@ mod tests {
                     account_id: 1,
                     character_id: 1,
                     extra: Vec::new(),
+                    colours: ev::link::ColourChoice::Auto,
                 },
             }],
         );

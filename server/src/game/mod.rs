@@ -52,8 +52,8 @@ use std::time::SystemTime;
 
 use crate::auth::{Abandon, Outcome, Work};
 use crate::event::{
-    Form, Inbound, Oob, Outbound, OutboxRow, PortalSession, SessionId, SessionState, Snapshot,
-    Stage,
+    ColourChoice, Form, Inbound, Oob, Outbound, OutboxRow, PortalSession, SessionId, SessionState,
+    Snapshot, Stage,
 };
 use crate::store::{Account, Character, CreateError, StoreError, SyncState, Tx};
 use api::{CommandFn, Error, Game, OobFn, Setup, ThenFn, TimerFn};
@@ -1318,6 +1318,55 @@ impl<G: Game> Kernel<G> {
         Ok(Flow::Done)
     }
 
+    /// `colour [SETTING]`: the player's colours, kept on the account and
+    /// sent to the portal in the session's state, in this transaction's
+    /// sequence, so the reply and everything after it is in the new
+    /// colours, and the setting comes back at each login and in a Sync.
+    fn colour(
+        &mut self,
+        tx: &Tx,
+        id: SessionId,
+        args: &str,
+        out: &mut Outbox,
+    ) -> Result<Flow, StoreError> {
+        let Some(session) = self.state.sessions.get_mut(&id) else {
+            return Ok(Flow::Done);
+        };
+        let choices = ColourChoice::ALL.map(ColourChoice::name).join("|");
+        let args = args.trim();
+        if args.is_empty() {
+            out.output(
+                id,
+                format!(
+                    "Your colours: {}. Change them with: colour {choices}",
+                    describe_colours(session.state.colours)
+                ),
+            );
+            return Ok(Flow::Done);
+        }
+        let Some(choice) = ColourChoice::parse(args) else {
+            out.output(
+                id,
+                format!(
+                    "There is no colour setting '{}'. Usage: colour {choices}",
+                    ev::markup::escape(&ev::text::printable(args))
+                ),
+            );
+            return Ok(Flow::Done);
+        };
+        tx.set_colours(session.state.account_id, choice.name())?;
+        session.state.colours = choice;
+        out.update(id, &session.state);
+        out.output(
+            id,
+            format!(
+                "Your colours: {}. {{red}}red{{/}} {{green}}green{{/}} {{x208}}orange{{/}} {{#3399ff}}sky{{/}}",
+                describe_colours(choice)
+            ),
+        );
+        Ok(Flow::Done)
+    }
+
     fn quit(&mut self, tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
         out.output(id, "Goodbye.");
         out.disconnect(id, "quit");
@@ -1607,6 +1656,12 @@ impl<G: Game> Kernel<G> {
                 self.state.objects.set_location(object, start);
             }
         }
+        // The account's colour setting goes to the portal with the login,
+        // so the first line in play is already in the player's colours.
+        let colours = tx
+            .colours_of(ch.account_id)?
+            .and_then(|name| ColourChoice::parse(&name))
+            .unwrap_or_default();
         let Some(session) = self.state.sessions.get_mut(&id) else {
             return Ok(());
         };
@@ -1617,6 +1672,7 @@ impl<G: Game> Kernel<G> {
             account_id: ch.account_id,
             character_id: ch.id,
             extra: std::mem::take(&mut session.state.extra),
+            colours,
         };
         out.update(id, &session.state);
         let greeting = match (login, previous) {
@@ -1814,6 +1870,15 @@ fn builtins<G: Game>(test_commands: bool) -> Registry<Action<G>> {
             Kernel::help,
         ),
         (
+            Spec::new(
+                "colour",
+                "colour [auto|plain|ansi16|xterm256|truecolour]",
+                "Your colours: as your client says (auto), none, or as many as you choose.",
+            )
+            .aliases(&["color"]),
+            Kernel::colour,
+        ),
+        (
             Spec::new("quit", "quit", "Leave the game.").anywhere(),
             |k, tx, id, _, out| {
                 k.quit(tx, id, out)?;
@@ -1949,6 +2014,14 @@ fn test_work_done<G>(_: &mut G, cx: &mut Context, finished: &Finished) -> api::R
         cx.send(session, &format!("Worked: {}", ev::markup::escape(&text)));
     }
     Ok(())
+}
+
+/// A colour setting as the player reads it.
+fn describe_colours(choice: ColourChoice) -> String {
+    match choice {
+        ColourChoice::Auto => "auto (as your client says)".to_owned(),
+        fixed => fixed.name().to_owned(),
+    }
 }
 
 /// Forgets a session in the store, after sealing what was already sent to it

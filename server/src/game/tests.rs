@@ -347,6 +347,7 @@ fn playing_as(session: SessionId, account_id: i64, character_id: i64) -> Snapsho
             account_id,
             character_id,
             extra: vec![7],
+            colours: ev::link::ColourChoice::Auto,
         },
         output_seq: 0,
     }
@@ -392,7 +393,8 @@ fn create_look_say_who_quit_between_two_sessions() {
             stage: Stage::Playing,
             account_id: 1,
             character_id: 2,
-            extra: vec![]
+            extra: vec![],
+            colours: ev::link::ColourChoice::Auto,
         }
     }));
     assert_eq!(acks(&out), [(S1, 1)]);
@@ -562,7 +564,7 @@ fn every_command_is_registered_and_no_secret_is_logged() {
         names,
         [
             "@crash", "@grant", "@hang", "@markup", "@timer", "@timers", "@work", "client",
-            "connect",
+            "colour", "connect",
             "create", "help", "look", "ping", "quit", "say", "version", "who"
         ],
         "a command clashed with another and was left out"

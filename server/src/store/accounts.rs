@@ -60,6 +60,11 @@ pub(super) enum Write {
         account_id: i64,
         level: i64,
     },
+    /// The player's colour setting, by its name.
+    Colours {
+        account_id: i64,
+        colours: String,
+    },
     /// `ev-server set-password`: by name, so it needs no column later than
     /// the first migration's.
     Password {
@@ -84,6 +89,7 @@ impl Write {
         match self {
             Write::Account { .. } => "creating an account",
             Write::Level { .. } => "setting an account's level",
+            Write::Colours { .. } => "setting an account's colours",
             Write::Password { .. } => "setting an account's password",
             Write::Login { .. } => "recording a login",
             Write::Character { .. } => "creating a character",
@@ -111,6 +117,12 @@ impl Write {
                 conn.prepare_cached("UPDATE accounts SET level = ?1 WHERE id = ?2")?
                     .execute(params![level, account_id])? as i64
             }
+            Write::Colours {
+                account_id,
+                colours,
+            } => conn
+                .prepare_cached("UPDATE accounts SET colours = ?1 WHERE id = ?2")?
+                .execute(params![colours, account_id])? as i64,
             Write::Password { name, hash } => conn
                 .prepare_cached("UPDATE accounts SET password_hash = ?1 WHERE name = ?2")?
                 .execute(params![hash, name])? as i64,
@@ -246,6 +258,24 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    /// Keeps the player's colour setting (its name) on the account; false
+    /// if there is no such account.
+    pub fn set_colours(&self, account_id: i64, colours: &str) -> Result<bool, StoreError> {
+        Ok(self.write(Write::Colours {
+            account_id,
+            colours: colours.to_owned(),
+        })? > 0)
+    }
+
+    /// The account's colour setting, by name ("auto" unless the player chose).
+    pub fn colours_of(&self, account_id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT colours FROM accounts WHERE id = ?1")?
+            .query_row([account_id], |row| row.get(0))
+            .optional()?)
+    }
+
     /// The account's first character.
     pub fn character_of(&self, account_id: i64) -> Result<Option<Character>, StoreError> {
         Ok(self
@@ -313,6 +343,10 @@ mod tests {
         let (ch, level) = tx.character_and_level(c.id).unwrap().unwrap();
         assert_eq!((ch, level), (c.clone(), 1));
         assert!(!tx.set_level(9999, 1).unwrap(), "no such account");
+        assert_eq!(tx.colours_of(a.id).unwrap().as_deref(), Some("auto"));
+        assert!(tx.set_colours(a.id, "xterm256").unwrap());
+        assert_eq!(tx.colours_of(a.id).unwrap().as_deref(), Some("xterm256"));
+        assert!(!tx.set_colours(9999, "plain").unwrap(), "no such account");
         tx.commit().unwrap();
     }
 

@@ -138,6 +138,11 @@ const MIGRATIONS: &[&str] = &[
         input TEXT NOT NULL
     );
 ",
+    "
+    -- The player's colour setting (`colour` in game), by name: auto, plain,
+    -- ansi16, xterm256, truecolour. auto: what the client says.
+    ALTER TABLE accounts ADD COLUMN colours TEXT NOT NULL DEFAULT 'auto';
+",
 ];
 
 impl Store {
