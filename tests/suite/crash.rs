@@ -355,6 +355,9 @@ fn crash_loop_limit_then_a_fixed_build_restores_everyone() {
         c.supervisor.crash_loop_limit = 3;
         c.supervisor.restart_backoff_ms = 50;
         c.supervisor.restart_backoff_max_ms = 200;
+        // The crash loop itself: without this the supervisor would fall
+        // back to the build before the reload (builds.rs tests that).
+        c.supervisor.fallback_window_s = 0;
     });
     let broken = game.tmp().join("broken");
     game.set_server_script(&format!(
