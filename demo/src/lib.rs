@@ -37,6 +37,9 @@ const DIRECTIONS: [(&str, &str); 6] = [
 /// How many steps a character walks before it must rest.
 pub const MAX_MOVES: i64 = 20;
 
+/// The attribute that keeps where a character was when its player left.
+const LEFT_FROM: &str = "left_from";
+
 /// How often the cat moves on.
 const CAT_WANDERS: Duration = Duration::from_secs(120);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -238,6 +241,16 @@ impl Game for Demo {
     }
 
     fn on_login(&mut self, cx: &mut Context) -> Result<()> {
+        // Back where it was when it left (the runtime has put a character
+        // that is nowhere at the start meanwhile).
+        if let Some(me) = cx.character()
+            && let Some(room) = cx.get::<ObjectId>(me, LEFT_FROM)?
+        {
+            if cx.exists(room) {
+                cx.move_to(me, Some(room))?;
+            }
+            cx.unset(me, LEFT_FROM)?;
+        }
         self.show_room(cx)?;
         send_vitals(cx)?;
         if cx.login() != Some(Login::Takeover) {
@@ -248,6 +261,15 @@ impl Game for Demo {
 
     fn on_logout(&mut self, cx: &mut Context) -> Result<()> {
         announce(cx, "has left.");
+        // Out of the world while away, as Evennia does with a character no
+        // one plays: a room holds who is there, not everyone who ever
+        // stopped in it, so listing a room stays as cheap as its company.
+        if let Some(me) = cx.character()
+            && let Some(room) = cx.location(me)
+        {
+            cx.set(me, LEFT_FROM, &room)?;
+            cx.move_to(me, None)?;
+        }
         Ok(())
     }
 }

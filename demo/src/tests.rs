@@ -274,3 +274,49 @@ fn walking_tires_resting_restores_and_each_change_goes_out_as_char_vitals() {
     assert_eq!(moves_seen(&mut g, alice), [(MAX_MOVES, MAX_MOVES)]);
     assert!(g.input(alice, "west")[0].starts_with("Town Square"));
 }
+
+#[test]
+fn a_player_who_leaves_is_out_of_the_room_until_they_come_back_to_it() {
+    let mut g = game();
+    let alice = g.player("Alice");
+    let bob = g.player("Bob");
+    g.input(alice, "down");
+    g.input(alice, "east");
+    g.close(alice);
+    // Away: not in the market's company, nor anywhere.
+    g.input(bob, "down");
+    g.input(bob, "east");
+    let (market, away) = g.with(|_, cx| {
+        let alice = cx.all_of_kind("character")[0];
+        (
+            cx.all_of_kind("room")
+                .into_iter()
+                .find(|&r| cx.name(r) == "Market Street"),
+            cx.location(alice),
+        )
+    });
+    assert_eq!(away, None);
+    let market = market.unwrap();
+    assert_eq!(
+        g.with(|_, cx| cx
+            .contents(market)
+            .into_iter()
+            .filter(|&o| cx.kind(o) == "character")
+            .count()),
+        1
+    );
+    // Back: where she left, and the room hears it.
+    let again = g.connect();
+    let seen = g.input(
+        again,
+        &format!("connect Alice {}", ev_server::testkit::PASSWORD),
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with("Market Street")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        g.seen(bob).last().map(String::as_str),
+        Some("Alice has arrived.")
+    );
+}

@@ -136,8 +136,21 @@ impl<'a> Context<'a> {
 
     /// The characters in `place` whose players are online, in id order.
     pub fn players_in(&self, place: ObjectId) -> Vec<ObjectId> {
-        self.state
-            .objects
+        let objects = &self.state.objects;
+        // Whichever is fewer: what the place holds (a room may keep
+        // thousands of characters whose players are away), or who plays.
+        if self.state.playing.len() < objects.count_in(place) {
+            let mut here: Vec<ObjectId> = self
+                .state
+                .playing
+                .keys()
+                .copied()
+                .filter(|&c| objects.get(c).is_some_and(|o| o.location == Some(place)))
+                .collect();
+            here.sort_unstable();
+            return here;
+        }
+        objects
             .contents(place)
             .filter(|o| self.state.playing.contains_key(o))
             .collect()

@@ -195,6 +195,11 @@ impl Objects {
         self.contents.get(&id).into_iter().flatten().copied()
     }
 
+    /// How many objects `id` holds.
+    pub fn count_in(&self, id: ObjectId) -> usize {
+        self.contents.get(&id).map_or(0, BTreeSet::len)
+    }
+
     pub fn of_kind(&self, kind: &str) -> impl Iterator<Item = ObjectId> + '_ {
         self.by_kind.get(kind).into_iter().flatten().copied()
     }
