@@ -4,26 +4,9 @@ use std::time::Duration;
 
 use crate::util::{Game, PASSWORD, evctl_path, run, text};
 
-/// Fails the test with how to install telnetlib3 if it is missing.
-fn require_telnetlib3() {
-    let probe = Command::new("python3")
-        .args(["-c", "import telnetlib3"])
-        .output();
-    match probe {
-        Err(e) => panic!(
-            "python3 is needed for this test and could not run ({e}): install python3 and `python3 -m pip install telnetlib3`"
-        ),
-        Ok(out) if !out.status.success() => panic!(
-            "the Python package telnetlib3 is missing: run `python3 -m pip install telnetlib3` (.ci/run does)\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Ok(_) => {}
-    }
-}
-
 #[test]
 fn telnetlib3_logs_in_says_and_pings() {
-    require_telnetlib3();
+    crate::util::require_python("telnetlib3", "telnetlib3==5.0.1");
     let game = Game::started();
     let addr = game.telnet_addr();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/telnetlib3_login.py");
@@ -45,7 +28,7 @@ fn telnetlib3_logs_in_says_and_pings() {
 /// a reload (the new server has them from the Sync).
 #[test]
 fn telnetlib3_window_and_terminal_reach_the_game_across_a_reload() {
-    require_telnetlib3();
+    crate::util::require_python("telnetlib3", "telnetlib3==5.0.1");
     let game = Game::started();
     let addr = game.telnet_addr();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/telnetlib3_terminal.py");
@@ -72,7 +55,7 @@ fn telnetlib3_window_and_terminal_reach_the_game_across_a_reload() {
 /// directory's tmp (`telnetlib3-fingerprint.json`).
 #[test]
 fn telnetlib3_fingerprint_sees_no_negotiation_loop() {
-    require_telnetlib3();
+    crate::util::require_python("telnetlib3", "telnetlib3==5.0.1");
     let game = Game::started();
     let addr = game.telnet_addr();
     let report = Path::new(env!("CARGO_TARGET_TMPDIR")).join("telnetlib3-fingerprint.json");

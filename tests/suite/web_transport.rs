@@ -599,29 +599,12 @@ fn a_json_subprotocol_client_plays_and_gets_gmcp_in_envelopes() {
     assert!(frame.reason.contains("proto"), "{frame:?}");
 }
 
-/// Fails the test with how to install websockets if it is missing.
-fn require_websockets() {
-    let probe = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .output();
-    match probe {
-        Err(e) => panic!(
-            "python3 is needed for this test and could not run ({e}): install python3 and `python3 -m pip install websockets==15.0.1`"
-        ),
-        Ok(out) if !out.status.success() => panic!(
-            "the Python package websockets is missing: run `python3 -m pip install websockets==15.0.1` (.ci/run does)\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Ok(_) => {}
-    }
-}
-
 /// Python's `websockets`, a client ev has no part in, speaks
 /// `terminal.mudstandards.org`: it logs in, says something a telnet
 /// player hears, and quits.
 #[test]
 fn a_python_websockets_client_plays_on_the_terminal_subprotocol() {
-    require_websockets();
+    crate::util::require_python("websockets", "websockets==15.0.1");
     let game = Game::started();
     let mut telly = game.login("Telly");
     let addr = web_addr(&game);

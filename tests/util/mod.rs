@@ -597,3 +597,21 @@ impl Drop for Game {
         }
     }
 }
+
+/// Fails the test, saying how to install it, if Python's `module` is
+/// missing (`pip` is what to install: "telnetlib3==5.0.1").
+pub fn require_python(module: &str, pip: &str) {
+    let probe = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output();
+    match probe {
+        Err(e) => panic!(
+            "python3 is needed for this test and could not run ({e}): install python3 and `python3 -m pip install {pip}`"
+        ),
+        Ok(out) if !out.status.success() => panic!(
+            "the Python package {module} is missing: run `python3 -m pip install {pip}` (.ci/run does)\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Ok(_) => {}
+    }
+}
