@@ -263,15 +263,7 @@ impl<G: Game> Engine<G> {
                     self.fire_timers(&outbound).await?;
                 }
                 Some(joined) = self.jobs.join_next(), if !self.jobs.is_empty() => {
-                    let mut done = Vec::new();
-                    let mut next = Some(joined);
-                    while let Some(joined) = next {
-                        match joined {
-                            Ok(d) => done.push(d),
-                            Err(e) => tracing::error!("password job lost: {e}"),
-                        }
-                        next = self.jobs.try_join_next();
-                    }
+                    let done = finished(joined, &mut self.jobs, "password job lost");
                     if self.stalled.is_some() {
                         self.hold(Intake::Jobs(done), &outbound).await?;
                         continue;
@@ -281,15 +273,7 @@ impl<G: Game> Engine<G> {
                 // A draining server applies no more results: the rows stay,
                 // and the next server runs the work again.
                 Some(joined) = self.work.join_next(), if !self.work.is_empty() && !self.draining => {
-                    let mut worked = Vec::new();
-                    let mut next = Some(joined);
-                    while let Some(joined) = next {
-                        match joined {
-                            Ok(w) => worked.push(w),
-                            Err(e) => tracing::error!("deferred work lost until the next server: {e}"),
-                        }
-                        next = self.work.try_join_next();
-                    }
+                    let worked = finished(joined, &mut self.work, "deferred work lost until the next server");
                     if self.stalled.is_some() {
                         self.hold(Intake::Worked(worked), &outbound).await?;
                         continue;
@@ -862,6 +846,25 @@ fn begin<'s>(
     }
     delivered.clear();
     Ok(tx)
+}
+
+/// `first` and every other task of `set` already finished, in one batch;
+/// a task that died instead is logged as `lost`.
+fn finished<T: 'static>(
+    first: Result<T, tokio::task::JoinError>,
+    set: &mut JoinSet<T>,
+    lost: &str,
+) -> Vec<T> {
+    let mut done = Vec::new();
+    let mut next = Some(first);
+    while let Some(joined) = next {
+        match joined {
+            Ok(d) => done.push(d),
+            Err(e) => tracing::error!("{lost}: {e}"),
+        }
+        next = set.try_join_next();
+    }
+    done
 }
 
 /// What a panic said, if it said it in text.

@@ -44,6 +44,9 @@ pub(crate) fn record_failure(s: &mut State, reason: String, served: Duration, li
     }
 }
 
+/// What players are told when the server is left down after a crash loop.
+const GAME_DOWN: &str = "[ev] The game is down after repeated crashes. Staff have been alerted; stay connected or come back later.";
+
 enum Need {
     Nothing,
     Portal(Duration),
@@ -184,10 +187,7 @@ pub(crate) async fn keep(shared: Arc<Shared>) {
                         );
                         shared.notifier.status("server crash loop: not restarting");
                         // Players keep their connections; tell them why nothing answers.
-                        let _ = shared
-                            .portal
-                            .notice("[ev] The game is down after repeated crashes. Staff have been alerted; stay connected or come back later.")
-                            .await;
+                        let _ = shared.portal.notice(GAME_DOWN).await;
                     }
                 }
             }
@@ -251,10 +251,7 @@ async fn fall_back(shared: &Arc<Shared>, from: String, to: String) {
             shared
                 .notifier
                 .status("server crash loop: not restarting, no fallback");
-            let _ = shared
-                .portal
-                .notice("[ev] The game is down after repeated crashes. Staff have been alerted; stay connected or come back later.")
-                .await;
+            let _ = shared.portal.notice(GAME_DOWN).await;
         }
         Err(e) => {
             // Counted like any failed start: its own crash loop ends the
