@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -212,7 +212,6 @@ fn start_session(
     let (out_tx, out_rx) = outqueue::channel(limits.output_queue, limits.output_queue_bytes);
     let credits = Arc::new(Semaphore::new(limits.input_queue));
     let kill = CancellationToken::new();
-    let (logged_in, logged_in_rx) = watch::channel(false);
     hub.send(HubEvent::Opened {
         portal: PortalSession {
             id,
@@ -229,7 +228,6 @@ fn start_session(
         out: out_tx,
         credits: credits.clone(),
         kill: kill.clone(),
-        logged_in,
     });
     let now = Instant::now();
     let connection = Connection {
@@ -248,7 +246,6 @@ fn start_session(
         keepalive: limits.keepalive,
         throttle: Throttle::new(limits.commands, slot, now),
         clock: Clock::new(limits.timeouts, now),
-        logged_in: logged_in_rx,
     };
     tracker.spawn(connection.run());
 }

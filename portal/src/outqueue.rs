@@ -11,10 +11,10 @@
 //! disconnected, never waited for. Counting messages alone let 4,000-byte
 //! lines pile up to 16 MB for each player who did not read.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::hub::api::Outbound;
 use ev::link::ColourChoice;
@@ -29,30 +29,67 @@ enum Queued {
 
 /// A queue that held this much and drained gives its memory back.
 const TRIM_AFTER: usize = 256 * 1024;
+/// An emptied queue that grew past this many messages lets its buffer go:
+/// a burst (a crowded room's arrivals) must not stay in every session.
+const KEEP_EMPTY: usize = 16;
 
 pub fn channel(messages: usize, bytes: usize) -> (OutSender, OutReceiver) {
-    let (tx, rx) = mpsc::channel(messages.max(1));
-    let queued = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            bytes: 0,
+            peak: 0,
+            senders: 1,
+            receiving: true,
+        }),
+        ready: Notify::new(),
+    });
     (
         OutSender {
-            tx,
-            queued: queued.clone(),
+            shared: shared.clone(),
+            messages: messages.max(1),
             limit: bytes,
         },
         OutReceiver {
-            rx,
-            queued,
-            peak: 0,
+            shared,
             colours: ColourChoice::Auto,
         },
     )
+}
+
+/// A queue of its own rather than a channel's: an idle session holds no
+/// buffer at all (a channel keeps a block of 32 slots per session, 1.5 KiB
+/// at 10,000 players), and the byte count lives beside the messages.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Something was queued, or the last sender went.
+    ready: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    queue: VecDeque<Queued>,
+    /// Bytes of text queued.
+    bytes: usize,
+    /// Most bytes queued since the queue was last empty.
+    peak: usize,
+    senders: usize,
+    receiving: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The queue stays meaningful whatever panicked while holding it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 fn size(message: &Queued) -> usize {
     match message {
         Queued::Out(Outbound::Notice(text) | Outbound::Output { text, .. }) => text.len(),
         Queued::Out(Outbound::Oob(oob)) => oob.name.len() + oob.data.len(),
-        Queued::Out(Outbound::Close(_)) | Queued::Colours(_) => 0,
+        Queued::Out(Outbound::Close(_) | Outbound::LoggedIn(_)) | Queued::Colours(_) => 0,
     }
 }
 
@@ -64,11 +101,35 @@ pub enum Refused {
     Closed,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct OutSender {
-    tx: mpsc::Sender<Queued>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    messages: usize,
     limit: usize,
+}
+
+impl Clone for OutSender {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        OutSender {
+            shared: self.shared.clone(),
+            messages: self.messages,
+            limit: self.limit,
+        }
+    }
+}
+
+impl Drop for OutSender {
+    fn drop(&mut self) {
+        let last = {
+            let mut state = self.shared.lock();
+            state.senders -= 1;
+            state.senders == 0
+        };
+        if last {
+            self.shared.ready.notify_one();
+        }
+    }
 }
 
 impl OutSender {
@@ -83,53 +144,60 @@ impl OutSender {
 
     fn queue(&self, message: Queued) -> Result<(), Refused> {
         let n = size(&message);
-        // Counted before it is queued, so the receiver never takes off
-        // bytes not yet added. One line longer than the limit still goes to
-        // a client that has read everything else.
-        let before = self.queued.fetch_add(n, Ordering::Relaxed);
-        if before > 0 && before + n > self.limit {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
-            return Err(Refused::Full);
-        }
-        self.tx.try_send(message).map_err(|e| {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
-            match e {
-                mpsc::error::TrySendError::Full(_) => Refused::Full,
-                mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+        {
+            let mut state = self.shared.lock();
+            if !state.receiving {
+                return Err(Refused::Closed);
             }
-        })
+            // One line longer than the limit still goes to a client that
+            // has read everything else.
+            if state.queue.len() >= self.messages
+                || (state.bytes > 0 && state.bytes + n > self.limit)
+            {
+                return Err(Refused::Full);
+            }
+            state.queue.push_back(message);
+            state.bytes += n;
+            state.peak = state.peak.max(state.bytes);
+        }
+        self.shared.ready.notify_one();
+        Ok(())
     }
 }
 
 #[derive(Debug)]
 pub struct OutReceiver {
-    rx: mpsc::Receiver<Queued>,
-    queued: Arc<AtomicUsize>,
-    /// Most bytes queued since the queue was last empty.
-    peak: usize,
+    shared: Arc<Shared>,
     /// The player's colour setting as of the last message taken.
     colours: ColourChoice,
 }
 
+impl Drop for OutReceiver {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.receiving = false;
+        state.queue = VecDeque::new();
+        state.bytes = 0;
+    }
+}
+
 impl OutReceiver {
-    /// The next output. Cancel-safe: a setting taken on the way is kept
-    /// before the next await.
+    /// The next output; None once every sender is gone and the queue is
+    /// empty. Cancel-safe: nothing is taken across an await.
     pub async fn recv(&mut self) -> Option<Outbound> {
         loop {
-            let message = self.rx.recv().await?;
-            if let Some(out) = self.took(message) {
-                return Some(out);
+            match self.pop() {
+                Ok(out) => return Some(out),
+                Err(Empty::Closed) => return None,
+                // A permit left by a send since the check ends this at once.
+                Err(Empty::Open) => self.shared.ready.notified().await,
             }
         }
     }
 
-    pub fn try_recv(&mut self) -> Result<Outbound, mpsc::error::TryRecvError> {
-        loop {
-            let message = self.rx.try_recv()?;
-            if let Some(out) = self.took(message) {
-                return Ok(out);
-            }
-        }
+    /// The next output if one is queued.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        self.pop().ok()
     }
 
     /// The player's colour setting for the output last taken.
@@ -137,8 +205,36 @@ impl OutReceiver {
         self.colours
     }
 
+    fn pop(&mut self) -> Result<Outbound, Empty> {
+        loop {
+            let message = {
+                let mut state = self.shared.lock();
+                let Some(message) = state.queue.pop_front() else {
+                    return Err(if state.senders == 0 {
+                        Empty::Closed
+                    } else {
+                        Empty::Open
+                    });
+                };
+                state.bytes -= size(&message);
+                if state.queue.is_empty() {
+                    if state.peak >= TRIM_AFTER {
+                        crate::trim::freed();
+                    }
+                    state.peak = 0;
+                    if state.queue.capacity() > KEEP_EMPTY {
+                        state.queue = VecDeque::new();
+                    }
+                }
+                message
+            };
+            if let Some(out) = self.took(message) {
+                return Ok(out);
+            }
+        }
+    }
+
     fn took(&mut self, message: Queued) -> Option<Outbound> {
-        self.count(&message);
         match message {
             Queued::Colours(colours) => {
                 self.colours = colours;
@@ -156,22 +252,15 @@ impl OutReceiver {
         }
     }
 
-    fn count(&mut self, message: &Queued) {
-        let n = size(message);
-        let before = self.queued.fetch_sub(n, Ordering::Relaxed);
-        self.peak = self.peak.max(before);
-        if before == n {
-            if self.peak >= TRIM_AFTER {
-                crate::trim::freed();
-            }
-            self.peak = 0;
-        }
-    }
-
     #[cfg(test)]
     fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.shared.lock().bytes
     }
+}
+
+enum Empty {
+    Open,
+    Closed,
 }
 
 #[cfg(test)]
@@ -242,6 +331,37 @@ mod tests {
         assert_eq!(text(rx.try_recv().unwrap()), "{red}again{/}");
         assert_eq!(rx.colours(), ColourChoice::Auto);
         assert_eq!(rx.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_receiver_sees_the_end_after_what_was_queued_and_keeps_no_burst() {
+        let (tx, mut rx) = channel(100, usize::MAX);
+        let second = tx.clone();
+        for _ in 0..50 {
+            second.try_send(text(1)).unwrap();
+        }
+        drop(second);
+        tx.try_send(Outbound::LoggedIn(true)).unwrap();
+        for _ in 0..50 {
+            assert!(matches!(rx.recv().await, Some(Outbound::Notice(_))));
+        }
+        assert!(matches!(rx.recv().await, Some(Outbound::LoggedIn(true))));
+        assert_eq!(
+            rx.shared.lock().queue.capacity(),
+            0,
+            "an emptied queue let its burst go"
+        );
+        drop(tx);
+        assert!(rx.recv().await.is_none(), "every sender gone");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_wakes_for_a_send() {
+        let (tx, mut rx) = channel(10, 100);
+        let waiting = tokio::spawn(async move { rx.recv().await.is_some() });
+        tokio::task::yield_now().await;
+        tx.try_send(text(3)).unwrap();
+        assert!(waiting.await.unwrap());
     }
 
     #[test]

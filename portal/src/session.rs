@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -107,8 +107,6 @@ pub struct Connection<S> {
     pub keepalive: Option<Duration>,
     pub throttle: Throttle,
     pub clock: Clock,
-    /// The server's word on whether the session is logged in, via the hub.
-    pub logged_in: watch::Receiver<bool>,
 }
 
 impl<S: Transport> Connection<S> {
@@ -147,11 +145,19 @@ impl<S: Transport> Connection<S> {
         // The client half-closed its side (or went): read no more.
         let mut eof = false;
         let mut told_hub_eof = false;
-        let mut watching_login = true;
         // When the hub may next be told of the client, and whether a change
         // waits for that.
         let mut info_next = Instant::now();
         let mut info_due = false;
+        // One timer for every deadline below, armed for the nearest. A
+        // deadline that moves later (the idle timeout and the keepalive, at
+        // each command and write) leaves it alone: it wakes early, finds
+        // nothing due, and is armed again. A timer per deadline per turn of
+        // the loop cost more than the rest of a command's handling here.
+        let mut wake = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+        let mut armed: Option<Instant> = None;
+        let kill = self.kill.clone();
+        let mut killed = std::pin::pin!(kill.cancelled_owned());
 
         loop {
             if eof && lines.is_empty() && !told_hub_eof {
@@ -165,9 +171,26 @@ impl<S: Transport> Connection<S> {
             if !settled && (!self.negotiation.settling() || Instant::now() >= settle_by) {
                 settled = true;
             }
+            let next = [
+                expiry.map(|(at, _)| at),
+                release_at,
+                keepalive_at,
+                info_at,
+                held_until,
+                (!settled).then_some(settle_by),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            if let Some(at) = next
+                && armed.is_none_or(|armed| at < armed)
+            {
+                wake.as_mut().reset(at);
+                armed = Some(at);
+            }
             tokio::select! {
                 biased;
-                _ = self.kill.cancelled() => return Ok(STALLED.into()),
+                _ = &mut killed => return Ok(STALLED.into()),
                 msg = self.out.recv(), if settled => {
                     let mut close = None;
                     let mut next = msg;
@@ -183,13 +206,14 @@ impl<S: Transport> Connection<S> {
                                     complaints.server(&e);
                                 }
                             }
+                            Some(Outbound::LoggedIn(yes)) => self.clock.logged_in(yes, Instant::now()),
                             Some(Outbound::Close(reason)) => { close = Some(reason); break; }
                             None => { close = Some("the portal is stopping".into()); break; }
                         }
                         if out.plain.len() > 64 * 1024 { break; }
                         next = match self.out.try_recv() {
-                            Ok(m) => Some(m),
-                            Err(_) => break,
+                            Some(m) => Some(m),
+                            None => break,
                         };
                     }
                     if close.is_some() {
@@ -201,7 +225,7 @@ impl<S: Transport> Connection<S> {
                     if !out.wire.is_empty() {
                         tokio::select! {
                             r = write_flushed(io, &out.wire) => r?,
-                            _ = self.kill.cancelled() => return Ok(STALLED.into()),
+                            _ = &mut killed => return Ok(STALLED.into()),
                         }
                         out.written();
                     }
@@ -210,38 +234,32 @@ impl<S: Transport> Connection<S> {
                         return Ok(reason);
                     }
                 }
-                _ = tokio::time::sleep_until(expiry.map_or_else(Instant::now, |(at, _)| at)), if expiry.is_some() => {
-                    let Some((_, expired)) = expiry else { continue };
-                    goodbye(&mut out, io, expired.notice()).await;
-                    return Ok(expired.reason().into());
-                }
-                changed = self.logged_in.changed(), if watching_login => {
-                    match changed {
-                        Ok(()) => {
-                            let yes = *self.logged_in.borrow_and_update();
-                            self.clock.logged_in(yes, Instant::now());
+                _ = &mut wake, if armed.is_some() => {
+                    armed = None;
+                    let now = Instant::now();
+                    if let Some((at, expired)) = expiry
+                        && now >= at
+                    {
+                        Box::pin(goodbye(&mut out, io, expired.notice())).await;
+                        return Ok(expired.reason().into());
+                    }
+                    if release_at.is_some_and(|at| now >= at) {
+                        out.release_idle();
+                    }
+                    if info_at.is_some_and(|at| now >= at) {
+                        info_due = false;
+                        info_next = tell_client_info(&mut self.negotiation, &self.hub, self.id, now);
+                    }
+                    if held_until.is_some_and(|at| now >= at) {
+                        held_until = None;
+                    }
+                    if keepalive_at.is_some_and(|at| now >= at) {
+                        out.keepalive()?;
+                        if let Some(reason) = flush_or_end(&mut out, io, &self.kill, expiry).await? {
+                            return Ok(reason);
                         }
-                        // The hub forgot the session; the close follows.
-                        Err(_) => watching_login = false,
                     }
                 }
-                _ = tokio::time::sleep_until(release_at.unwrap_or_else(Instant::now)), if release_at.is_some() => {
-                    out.release_idle();
-                }
-                _ = tokio::time::sleep_until(keepalive_at.unwrap_or_else(Instant::now)), if keepalive_at.is_some() => {
-                    out.keepalive()?;
-                    if let Some(reason) = flush_or_end(&mut out, io, &self.kill, expiry).await? {
-                        return Ok(reason);
-                    }
-                }
-                _ = tokio::time::sleep_until(info_at.unwrap_or_else(Instant::now)), if info_at.is_some() => {
-                    info_due = false;
-                    info_next = tell_client_info(&mut self.negotiation, &self.hub, self.id, Instant::now());
-                }
-                _ = tokio::time::sleep_until(held_until.unwrap_or_else(Instant::now)), if held_until.is_some() => {
-                    held_until = None;
-                }
-                _ = tokio::time::sleep_until(settle_by), if !settled => {}
                 permit = self.credits.acquire(), if !lines.is_empty() && held_until.is_none() => {
                     let Ok(permit) = permit else { return Ok("the portal is stopping".into()) };
                     match lines.pop_front() {
@@ -378,14 +396,22 @@ async fn flush_or_end(
     kill: &CancellationToken,
     expiry: Option<(Instant, Expired)>,
 ) -> std::io::Result<Option<String>> {
-    let at = expiry.map_or_else(Instant::now, |(at, _)| at);
-    tokio::select! {
-        r = out.flush(wr) => r.map(|()| None),
-        _ = kill.cancelled() => Ok(Some(STALLED.into())),
-        _ = tokio::time::sleep_until(at), if expiry.is_some() => {
-            Ok(expiry.map(|(_, expired)| expired.reason().into()))
-        }
+    if out.plain.is_empty() && out.wire.is_empty() {
+        return Ok(None);
     }
+    let at = expiry.map_or_else(Instant::now, |(at, _)| at);
+    // Boxed: held only while writing, it would otherwise add its timer and
+    // futures to every connection's task for as long as it lives.
+    Box::pin(async move {
+        tokio::select! {
+            r = out.flush(wr) => r.map(|()| None),
+            _ = kill.cancelled() => Ok(Some(STALLED.into())),
+            _ = tokio::time::sleep_until(at), if expiry.is_some() => {
+                Ok(expiry.map(|(_, expired)| expired.reason().into()))
+            }
+        }
+    })
+    .await
 }
 
 /// Logs what a connection dropped, the first few times: a client (or a

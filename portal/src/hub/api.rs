@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use super::counters::Counters;
@@ -28,6 +28,10 @@ pub enum Outbound {
     Oob(Oob),
     /// Close the connection after what came before.
     Close(String),
+    /// The server logged the session in (true) or out: which of the
+    /// connection's timeouts runs. Queued with the output, so it is news
+    /// exactly where the server said it.
+    LoggedIn(bool),
 }
 
 pub enum HubEvent {
@@ -36,8 +40,6 @@ pub enum HubEvent {
         out: OutSender,
         credits: Arc<Semaphore>,
         kill: CancellationToken,
-        /// Whether the server has the session logged in, for its timeouts.
-        logged_in: watch::Sender<bool>,
     },
     Input {
         session: SessionId,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::api::{ConnId, HubSender, Promoted, StatusInfo, channel};
@@ -30,7 +30,6 @@ pub struct FakeSession {
     pub out: crate::outqueue::OutReceiver,
     pub credits: Arc<Semaphore>,
     pub kill: CancellationToken,
-    pub logged_in: watch::Receiver<bool>,
 }
 
 impl FakeSession {
@@ -38,7 +37,7 @@ impl FakeSession {
     /// game's.
     pub fn texts(&mut self) -> Vec<String> {
         let mut texts = Vec::new();
-        while let Ok(msg) = self.out.try_recv() {
+        while let Some(msg) = self.out.try_recv() {
             if let Outbound::Notice(text) | Outbound::Output { text, .. } = msg {
                 texts.push(text);
             }
@@ -142,7 +141,6 @@ impl Harness {
         let (out, out_rx) = crate::outqueue::channel(output_queue, usize::MAX);
         let credits = Arc::new(Semaphore::new(8));
         let kill = CancellationToken::new();
-        let (logged_in, logged_in_rx) = watch::channel(false);
         self.tx.send(HubEvent::Opened {
             portal: PortalSession {
                 id: SessionId(id),
@@ -151,13 +149,11 @@ impl Harness {
             out,
             credits: credits.clone(),
             kill: kill.clone(),
-            logged_in,
         });
         FakeSession {
             out: out_rx,
             credits,
             kill,
-            logged_in: logged_in_rx,
         }
     }
 

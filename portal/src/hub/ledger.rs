@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::Hub;
@@ -46,7 +46,8 @@ pub(super) struct Session {
     pub(super) out: Option<OutSender>,
     pub(super) credits: Arc<Semaphore>,
     pub(super) kill: CancellationToken,
-    pub(super) logged_in: watch::Sender<bool>,
+    /// What the connection was last told of the server's login state.
+    pub(super) logged_in: bool,
     /// The client sent its last input; see [`super::api::HubEvent::InputEnded`].
     pub(super) input_ended: bool,
     /// The connection has gone; kept while inputs are still owed to a server.
@@ -110,7 +111,6 @@ impl Hub {
         out: OutSender,
         credits: Arc<Semaphore>,
         kill: CancellationToken,
-        logged_in: watch::Sender<bool>,
     ) {
         let id = portal.id;
         if !matches!(self.stopping, Stopping::No) {
@@ -133,7 +133,7 @@ impl Hub {
                 out: Some(out),
                 credits,
                 kill,
-                logged_in,
+                logged_in: false,
                 input_ended: false,
                 closed: None,
                 closed_sent: false,
@@ -410,10 +410,15 @@ impl Hub {
             let recoloured = colours != s.server.colours;
             s.server = server;
             let now_in = s.server.logged_in();
-            if s.logged_in
-                .send_if_modified(|was| std::mem::replace(was, now_in) != now_in)
-            {
+            if s.logged_in != now_in {
+                s.logged_in = now_in;
                 self.players_changed = true;
+                if let Some(out) = &s.out
+                    && out.try_send(Outbound::LoggedIn(now_in)).is_err()
+                {
+                    s.kill.cancel();
+                    s.out = None;
+                }
             }
             // In the output queue, so the lines sent before the change keep
             // the old colours and those after it get the new.
@@ -485,6 +490,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use crate::hub::fixture::*;
+    use tokio::time::timeout;
 
     #[tokio::test]
     async fn input_waits_for_a_server_then_arrives_after_the_sync_in_order() {
@@ -628,7 +634,7 @@ mod tests {
             }]
         );
         assert!(
-            s.out.try_recv().is_err(),
+            s.out.try_recv().is_none(),
             "a doubled line reached the player"
         );
         h.stop.cancel();
@@ -680,13 +686,21 @@ mod tests {
         let h = start();
         let mut s = h.open(7, 16);
         let _a = h.attach(1, 1, ev::version::LINK_MAJOR);
-        h.from(1, vec![stage(7, 1, true)]);
-        s.logged_in.changed().await.unwrap();
-        assert!(*s.logged_in.borrow_and_update());
-        // A new snapshot with the same stage is not news.
-        h.from(1, vec![stage(7, 2, true), stage(7, 3, false)]);
-        s.logged_in.changed().await.unwrap();
-        assert!(!*s.logged_in.borrow_and_update());
+        // Each change once, in the order the server made them: a new
+        // snapshot with the same stage is not news.
+        h.from(
+            1,
+            vec![stage(7, 1, true), stage(7, 2, true), stage(7, 3, false)],
+        );
+        let mut news = Vec::new();
+        while news.len() < 2 {
+            match timeout(Duration::from_secs(5), s.out.recv()).await {
+                Ok(Some(Outbound::LoggedIn(yes))) => news.push(yes),
+                Ok(Some(_)) => {}
+                other => panic!("the queue ended or stayed quiet: {:?}", other.is_ok()),
+            }
+        }
+        assert_eq!(news, [true, false]);
         h.stop.cancel();
     }
 
@@ -701,7 +715,7 @@ mod tests {
             session: SessionId(7),
         });
         a.take(1).await;
-        assert!(s.out.try_recv().is_err(), "closed before the answer");
+        assert!(s.out.try_recv().is_none(), "closed before the answer");
         h.from(1, pong(7, 1));
         assert!(
             matches!(s.out.recv().await, Some(Outbound::Output { text, .. }) if text == "pong")
@@ -945,7 +959,7 @@ mod tests {
             }]
         );
         assert!(
-            s.out.try_recv().is_err(),
+            s.out.try_recv().is_none(),
             "a doubled message reached the player"
         );
         h.stop.cancel();

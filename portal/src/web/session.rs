@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Message;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -88,7 +88,6 @@ pub async fn start(
     let (out_tx, out_rx) = outqueue::channel(limits.output_queue, limits.output_queue_bytes);
     let credits = Arc::new(Semaphore::new(limits.input_queue));
     let kill = CancellationToken::new();
-    let (logged_in, logged_in_rx) = watch::channel(false);
     shared.hub.send(HubEvent::Opened {
         portal: PortalSession {
             id,
@@ -106,7 +105,6 @@ pub async fn start(
         out: out_tx,
         credits: credits.clone(),
         kill: kill.clone(),
-        logged_in,
     });
     let now = Instant::now();
     let (rejoin_tx, rejoin_rx) = mpsc::channel(1);
@@ -117,7 +115,6 @@ pub async fn start(
         out: out_rx,
         credits,
         kill,
-        logged_in: logged_in_rx,
         throttle: Throttle::new(limits.commands, slot, now),
         clock: Clock::new(limits.timeouts, now),
         rejoin_tx,
@@ -152,7 +149,6 @@ struct WebSession {
     out: OutReceiver,
     credits: Arc<Semaphore>,
     kill: CancellationToken,
-    logged_in: watch::Receiver<bool>,
     throttle: Throttle,
     clock: Clock,
     rejoin_tx: mpsc::Sender<Rejoin>,
@@ -237,14 +233,6 @@ impl WebSession {
                 }
                 _ = self.shared.stop.cancelled(), if !up => {
                     return "the portal is stopping".into();
-                }
-                changed = self.logged_in.changed() => {
-                    if changed.is_ok() {
-                        let yes = *self.logged_in.borrow_and_update();
-                        self.clock.logged_in(yes, Instant::now());
-                    } else {
-                        return "the portal is stopping".into();
-                    }
                 }
                 Some(rejoin) = self.rejoin_rx.recv() => {
                     if let Link::Up(old) = &mut link {
@@ -338,6 +326,10 @@ impl WebSession {
                         },
                         Some(Outbound::Output { text, form }) => ToPage::Text { text, form },
                         Some(Outbound::Oob(oob)) => ToPage::Oob(oob),
+                        Some(Outbound::LoggedIn(yes)) => {
+                            self.clock.logged_in(yes, Instant::now());
+                            continue;
+                        }
                     };
                     if self.send_page(socket, page).await.is_err() {
                         link = self.dropped();
