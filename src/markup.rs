@@ -300,11 +300,6 @@ pub fn render(markup: &str, colours: Colours) -> String {
     // The URL link being rendered, and its text so far.
     let mut url: Option<(String, String)> = None;
     for span in spans {
-        let text: String = span
-            .text
-            .chars()
-            .filter(|c| !c.is_control() || *c == '\n')
-            .collect();
         let this_url = match &span.link {
             Some(Link::Url(u)) => Some(u),
             _ => None,
@@ -317,9 +312,10 @@ pub fn render(markup: &str, colours: Colours) -> String {
             sgr(&mut out, span.style, colours);
             current = span.style;
         }
-        out.push_str(&text);
-        if let Some((_, shown)) = url.as_mut() {
-            shown.push_str(&text);
+        let start = out.len();
+        out.extend(span.text.chars().filter(|&c| shown(c)));
+        if let Some((_, text)) = url.as_mut() {
+            text.push_str(&out[start..]);
         }
     }
     end_url(&mut out, url);
@@ -327,6 +323,19 @@ pub fn render(markup: &str, colours: Colours) -> String {
         out.push_str("\x1b[0m");
     }
     out
+}
+
+/// Whether `markup` renders as itself for every client: no braces and no
+/// control characters but line ends. Most of a game's lines are, and the
+/// portal sends them without rendering (a line is rendered per player).
+pub fn is_plain(markup: &str) -> bool {
+    markup.chars().all(|c| c != '{' && c != '}' && shown(c))
+}
+
+/// A character of the game's text a client is shown: no control
+/// characters but line ends (they would move a terminal's cursor).
+fn shown(c: char) -> bool {
+    !c.is_control() || c == '\n'
 }
 
 /// After a URL link's text, the URL, so a terminal's player can copy it.
@@ -553,6 +562,37 @@ mod tests {
             assert!(!out.contains('\x07') && !out.contains('\u{9b}'), "{out:?}");
         }
         assert_eq!(render("a\nb", Colours::None), "a\nb");
+    }
+
+    #[test]
+    fn plain_text_renders_as_itself_and_nothing_else_is_called_plain() {
+        let all = [
+            Colours::None,
+            Colours::Ansi16,
+            Colours::Xterm256,
+            Colours::Truecolour,
+        ];
+        for text in [
+            "",
+            "pong 12",
+            "Here: Ann, Bob\nExits: north",
+            "café ☕ <b>&",
+        ] {
+            assert!(is_plain(text), "{text:?}");
+            for colours in all {
+                assert_eq!(render(text, colours), text, "{colours:?}");
+            }
+        }
+        for text in [
+            "{red}hot{/}",
+            "a {{brace}",
+            "a }",
+            "bell\x07",
+            "\u{9b}31m",
+            "tab\t",
+        ] {
+            assert!(!is_plain(text), "{text:?}");
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl Screen {
         out: &mut Vec<u8>,
     ) {
         self.start(out);
-        if form.markup {
+        if form.markup && !ev::markup::is_plain(text) {
             telnet::encode_text(&ev::markup::render(text, colours), charset, out);
         } else {
             telnet::encode_text(text, charset, out);
