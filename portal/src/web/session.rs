@@ -130,7 +130,7 @@ pub async fn start(
         complaints: 0,
         shared,
     };
-    session.run(socket).await;
+    session.run(Box::new(socket)).await;
 }
 
 /// The client name the game sees for the page.
@@ -178,27 +178,33 @@ enum Link {
 }
 
 impl WebSession {
-    async fn run(mut self, socket: Socket) {
-        let reason = self.serve(socket).await;
-        tracing::debug!(session = %self.id, "web session closed: {reason}");
-        self.shared.resumes.forget(self.id);
-        // A socket that came to resume as the session ended is told so.
-        self.rejoin_rx.close();
-        while let Ok(rejoin) = self.rejoin_rx.try_recv() {
-            super::refuse_resume(rejoin.socket).await;
+    // Not an `async fn`, and the socket boxed: one that takes `mut self`
+    // holds the session twice in its future, and the socket's slot stays
+    // after it is moved on, for every player's whole session.
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self, socket: Box<Socket>) -> impl Future<Output = ()> {
+        async move {
+            let reason = self.serve(socket).await;
+            tracing::debug!(session = %self.id, "web session closed: {reason}");
+            self.shared.resumes.forget(self.id);
+            // A socket that came to resume as the session ended is told so.
+            self.rejoin_rx.close();
+            while let Ok(rejoin) = self.rejoin_rx.try_recv() {
+                super::refuse_resume(rejoin.socket).await;
+            }
+            self.shared.hub.send(HubEvent::Closed {
+                session: self.id,
+                reason,
+            });
         }
-        self.shared.hub.send(HubEvent::Closed {
-            session: self.id,
-            reason,
-        });
     }
 
     fn resumable(&self) -> bool {
         self.wire == Wire::Ev && !self.shared.limits.resume.is_zero()
     }
 
-    async fn serve(&mut self, socket: Socket) -> String {
-        let mut link = Link::Up(Box::new(socket));
+    async fn serve(&mut self, socket: Box<Socket>) -> String {
+        let mut link = Link::Up(socket);
         if self.wire == Wire::Ev {
             if let Link::Up(socket) = &mut link
                 && self.welcome(socket, false).await.is_err()
