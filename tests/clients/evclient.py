@@ -1,7 +1,9 @@
 """What the telnetlib3 test clients share: a line expected with a deadline,
-and the running of a session from the command line."""
+the last lines received named on a failure, and the running of a session
+from the command line."""
 
 import asyncio
+import contextlib
 import sys
 
 TIMEOUT = 15.0
@@ -29,6 +31,19 @@ async def expect(reader, what, pred, seen):
         seen.append(line)
         if pred(line):
             return line
+
+
+@contextlib.contextmanager
+def transcript(seen, writer):
+    """A failure inside names the last lines received; the writer is closed
+    either way."""
+    try:
+        yield
+    except Failed as e:
+        tail = "\n    ".join(seen[-20:])
+        raise Failed(f"{e}; lines received:\n    {tail}") from None
+    finally:
+        writer.close()
 
 
 def run(session, usage):

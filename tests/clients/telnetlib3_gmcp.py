@@ -21,7 +21,7 @@ except ImportError:
     sys.exit(1)
 
 # Beside this script, so on its path when run.
-from evclient import TIMEOUT, Failed, expect, run  # noqa: E402
+from evclient import TIMEOUT, Failed, expect, run, transcript  # noqa: E402
 
 
 async def session(host, port):
@@ -36,18 +36,13 @@ async def session(host, port):
         ),
         TIMEOUT,
     )
-    try:
+    with transcript(seen, writer):
         await expect(reader, "vitals sent", lambda l: "vitals sent" in l, seen)
         vitals = writer.ctx.gmcp_data.get("Char.Vitals")
         if vitals != {"hp": 42, "maxhp": 50}:
             raise Failed(f"GMCP Char.Vitals not received as sent: {writer.ctx.gmcp_data!r}")
         writer.send_gmcp("Char.Skills.Get", {"group": "combat"})
         await expect(reader, "bye", lambda l: "bye" in l, seen)
-    except Failed as e:
-        tail = "\n    ".join(seen[-20:])
-        raise Failed(f"{e}; lines received:\n    {tail}") from None
-    finally:
-        writer.close()
 
 
 if __name__ == "__main__":

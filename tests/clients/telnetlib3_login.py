@@ -12,7 +12,7 @@ import sys
 import telnetlib3
 
 # Beside this script, so on its path when run.
-from evclient import TIMEOUT, Failed, expect, run  # noqa: E402,F401
+from evclient import TIMEOUT, Failed, expect, run, transcript  # noqa: E402,F401
 
 
 async def session(host, port):
@@ -28,7 +28,7 @@ async def session(host, port):
         ),
         TIMEOUT,
     )
-    try:
+    with transcript(seen, writer):
         await expect(reader, "the welcome screen", lambda l: "Welcome to " in l, seen)
         name = "Thirdparty"
         writer.write(f"create {name} secretpw\r\n")
@@ -45,11 +45,6 @@ async def session(host, port):
             )
         writer.write("quit\r\n")
         await expect(reader, "Goodbye.", lambda l: "Goodbye." in l, seen)
-    except Failed as e:
-        tail = "\n    ".join(seen[-20:])
-        raise Failed(f"{e}; lines received:\n    {tail}") from None
-    finally:
-        writer.close()
 
 
 if __name__ == "__main__":

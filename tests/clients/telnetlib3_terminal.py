@@ -15,7 +15,7 @@ import sys
 import telnetlib3
 
 # Beside this script, so on its path when run.
-from evclient import TIMEOUT, Failed, expect, run  # noqa: E402,F401
+from evclient import TIMEOUT, Failed, expect, run, transcript  # noqa: E402,F401
 
 
 def check_client(line):
@@ -51,7 +51,7 @@ async def session(host, port, evctl, game_dir):
         ),
         TIMEOUT,
     )
-    try:
+    with transcript(seen, writer):
         await expect(reader, "the welcome screen", lambda l: "Welcome to " in l, seen)
         writer.write("create Terminal secretpw\r\n")
         await expect(reader, "Welcome, Terminal!", lambda l: "Welcome, Terminal!" in l, seen)
@@ -63,11 +63,6 @@ async def session(host, port, evctl, game_dir):
                                   lambda l: "Your client:" in l, seen))
         writer.write("quit\r\n")
         await expect(reader, "Goodbye.", lambda l: "Goodbye." in l, seen)
-    except Failed as e:
-        tail = "\n    ".join(seen[-20:])
-        raise Failed(f"{e}; lines received:\n    {tail}") from None
-    finally:
-        writer.close()
 
 
 if __name__ == "__main__":
