@@ -219,7 +219,7 @@ impl<G: Game> Engine<G> {
 
     /// Serves until a Drain is done (Ok) or the portal goes away.
     pub async fn serve(
-        mut self,
+        &mut self,
         mut inbound: mpsc::Receiver<Vec<Inbound>>,
         outbound: mpsc::Sender<Batch>,
     ) -> Result<(), EngineError> {

@@ -66,7 +66,10 @@ fn start_with(
     .with_retry_max(Duration::from_millis(100));
     let (to_engine, inbound) = mpsc::channel(16);
     let (outbound, from_engine) = mpsc::channel(16);
-    let task = tokio::spawn(engine.serve(inbound, outbound));
+    let task = tokio::spawn(async move {
+        let mut engine = engine;
+        engine.serve(inbound, outbound).await
+    });
     Running {
         _dir: dir,
         to_engine,
