@@ -361,8 +361,11 @@ impl Session {
 /// plays which character, the objects and the timers.
 pub(crate) struct State {
     pub(crate) sessions: HashMap<SessionId, Session>,
-    /// The session playing each character.
+    /// The session playing each character. Changed only by [`State::play`]
+    /// and [`State::stop_playing`], which keep the objects' index of
+    /// where the played characters are in step.
     pub(crate) playing: HashMap<ObjectId, SessionId>,
+    /// Replaced only by [`State::set_world`], for the same reason.
     pub(crate) objects: Objects,
     pub(crate) timers: Timers,
     /// The game's deferred work not yet finished.
@@ -378,6 +381,28 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn now(&self) -> SystemTime {
         self.clock.unwrap_or_else(SystemTime::now)
+    }
+
+    /// `session` plays `character` from now on (in place of any other).
+    pub(crate) fn play(&mut self, character: ObjectId, session: SessionId) {
+        self.playing.insert(character, session);
+        self.objects.set_played(character, true);
+    }
+
+    /// Nobody plays `character` any more.
+    pub(crate) fn stop_playing(&mut self, character: ObjectId) {
+        if self.playing.remove(&character).is_some() {
+            self.objects.set_played(character, false);
+        }
+    }
+
+    /// A whole new world (loaded, or read ahead and caught up): the
+    /// characters played meanwhile are played in it too.
+    pub(crate) fn set_world(&mut self, objects: Objects) {
+        self.objects = objects;
+        for &character in self.playing.keys() {
+            self.objects.set_played(character, true);
+        }
     }
 }
 
@@ -626,7 +651,7 @@ impl<G: Game> Kernel<G> {
             tracing::info!(version = m.version, name = m.name, "game migration ran");
         }
         let (objects, caught_up) = self.load_world(tx, migrated)?;
-        self.state.objects = objects;
+        self.state.set_world(objects);
         self.state.timers = Timers::load(tx)?;
         // Work a server before this one deferred and did not finish runs again.
         for row in tx.load_deferred()? {
@@ -869,7 +894,7 @@ impl<G: Game> Kernel<G> {
         if let Some(ch) = playing
             && self.state.playing.get(&ch) == Some(&id)
         {
-            self.state.playing.remove(&ch);
+            self.state.stop_playing(ch);
         }
         if let Some(pending) = &session.pending {
             pending.abandon.set();
@@ -1007,7 +1032,7 @@ impl<G: Game> Kernel<G> {
                         ..state
                     };
                     session.restore_values();
-                    self.state.playing.insert(ObjectId(ch.id), id);
+                    self.state.play(ObjectId(ch.id), id);
                     session.character = Some(ch);
                     self.state.sessions.insert(id, session);
                 }
@@ -1682,7 +1707,7 @@ impl<G: Game> Kernel<G> {
             (Login::New, _) => format!("Welcome, {}!", ch.name),
         };
         session.character = Some(ch);
-        self.state.playing.insert(object, id);
+        self.state.play(object, id);
         out.output(id, greeting);
         let login = if previous.is_some() {
             Login::Takeover
