@@ -42,6 +42,7 @@ pub mod api;
 mod command;
 pub mod context;
 pub mod deferred;
+mod idmap;
 pub mod objects;
 mod registry;
 mod throttle;
@@ -60,6 +61,7 @@ use api::{CommandFn, Error, Game, OobFn, Setup, ThenFn, TimerFn};
 pub use command::valid_name;
 use context::Context;
 use deferred::{Deferred, Finished, WorkFn};
+use idmap::IdMap;
 use objects::{ObjectId, Objects};
 use registry::{Found, Registry};
 pub use registry::{Level, Place, Spec};
@@ -360,11 +362,11 @@ impl Session {
 /// What a game's code sees through its [`Context`]: the sessions, who
 /// plays which character, the objects and the timers.
 pub(crate) struct State {
-    pub(crate) sessions: HashMap<SessionId, Session>,
+    pub(crate) sessions: IdMap<SessionId, Session>,
     /// The session playing each character. Changed only by [`State::play`]
     /// and [`State::stop_playing`], which keep the objects' index of
     /// where the played characters are in step.
-    pub(crate) playing: HashMap<ObjectId, SessionId>,
+    pub(crate) playing: IdMap<ObjectId, SessionId>,
     /// Replaced only by [`State::set_world`], for the same reason.
     pub(crate) objects: Objects,
     pub(crate) timers: Timers,
@@ -507,8 +509,8 @@ impl<G: Game> Kernel<G> {
             timer_fns: setup.timers,
             throttle: Throttle::new(rules.login.clone(), std::time::Instant::now()),
             state: State {
-                sessions: HashMap::new(),
-                playing: HashMap::new(),
+                sessions: IdMap::default(),
+                playing: IdMap::default(),
                 objects: Objects::default(),
                 timers: Timers::default(),
                 deferred: deferred::Waiting {

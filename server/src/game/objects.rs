@@ -6,10 +6,11 @@
 //! A commit that fails on storage is retried with the same writes (see
 //! `store::outage`), so the cache never runs ahead of what will be stored.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::idmap::{IdMap, IdSet};
 use crate::store::{StoreError, Tx, WorldChanges, WorldSnapshot};
 
 /// An object of the game: a room, a thing, a character (whose id is its
@@ -65,14 +66,14 @@ impl Attributes {
 
 #[derive(Debug, Default)]
 pub(crate) struct Objects {
-    all: HashMap<ObjectId, Object>,
+    all: IdMap<ObjectId, Object>,
     /// What each object holds, in id order (so listings are stable).
-    contents: HashMap<ObjectId, Held>,
+    contents: IdMap<ObjectId, Held>,
     by_kind: HashMap<String, BTreeSet<ObjectId>>,
     /// The characters being played: `State::playing`'s, told here by
     /// `State` (never changed otherwise) so that every move files the
     /// mover on the right side of [`Held`].
-    played: HashSet<ObjectId>,
+    played: IdSet<ObjectId>,
 }
 
 /// What an object holds, the characters being played apart from the rest:
