@@ -1446,6 +1446,33 @@ fn names_sort_ignoring_case_then_by_bytes() {
 }
 
 #[test]
+fn names_compare_as_their_lowered_bytes_then_their_bytes_at_any_length() {
+    fn slow(a: &&str, b: &&str) -> std::cmp::Ordering {
+        a.to_ascii_lowercase()
+            .cmp(&b.to_ascii_lowercase())
+            .then(a.cmp(b))
+    }
+    // Names of many lengths, alike but for one byte or one letter's case
+    // anywhere, and names not in ASCII.
+    let mut names: Vec<String> = vec![String::new(), "é".into(), "É".into(), "Zoë".into()];
+    for len in 1..12 {
+        for at in 0..len {
+            for c in ['a', 'A', 'b', 'Z', '[', '`', '@', '{', '~'] {
+                let mut name: Vec<char> = "abcdefghijklmnopqrst".chars().take(len).collect();
+                name[at] = c;
+                names.push(name.into_iter().collect());
+            }
+        }
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for a in &names {
+        for b in &names {
+            assert_eq!(super::by_name(a, b), slow(a, b), "{a:?} against {b:?}");
+        }
+    }
+}
+
+#[test]
 fn only_the_names_shown_are_put_in_order() {
     let mut names = vec!["e", "B", "d", "a", "C", "f"];
     super::sort_names(&mut names, 3);
