@@ -439,8 +439,10 @@ impl Demo {
             let desc: String = cx.get(room, "desc")?.unwrap_or_default();
             lines.push(escape(&desc));
         }
+        // The runtime keeps the players apart: listing the things walks
+        // what is not being played, not a crowd standing among them.
         let things: Vec<String> = cx
-            .contents(room)
+            .contents_except_players(room)
             .into_iter()
             .filter(|&o| cx.kind(o) != "character")
             .map(|o| format!("a {}", escape(cx.name(o))))
@@ -454,12 +456,12 @@ impl Demo {
         } else {
             format!("{{green}}Exits: {}{{/}}", dirs.join(", "))
         });
-        let others: Vec<ObjectId> = cx
-            .players_in(room)
-            .into_iter()
-            .filter(|c| *c != me)
+        let others = cx.players_in(room);
+        let mut names: Vec<&str> = others
+            .iter()
+            .filter(|&&c| c != me)
+            .map(|&c| cx.name(c))
             .collect();
-        let mut names: Vec<&str> = others.iter().map(|c| cx.name(*c)).collect();
         sort_names(&mut names, cx.crowd_size());
         lines.push(if names.is_empty() {
             "You are alone here.".to_owned()
@@ -548,11 +550,11 @@ impl Demo {
         send_vitals(cx)?;
         let name = cx.name(me).to_owned();
         let crowd = cx.crowd_size();
-        if cx.players_in(from).len() <= crowd {
+        if cx.player_count_in(from) <= crowd {
             cx.tell_room(from, &[me], &format!("{name} leaves {dir}."));
         }
         cx.move_to(me, Some(to))?;
-        if cx.players_in(to).len() <= crowd {
+        if cx.player_count_in(to) <= crowd {
             cx.tell_room(to, &[me], &format!("{name} arrives."));
         }
         self.show_room(cx)
@@ -741,7 +743,7 @@ fn announce(cx: &mut Context, what: &str) {
     else {
         return;
     };
-    let others = cx.players_in(room).len().saturating_sub(1);
+    let others = cx.player_count_in(room).saturating_sub(1);
     if others < cx.crowd_size() {
         let text = format!("{} {what}", cx.name(me));
         cx.tell_room(room, &[me], &text);

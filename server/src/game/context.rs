@@ -135,25 +135,54 @@ impl<'a> Context<'a> {
     }
 
     /// The characters in `place` whose players are online, in id order.
+    /// The runtime keeps them apart from what else the place holds, so this
+    /// costs what they do, however many others are there.
     pub fn players_in(&self, place: ObjectId) -> Vec<ObjectId> {
-        let objects = &self.state.objects;
-        // Whichever is fewer: what the place holds (a room may keep
-        // thousands of characters whose players are away), or who plays.
-        if self.state.playing.len() < objects.count_in(place) {
-            let mut here: Vec<ObjectId> = self
-                .state
-                .playing
-                .keys()
-                .copied()
-                .filter(|&c| objects.get(c).is_some_and(|o| o.location == Some(place)))
-                .collect();
-            here.sort_unstable();
-            return here;
-        }
-        objects
-            .contents(place)
-            .filter(|o| self.state.playing.contains_key(o))
-            .collect()
+        self.state.objects.players_in(place).collect()
+    }
+
+    /// How many characters in `place` have their players online: what
+    /// [`players_in`](Self::players_in) would list, counted without
+    /// listing them, so a crowd check costs the same in any crowd.
+    ///
+    /// ```
+    /// # use ev_server::{Context, ObjectId};
+    /// /// "NAME has arrived." to the room, unless it is a crowd.
+    /// fn arrive(cx: &mut Context, me: ObjectId, room: ObjectId) {
+    ///     let others = cx.player_count_in(room).saturating_sub(1);
+    ///     if others < cx.crowd_size() {
+    ///         let text = format!("{} has arrived.", cx.name(me));
+    ///         cx.tell_room(room, &[me], &text);
+    ///     }
+    /// }
+    /// # let _: fn(&mut Context, ObjectId, ObjectId) = arrive;
+    /// ```
+    pub fn player_count_in(&self, place: ObjectId) -> usize {
+        self.state.objects.player_count_in(place)
+    }
+
+    /// What `place` holds besides the characters whose players are online
+    /// (its things, creatures, and characters whose players are away), in
+    /// id order: what a room shows as its things, found without walking
+    /// a crowd. With [`players_in`](Self::players_in) it makes up
+    /// [`contents`](Self::contents).
+    ///
+    /// ```
+    /// # use ev_server::{Context, ObjectId};
+    /// /// "You see a lantern, a cat." and who is here, for `look`.
+    /// fn describe(cx: &Context, room: ObjectId) -> String {
+    ///     let things: Vec<String> = cx
+    ///         .contents_except_players(room)
+    ///         .into_iter()
+    ///         .map(|o| format!("a {}", cx.name(o)))
+    ///         .collect();
+    ///     let players = cx.player_count_in(room);
+    ///     format!("You see {}. {players} here.", things.join(", "))
+    /// }
+    /// # let _: fn(&Context, ObjectId) -> String = describe;
+    /// ```
+    pub fn contents_except_players(&self, place: ObjectId) -> Vec<ObjectId> {
+        self.state.objects.contents_except_players(place).collect()
     }
 
     /// `game.crowd_size`: past it, a game should stop announcing each
@@ -219,9 +248,12 @@ impl<'a> Context<'a> {
 
     /// A line to every player in `place` but those in `except`.
     pub fn tell_room(&mut self, place: ObjectId, except: &[ObjectId], text: &str) {
-        for ch in self.players_in(place) {
-            if !except.contains(&ch) {
-                self.tell(ch, text);
+        let state = &*self.state;
+        for ch in state.objects.players_in(place) {
+            if !except.contains(&ch)
+                && let Some(&session) = state.playing.get(&ch)
+            {
+                self.out.text(session, text, Form::LINE);
             }
         }
     }

@@ -42,6 +42,7 @@ pub mod api;
 mod command;
 pub mod context;
 pub mod deferred;
+mod idmap;
 pub mod objects;
 mod registry;
 mod throttle;
@@ -60,6 +61,7 @@ use api::{CommandFn, Error, Game, OobFn, Setup, ThenFn, TimerFn};
 pub use command::valid_name;
 use context::Context;
 use deferred::{Deferred, Finished, WorkFn};
+use idmap::IdMap;
 use objects::{ObjectId, Objects};
 use registry::{Found, Registry};
 pub use registry::{Level, Place, Spec};
@@ -360,9 +362,12 @@ impl Session {
 /// What a game's code sees through its [`Context`]: the sessions, who
 /// plays which character, the objects and the timers.
 pub(crate) struct State {
-    pub(crate) sessions: HashMap<SessionId, Session>,
-    /// The session playing each character.
-    pub(crate) playing: HashMap<ObjectId, SessionId>,
+    pub(crate) sessions: IdMap<SessionId, Session>,
+    /// The session playing each character. Changed only by [`State::play`]
+    /// and [`State::stop_playing`], which keep the objects' index of
+    /// where the played characters are in step.
+    pub(crate) playing: IdMap<ObjectId, SessionId>,
+    /// Replaced only by [`State::set_world`], for the same reason.
     pub(crate) objects: Objects,
     pub(crate) timers: Timers,
     /// The game's deferred work not yet finished.
@@ -378,6 +383,28 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn now(&self) -> SystemTime {
         self.clock.unwrap_or_else(SystemTime::now)
+    }
+
+    /// `session` plays `character` from now on (in place of any other).
+    pub(crate) fn play(&mut self, character: ObjectId, session: SessionId) {
+        self.playing.insert(character, session);
+        self.objects.set_played(character, true);
+    }
+
+    /// Nobody plays `character` any more.
+    pub(crate) fn stop_playing(&mut self, character: ObjectId) {
+        if self.playing.remove(&character).is_some() {
+            self.objects.set_played(character, false);
+        }
+    }
+
+    /// A whole new world (loaded, or read ahead and caught up): the
+    /// characters played meanwhile are played in it too.
+    pub(crate) fn set_world(&mut self, objects: Objects) {
+        self.objects = objects;
+        for &character in self.playing.keys() {
+            self.objects.set_played(character, true);
+        }
     }
 }
 
@@ -482,8 +509,8 @@ impl<G: Game> Kernel<G> {
             timer_fns: setup.timers,
             throttle: Throttle::new(rules.login.clone(), std::time::Instant::now()),
             state: State {
-                sessions: HashMap::new(),
-                playing: HashMap::new(),
+                sessions: IdMap::default(),
+                playing: IdMap::default(),
                 objects: Objects::default(),
                 timers: Timers::default(),
                 deferred: deferred::Waiting {
@@ -626,7 +653,7 @@ impl<G: Game> Kernel<G> {
             tracing::info!(version = m.version, name = m.name, "game migration ran");
         }
         let (objects, caught_up) = self.load_world(tx, migrated)?;
-        self.state.objects = objects;
+        self.state.set_world(objects);
         self.state.timers = Timers::load(tx)?;
         // Work a server before this one deferred and did not finish runs again.
         for row in tx.load_deferred()? {
@@ -869,7 +896,7 @@ impl<G: Game> Kernel<G> {
         if let Some(ch) = playing
             && self.state.playing.get(&ch) == Some(&id)
         {
-            self.state.playing.remove(&ch);
+            self.state.stop_playing(ch);
         }
         if let Some(pending) = &session.pending {
             pending.abandon.set();
@@ -1007,7 +1034,7 @@ impl<G: Game> Kernel<G> {
                         ..state
                     };
                     session.restore_values();
-                    self.state.playing.insert(ObjectId(ch.id), id);
+                    self.state.play(ObjectId(ch.id), id);
                     session.character = Some(ch);
                     self.state.sessions.insert(id, session);
                 }
@@ -1682,7 +1709,7 @@ impl<G: Game> Kernel<G> {
             (Login::New, _) => format!("Welcome, {}!", ch.name),
         };
         session.character = Some(ch);
-        self.state.playing.insert(object, id);
+        self.state.play(object, id);
         out.output(id, greeting);
         let login = if previous.is_some() {
             Login::Takeover
@@ -2036,17 +2063,21 @@ fn forget(tx: &Tx, id: SessionId, out: &mut Outbox) -> Result<(), StoreError> {
 /// `crowd_size`. Compared byte by byte: lowering whole names allocated two
 /// strings per comparison, a millisecond for one `look` among a thousand.
 pub fn sort_names(names: &mut [&str], shown: usize) {
-    fn by_name(a: &&str, b: &&str) -> std::cmp::Ordering {
-        a.bytes()
-            .map(|c| c.to_ascii_lowercase())
-            .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
-            .then(a.cmp(b))
-    }
     if shown < names.len() {
         names.select_nth_unstable_by(shown, by_name);
     }
     let shown = shown.min(names.len());
     names[..shown].sort_by(by_name);
+}
+
+/// Case-insensitive (ASCII), then by bytes, exactly only on a tie: a
+/// `look` among 10,000 makes some 30,000 of these, and comparing every
+/// pair exactly as well was 8% of the server's time in that crowd.
+fn by_name(a: &&str, b: &&str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+        .then_with(|| a.cmp(b))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::idmap::{IdMap, IdSet};
 use crate::store::{StoreError, Tx, WorldChanges, WorldSnapshot};
 
 /// An object of the game: a room, a thing, a character (whose id is its
@@ -65,10 +66,48 @@ impl Attributes {
 
 #[derive(Debug, Default)]
 pub(crate) struct Objects {
-    all: HashMap<ObjectId, Object>,
+    all: IdMap<ObjectId, Object>,
     /// What each object holds, in id order (so listings are stable).
-    contents: HashMap<ObjectId, BTreeSet<ObjectId>>,
+    contents: IdMap<ObjectId, Held>,
     by_kind: HashMap<String, BTreeSet<ObjectId>>,
+    /// The characters being played: `State::playing`'s, told here by
+    /// `State` (never changed otherwise) so that every move files the
+    /// mover on the right side of [`Held`].
+    played: IdSet<ObjectId>,
+}
+
+/// What an object holds, the characters being played apart from the rest:
+/// a room where ten thousand stand lists who is there, or what else is,
+/// at what that costs, never by walking the other.
+#[derive(Debug, Default)]
+struct Held {
+    players: BTreeSet<ObjectId>,
+    rest: BTreeSet<ObjectId>,
+}
+
+impl Held {
+    fn side(&mut self, played: bool) -> &mut BTreeSet<ObjectId> {
+        if played {
+            &mut self.players
+        } else {
+            &mut self.rest
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.players.is_empty() && self.rest.is_empty()
+    }
+
+    /// Both sides, merged back into id order.
+    fn all(&self) -> impl Iterator<Item = ObjectId> + '_ {
+        let mut players = self.players.iter().copied().peekable();
+        let mut rest = self.rest.iter().copied().peekable();
+        std::iter::from_fn(move || match (players.peek(), rest.peek()) {
+            (Some(p), Some(r)) if r < p => rest.next(),
+            (Some(_), _) => players.next(),
+            (None, _) => rest.next(),
+        })
+    }
 }
 
 impl Objects {
@@ -172,6 +211,51 @@ impl Objects {
             .collect()
     }
 
+    /// What the index of who holds what, and which of it is played, gets
+    /// wrong, against one computed from scratch from every object's
+    /// location and `playing`: for a test to check.
+    #[cfg(test)]
+    pub fn index_errors(&self, playing: impl IntoIterator<Item = ObjectId>) -> Vec<String> {
+        use std::collections::BTreeMap;
+        type Sides = (BTreeSet<ObjectId>, BTreeSet<ObjectId>);
+        let playing: BTreeSet<ObjectId> = playing.into_iter().collect();
+        let played: BTreeSet<ObjectId> = self.played.iter().copied().collect();
+        let mut errors = Vec::new();
+        if played != playing {
+            errors.push(format!("played {played:?}, but playing {playing:?}"));
+        }
+        let mut expected: BTreeMap<ObjectId, Sides> = BTreeMap::new();
+        for (&id, o) in &self.all {
+            if let Some(at) = o.location {
+                let (players, rest) = expected.entry(at).or_default();
+                if playing.contains(&id) {
+                    players.insert(id);
+                } else {
+                    rest.insert(id);
+                }
+            }
+        }
+        let indexed: BTreeMap<ObjectId, Sides> = self
+            .contents
+            .iter()
+            .map(|(&at, held)| (at, (held.players.clone(), held.rest.clone())))
+            .collect();
+        for (at, sides) in &expected {
+            if indexed.get(at) != Some(sides) {
+                errors.push(format!(
+                    "{at} holds {sides:?}, indexed {:?}",
+                    indexed.get(at)
+                ));
+            }
+        }
+        for (at, sides) in &indexed {
+            if !expected.contains_key(at) {
+                errors.push(format!("{at} holds nothing, indexed {sides:?}"));
+            }
+        }
+        errors
+    }
+
     pub fn len(&self) -> usize {
         self.all.len()
     }
@@ -182,7 +266,8 @@ impl Objects {
 
     pub fn insert(&mut self, id: ObjectId, object: Object) {
         if let Some(at) = object.location {
-            self.contents.entry(at).or_default().insert(id);
+            let played = self.played.contains(&id);
+            self.contents.entry(at).or_default().side(played).insert(id);
         }
         self.by_kind
             .entry(object.kind.clone())
@@ -191,13 +276,50 @@ impl Objects {
         self.all.insert(id, object);
     }
 
+    /// What `id` holds, in id order.
     pub fn contents(&self, id: ObjectId) -> impl Iterator<Item = ObjectId> + '_ {
-        self.contents.get(&id).into_iter().flatten().copied()
+        self.contents.get(&id).into_iter().flat_map(Held::all)
     }
 
-    /// How many objects `id` holds.
-    pub fn count_in(&self, id: ObjectId) -> usize {
-        self.contents.get(&id).map_or(0, BTreeSet::len)
+    /// The characters being played that `id` holds, in id order.
+    pub fn players_in(&self, id: ObjectId) -> impl Iterator<Item = ObjectId> + '_ {
+        self.contents
+            .get(&id)
+            .into_iter()
+            .flat_map(|held| held.players.iter().copied())
+    }
+
+    /// How many characters being played `id` holds.
+    pub fn player_count_in(&self, id: ObjectId) -> usize {
+        self.contents.get(&id).map_or(0, |held| held.players.len())
+    }
+
+    /// What `id` holds besides the characters being played, in id order.
+    pub fn contents_except_players(&self, id: ObjectId) -> impl Iterator<Item = ObjectId> + '_ {
+        self.contents
+            .get(&id)
+            .into_iter()
+            .flat_map(|held| held.rest.iter().copied())
+    }
+
+    /// `id` is now played, or no longer: only `State` calls this, with
+    /// each change to who plays what.
+    pub fn set_played(&mut self, id: ObjectId, played: bool) {
+        let changed = if played {
+            self.played.insert(id)
+        } else {
+            self.played.remove(&id)
+        };
+        if !changed {
+            return;
+        }
+        let Some(at) = self.all.get(&id).and_then(|o| o.location) else {
+            return;
+        };
+        if let Some(held) = self.contents.get_mut(&at) {
+            held.side(!played).remove(&id);
+            held.side(played).insert(id);
+        }
     }
 
     pub fn of_kind(&self, kind: &str) -> impl Iterator<Item = ObjectId> + '_ {
@@ -208,17 +330,18 @@ impl Objects {
         let Some(object) = self.all.get_mut(&id) else {
             return;
         };
+        let played = self.played.contains(&id);
         if let Some(from) = object.location.take()
-            && let Some(set) = self.contents.get_mut(&from)
+            && let Some(held) = self.contents.get_mut(&from)
         {
-            set.remove(&id);
-            if set.is_empty() {
+            held.side(played).remove(&id);
+            if held.is_empty() {
                 self.contents.remove(&from);
             }
         }
         object.location = to;
         if let Some(to) = to {
-            self.contents.entry(to).or_default().insert(id);
+            self.contents.entry(to).or_default().side(played).insert(id);
         }
     }
 
@@ -226,7 +349,8 @@ impl Objects {
         self.all.get_mut(&id)
     }
 
-    /// Takes an object out; what it held is left nowhere.
+    /// Takes an object out; what it held is left nowhere. Whether it is
+    /// played stays `State`'s to say.
     pub fn remove(&mut self, id: ObjectId) {
         self.set_location(id, None);
         let held: Vec<ObjectId> = self.contents(id).collect();

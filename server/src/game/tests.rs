@@ -104,7 +104,7 @@ fn announce(cx: &mut Context, what: &str) {
     else {
         return;
     };
-    let others = cx.players_in(room).len() - 1;
+    let others = cx.player_count_in(room) - 1;
     if others < cx.crowd_size() {
         let text = format!("{} {what}", cx.name(me));
         cx.tell_room(room, &[me], &text);
@@ -254,6 +254,16 @@ impl Harness {
             output_seq: self.output_seq(snapshot.portal.id),
             ..snapshot
         }
+    }
+
+    /// Runs `f` with a context over a transaction of its own, committed.
+    fn with<R>(&mut self, f: impl FnOnce(&mut Context) -> R) -> R {
+        let mut out = Outbox::default();
+        let tx = self.store.begin().unwrap();
+        let result = self.game.with_game(&tx, &mut out, None, |_, cx| f(cx));
+        out.seal(&tx).unwrap();
+        tx.commit().unwrap();
+        result
     }
 
     /// The outbox rows of `id` above `seq`, as events.
@@ -1436,6 +1446,33 @@ fn names_sort_ignoring_case_then_by_bytes() {
 }
 
 #[test]
+fn names_compare_as_their_lowered_bytes_then_their_bytes_at_any_length() {
+    fn slow(a: &&str, b: &&str) -> std::cmp::Ordering {
+        a.to_ascii_lowercase()
+            .cmp(&b.to_ascii_lowercase())
+            .then(a.cmp(b))
+    }
+    // Names of many lengths, alike but for one byte or one letter's case
+    // anywhere, and names not in ASCII.
+    let mut names: Vec<String> = vec![String::new(), "é".into(), "É".into(), "Zoë".into()];
+    for len in 1..12 {
+        for at in 0..len {
+            for c in ['a', 'A', 'b', 'Z', '[', '`', '@', '{', '~'] {
+                let mut name: Vec<char> = "abcdefghijklmnopqrst".chars().take(len).collect();
+                name[at] = c;
+                names.push(name.into_iter().collect());
+            }
+        }
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for a in &names {
+        for b in &names {
+            assert_eq!(super::by_name(a, b), slow(a, b), "{a:?} against {b:?}");
+        }
+    }
+}
+
+#[test]
 fn only_the_names_shown_are_put_in_order() {
     let mut names = vec!["e", "B", "d", "a", "C", "f"];
     super::sort_names(&mut names, 3);
@@ -1584,4 +1621,140 @@ fn a_world_read_ahead_catches_up_on_every_change_made_since() {
     standby.preload(&h.store);
     tx.prune_tombstones(tx.world_rev().unwrap() + 1).unwrap();
     assert_eq!(standby.load_world(&tx, false).unwrap().1, None);
+}
+
+/// The index of where the played characters are matches one computed from
+/// scratch, and what the game asks of it answers from it.
+fn check_index(h: &mut Harness, places: &[ObjectId]) {
+    let state = &h.game.state;
+    let errors = state.objects.index_errors(state.playing.keys().copied());
+    assert!(errors.is_empty(), "{errors:#?}");
+    let playing: HashSet<ObjectId> = state.playing.keys().copied().collect();
+    for &place in places {
+        let (players, rest): (Vec<ObjectId>, Vec<ObjectId>) = h.with(|cx| {
+            let held = cx.contents(place);
+            assert_eq!(cx.player_count_in(place), cx.players_in(place).len());
+            let seen = (cx.players_in(place), cx.contents_except_players(place));
+            assert_eq!(
+                held.iter().partition(|c| playing.contains(c)),
+                (seen.0.clone(), seen.1.clone()),
+                "{place}"
+            );
+            seen
+        });
+        assert!(players.iter().all(|c| playing.contains(c)), "{place}");
+        assert!(rest.iter().all(|c| !playing.contains(c)), "{place}");
+    }
+}
+
+#[test]
+fn where_the_players_are_is_kept_exact_through_logins_moves_reloads_and_destroys() {
+    let mut h = Harness::new();
+    h.player(S1, "Alice");
+    h.player(S2, "Bob");
+    h.player(S3, "Carol");
+    let ids = |h: &mut Harness| {
+        h.with(|cx| {
+            let of = |name: &str| {
+                cx.all_of_kind("character")
+                    .into_iter()
+                    .find(|&c| cx.name(c) == name)
+                    .unwrap()
+            };
+            (
+                cx.all_of_kind("room")[0],
+                of("Alice"),
+                of("Bob"),
+                of("Carol"),
+            )
+        })
+    };
+    let (limbo, alice, bob, carol) = ids(&mut h);
+    let (hall, lamp) = h.with(|cx| {
+        let hall = cx.create("room", "Hall", None).unwrap();
+        let lamp = cx.create("thing", "lamp", Some(hall)).unwrap();
+        cx.move_to(bob, Some(hall)).unwrap();
+        (hall, lamp)
+    });
+    let places = [limbo, hall, alice];
+    check_index(&mut h, &places);
+    h.with(|cx| {
+        assert_eq!(cx.players_in(limbo), [alice, carol]);
+        assert_eq!(cx.player_count_in(hall), 1);
+        assert_eq!(cx.contents_except_players(hall), [lamp]);
+        assert_eq!(cx.contents(hall), [bob, lamp]);
+    });
+
+    // Bob logs out: still in the hall (this game leaves him there), not played.
+    h.input(S2, "quit");
+    check_index(&mut h, &places);
+    h.with(|cx| {
+        assert_eq!(cx.player_count_in(hall), 0);
+        assert_eq!(cx.contents_except_players(hall), [bob, lamp]);
+    });
+    // Alice is taken over, then her old connection closes: played throughout.
+    h.open(SessionId(4));
+    h.input(SessionId(4), "connect alice secret");
+    check_index(&mut h, &places);
+    h.batch(vec![Inbound::Closed {
+        session: S1,
+        reason: String::new(),
+    }]);
+    check_index(&mut h, &places);
+    // Carol's connection drops; Bob comes back.
+    h.batch(vec![Inbound::Closed {
+        session: S3,
+        reason: String::new(),
+    }]);
+    h.open(SessionId(5));
+    h.input(SessionId(5), "connect bob secret");
+    check_index(&mut h, &places);
+    h.with(|cx| {
+        assert_eq!(cx.players_in(limbo), [alice]);
+        assert_eq!(cx.players_in(hall), [bob]);
+        // A thing moved into a player's hands and out, a player carried.
+        cx.move_to(lamp, Some(alice)).unwrap();
+        cx.move_to(lamp, Some(hall)).unwrap();
+        cx.move_to(alice, Some(hall)).unwrap();
+        cx.move_to(alice, Some(limbo)).unwrap();
+    });
+    check_index(&mut h, &places);
+
+    // A reload: the world read ahead, changed meanwhile, caught up at the
+    // Sync that restores who plays.
+    let alice_account = h.game.state.sessions[&SessionId(4)].state.account_id;
+    let bob_account = h.game.state.sessions[&SessionId(5)].state.account_id;
+    let mut standby = Game::new(Fixture::default(), rules());
+    standby.preload(&Store::open(&h.path, Synchronous::Normal).unwrap());
+    h.with(|cx| cx.move_to(carol, Some(hall)).unwrap());
+    h.restart();
+    h.game = standby;
+    let alice_snapshot = h.delivered(playing_as(SessionId(4), alice_account, alice.0));
+    let bob_snapshot = h.delivered(playing_as(SessionId(5), bob_account, bob.0));
+    h.batch(vec![Inbound::Sync {
+        sessions: vec![alice_snapshot, bob_snapshot],
+        last: true,
+    }]);
+    check_index(&mut h, &places);
+    h.with(|cx| {
+        assert_eq!(cx.players_in(hall), [bob]);
+        assert_eq!(cx.contents_except_players(hall), [carol, lamp]);
+    });
+    // The world loaded again while they play, as after a first
+    // transaction that failed before the game was started.
+    h.game.started = false;
+    h.input(SessionId(4), "look");
+    check_index(&mut h, &places);
+    assert_eq!(h.with(|cx| cx.players_in(hall)), [bob]);
+
+    // The hall goes with a player in it: he is nowhere, and played.
+    h.with(|cx| cx.destroy(hall).unwrap());
+    check_index(&mut h, &places);
+    h.with(|cx| {
+        assert_eq!(cx.location(bob), None);
+        assert!(cx.players_in(hall).is_empty());
+        assert_eq!(cx.players_in(limbo), [alice]);
+    });
+    h.input(SessionId(5), "quit");
+    check_index(&mut h, &places);
 }
