@@ -924,13 +924,21 @@ impl<G: Game> Kernel<G> {
                 stored: tx.sync_state()?,
             },
         };
+        // Every playing session's character in one read, not one each.
+        let playing: Vec<i64> = sessions
+            .iter()
+            .filter(|s| s.server.stage == Stage::Playing)
+            .map(|s| s.server.character_id)
+            .collect();
+        let mut characters = tx.characters_and_levels(&playing)?;
+        self.state.sessions.reserve(sessions.len());
         for snapshot in sessions {
             syncing.listed.insert(snapshot.portal.id);
             let state = syncing
                 .stored
                 .remove(&snapshot.portal.id)
                 .unwrap_or_default();
-            self.restore(tx, snapshot, state, out)?;
+            self.restore(tx, snapshot, state, &mut characters, out)?;
         }
         if !last {
             self.syncing = Some(syncing);
@@ -970,6 +978,7 @@ impl<G: Game> Kernel<G> {
         tx: &Tx,
         snapshot: Snapshot,
         stored: SyncState,
+        characters: &mut HashMap<i64, (Character, i64)>,
         out: &mut Outbox,
     ) -> Result<(), StoreError> {
         let id = snapshot.portal.id;
@@ -1025,29 +1034,37 @@ impl<G: Game> Kernel<G> {
                 session.restore_values();
                 self.state.sessions.insert(id, session);
             }
-            Stage::Playing => match tx.character_and_level(state.character_id)? {
-                Some((ch, level)) => {
-                    session.level = Level::from_i64(level);
-                    session.state = SessionState {
-                        account_id: ch.account_id,
-                        character_id: ch.id,
-                        ..state
-                    };
-                    session.restore_values();
-                    self.state.play(ObjectId(ch.id), id);
-                    session.character = Some(ch);
-                    self.state.sessions.insert(id, session);
+            Stage::Playing => {
+                // Read ahead for the chunk, unless the outbox's last word
+                // moved the session to another character.
+                let found = match characters.remove(&state.character_id) {
+                    Some(found) => Some(found),
+                    None => tx.character_and_level(state.character_id)?,
+                };
+                match found {
+                    Some((ch, level)) => {
+                        session.level = Level::from_i64(level);
+                        session.state = SessionState {
+                            account_id: ch.account_id,
+                            character_id: ch.id,
+                            ..state
+                        };
+                        session.restore_values();
+                        self.state.play(ObjectId(ch.id), id);
+                        session.character = Some(ch);
+                        self.state.sessions.insert(id, session);
+                    }
+                    None => {
+                        tracing::warn!(
+                            session = %id,
+                            character = state.character_id,
+                            "synced session plays a character that does not exist; back to the login screen"
+                        );
+                        self.state.sessions.insert(id, session);
+                        self.greet(id, out);
+                    }
                 }
-                None => {
-                    tracing::warn!(
-                        session = %id,
-                        character = state.character_id,
-                        "synced session plays a character that does not exist; back to the login screen"
-                    );
-                    self.state.sessions.insert(id, session);
-                    self.greet(id, out);
-                }
-            },
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! `set-password` uses it. (Its tables are made by the first migration, in
 //! `schema`.)
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -258,6 +259,35 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    /// [`character_and_level`](Self::character_and_level) for many ids in
+    /// one statement: a Sync restores a chunk of sessions with one read
+    /// rather than one per player. Ids with no character are left out.
+    pub fn characters_and_levels(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, (Character, i64)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // Integers only, as a JSON array: one bound parameter whatever the count.
+        let list = format!(
+            "[{}]",
+            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        );
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT c.id, c.account_id, c.name, a.level
+             FROM characters c JOIN accounts a ON a.id = c.account_id
+             WHERE c.id IN (SELECT value FROM json_each(?1))",
+        )?;
+        let rows = stmt.query_map([list], |row| Ok((character_row(row)?, row.get(3)?)))?;
+        let mut found = HashMap::with_capacity(ids.len());
+        for row in rows {
+            let (ch, level): (Character, i64) = row?;
+            found.insert(ch.id, (ch, level));
+        }
+        Ok(found)
+    }
+
     /// Keeps the player's colour setting (its name) on the account; false
     /// if there is no such account.
     pub fn set_colours(&self, account_id: i64, colours: &str) -> Result<bool, StoreError> {
@@ -325,6 +355,28 @@ fn taken_or(e: rusqlite::Error) -> CreateError {
 mod tests {
     use super::*;
     use crate::store::tests::open;
+
+    #[test]
+    fn many_characters_and_levels_in_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        let alice = tx.create_account("Alice", "h", 0, None).unwrap();
+        let bob = tx.create_account("Bob", "h", 0, None).unwrap();
+        assert!(tx.set_level(bob.account_id, 2).unwrap());
+        let found = tx.characters_and_levels(&[alice.id, 9999, bob.id]).unwrap();
+        assert_eq!(found.len(), 2, "no character 9999");
+        assert_eq!(found[&alice.id], (alice.clone(), 0));
+        assert_eq!(found[&bob.id], (bob.clone(), 2));
+        for id in [alice.id, bob.id] {
+            assert_eq!(
+                tx.character_and_level(id).unwrap().as_ref(),
+                Some(&found[&id]),
+                "the same as one at a time"
+            );
+        }
+        assert!(tx.characters_and_levels(&[]).unwrap().is_empty());
+    }
 
     #[test]
     fn names_are_unique_in_any_case() {
