@@ -1240,7 +1240,7 @@ impl<G: Game> Kernel<G> {
         };
         let verb = typed.verb;
         let unknown = || {
-            let verb = ev::markup::escape(&ev::text::printable(verb));
+            let verb = echoed(verb);
             if playing {
                 format!("Unknown command '{verb}'. Type help for a list.")
             } else {
@@ -1310,12 +1310,7 @@ impl<G: Game> Kernel<G> {
         } else {
             self.commands
                 .help_for(topic, playing, level)
-                .unwrap_or_else(|| {
-                    format!(
-                        "There is no help on '{}'.",
-                        ev::markup::escape(&ev::text::printable(topic))
-                    )
-                })
+                .unwrap_or_else(|| format!("There is no help on '{}'.", echoed(topic)))
         };
         out.output(id, ev::markup::escape(&text));
         Ok(Flow::Done)
@@ -1339,13 +1334,7 @@ impl<G: Game> Kernel<G> {
             return Ok(Flow::Done);
         };
         let Some(account) = tx.account_by_name(name)? else {
-            out.output(
-                id,
-                format!(
-                    "There is no account '{}'.",
-                    ev::markup::escape(&ev::text::printable(name))
-                ),
-            );
+            out.output(id, format!("There is no account '{}'.", echoed(name)));
             return Ok(Flow::Done);
         };
         tx.set_level(account.id, level.as_i64())?;
@@ -1393,7 +1382,7 @@ impl<G: Game> Kernel<G> {
                 id,
                 format!(
                     "There is no colour setting '{}'. Usage: colour {choices}",
-                    ev::markup::escape(&ev::text::printable(args))
+                    echoed(args)
                 ),
             );
             return Ok(Flow::Done);
@@ -1884,7 +1873,7 @@ fn builtins<G: Game>(test_commands: bool) -> Registry<Action<G>> {
                     if rest.is_empty() {
                         "pong".to_owned()
                     } else {
-                        format!("pong {}", ev::markup::escape(&ev::text::printable(rest)))
+                        format!("pong {}", echoed(rest))
                     },
                 );
                 Ok(Flow::Done)
@@ -2058,6 +2047,12 @@ fn test_work_done<G>(_: &mut G, cx: &mut Context, finished: &Finished) -> api::R
         cx.send(session, &format!("Worked: {}", ev::markup::escape(&text)));
     }
     Ok(())
+}
+
+/// What a player typed, quoted back in a reply: control characters
+/// dropped and braces escaped, so it shows as typed and is never markup.
+fn echoed(typed: &str) -> String {
+    ev::markup::escape(&ev::text::printable(typed))
 }
 
 /// A colour setting as the player reads it.
