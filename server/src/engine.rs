@@ -410,7 +410,8 @@ impl<G: Game> Engine<G> {
                             dog.applying(Work::Input {
                                 session: *session,
                                 seq: *seq,
-                                text: self.game.loggable(*session, text),
+                                typed: text.clone(),
+                                secret: self.game.answers_secret(*session),
                             });
                         }
                         self.game.handle(tx, event, out).map_err(midway)?;

@@ -550,9 +550,11 @@ pub async fn run<G: Game>(options: ServerOptions, game: G) -> anyhow::Result<()>
             std::process::abort();
         });
     }
-    let watchdog =
-        engine::Watchdog::aborting(Duration::from_millis(config.server.command_timeout_ms))
-            .context("starting the command watchdog")?;
+    let watchdog = engine::Watchdog::aborting(
+        Duration::from_millis(config.server.command_timeout_ms),
+        game.redactor(),
+    )
+    .context("starting the command watchdog")?;
     let workers = config.auth.workers();
     let mut engine = engine::Engine::new(
         game,

@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::event::SessionId;
+use crate::game::Registry;
 
 /// What the engine is applying, for the log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +20,10 @@ pub enum Work {
     Input {
         session: SessionId,
         seq: u64,
-        /// The command as typed, with a password hidden.
-        text: String,
+        /// The command as typed: only ever logged through the redactor.
+        typed: String,
+        /// It answers a password prompt: nothing of it is logged.
+        secret: bool,
     },
     /// The result of a password job.
     Password { session: SessionId },
@@ -28,6 +31,17 @@ pub enum Work {
     Timers,
     /// The results of the game's deferred work.
     Deferred,
+}
+
+impl Work {
+    /// The line being applied as a log may show it; empty for other work.
+    pub fn loggable(&self, redactor: &Registry<()>) -> String {
+        match self {
+            Work::Input { secret: true, .. } => "<secret>".to_owned(),
+            Work::Input { typed, .. } => redactor.loggable(typed),
+            _ => String::new(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -80,16 +94,20 @@ impl Watchdog {
     }
 
     /// Starts one that logs an error naming the work and aborts the process.
-    pub fn aborting(timeout: Duration) -> std::io::Result<Watchdog> {
-        Watchdog::start(timeout, |timeout, work| {
+    /// `redactor` hides the secrets of the line being applied.
+    pub fn aborting(timeout: Duration, redactor: Registry<()>) -> std::io::Result<Watchdog> {
+        Watchdog::start(timeout, move |timeout, work| {
             let limit = timeout.as_millis() as u64;
             match work {
-                Some(Work::Input { session, seq, text }) => tracing::error!(
+                Some(ref input @ Work::Input { session, seq, .. }) => {
+                    let text = input.loggable(&redactor);
+                    tracing::error!(
                     %session,
                     seq,
                     command = text,
                     "command watchdog: a batch took over {limit} ms (server.command_timeout_ms) while applying input {seq} of session {session}: {text:?}; aborting"
-                ),
+                    )
+                }
                 Some(Work::Password { session }) => tracing::error!(
                     %session,
                     "command watchdog: a batch took over {limit} ms (server.command_timeout_ms) while applying a password result of session {session}; aborting"
@@ -196,10 +214,34 @@ mod tests {
         let work = Work::Input {
             session: SessionId(4),
             seq: 9,
-            text: "@hang".into(),
+            typed: "@hang".into(),
+            secret: false,
         };
         dog.applying(work.clone());
         assert_eq!(fired.recv_timeout(DEADLINE), Ok(Some(work)));
+    }
+
+    #[test]
+    fn the_line_reported_shows_no_password() {
+        let mut redactor = Registry::default();
+        let connect = crate::game::Spec {
+            place: crate::game::Place::Login,
+            secret_from: Some(1),
+            ..crate::game::Spec::new("connect", "connect NAME PASSWORD", "Log in.")
+        };
+        redactor.add(connect, ()).unwrap();
+        let input = |typed: &str, secret| Work::Input {
+            session: SessionId(1),
+            seq: 1,
+            typed: typed.into(),
+            secret,
+        };
+        assert_eq!(
+            input("connect Alice hunter2", false).loggable(&redactor),
+            "connect Alice <secret>"
+        );
+        assert_eq!(input("hunter2", true).loggable(&redactor), "<secret>");
+        assert_eq!(input("@hang", false).loggable(&redactor), "@hang");
     }
 
     #[test]

@@ -63,7 +63,8 @@ use context::Context;
 use deferred::{Deferred, Finished, WorkFn};
 use idmap::IdMap;
 use objects::{ObjectId, Objects};
-use registry::{Found, Registry};
+use registry::Found;
+pub(crate) use registry::Registry;
 pub use registry::{Level, Place, Spec};
 pub use throttle::Limits;
 use throttle::{Origin, Throttle, Verdict};
@@ -1281,17 +1282,33 @@ impl<G: Game> Kernel<G> {
         Some((session.character.is_some(), session.level))
     }
 
+    /// Whether what `session` types next answers a password prompt: a log
+    /// must show none of it.
+    pub fn answers_secret(&self, session: SessionId) -> bool {
+        matches!(
+            self.state
+                .sessions
+                .get(&session)
+                .and_then(|s| s.asking.as_ref()),
+            Some(Asking::Password { .. })
+        )
+    }
+
+    /// What hides the secrets of the game's commands from a log (see
+    /// [`Registry::loggable`]), for a thread of its own: the command
+    /// watchdog redacts a line only when it logs one, not for every input.
+    pub fn redactor(&self) -> Registry<()> {
+        self.commands.specs()
+    }
+
     /// `text`, typed by `session`, as a log may show it: no secret of any
     /// command, and nothing of an answer to a password prompt.
+    #[cfg(test)]
     pub fn loggable(&self, session: SessionId, text: &str) -> String {
-        match self
-            .state
-            .sessions
-            .get(&session)
-            .and_then(|s| s.asking.as_ref())
-        {
-            Some(Asking::Password { .. }) => "<secret>".into(),
-            _ => self.commands.loggable(text),
+        if self.answers_secret(session) {
+            "<secret>".into()
+        } else {
+            self.commands.loggable(text)
         }
     }
 

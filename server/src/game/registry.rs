@@ -251,6 +251,17 @@ impl<H> Registry<H> {
         self.commands.len() != before
     }
 
+    /// The commands without their handlers.
+    pub fn specs(&self) -> Registry<()> {
+        Registry {
+            commands: self
+                .commands
+                .iter()
+                .map(|(spec, _)| (spec.clone(), ()))
+                .collect(),
+        }
+    }
+
     /// Every command's name, in the order registered.
     #[cfg(test)]
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
@@ -404,8 +415,7 @@ impl<H> Registry<H> {
     }
 }
 
-/// Whether `verb` is the start of one of `spec`'s words, in any case. It
-/// runs for every input (the log's view of it), so it allocates nothing.
+/// Whether `verb` is the start of one of `spec`'s words, in any case.
 fn could_name(spec: &Spec, verb: &str) -> bool {
     words(spec).any(|w| {
         w.len() >= verb.len() && w.as_bytes()[..verb.len()].eq_ignore_ascii_case(verb.as_bytes())
