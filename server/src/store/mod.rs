@@ -43,6 +43,7 @@ use checkpoint::{CHECKPOINT_EVERY, Checkpointer, WAL_RESTART_FRAMES, WAL_SIZE_LI
 use outage::{Write, fault_at, injected_fault};
 // The game's tables, the seam for the game-API issue (see `accounts`).
 pub use accounts::{Account, Character, CreateError};
+use delivery::OutputSeqs;
 pub use delivery::SyncState;
 pub use objects::{TimerRow, WorldChanges, WorldSnapshot};
 pub use schema::SCHEMA_VERSION;
@@ -95,6 +96,8 @@ pub struct Store {
     /// The writes of the transaction in progress, or of the one whose commit
     /// failed, for [`Store::retry`].
     redo: RefCell<Vec<(Write, i64)>>,
+    /// Each session's output counter (see `delivery`).
+    seqs: RefCell<OutputSeqs>,
     /// Set once this server may change the database (it migrated): only then
     /// does the checkpoint thread give free pages back, which is a write.
     active: Arc<AtomicBool>,
@@ -161,6 +164,7 @@ impl Store {
                 active.clone(),
             ),
             redo: RefCell::new(Vec::new()),
+            seqs: RefCell::default(),
             active,
             fault: None,
         };
@@ -171,17 +175,29 @@ impl Store {
     /// Starts a write transaction. It takes the write lock at once, so it
     /// never fails half-way for want of it.
     pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
+        self.seqs.get_mut().begin();
+        self.begin_keeping_counters()
+    }
+
+    /// [`Store::begin`] for the retry of a failed commit: the output
+    /// counters that transaction set are this one's too.
+    fn begin_keeping_counters(&mut self) -> Result<Tx<'_>, StoreError> {
         if self.fault_at("begin") {
             return Err(injected_fault());
         }
         let Store {
-            conn, redo, fault, ..
+            conn,
+            redo,
+            seqs,
+            fault,
+            ..
         } = self;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         redo.get_mut().clear();
         Ok(Tx {
             tx,
             redo,
+            seqs,
             fault: fault.as_deref(),
             world_rev: std::cell::Cell::new(None),
         })
@@ -192,6 +208,7 @@ impl Store {
 pub struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
     redo: &'a RefCell<Vec<(Write, i64)>>,
+    seqs: &'a RefCell<OutputSeqs>,
     fault: Option<&'a Path>,
     /// The world revision this transaction's changes to the game's data
     /// carry, taken at its first such change (see `objects`).
@@ -206,7 +223,9 @@ impl Tx<'_> {
             // Dropping the transaction rolls it back, as a failed commit does.
             return Err(injected_fault());
         }
-        Ok(self.tx.commit()?)
+        self.tx.commit()?;
+        self.seqs.borrow_mut().committed();
+        Ok(())
     }
 }
 

@@ -71,7 +71,9 @@ impl Store {
     }
 
     fn redo_writes(&mut self, writes: &[(Write, i64)]) -> Result<(), StoreError> {
-        let tx = self.begin()?;
+        // The output counters the failed transaction set wait for this
+        // commit, as its writes do.
+        let tx = self.begin_keeping_counters()?;
         for (write, first) in writes {
             let again = execute(&tx.tx, write)?;
             if again != *first {
