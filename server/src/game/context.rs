@@ -297,7 +297,7 @@ impl<'a> Context<'a> {
         self.state.objects.insert(
             id,
             Object {
-                kind: kind.to_owned(),
+                kind: kind.into(),
                 name: name.to_owned(),
                 location,
                 attributes: Default::default(),
@@ -317,7 +317,7 @@ impl<'a> Context<'a> {
 
     /// Its kind; "" if there is no such object.
     pub fn kind(&self, id: ObjectId) -> &str {
-        self.state.objects.get(id).map_or("", |o| o.kind.as_str())
+        self.state.objects.get(id).map_or("", |o| &o.kind)
     }
 
     pub fn location(&self, id: ObjectId) -> Option<ObjectId> {
@@ -413,7 +413,7 @@ impl<'a> Context<'a> {
             return Err(Error::NoObject(id));
         };
         self.tx.set_attribute(id.0, key, &value.to_string())?;
-        object.attributes.insert(key.to_owned(), value);
+        object.attributes.insert(key.into(), value);
         Ok(())
     }
 

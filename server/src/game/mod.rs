@@ -543,10 +543,8 @@ impl<G: Game> Kernel<G> {
             Ok(v) if v == crate::store::SCHEMA_VERSION => {}
             _ => return,
         }
-        match store.snapshot_world() {
-            Ok(world) => {
-                let rev = world.rev;
-                let objects = Objects::from_snapshot(world);
+        match Objects::read(store) {
+            Ok((objects, rev)) => {
                 tracing::info!(
                     objects = objects.len(),
                     rev,

@@ -6,12 +6,13 @@
 //! A commit that fails on storage is retried with the same writes (see
 //! `store::outage`), so the cache never runs ahead of what will be stored.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::idmap::{IdMap, IdSet};
-use crate::store::{StoreError, Tx, WorldChanges, WorldSnapshot};
+use crate::store::{StoreError, Tx, WorldChanges, WorldReader};
 
 /// An object of the game: a room, a thing, a character (whose id is its
 /// character's). Stored in attributes as a plain number.
@@ -27,7 +28,8 @@ impl std::fmt::Display for ObjectId {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Object {
-    pub kind: String,
+    /// Shared by every object of the kind (see [`Loader`]).
+    pub kind: Arc<str>,
     pub name: String,
     pub location: Option<ObjectId>,
     pub attributes: Attributes,
@@ -36,14 +38,15 @@ pub(crate) struct Object {
 /// An object's attributes: a few per object, so a list searched in order
 /// (a map's node took some 600 bytes per object at 100,000 objects).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Attributes(Vec<(String, serde_json::Value)>);
+/// A loaded world shares each key's text (see [`Loader`]).
+pub(crate) struct Attributes(Vec<(Arc<str>, serde_json::Value)>);
 
 impl Attributes {
     pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.0.iter().find(|(k, _)| **k == *key).map(|(_, v)| v)
     }
 
-    pub fn insert(&mut self, key: String, value: serde_json::Value) {
+    pub fn insert(&mut self, key: Arc<str>, value: serde_json::Value) {
         match self.0.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v = value,
             None => self.0.push((key, value)),
@@ -51,13 +54,13 @@ impl Attributes {
     }
 
     pub fn remove(&mut self, key: &str) -> Option<serde_json::Value> {
-        let i = self.0.iter().position(|(k, _)| k == key)?;
+        let i = self.0.iter().position(|(k, _)| **k == *key)?;
         Some(self.0.swap_remove(i).1)
     }
 
     /// In key order, for a test to compare.
     #[cfg(test)]
-    fn sorted(&self) -> Vec<&(String, serde_json::Value)> {
+    fn sorted(&self) -> Vec<&(Arc<str>, serde_json::Value)> {
         let mut all: Vec<_> = self.0.iter().collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -69,7 +72,7 @@ pub(crate) struct Objects {
     all: IdMap<ObjectId, Object>,
     /// What each object holds, in id order (so listings are stable).
     contents: IdMap<ObjectId, Held>,
-    by_kind: HashMap<String, BTreeSet<ObjectId>>,
+    by_kind: HashMap<Arc<str>, BTreeSet<ObjectId>>,
     /// The characters being played: `State::playing`'s, told here by
     /// `State` (never changed otherwise) so that every move files the
     /// mover on the right side of [`Held`].
@@ -83,6 +86,66 @@ pub(crate) struct Objects {
 struct Held {
     players: BTreeSet<ObjectId>,
     rest: BTreeSet<ObjectId>,
+}
+
+/// Builds the cache from the store's rows, each object whole before it is
+/// filed: the objects of a kind share its text, and so do the attributes
+/// of a key, which spares a big world an allocation for each (and the
+/// memory).
+#[derive(Default)]
+struct Loader {
+    objects: Objects,
+    /// The object whose attributes come now.
+    building: Option<(ObjectId, Object)>,
+    keys: HashSet<Arc<str>>,
+}
+
+impl Loader {
+    fn file(&mut self) {
+        if let Some((id, object)) = self.building.take() {
+            self.objects.insert(id, object);
+        }
+    }
+
+    fn finish(mut self) -> Objects {
+        self.file();
+        self.objects
+    }
+}
+
+impl WorldReader for Loader {
+    fn reserve(&mut self, objects: usize) {
+        self.objects.all.reserve(objects);
+    }
+
+    fn object(&mut self, id: i64, kind: &str, name: &str, location: Option<i64>) {
+        self.file();
+        let object = Object {
+            kind: self.objects.kind_text(kind),
+            name: name.to_owned(),
+            location: location.map(ObjectId),
+            attributes: Attributes::default(),
+        };
+        self.building = Some((ObjectId(id), object));
+    }
+
+    fn attribute(&mut self, key: &str, value: &str) {
+        let Some((id, object)) = &mut self.building else {
+            return;
+        };
+        let key = match self.keys.get(key) {
+            Some(key) => key.clone(),
+            None => {
+                let key: Arc<str> = key.into();
+                self.keys.insert(key.clone());
+                key
+            }
+        };
+        match serde_json::from_str(value) {
+            Ok(value) => object.attributes.insert(key, value),
+            Err(e) => tracing::error!(object = %id, %key, "unreadable attribute skipped: {e}"),
+        }
+    }
 }
 
 impl Held {
@@ -111,23 +174,19 @@ impl Held {
 }
 
 impl Objects {
+    /// The world as `tx` sees it.
     pub fn load(tx: &Tx) -> Result<Objects, StoreError> {
-        Ok(Objects::from_snapshot(WorldSnapshot {
-            rev: tx.world_rev()?,
-            objects: tx.load_objects()?,
-            attributes: tx.load_attributes()?,
-        }))
+        let mut loader = Loader::default();
+        tx.read_world(&mut loader)?;
+        Ok(loader.finish())
     }
 
-    pub fn from_snapshot(world: WorldSnapshot) -> Objects {
-        let mut objects = Objects::default();
-        for row in world.objects {
-            objects.upsert(row.id, row.kind, row.name, row.location);
-        }
-        for (id, key, value) in world.attributes {
-            objects.set_stored(id, key, &value);
-        }
-        objects
+    /// The world as the database holds it, read without writing (a
+    /// standby's read ahead); and its revision.
+    pub fn read(store: &crate::store::Store) -> Result<(Objects, i64), StoreError> {
+        let mut loader = Loader::default();
+        let rev = store.read_world(&mut loader)?;
+        Ok((loader.finish(), rev))
     }
 
     /// Brings a world loaded ahead (by a standby) up to date.
@@ -143,15 +202,24 @@ impl Objects {
             }
         }
         for row in changes.objects {
-            self.upsert(row.id, row.kind, row.name, row.location);
+            let kind = self.kind_text(&row.kind);
+            self.upsert(row.id, kind, row.name, row.location);
         }
         for (id, key, value) in changes.attributes {
-            self.set_stored(id, key, &value);
+            self.set_stored(id, key.into(), &value);
+        }
+    }
+
+    /// `kind`'s text as the objects of that kind share it.
+    fn kind_text(&self, kind: &str) -> Arc<str> {
+        match self.by_kind.get_key_value(kind) {
+            Some((text, _)) => text.clone(),
+            None => kind.into(),
         }
     }
 
     /// An object as stored: added, or its kind, name and place updated.
-    fn upsert(&mut self, id: i64, kind: String, name: String, location: Option<i64>) {
+    fn upsert(&mut self, id: i64, kind: Arc<str>, name: String, location: Option<i64>) {
         let id = ObjectId(id);
         let location = location.map(ObjectId);
         match self.all.get_mut(&id) {
@@ -179,7 +247,7 @@ impl Objects {
     }
 
     /// An attribute as stored (JSON text).
-    fn set_stored(&mut self, id: i64, key: String, value: &str) {
+    fn set_stored(&mut self, id: i64, key: Arc<str>, value: &str) {
         let Some(object) = self.all.get_mut(&ObjectId(id)) else {
             return;
         };
@@ -187,7 +255,7 @@ impl Objects {
             Ok(value) => {
                 object.attributes.insert(key, value);
             }
-            Err(e) => tracing::error!(object = id, key, "unreadable attribute skipped: {e}"),
+            Err(e) => tracing::error!(object = id, %key, "unreadable attribute skipped: {e}"),
         }
     }
 

@@ -45,7 +45,7 @@ use outage::{Write, fault_at, injected_fault};
 pub use accounts::{Account, Character, CreateError};
 use delivery::OutputSeqs;
 pub use delivery::SyncState;
-pub use objects::{TimerRow, WorldChanges, WorldSnapshot};
+pub use objects::{TimerRow, WorldChanges, WorldReader};
 pub use schema::SCHEMA_VERSION;
 
 /// How long a writer waits for another (e.g. `create-admin`) to finish.

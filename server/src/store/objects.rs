@@ -43,15 +43,6 @@ pub struct DeferredRow {
     pub input: String,
 }
 
-/// The whole world as of one revision, read by a standby ahead of its
-/// promotion.
-#[derive(Debug, Default)]
-pub struct WorldSnapshot {
-    pub rev: i64,
-    pub objects: Vec<ObjectRow>,
-    pub attributes: Vec<(i64, String, String)>,
-}
-
 /// What changed after a snapshot's revision (see [`Tx::world_since`]).
 #[derive(Debug, Default)]
 pub struct WorldChanges {
@@ -100,16 +91,62 @@ impl Store {
 
     /// The world as it is, read in one read transaction that writes
     /// nothing: what a standby may do while the active server still serves.
-    pub fn snapshot_world(&self) -> Result<WorldSnapshot, StoreError> {
+    /// Gives its revision.
+    pub fn read_world(&self, reader: &mut impl WorldReader) -> Result<i64, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
-        let snapshot = WorldSnapshot {
-            rev: tx.query_row("SELECT rev FROM world", [], |row| row.get(0))?,
-            objects: load_objects(&tx)?,
-            attributes: load_attributes(&tx)?,
-        };
+        let rev = read_world(&tx, reader)?;
         tx.rollback()?;
-        Ok(snapshot)
+        Ok(rev)
     }
+}
+
+/// What takes the world from [`Store::read_world`] or [`Tx::read_world`]
+/// row by row, borrowed: loading a world of 100,000 objects then
+/// allocates only what the cache keeps, not every row twice.
+pub trait WorldReader {
+    /// How many objects follow, before the first.
+    fn reserve(&mut self, objects: usize);
+    /// The objects come in id order...
+    fn object(&mut self, id: i64, kind: &str, name: &str, location: Option<i64>);
+    /// ...each followed by its attributes; `value` is JSON text.
+    fn attribute(&mut self, key: &str, value: &str);
+}
+
+fn read_world(conn: &Connection, reader: &mut impl WorldReader) -> Result<i64, StoreError> {
+    let rev = conn.query_row("SELECT rev FROM world", [], |row| row.get(0))?;
+    let count: i64 = conn.query_row("SELECT count(*) FROM objects", [], |row| row.get(0))?;
+    reader.reserve(usize::try_from(count).unwrap_or(0));
+    // Both in object order, read side by side: each object is whole
+    // before the next, so the cache never looks one up again.
+    let mut objects = conn.prepare("SELECT id, kind, name, location FROM objects ORDER BY id")?;
+    let mut attributes =
+        conn.prepare("SELECT object, key, value FROM attributes ORDER BY object, key")?;
+    let mut objects = objects.query([])?;
+    let mut attributes = attributes.query([])?;
+    let mut attribute = attributes.next()?;
+    while let Some(object) = objects.next()? {
+        let id: i64 = object.get(0)?;
+        reader.object(id, text(object, 1)?, text(object, 2)?, object.get(3)?);
+        while let Some(row) = attribute {
+            let of: i64 = row.get(0)?;
+            if of > id {
+                break;
+            }
+            // (One of no object, which the foreign key forbids, is skipped.)
+            if of == id {
+                reader.attribute(text(row, 1)?, text(row, 2)?);
+            }
+            attribute = attributes.next()?;
+        }
+    }
+    Ok(rev)
+}
+
+/// Column `i` of `row` as text, borrowed.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    row.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn object_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
@@ -121,12 +158,14 @@ fn object_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
     })
 }
 
+#[cfg(test)]
 fn load_objects(conn: &Connection) -> Result<Vec<ObjectRow>, StoreError> {
     let mut stmt = conn.prepare("SELECT id, kind, name, location FROM objects ORDER BY id")?;
     let rows = stmt.query_map([], object_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+#[cfg(test)]
 fn load_attributes(conn: &Connection) -> Result<Vec<(i64, String, String)>, StoreError> {
     let mut stmt =
         conn.prepare("SELECT object, key, value FROM attributes ORDER BY object, key")?;
@@ -356,12 +395,19 @@ impl Write {
 }
 
 impl Tx<'_> {
-    /// Every object, for the cache.
+    /// The world, for the cache; gives its revision.
+    pub fn read_world(&self, reader: &mut impl WorldReader) -> Result<i64, StoreError> {
+        read_world(&self.tx, reader)
+    }
+
+    /// Every object.
+    #[cfg(test)]
     pub fn load_objects(&self) -> Result<Vec<ObjectRow>, StoreError> {
         load_objects(&self.tx)
     }
 
     /// Every attribute: object, key, value (JSON text).
+    #[cfg(test)]
     pub fn load_attributes(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
         load_attributes(&self.tx)
     }
@@ -591,8 +637,60 @@ impl Tx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::StoreError;
     use crate::store::tests::open;
+    use crate::store::{StoreError, WorldReader};
+
+    /// What a reader was told, in order.
+    #[derive(Default)]
+    struct Told(Vec<String>);
+
+    impl WorldReader for Told {
+        fn reserve(&mut self, objects: usize) {
+            self.0.push(format!("{objects} objects"));
+        }
+        fn object(&mut self, id: i64, kind: &str, name: &str, location: Option<i64>) {
+            self.0.push(format!("#{id} {kind} {name} at {location:?}"));
+        }
+        fn attribute(&mut self, key: &str, value: &str) {
+            self.0.push(format!("  {key} = {value}"));
+        }
+    }
+
+    #[test]
+    fn the_world_is_read_object_by_object_each_followed_by_its_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let tx = store.begin().unwrap();
+        let base = tx.world_rev().unwrap();
+        let room = tx.create_object("room", "hall", None).unwrap();
+        let bare = tx.create_object("thing", "pebble", Some(room)).unwrap();
+        let cup = tx.create_object("thing", "cup", Some(room)).unwrap();
+        let last = tx.create_object("thing", "coin", Some(cup)).unwrap();
+        // Set out of order: the read is in object, then key, order.
+        tx.set_attribute(cup, "colour", "\"red\"").unwrap();
+        tx.set_attribute(room, "lit", "true").unwrap();
+        tx.set_attribute(cup, "colour", "\"blue\"").unwrap();
+        tx.set_attribute(cup, "weight", "2").unwrap();
+        tx.set_attribute(room, "dark", "false").unwrap();
+        tx.commit().unwrap();
+        let mut told = Told::default();
+        let rev = store.read_world(&mut told).unwrap();
+        assert!(rev > base);
+        assert_eq!(
+            told.0,
+            [
+                "4 objects".to_owned(),
+                format!("#{room} room hall at None"),
+                "  dark = false".into(),
+                "  lit = true".into(),
+                format!("#{bare} thing pebble at Some({room})"),
+                format!("#{cup} thing cup at Some({room})"),
+                "  colour = \"blue\"".into(),
+                "  weight = 2".into(),
+                format!("#{last} thing coin at Some({cup})"),
+            ]
+        );
+    }
 
     #[test]
     fn objects_attributes_and_timers_are_kept_only_when_committed() {
