@@ -316,7 +316,9 @@ pub(crate) struct Session {
     failures: u32,
     /// The account's permission level while playing; Player before.
     pub(crate) level: Level,
-    pending: Option<Pending>,
+    /// Boxed: the map of sessions holds a slot of this struct's size for
+    /// every session and more, and a session rarely waits.
+    pending: Option<Box<Pending>>,
     queue: VecDeque<Queued>,
     asking: Option<Asking>,
     /// What the portal knows of the connection (window size, client,
@@ -1125,12 +1127,12 @@ impl<G: Game> Kernel<G> {
                 self.next_job += 1;
                 let abandon = Abandon::default();
                 if let Some(session) = self.state.sessions.get_mut(&id) {
-                    session.pending = Some(Pending {
+                    session.pending = Some(Box::new(Pending {
                         job,
                         seq,
                         then,
                         abandon: abandon.clone(),
-                    });
+                    }));
                 }
                 out.jobs.push(Job {
                     id: job,
