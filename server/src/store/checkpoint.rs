@@ -189,11 +189,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_wal_starts_over_under_writes_without_pause() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("game.db");
-        let conn = Connection::open(&db).unwrap();
+    /// A database in WAL mode with one table `t`, as the game's connection
+    /// would have it: no checkpoint of its own, no sync (the tests write a
+    /// lot).
+    fn wal_database(db: &Path) -> Connection {
+        let conn = Connection::open(db).unwrap();
         let _: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .unwrap();
@@ -202,6 +202,14 @@ mod tests {
         conn.busy_timeout(BUSY_TIMEOUT).unwrap();
         conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)", [])
             .unwrap();
+        conn
+    }
+
+    #[test]
+    fn the_wal_starts_over_under_writes_without_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("game.db");
+        let conn = wal_database(&db);
         let _checkpoints = Checkpointer::start(
             &db,
             Duration::from_millis(10),
@@ -230,14 +238,7 @@ mod tests {
     fn a_long_read_never_holds_the_games_commits_back() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("game.db");
-        let game = Connection::open(&db).unwrap();
-        let _: String = game
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .unwrap();
-        game.pragma_update(None, "synchronous", "OFF").unwrap();
-        game.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        game.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)", [])
-            .unwrap();
+        let game = wal_database(&db);
         // A standby reading the world ahead, or a backup: a read
         // transaction that stays open while the game goes on.
         let reader = Connection::open(&db).unwrap();
