@@ -120,7 +120,7 @@ impl Hub {
         self.counters.opened(&portal.protocol);
         self.sessions.insert(
             id,
-            Session {
+            Box::new(Session {
                 portal: portal.clone(),
                 server: ServerSession::default(),
                 last_seq: 0,
@@ -137,7 +137,7 @@ impl Hub {
                 input_ended: false,
                 closed: None,
                 closed_sent: false,
-            },
+            }),
         );
         if let Some(active) = self.active {
             self.push(active, ToServer::Opened(portal));
