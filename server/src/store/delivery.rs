@@ -151,6 +151,12 @@ impl OutputSeqs {
         }
     }
 
+    /// What the transaction in progress set `session`'s counter to; None:
+    /// read it from the database when next needed.
+    fn stage(&mut self, session: i64, seq: Option<i64>) {
+        self.staged.insert(session, seq);
+    }
+
     fn known(&self, session: i64) -> Option<i64> {
         match self.staged.get(&session) {
             Some(staged) => *staged,
@@ -184,12 +190,12 @@ impl Tx<'_> {
     pub fn forget_session(&self, session: SessionId) -> Result<(), StoreError> {
         let session = sql_u64(session.0);
         self.write(Write::Forget { session })?;
-        self.seqs.borrow_mut().staged.insert(session, Some(0));
+        self.seqs.borrow_mut().stage(session, Some(0));
         Ok(())
     }
 
-    /// The last output seq given to `session`; 0 if none.
-    #[cfg(test)]
+    /// The last output seq given to `session`, as the database has it; 0
+    /// if none.
     pub fn output_seq(&self, session: SessionId) -> Result<u64, StoreError> {
         let seq: Option<i64> = self
             .tx
@@ -201,20 +207,14 @@ impl Tx<'_> {
 
     /// Gives `session` its next output seq and records it.
     pub fn next_output_seq(&self, session: SessionId) -> Result<u64, StoreError> {
-        let session = sql_u64(session.0);
-        let known = self.seqs.borrow().known(session);
+        let known = self.seqs.borrow().known(sql_u64(session.0));
         let last = match known {
             Some(seq) => seq,
-            None => self
-                .tx
-                .prepare_cached("SELECT last_seq FROM output_seq WHERE session_id = ?1")?
-                .query_row([session], |row| row.get(0))
-                .optional()?
-                .unwrap_or(0),
+            None => sql_u64(self.output_seq(session)?),
         };
-        let seq = last + 1;
+        let (session, seq) = (sql_u64(session.0), last + 1);
         self.write(Write::OutputSeq { session, seq })?;
-        self.seqs.borrow_mut().staged.insert(session, Some(seq));
+        self.seqs.borrow_mut().stage(session, Some(seq));
         Ok(seq as u64)
     }
 
@@ -306,7 +306,7 @@ impl Tx<'_> {
                 session,
                 to: sql_u64(delivered),
             })?;
-            self.seqs.borrow_mut().staged.insert(session, None);
+            self.seqs.borrow_mut().stage(session, None);
         }
         if state.outbox.iter().any(|row| row.seq <= delivered) {
             self.prune_outbox(session, delivered)?;
