@@ -36,9 +36,9 @@ pub(crate) struct Object {
 }
 
 /// An object's attributes: a few per object, so a list searched in order
-/// (a map's node took some 600 bytes per object at 100,000 objects).
+/// (a map's node took some 600 bytes per object at 100,000 objects). A
+/// loaded world shares each key's text (see [`Loader`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-/// A loaded world shares each key's text (see [`Loader`]).
 pub(crate) struct Attributes(Vec<(Arc<str>, serde_json::Value)>);
 
 impl Attributes {
@@ -50,6 +50,15 @@ impl Attributes {
         match self.0.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v = value,
             None => self.0.push((key, value)),
+        }
+    }
+
+    /// An attribute as stored (JSON text) of object `id`; one that does not
+    /// parse is logged and skipped.
+    fn set_stored(&mut self, id: ObjectId, key: Arc<str>, value: &str) {
+        match serde_json::from_str(value) {
+            Ok(value) => self.insert(key, value),
+            Err(e) => tracing::error!(object = id.0, %key, "unreadable attribute skipped: {e}"),
         }
     }
 
@@ -141,10 +150,7 @@ impl WorldReader for Loader {
                 key
             }
         };
-        match serde_json::from_str(value) {
-            Ok(value) => object.attributes.insert(key, value),
-            Err(e) => tracing::error!(object = %id, %key, "unreadable attribute skipped: {e}"),
-        }
+        object.attributes.set_stored(*id, key, value);
     }
 }
 
@@ -248,14 +254,9 @@ impl Objects {
 
     /// An attribute as stored (JSON text).
     fn set_stored(&mut self, id: i64, key: Arc<str>, value: &str) {
-        let Some(object) = self.all.get_mut(&ObjectId(id)) else {
-            return;
-        };
-        match serde_json::from_str(value) {
-            Ok(value) => {
-                object.attributes.insert(key, value);
-            }
-            Err(e) => tracing::error!(object = id, %key, "unreadable attribute skipped: {e}"),
+        let id = ObjectId(id);
+        if let Some(object) = self.all.get_mut(&id) {
+            object.attributes.set_stored(id, key, value);
         }
     }
 
