@@ -37,8 +37,7 @@ impl Work {
     /// The line being applied as a log may show it; empty for other work.
     pub fn loggable(&self, redactor: &Registry<()>) -> String {
         match self {
-            Work::Input { secret: true, .. } => "<secret>".to_owned(),
-            Work::Input { typed, .. } => redactor.loggable(typed),
+            Work::Input { typed, secret, .. } => redactor.loggable_input(typed, *secret),
             _ => String::new(),
         }
     }
@@ -102,10 +101,10 @@ impl Watchdog {
                 Some(ref input @ Work::Input { session, seq, .. }) => {
                     let text = input.loggable(&redactor);
                     tracing::error!(
-                    %session,
-                    seq,
-                    command = text,
-                    "command watchdog: a batch took over {limit} ms (server.command_timeout_ms) while applying input {seq} of session {session}: {text:?}; aborting"
+                        %session,
+                        seq,
+                        command = text,
+                        "command watchdog: a batch took over {limit} ms (server.command_timeout_ms) while applying input {seq} of session {session}: {text:?}; aborting"
                     )
                 }
                 Some(Work::Password { session }) => tracing::error!(

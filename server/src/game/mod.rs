@@ -1310,11 +1310,8 @@ impl<G: Game> Kernel<G> {
     /// command, and nothing of an answer to a password prompt.
     #[cfg(test)]
     pub fn loggable(&self, session: SessionId, text: &str) -> String {
-        if self.answers_secret(session) {
-            "<secret>".into()
-        } else {
-            self.commands.loggable(text)
-        }
+        self.commands
+            .loggable_input(text, self.answers_secret(session))
     }
 
     fn help(

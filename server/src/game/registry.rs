@@ -375,6 +375,16 @@ impl<H> Registry<H> {
         Some(text)
     }
 
+    /// A line a session typed as a log may show it: nothing of it if it
+    /// answers a password prompt, else as [`Registry::loggable`] says.
+    pub fn loggable_input(&self, line: &str, answers_secret: bool) -> String {
+        if answers_secret {
+            "<secret>".to_owned()
+        } else {
+            self.loggable(line)
+        }
+    }
+
     /// `line` as a log may show it: the secret words of whichever command
     /// it could name, at any stage or level, replaced. A line that names
     /// none is cut to 200 characters and stripped of controls.
