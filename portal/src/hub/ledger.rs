@@ -403,32 +403,30 @@ impl Hub {
 
     /// The server's new state of a session, once.
     pub(super) fn update(&mut self, session: SessionId, seq: u64, server: ServerSession) {
-        if self.fresh(session, seq)
+        if !self.fresh(session, seq) {
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let colours = server.colours;
+        let recoloured = colours != s.server.colours;
+        s.server = server;
+        let now_in = s.server.logged_in();
+        if s.logged_in != now_in {
+            s.logged_in = now_in;
+            self.players_changed = true;
+            self.send_to_player(session, Outbound::LoggedIn(now_in));
+        }
+        // In the output queue, so the lines sent before the change keep
+        // the old colours and those after it get the new.
+        if recoloured
             && let Some(s) = self.sessions.get_mut(&session)
+            && let Some(out) = &s.out
+            && out.try_set_colours(colours).is_err()
         {
-            let colours = server.colours;
-            let recoloured = colours != s.server.colours;
-            s.server = server;
-            let now_in = s.server.logged_in();
-            if s.logged_in != now_in {
-                s.logged_in = now_in;
-                self.players_changed = true;
-                if let Some(out) = &s.out
-                    && out.try_send(Outbound::LoggedIn(now_in)).is_err()
-                {
-                    s.kill.cancel();
-                    s.out = None;
-                }
-            }
-            // In the output queue, so the lines sent before the change keep
-            // the old colours and those after it get the new.
-            if recoloured
-                && let Some(out) = &s.out
-                && out.try_set_colours(colours).is_err()
-            {
-                s.kill.cancel();
-                s.out = None;
-            }
+            s.kill.cancel();
+            s.out = None;
         }
     }
 
