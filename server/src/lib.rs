@@ -358,7 +358,13 @@ pub fn execute<G: Game>(command: Option<Command>, options: ServerOptions, game: 
     ev::sys::unmap_large_frees(HASH_MAPPED_FROM);
     match command {
         None => {
-            let outcome = tokio::runtime::Builder::new_multi_thread()
+            // One thread: the engine applies every batch on it anyway, and
+            // the Link's tasks only hand batches to it and back. Two
+            // workers woke each other for each command; on two cores one
+            // thread did 10% more commands a second for 23% less CPU each,
+            // and cut the round trip's p99 at 1,000 sessions (BENCHMARKS.md).
+            // Password hashes and deferred work still run on blocking threads.
+            let outcome = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")
