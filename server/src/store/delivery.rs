@@ -207,14 +207,15 @@ impl Tx<'_> {
 
     /// Gives `session` its next output seq and records it.
     pub fn next_output_seq(&self, session: SessionId) -> Result<u64, StoreError> {
-        let known = self.seqs.borrow().known(sql_u64(session.0));
+        let id = sql_u64(session.0);
+        let known = self.seqs.borrow().known(id);
         let last = match known {
             Some(seq) => seq,
             None => sql_u64(self.output_seq(session)?),
         };
-        let (session, seq) = (sql_u64(session.0), last + 1);
-        self.write(Write::OutputSeq { session, seq })?;
-        self.seqs.borrow_mut().stage(session, Some(seq));
+        let seq = last + 1;
+        self.write(Write::OutputSeq { session: id, seq })?;
+        self.seqs.borrow_mut().stage(id, Some(seq));
         Ok(seq as u64)
     }
 
